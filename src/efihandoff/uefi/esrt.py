@@ -1,0 +1,484 @@
+"""The EFI System Resource Table (ESRT): header, version-1 entries, codec and validation.
+
+Sources: UEFI 2.10 section 23.4 (EFI_SYSTEM_RESOURCE_TABLE, EFI_SYSTEM_RESOURCE_ENTRY); edk2
+MdePkg/Include/Guid/SystemResourceTable.h (FwType and LastAttemptStatus values); Linux
+drivers/firmware/efi/esrt.c (``struct efi_system_resource_table``, ``efi_esrt_init``); fwts
+src/uefi/esrt/esrt.c (``esrt_test1``, ``check_entries``) and src/lib/include/fwts_uefi.h;
+fwupd plugins/uefi-capsule/fu-uefi-capsule-device.c (``fu_uefi_capsule_device_probe``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import Any
+
+from efihandoff.errors import ParseError
+from efihandoff.findings import Finding, error, info, warning
+from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.memmap import MemoryAttribute, MemoryType, type_name
+
+ESRT_GUID = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
+ESRT_HEADER_SIZE = 16
+ESRT_ENTRY_SIZE = 40
+ESRT_FIRMWARE_RESOURCE_VERSION = 1  # EFI_SYSTEM_RESOURCE_TABLE_FIRMWARE_RESOURCE_VERSION
+# Linux drivers/firmware/efi/esrt.c efi_esrt_init: "I'm making up 128 as the max number".
+LINUX_MAX_ENTRIES = 128
+# Our own bound for Esrt.parse: far above any real table (and Linux's 128), low enough that a
+# hostile count over a large dump cannot make us build millions of objects.
+PARSE_MAX_ENTRIES = 4096
+
+_HEADER = struct.Struct("<IIQ")  # fw_resource_count, fw_resource_count_max, fw_resource_version
+_ENTRY = struct.Struct("<16sIIIIII")
+
+
+def esrt_size(count: int) -> int:
+    """Bytes of an ESRT with ``count`` entries: 16 + 40 * count."""
+    return ESRT_HEADER_SIZE + ESRT_ENTRY_SIZE * count
+
+
+class FwType(IntEnum):
+    """ESRT FwType (edk2 SystemResourceTable.h ESRT_FW_TYPE_*)."""
+
+    UNKNOWN = 0
+    SYSTEM_FIRMWARE = 1
+    DEVICE_FIRMWARE = 2
+    UEFI_DRIVER = 3
+
+
+class LastAttemptStatus(IntEnum):
+    """ESRT LastAttemptStatus (edk2 SystemResourceTable.h LAST_ATTEMPT_STATUS_*)."""
+
+    SUCCESS = 0
+    ERROR_UNSUCCESSFUL = 1
+    ERROR_INSUFFICIENT_RESOURCES = 2
+    ERROR_INCORRECT_VERSION = 3
+    ERROR_INVALID_FORMAT = 4
+    ERROR_AUTH_ERROR = 5
+    ERROR_PWR_EVT_AC = 6
+    ERROR_PWR_EVT_BATT = 7
+    ERROR_UNSATISFIED_DEPENDENCIES = 8
+
+
+# UEFI 2.10 section 23.4 and fwts src/lib/include/fwts_uefi.h: 0x1000..0x4000 inclusive is for
+# vendors. Current edk2 SystemResourceTable.h defines the maximum as 0x3FFF, anticipating a spec
+# erratum; we follow the spec and fwts (the stricter check would flag 0x4000).
+VENDOR_RANGE_MIN = 0x1000
+VENDOR_RANGE_MAX = 0x4000
+EDK2_VENDOR_RANGE_MAX = 0x3FFF
+
+
+def describe_last_attempt_status(value: int) -> str:
+    """``ERROR_UNSUCCESSFUL``, ``vendor error 0x1234`` or ``invalid 0x9``."""
+    try:
+        return LastAttemptStatus(value).name
+    except ValueError:
+        pass
+    if VENDOR_RANGE_MIN <= value <= VENDOR_RANGE_MAX:
+        return f"vendor error {value:#x}"
+    return f"invalid {value:#x}"
+
+
+class CapsuleFlags(IntFlag):
+    """EFI_CAPSULE_HEADER.Flags bits 16..18 (Linux include/linux/efi.h EFI_CAPSULE_*)."""
+
+    PERSIST_ACROSS_RESET = 0x10000
+    POPULATE_SYSTEM_TABLE = 0x20000
+    INITIATE_RESET = 0x40000
+
+
+CAPSULE_FLAGS_GUID_SPECIFIC_MASK = 0xFFFF  # bits 0..15 belong to the capsule GUID (edk2 comment)
+
+
+def describe_capsule_flags(value: int) -> list[str]:
+    """Names of the set flags: ``GUID-specific 0xfe`` for bits 0..15, then the named bits, then
+    ``unknown 0x...`` for any other bit."""
+    out = []
+    low = value & CAPSULE_FLAGS_GUID_SPECIFIC_MASK
+    if low:
+        out.append(f"GUID-specific {low:#x}")
+    known = 0
+    for flag in CapsuleFlags:
+        if value & flag:
+            out.append(str(flag.name))
+        known |= int(flag)
+    rest = value & ~(known | CAPSULE_FLAGS_GUID_SPECIFIC_MASK)
+    if rest:
+        out.append(f"unknown {rest:#x}")
+    return out
+
+
+FINDING_CODES = (
+    "esrt.version",
+    "esrt.count-zero",
+    "esrt.count-max-zero",
+    "esrt.count-exceeds-max",
+    "esrt.count-too-large",
+    "esrt.header-does-not-fit",
+    "esrt.does-not-fit",
+    "esrt.memory-type",
+    "esrt.not-boot-services-data",
+    "esrt.no-entries",
+    "esrt.entry-count-mismatch",
+    "esrt.entry.fw-type",
+    "esrt.entry.version-below-lowest",
+    "esrt.entry.last-attempt-status",
+    "esrt.entry.zero-fw-class",
+    "esrt.entry.duplicate-fw-class",
+)
+
+# Linux 6.3 drivers/firmware/efi/esrt.c efi_esrt_init: types accepted without EFI_MEMORY_RUNTIME
+# (ACPI reclaim and NVS since 01de145dc7fb "efi: Actually enable the ESRT under Xen").
+LINUX_ACCEPTED_TYPES = frozenset(
+    {
+        MemoryType.EfiBootServicesData,
+        MemoryType.EfiRuntimeServicesData,
+        MemoryType.EfiACPIReclaimMemory,
+        MemoryType.EfiACPIMemoryNVS,
+    }
+)
+
+
+def _need(data: Any, offset: int, size: int, what: str) -> int:
+    """Bytes available at ``offset``; ParseError when fewer than ``size``."""
+    if offset < 0 or offset > len(data):
+        raise ParseError("offset outside the buffer", offset=offset, what=what)
+    have = len(data) - offset
+    if have < size:
+        raise ParseError(f"truncated: need {size} bytes, have {have}", offset=offset, what=what)
+    return have
+
+
+@dataclass(frozen=True, slots=True)
+class EsrtEntry:
+    """EFI_SYSTEM_RESOURCE_ENTRY, version 1 (40 bytes). Fields hold raw u32 values."""
+
+    fw_class: Guid
+    fw_type: int
+    fw_version: int
+    lowest_supported_fw_version: int
+    capsule_flags: int
+    last_attempt_version: int
+    last_attempt_status: int
+
+    def pack(self) -> bytes:
+        """The 40 bytes."""
+        try:
+            return _ENTRY.pack(
+                self.fw_class.to_bytes(),
+                self.fw_type,
+                self.fw_version,
+                self.lowest_supported_fw_version,
+                self.capsule_flags,
+                self.last_attempt_version,
+                self.last_attempt_status,
+            )
+        except struct.error as exc:
+            raise ValueError(f"ESRT entry field out of range: {exc}") from None
+
+    @classmethod
+    def unpack(cls, data: Any, offset: int = 0) -> EsrtEntry:
+        """Read one entry at ``offset``."""
+        _need(data, offset, ESRT_ENTRY_SIZE, "ESRT entry")
+        raw_guid, *rest = _ENTRY.unpack_from(data, offset)
+        return cls(Guid.from_bytes(raw_guid), *rest)
+
+    def validate(self, index: int) -> list[Finding]:
+        """Findings about this entry alone; ``index`` names it in the messages."""
+        out: list[Finding] = []
+        where = f"ESRT entry {index}"
+        if self.fw_class.is_zero:
+            # fwupd fu_uefi_capsule_device_probe: fwupd_guid_is_valid() rejects the zero GUID.
+            out.append(
+                error(
+                    "esrt.entry.zero-fw-class",
+                    f"{where}: fw_class is {self.fw_class}; fwupd rejects the entry",
+                )
+            )
+        if self.fw_type > FwType.UEFI_DRIVER:
+            # fwts esrt.c check_entries: FwType must be <= ESRT_FW_TYPE_UEFIDRIVER.
+            out.append(
+                warning(
+                    "esrt.entry.fw-type",
+                    f"{where}: fw_type {self.fw_type} is not defined by UEFI (0..3)",
+                )
+            )
+        if self.fw_version < self.lowest_supported_fw_version:
+            # fwts esrt.c check_entries: FwVersion >= LowestSupportedFwVersion.
+            out.append(
+                warning(
+                    "esrt.entry.version-below-lowest",
+                    f"{where}: fw_version {self.fw_version} is below "
+                    f"lowest_supported_fw_version {self.lowest_supported_fw_version}",
+                )
+            )
+        las = self.last_attempt_status
+        if las > LastAttemptStatus.ERROR_UNSATISFIED_DEPENDENCIES and not (
+            VENDOR_RANGE_MIN <= las <= VENDOR_RANGE_MAX
+        ):
+            # fwts esrt.c check_entries: <= UNSATISFIED_DEPENDENCIES or in the vendor range.
+            out.append(
+                warning(
+                    "esrt.entry.last-attempt-status",
+                    f"{where}: last_attempt_status {las:#x} is neither defined (0..8) nor in "
+                    f"the vendor range {VENDOR_RANGE_MIN:#x}..{VENDOR_RANGE_MAX:#x}",
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EsrtHeader:
+    """The 16-byte ESRT header."""
+
+    fw_resource_count: int
+    fw_resource_count_max: int
+    fw_resource_version: int
+
+    def pack(self) -> bytes:
+        """The 16 bytes."""
+        try:
+            return _HEADER.pack(
+                self.fw_resource_count, self.fw_resource_count_max, self.fw_resource_version
+            )
+        except struct.error as exc:
+            raise ValueError(f"ESRT header field out of range: {exc}") from None
+
+    @classmethod
+    def unpack(cls, data: Any, offset: int = 0) -> EsrtHeader:
+        """Read a header at ``offset``."""
+        _need(data, offset, ESRT_HEADER_SIZE, "ESRT header")
+        return cls(*_HEADER.unpack_from(data, offset))
+
+    @property
+    def size(self) -> int:
+        """Bytes the table claims: 16 + 40 * fw_resource_count (Max is only capacity)."""
+        return esrt_size(self.fw_resource_count)
+
+    def validate(
+        self,
+        *,
+        room: int | None = None,
+        memory_type: int | None = None,
+        memory_attribute: int | None = None,
+    ) -> list[Finding]:
+        """Findings decidable from the header alone (see ``Esrt.validate``)."""
+        out: list[Finding] = []
+        count = self.fw_resource_count
+        count_max = self.fw_resource_count_max
+        version = self.fw_resource_version
+        if memory_type is not None:
+            runtime = bool((memory_attribute or 0) & MemoryAttribute.RUNTIME)
+            if memory_type not in LINUX_ACCEPTED_TYPES and not runtime:
+                # Linux 6.3 esrt.c efi_esrt_init: "ESRT header is not in the memory map."
+                out.append(
+                    error(
+                        "esrt.memory-type",
+                        f"ESRT is in {type_name(memory_type)} without the RUNTIME attribute; "
+                        "Linux >= 6.3 accepts only EfiBootServicesData, EfiRuntimeServicesData, "
+                        "EfiACPIReclaimMemory or EfiACPIMemoryNVS",
+                    )
+                )
+            if memory_type != MemoryType.EfiBootServicesData:
+                # UEFI 2.10 section 23.4: "ESRT shall be stored in EfiBootServicesData".
+                out.append(
+                    info(
+                        "esrt.not-boot-services-data",
+                        f"ESRT is in {type_name(memory_type)}; the UEFI spec asks for "
+                        "EfiBootServicesData",
+                    )
+                )
+        if room is not None:
+            # Linux 6.3 esrt.c efi_esrt_init: room = end of the memory descriptor - table start.
+            if room < ESRT_HEADER_SIZE:
+                out.append(
+                    error(
+                        "esrt.header-does-not-fit",
+                        f"ESRT header ({ESRT_HEADER_SIZE} bytes) does not fit in the "
+                        f"{room} bytes left in its memory descriptor",
+                    )
+                )
+            elif count > 0 and room - ESRT_HEADER_SIZE < ESRT_ENTRY_SIZE:
+                out.append(
+                    error(
+                        "esrt.does-not-fit",
+                        f"ESRT memory descriptor can only hold the header: {room} bytes left, "
+                        f"fw_resource_count {count} needs {esrt_size(count)}",
+                    )
+                )
+            elif room < esrt_size(count):
+                out.append(
+                    error(
+                        "esrt.does-not-fit",
+                        f"ESRT with fw_resource_count {count} needs {esrt_size(count)} bytes, "
+                        f"its memory descriptor has {room} left",
+                    )
+                )
+        if version != ESRT_FIRMWARE_RESOURCE_VERSION:
+            # Linux esrt.c efi_esrt_init "Unsupported ESRT version"; fwts esrt_test1.
+            out.append(
+                error(
+                    "esrt.version",
+                    f"ESRT fw_resource_version is {version}, only "
+                    f"{ESRT_FIRMWARE_RESOURCE_VERSION} is defined",
+                )
+            )
+        if count > LINUX_MAX_ENTRIES:
+            # Linux esrt.c efi_esrt_init: "fw_resource_count has very large value".
+            out.append(
+                error(
+                    "esrt.count-too-large",
+                    f"ESRT fw_resource_count {count} exceeds Linux's limit of {LINUX_MAX_ENTRIES}",
+                )
+            )
+        if count == 0:
+            # UEFI 2.10 section 23.4 "must not be zero"; fwts esrt_test1.
+            out.append(warning("esrt.count-zero", "ESRT fw_resource_count is 0"))
+        if count_max == 0:
+            out.append(warning("esrt.count-max-zero", "ESRT fw_resource_count_max is 0"))
+        if count > count_max:
+            # fwts esrt_test1 (Linux never compares the two).
+            out.append(
+                warning(
+                    "esrt.count-exceeds-max",
+                    f"ESRT fw_resource_count {count} exceeds fw_resource_count_max {count_max}",
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Esrt:
+    """A whole ESRT: header fields and the entries.
+
+    ``build`` writes the header fields and the entries exactly as given, so a table whose
+    ``fw_resource_count`` differs from ``len(entries)`` can be built for tests; ``parse``
+    always returns exactly ``fw_resource_count`` entries.
+    """
+
+    fw_resource_count: int
+    fw_resource_count_max: int
+    fw_resource_version: int
+    entries: tuple[EsrtEntry, ...]
+
+    @classmethod
+    def of(
+        cls,
+        entries: tuple[EsrtEntry, ...] | list[EsrtEntry],
+        *,
+        count_max: int | None = None,
+        version: int = ESRT_FIRMWARE_RESOURCE_VERSION,
+    ) -> Esrt:
+        """A consistent table: count = len(entries), max = ``count_max`` or the count."""
+        items = tuple(entries)
+        return cls(len(items), len(items) if count_max is None else count_max, version, items)
+
+    @property
+    def header(self) -> EsrtHeader:
+        """The header fields."""
+        return EsrtHeader(
+            self.fw_resource_count, self.fw_resource_count_max, self.fw_resource_version
+        )
+
+    @property
+    def size(self) -> int:
+        """Bytes the header claims (16 + 40 * fw_resource_count), what Linux maps and keeps."""
+        return esrt_size(self.fw_resource_count)
+
+    def build(self) -> bytes:
+        """Header as given, then the entries as given (16 + 40 * len(entries) bytes)."""
+        return self.header.pack() + b"".join(entry.pack() for entry in self.entries)
+
+    @staticmethod
+    def parse_header(data: Any, offset: int = 0) -> EsrtHeader:
+        """Read only the 16-byte header."""
+        return EsrtHeader.unpack(data, offset)
+
+    @classmethod
+    def parse(
+        cls,
+        data: Any,
+        offset: int = 0,
+        *,
+        limit: int | None = None,
+        max_entries: int = PARSE_MAX_ENTRIES,
+    ) -> Esrt:
+        """Read the header and exactly fw_resource_count entries.
+
+        ``limit`` bounds the bytes readable from ``offset`` (e.g. to the end of the memory
+        descriptor). A count whose entries do not fit, or above ``max_entries``, raises
+        ParseError before anything is allocated for it.
+        """
+        have = _need(data, offset, ESRT_HEADER_SIZE, "ESRT header")
+        if limit is not None:
+            have = min(have, max(limit, 0))
+            if have < ESRT_HEADER_SIZE:
+                raise ParseError(
+                    f"truncated: limit {limit} is below the {ESRT_HEADER_SIZE}-byte header",
+                    offset=offset,
+                    what="ESRT header",
+                )
+        header = EsrtHeader(*_HEADER.unpack_from(data, offset))
+        count = header.fw_resource_count
+        if header.size > have:
+            raise ParseError(
+                f"ESRT claims {count} entries ({header.size} bytes) but only {have} bytes "
+                "are available",
+                offset=offset,
+                what="ESRT",
+            )
+        if count > max_entries:
+            raise ParseError(
+                f"ESRT claims {count} entries, more than the {max_entries} we parse",
+                offset=offset,
+                what="ESRT",
+            )
+        base = offset + ESRT_HEADER_SIZE
+        entries = []
+        for i in range(count):
+            raw_guid, *rest = _ENTRY.unpack_from(data, base + i * ESRT_ENTRY_SIZE)
+            entries.append(EsrtEntry(Guid.from_bytes(raw_guid), *rest))
+        return cls(count, header.fw_resource_count_max, header.fw_resource_version, tuple(entries))
+
+    def validate(
+        self,
+        *,
+        room: int | None = None,
+        memory_type: int | None = None,
+        memory_attribute: int | None = None,
+    ) -> list[Finding]:
+        """Every check of Linux 6.3 ``efi_esrt_init``, of the fwts ``esrt`` test, and fwupd's
+        zero-GUID rule, plus duplicate fw_class.
+
+        ``room``: bytes from the table start to the end of its memory descriptor.
+        ``memory_type``/``memory_attribute``: of that descriptor; the RUNTIME attribute makes
+        Linux accept any type.
+        """
+        out = self.header.validate(
+            room=room, memory_type=memory_type, memory_attribute=memory_attribute
+        )
+        if not self.entries:
+            # fwts esrt.c check_entries: "CannotFindEntries".
+            out.append(warning("esrt.no-entries", "ESRT has no entries"))
+        if len(self.entries) != self.fw_resource_count:
+            out.append(
+                error(
+                    "esrt.entry-count-mismatch",
+                    f"ESRT fw_resource_count is {self.fw_resource_count} but "
+                    f"{len(self.entries)} entries are given",
+                )
+            )
+        seen: dict[Guid, int] = {}
+        for index, entry in enumerate(self.entries):
+            out.extend(entry.validate(index))
+            first = seen.setdefault(entry.fw_class, index)
+            if first != index and not entry.fw_class.is_zero:
+                # UEFI 2.10 section 23.4: FwClass "must be unique within all entries".
+                out.append(
+                    warning(
+                        "esrt.entry.duplicate-fw-class",
+                        f"ESRT entry {index}: fw_class {entry.fw_class} repeats entry {first}",
+                    )
+                )
+        return out
