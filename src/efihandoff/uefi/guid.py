@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from efihandoff.errors import ParseError
 
 GUID_SIZE = 16
-_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _LE = struct.Struct("<IHH8s")
 
 
@@ -23,13 +23,18 @@ class Guid:
 
     value: int
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.value < 1 << 128:
+            raise ValueError(f"GUID value {self.value:#x} outside 128 bits")
+
     @classmethod
     def parse(cls, text: str) -> Guid:
-        """Parse ``xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`` (any case, optional braces)."""
+        """Parse ``xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`` (any case, optional braces, surrounding
+        whitespace ignored)."""
         stripped = text.strip()
         if stripped.startswith("{") and stripped.endswith("}"):
             stripped = stripped[1:-1]
-        if not _TEXT.match(stripped):
+        if not _TEXT.fullmatch(stripped):
             raise ParseError(f"not a GUID: {text[:60]!r}", what="GUID")
         return cls(int(stripped.replace("-", ""), 16))
 
@@ -44,7 +49,8 @@ class Guid:
     def to_bytes(self) -> bytes:
         """The 16 bytes as EFI stores them."""
         v = self.value
-        return _LE.pack(v >> 96, (v >> 80) & 0xFFFF, (v >> 64) & 0xFFFF, (v & (2**64 - 1)).to_bytes(8, "big"))
+        data4 = (v & ((1 << 64) - 1)).to_bytes(8, "big")
+        return _LE.pack(v >> 96, (v >> 80) & 0xFFFF, (v >> 64) & 0xFFFF, data4)
 
     @property
     def is_zero(self) -> bool:

@@ -3,7 +3,7 @@
 Sources: UEFI 2.10 section 7.2 (GetMemoryMap); Linux include/linux/efi.h (``efi_memory_desc_t``,
 ``EFI_*`` types and attributes), drivers/firmware/efi/efi.c (``memory_type_name[]``,
 ``__efi_mem_desc_lookup``), arch/x86/platform/efi/memmap.c (``efi_memmap_split_count``,
-``efi_memmap_insert``, Linux 6.2+; drivers/firmware/efi/memmap.c before).
+``efi_memmap_insert``, Linux 6.2+; drivers/firmware/efi/memmap.c before, same logic in 6.1).
 """
 
 from __future__ import annotations
@@ -12,22 +12,35 @@ import bisect
 import heapq
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from functools import cached_property
+from itertools import pairwise
 
 from efihandoff.errors import ParseError
-from efihandoff.findings import Finding, error, warning
+from efihandoff.findings import Finding, error, info, warning
 
 PAGE_SHIFT = 12  # EFI_PAGE_SHIFT: always 4 KiB, whatever the CPU's page size
 PAGE_SIZE = 1 << PAGE_SHIFT
 U64_MAX = (1 << 64) - 1
+U32_MAX = (1 << 32) - 1
 DESCRIPTOR_VERSION = 1  # EFI_MEMORY_DESCRIPTOR_VERSION
 DESCRIPTOR_SIZE_MIN = 40  # sizeof(EFI_MEMORY_DESCRIPTOR)
 EDK2_DESCRIPTOR_SIZE = 48  # edk2 DxeMain.c: sizeof + 8 so callers never assume sizeof
 MAX_DESCRIPTOR_SIZE = 4096  # our bound on a claimed stride; real firmware reports 40..56
 
 _DESC = struct.Struct("<IIQQQQ")  # type, pad, phys_addr, virt_addr, num_pages, attribute
+
+FINDING_CODES = (
+    "memmap.desc-size",
+    "memmap.desc-version",
+    "memmap.unaligned",
+    "memmap.zero-pages",
+    "memmap.wrap",
+    "memmap.unknown-type",
+    "memmap.unsorted",
+    "memmap.overlap",
+)
 
 
 class MemoryType(IntEnum):
@@ -61,6 +74,7 @@ class MemoryType(IntEnum):
         return _BY_LINUX_NAME.get(name.strip())
 
 
+# Linux drivers/firmware/efi/efi.c memory_type_name[] ("Unaccepted" came with unaccepted memory).
 LINUX_TYPE_NAMES: dict[MemoryType, str] = {
     MemoryType.EfiReservedMemoryType: "Reserved",
     MemoryType.EfiLoaderCode: "Loader Code",
@@ -80,6 +94,7 @@ LINUX_TYPE_NAMES: dict[MemoryType, str] = {
     MemoryType.EfiUnacceptedMemoryType: "Unaccepted",
 }
 _BY_LINUX_NAME = {v: k for k, v in LINUX_TYPE_NAMES.items()}
+_KNOWN_TYPES = frozenset(int(t) for t in MemoryType)
 
 # UEFI 2.10 Table 7-5: 0x70000000..0x7fffffff OEM, 0x80000000..0xffffffff OS loaders.
 OEM_TYPE_RANGE = range(0x70000000, 0x80000000)
@@ -106,7 +121,7 @@ def parse_type_name(name: str) -> int:
         value = int(text, 0)
     except ValueError:
         raise ParseError(f"unknown memory type {name!r}", what="memory type") from None
-    if not 0 <= value <= 0xFFFFFFFF:
+    if not 0 <= value <= U32_MAX:
         raise ParseError(f"memory type {name!r} out of range", what="memory type")
     return value
 
@@ -133,46 +148,51 @@ class MemoryAttribute(IntFlag):
 
 
 ISA_MASK = 0x0FFFF00000000000  # EFI_MEMORY_ISA_MASK, bits 44-59
+_KNOWN_ATTRIBUTES = sum(int(a) for a in MemoryAttribute)
 
-# Linux efi_md_typeattr_format(): these bits print as mnemonics, any other bit as attr=0x%016llx.
-_LINUX_ATTR_PRINT = (
-    (MemoryAttribute.RUNTIME, "RUN"),
-    (MemoryAttribute.HOT_PLUGGABLE, "HP"),
-    (MemoryAttribute.MORE_RELIABLE, "MR"),
-    (MemoryAttribute.CPU_CRYPTO, "CC"),
-    (MemoryAttribute.SP, "SP"),
-    (MemoryAttribute.NV, "NV"),
-    (MemoryAttribute.XP, "XP"),
-    (MemoryAttribute.RP, "RP"),
-    (MemoryAttribute.WP, "WP"),
-    (MemoryAttribute.RO, "RO"),
-    (MemoryAttribute.UCE, "UCE"),
-    (MemoryAttribute.WB, "WB"),
-    (MemoryAttribute.WT, "WT"),
-    (MemoryAttribute.WC, "WC"),
-    (MemoryAttribute.UC, "UC"),
-)
-LINUX_ATTR_MNEMONICS = {name: int(bit) for bit, name in _LINUX_ATTR_PRINT}
-_LINUX_ATTR_KNOWN = 0
-for _bit, _ in _LINUX_ATTR_PRINT:
-    _LINUX_ATTR_KNOWN |= int(_bit)
+# Linux drivers/firmware/efi/efi.c efi_md_typeattr_format(), in its print order: these bits print
+# as mnemonics; any other bit set makes it print attr=0x%016llx instead (HP is recent mainline;
+# older kernels print attr= for it).
+LINUX_ATTR_MNEMONICS: dict[str, int] = {
+    "RUN": MemoryAttribute.RUNTIME,
+    "HP": MemoryAttribute.HOT_PLUGGABLE,
+    "MR": MemoryAttribute.MORE_RELIABLE,
+    "CC": MemoryAttribute.CPU_CRYPTO,
+    "SP": MemoryAttribute.SP,
+    "NV": MemoryAttribute.NV,
+    "XP": MemoryAttribute.XP,
+    "RP": MemoryAttribute.RP,
+    "WP": MemoryAttribute.WP,
+    "RO": MemoryAttribute.RO,
+    "UCE": MemoryAttribute.UCE,
+    "WB": MemoryAttribute.WB,
+    "WT": MemoryAttribute.WT,
+    "WC": MemoryAttribute.WC,
+    "UC": MemoryAttribute.UC,
+}
 
 
 def attribute_names(attribute: int) -> list[str]:
-    """Names of the set attribute bits; unknown bits as one hex mask."""
-    names = [a.name for a in MemoryAttribute if attribute & a and a.name]
-    rest = attribute & ~sum(int(a) for a in MemoryAttribute) & ~ISA_MASK
+    """Names of the set attribute bits (low bit first), then ``ISA=0x..`` for the ISA field and
+    one hex mask for any other bits."""
+    names = [str(a.name) for a in MemoryAttribute if attribute & a]
     if attribute & ISA_MASK:
         names.append(f"ISA={(attribute & ISA_MASK) >> 44:#x}")
+    rest = attribute & ~_KNOWN_ATTRIBUTES & ~ISA_MASK
     if rest:
         names.append(f"{rest:#x}")
     return names
 
 
+def _u64(value: int) -> int:
+    """``value`` as C's u64 arithmetic leaves it (wrapped modulo 2^64)."""
+    return value & U64_MAX
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryDescriptor:
     """EFI_MEMORY_DESCRIPTOR (Linux ``efi_memory_desc_t``); ``type`` may be a value outside
-    :class:`MemoryType`."""
+    :class:`MemoryType`. The pad word and any bytes past 40 are not kept."""
 
     type: int
     phys_addr: int
@@ -187,7 +207,8 @@ class MemoryDescriptor:
 
     @property
     def end(self) -> int:
-        """Exclusive end, as Linux ``efi_mem_desc_end()``."""
+        """Exclusive end, ``phys_addr + size``; equals Linux ``efi_mem_desc_end()`` unless
+        :attr:`is_bogus` (Linux wraps it modulo 2^64, this does not)."""
         return self.phys_addr + self.size
 
     @property
@@ -197,8 +218,8 @@ class MemoryDescriptor:
 
     @property
     def is_bogus(self) -> bool:
-        """Linux 6.3 ``__efi_mem_desc_lookup`` (ab03e91e60ce) skips such an entry: unaligned
-        start, zero pages, or a range that wraps past 2^64."""
+        """True when Linux 6.3+ ``__efi_mem_desc_lookup`` skips the entry (ab03e91e60ce):
+        start not 4 KiB aligned, zero pages, or a range reaching 2^64 or beyond."""
         return (
             self.phys_addr & (PAGE_SIZE - 1) != 0
             or self.num_pages == 0
@@ -213,21 +234,21 @@ class MemoryDescriptor:
         """The descriptor's bytes, zero-padded to ``desc_size``."""
         if desc_size < DESCRIPTOR_SIZE_MIN:
             raise ValueError(f"descriptor size {desc_size} < {DESCRIPTOR_SIZE_MIN}")
-        raw = _DESC.pack(
-            self.type & 0xFFFFFFFF,
-            0,
-            self.phys_addr & U64_MAX,
-            self.virt_addr & U64_MAX,
-            self.num_pages & U64_MAX,
-            self.attribute & U64_MAX,
-        )
+        try:
+            raw = _DESC.pack(
+                self.type, 0, self.phys_addr, self.virt_addr, self.num_pages, self.attribute
+            )
+        except struct.error as exc:
+            raise ValueError(f"descriptor field out of range: {self!r}") from exc
         return raw + bytes(desc_size - DESCRIPTOR_SIZE_MIN)
 
     @classmethod
     def unpack(cls, data: bytes | memoryview, offset: int = 0) -> MemoryDescriptor:
         """Read one descriptor at ``offset``."""
         if offset < 0 or len(data) - offset < DESCRIPTOR_SIZE_MIN:
-            raise ParseError("truncated memory descriptor", offset=offset, what="EFI_MEMORY_DESCRIPTOR")
+            raise ParseError(
+                "truncated memory descriptor", offset=offset, what="EFI_MEMORY_DESCRIPTOR"
+            )
         mtype, _pad, phys, virt, pages, attr = _DESC.unpack_from(data, offset)
         return cls(type=mtype, phys_addr=phys, num_pages=pages, attribute=attr, virt_addr=virt)
 
@@ -257,12 +278,10 @@ class MemoryMap:
     descriptors: tuple[MemoryDescriptor, ...]
     desc_size: int = EDK2_DESCRIPTOR_SIZE
     desc_version: int = DESCRIPTOR_VERSION
-    _index: _LookupIndex = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.descriptors, tuple):
             object.__setattr__(self, "descriptors", tuple(self.descriptors))
-        object.__setattr__(self, "_index", _LookupIndex(self.descriptors))
 
     # -- codec ------------------------------------------------------------------------------
 
@@ -279,26 +298,25 @@ class MemoryMap:
 
         A trailing partial descriptor is an error: GetMemoryMap returns whole descriptors.
         """
-        if desc_size < DESCRIPTOR_SIZE_MIN or desc_size > MAX_DESCRIPTOR_SIZE:
+        if not DESCRIPTOR_SIZE_MIN <= desc_size <= MAX_DESCRIPTOR_SIZE:
             raise ParseError(
                 f"descriptor size {desc_size} outside {DESCRIPTOR_SIZE_MIN}..{MAX_DESCRIPTOR_SIZE}",
                 offset=base_offset,
                 what="memory map",
             )
-        view = memoryview(data)
-        if len(view) % desc_size:
+        view = memoryview(data).cast("B")
+        whole = len(view) - len(view) % desc_size
+        if whole != len(view):
             raise ParseError(
                 f"map size {len(view)} is not a multiple of descriptor size {desc_size}",
-                offset=base_offset + len(view) - len(view) % desc_size,
+                offset=base_offset + whole,
                 what="memory map",
             )
-        descs = tuple(
-            MemoryDescriptor.unpack(view, off) for off in range(0, len(view), desc_size)
-        )
+        descs = tuple(MemoryDescriptor.unpack(view, off) for off in range(0, whole, desc_size))
         return cls(descs, desc_size, desc_version)
 
     def build(self) -> bytes:
-        """The map buffer as GetMemoryMap would fill it."""
+        """The map buffer as GetMemoryMap would fill it (pad and tail bytes zero)."""
         return b"".join(d.pack(self.desc_size) for d in self.descriptors)
 
     # -- queries ----------------------------------------------------------------------------
@@ -312,26 +330,33 @@ class MemoryMap:
     def __getitem__(self, i: int) -> MemoryDescriptor:
         return self.descriptors[i]
 
+    @cached_property
+    def _lookup_index(self) -> _LookupIndex:
+        return _LookupIndex(self.descriptors)
+
     def lookup(self, addr: int) -> MemoryDescriptor | None:
-        """The descriptor covering ``addr`` as Linux 6.3 ``__efi_mem_desc_lookup`` finds it:
-        the first in map order, bogus entries skipped. O(log n)."""
-        i = self._index.find(addr)
+        """The descriptor covering ``addr`` as Linux 6.3+ ``__efi_mem_desc_lookup`` finds it:
+        the first in map order, bogus entries skipped. O(log n) after an O(n log n) index."""
+        i = self.lookup_index(addr)
         return None if i is None else self.descriptors[i]
 
     def lookup_index(self, addr: int) -> int | None:
         """Index of the descriptor :meth:`lookup` returns."""
-        return self._index.find(addr)
+        return self._lookup_index.find(addr)
 
     def lookup_pre63(self, addr: int) -> MemoryDescriptor | None:
-        """Linux < 6.3 lookup: first match in map order, bogus entries not skipped. O(n)."""
+        """Linux 6.1/6.2 ``efi_mem_desc_lookup``: first match in map order, bogus entries not
+        skipped, end computed in u64 (so a wrapping entry's end wraps). O(n)."""
+        if not 0 <= addr <= U64_MAX:
+            return None
         for d in self.descriptors:
-            if d.phys_addr <= addr < d.end:
+            if d.phys_addr <= addr < _u64(d.phys_addr + (d.num_pages << PAGE_SHIFT)):
                 return d
         return None
 
     def total_bytes(self, types: Iterable[int] | None = None, attribute: int = 0) -> int:
         """Bytes covered by descriptors of the given types (all when None) having every bit of
-        ``attribute``."""
+        ``attribute`` (overlaps counted twice)."""
         wanted = None if types is None else set(types)
         return sum(
             d.size
@@ -342,22 +367,22 @@ class MemoryMap:
     # -- carving (Linux efi_memmap_split_count + efi_memmap_insert) -------------------------
 
     def insert(self, start: int, end: int, attribute: int) -> MemoryMap:
-        """Carve ``[start, end]`` (inclusive end, page aligned) into the map, ORing ``attribute``
-        into the part of every descriptor it covers; types never change.
-
-        Linux 6.3 arch/x86/platform/efi/memmap.c ``efi_memmap_insert``: a range that is not
-        page aligned is refused (WARN, map unchanged), which we report as ``ValueError``.
-        """
-        if start & (PAGE_SIZE - 1) or (end + 1) & (PAGE_SIZE - 1):
-            raise ValueError(f"range {start:#x}-{end:#x} is not page aligned")
+        """Carve ``[start, end]`` (inclusive end, page aligned) into every descriptor, ORing
+        ``attribute`` into the covered parts, as Linux ``efi_memmap_insert`` does (see
+        :func:`carve`). A range that is not page aligned is refused with ``ValueError`` (Linux
+        WARNs and writes nothing)."""
+        _check_range(start, end, attribute)
         out: list[MemoryDescriptor] = []
         for md in self.descriptors:
             out.extend(carve(md, start, end, attribute))
         return MemoryMap(tuple(out), self.desc_size, self.desc_version)
 
     def split_count(self, start: int, end: int) -> int:
-        """Extra descriptors :meth:`insert` adds, summed as Linux ``efi_memmap_split_count``
-        counts for the one descriptor it is called with, over the whole map."""
+        """Descriptors :meth:`insert` adds: :func:`split_count` summed over the whole map.
+
+        Linux's caller (x86 ``efi_arch_mem_reserve``) counts only the descriptor its lookup
+        found, yet ``efi_memmap_insert`` splits every descriptor the range touches: when this
+        sum exceeds that one count, Linux's buffer is too small."""
         return sum(split_count(md, start, end) for md in self.descriptors)
 
     def replace_descriptor(self, index: int, *new: MemoryDescriptor) -> MemoryMap:
@@ -369,185 +394,163 @@ class MemoryMap:
 
     def validate(self) -> list[Finding]:
         """Problems a kernel would trip over: stride, version, alignment, zero pages, wrap,
-        unknown types, order and overlap."""
+        unknown types, then order and overlap among the entries Linux 6.3+ lookup uses."""
         found: list[Finding] = []
         if self.desc_size < DESCRIPTOR_SIZE_MIN:
             found.append(error("memmap.desc-size", f"descriptor size {self.desc_size} < 40"))
         if self.desc_version != DESCRIPTOR_VERSION:
             # Linux x86 efi_memblock_x86_reserve_range(): "Unexpected EFI_MEMORY_DESCRIPTOR version"
             found.append(
-                warning("memmap.desc-version", f"descriptor version {self.desc_version}, expected 1")
+                warning("memmap.desc-version", f"descriptor version {self.desc_version}, not 1")
             )
-        prev_end = None
-        prev_start = None
         for i, d in enumerate(self.descriptors):
-            where = f"descriptor {i} ({d.phys_addr:#x})"
-            if d.phys_addr & (PAGE_SIZE - 1):
-                found.append(error("memmap.unaligned", f"{where} does not start on a 4 KiB page"))
-            if d.num_pages == 0:
-                found.append(warning("memmap.zero-pages", f"{where} has zero pages"))
-            elif d.num_pages > (U64_MAX - d.phys_addr) >> PAGE_SHIFT:
-                found.append(error("memmap.wrap", f"{where} wraps past the top of memory"))
-            if d.type not in _KNOWN_TYPES and d.type not in OEM_TYPE_RANGE and d.type not in OS_TYPE_RANGE:
-                found.append(warning("memmap.unknown-type", f"{where} has unknown type {d.type:#x}"))
-            elif d.type not in _KNOWN_TYPES:
+            found.extend(_descriptor_findings(i, d))
+        valid = [(d.phys_addr, d.end, i) for i, d in enumerate(self.descriptors) if not d.is_bogus]
+        for (s0, _, i0), (s1, _, i1) in pairwise(valid):
+            if s1 < s0:
                 found.append(
-                    warning("memmap.unknown-type", f"{where} has OEM/OS-loader type {d.type:#x}")
+                    warning(
+                        "memmap.unsorted",
+                        f"descriptor {i1} ({s1:#x}) starts below "
+                        f"descriptor {i0} ({s0:#x}) before it",
+                    )
                 )
-            if d.num_pages == 0 or d.is_bogus and d.phys_addr & (PAGE_SIZE - 1) == 0:
-                continue
-            if prev_start is not None and d.phys_addr < prev_start:
-                found.append(warning("memmap.unsorted", f"{where} is below the one before it"))
-            if prev_end is not None and prev_start is not None and prev_start <= d.phys_addr < prev_end:
-                found.append(error("memmap.overlap", f"{where} overlaps the one before it"))
-            prev_start, prev_end = d.phys_addr, d.end
-        found.extend(self._index.overlap_findings(self.descriptors, already=found))
+        reach, reach_i = -1, -1
+        for s, e, i in sorted(valid):
+            if s < reach:
+                found.append(
+                    error(
+                        "memmap.overlap",
+                        f"descriptor {i} ({s:#x}) overlaps descriptor "
+                        f"{reach_i} (ending {reach:#x})",
+                    )
+                )
+            if e > reach:
+                reach, reach_i = e, i
         return found
 
     def sorted(self) -> MemoryMap:
-        """The same descriptors in address order."""
-        return MemoryMap(
-            tuple(sorted(self.descriptors, key=lambda d: d.phys_addr)), self.desc_size, self.desc_version
-        )
+        """The same descriptors in address order (stable)."""
+        descs = tuple(sorted(self.descriptors, key=lambda d: d.phys_addr))
+        return MemoryMap(descs, self.desc_size, self.desc_version)
 
 
-_KNOWN_TYPES = frozenset(int(t) for t in MemoryType)
+def _descriptor_findings(i: int, d: MemoryDescriptor) -> list[Finding]:
+    where = f"descriptor {i} ({d.phys_addr:#x})"
+    found: list[Finding] = []
+    if d.phys_addr & (PAGE_SIZE - 1):
+        found.append(error("memmap.unaligned", f"{where} does not start on a 4 KiB page"))
+    if d.num_pages == 0:
+        found.append(warning("memmap.zero-pages", f"{where} has zero pages"))
+    elif d.num_pages > (U64_MAX - d.phys_addr) >> PAGE_SHIFT:
+        found.append(error("memmap.wrap", f"{where} reaches the top of the address space"))
+    if d.type in OEM_TYPE_RANGE or d.type in OS_TYPE_RANGE:
+        found.append(info("memmap.unknown-type", f"{where} has OEM/OS-loader type {d.type:#x}"))
+    elif d.type not in _KNOWN_TYPES:
+        found.append(warning("memmap.unknown-type", f"{where} has unknown type {d.type:#x}"))
+    return found
+
+
+def _check_range(m_start: int, m_end: int, attribute: int = 0) -> None:
+    if not (0 <= m_start <= U64_MAX and 0 <= m_end <= U64_MAX and 0 <= attribute <= U64_MAX):
+        raise ValueError(f"range {m_start:#x}-{m_end:#x} or attribute {attribute:#x} not u64")
+    # Linux efi_memmap_insert: IS_ALIGNED(m_start) and IS_ALIGNED(m_end + 1), in u64.
+    if m_start & (PAGE_SIZE - 1) or _u64(m_end + 1) & (PAGE_SIZE - 1):
+        raise ValueError(f"range {m_start:#x}-{m_end:#x} is not page aligned")
+
+
+def _inclusive_end(md: MemoryDescriptor) -> int:
+    # Linux computes end = phys_addr + (num_pages << EFI_PAGE_SHIFT) - 1 in u64.
+    return _u64(md.phys_addr + (md.num_pages << PAGE_SHIFT) - 1)
 
 
 def split_count(md: MemoryDescriptor, m_start: int, m_end: int) -> int:
-    """Linux ``efi_memmap_split_count``: extra descriptors needed to carve ``[m_start, m_end]``
-    (inclusive) out of ``md``."""
-    start = md.phys_addr
-    end = start + (md.num_pages << PAGE_SHIFT) - 1
+    """Extra descriptors needed to carve ``[m_start, m_end]`` (inclusive) out of ``md``:
+    Linux 6.3 arch/x86/platform/efi/memmap.c ``efi_memmap_split_count`` (6.1:
+    drivers/firmware/efi/memmap.c), u64 arithmetic included."""
+    start, end = md.phys_addr, _inclusive_end(md)
     count = 0
     if m_start <= start and start < m_end < end:
-        count += 1  # head split
+        count += 1  # head: two parts
     if start < m_start < end:
-        count += 2 if m_end < end else 1  # middle split : tail split
+        count += 2 if m_end < end else 1  # middle: three parts; tail: two parts
     return count
 
 
 def carve(md: MemoryDescriptor, m_start: int, m_end: int, attribute: int) -> list[MemoryDescriptor]:
-    """Linux ``efi_memmap_insert`` for one descriptor: the 1, 2 or 3 descriptors it becomes."""
-    start = md.phys_addr
-    end = start + (md.num_pages << PAGE_SHIFT) - 1
+    """The descriptors ``md`` becomes when Linux ``efi_memmap_insert`` carves ``[m_start, m_end]``
+    (inclusive) out of it, ORing ``attribute`` into the covered part.
+
+    Linux 6.3 arch/x86/platform/efi/memmap.c ``efi_memmap_insert`` (6.1:
+    drivers/firmware/efi/memmap.c; the same in both): every part is a copy of the whole old
+    descriptor with only ``phys_addr``, ``num_pages`` and ``attribute`` rewritten, so type and
+    ``virt_addr`` are kept as they are (virt_addr is not offset); the four cases below are
+    Linux's exact conditions, in u64 arithmetic, and no other overlap changes the descriptor.
+    Aligned descriptors always fall in a case; bogus ones may not (see the tests). A range
+    that is not page aligned raises ``ValueError``.
+    """
+    _check_range(m_start, m_end, attribute)
+    start, end = md.phys_addr, _inclusive_end(md)
     attr = md.attribute | attribute
-    if m_start <= start and end <= m_end:
-        return [md.replace(attribute=attr)]  # fully covered
-    if m_start <= start and start < m_end < end:  # head: [start, m_end] gets attr
-        head = (m_end - start + 1) >> PAGE_SHIFT
+    if m_start <= start and end <= m_end:  # covered: attribute only
+        return [md.replace(attribute=attr)]
+    if m_start <= start and start < m_end < end:  # head: [start, m_end] / [m_end + 1, end]
         return [
-            md.replace(num_pages=head, attribute=attr),
-            md.replace(phys_addr=m_end + 1, num_pages=md.num_pages - head, virt_addr=_virt(md, m_end + 1)),
+            md.replace(num_pages=_u64(m_end - start + 1) >> PAGE_SHIFT, attribute=attr),
+            md.replace(phys_addr=_u64(m_end + 1), num_pages=_u64(end - m_end) >> PAGE_SHIFT),
         ]
     if start < m_start < end and m_end < end:  # middle: before / range / after
-        before = (m_start - start) >> PAGE_SHIFT
-        mid = (m_end - m_start + 1) >> PAGE_SHIFT
         return [
-            md.replace(num_pages=before),
-            md.replace(phys_addr=m_start, num_pages=mid, attribute=attr, virt_addr=_virt(md, m_start)),
-            md.replace(
-                phys_addr=m_end + 1,
-                num_pages=md.num_pages - before - mid,
-                virt_addr=_virt(md, m_end + 1),
-            ),
-        ]
-    if start < m_start < end and end <= m_end:  # tail: [m_start, end] gets attr
-        before = (m_start - start) >> PAGE_SHIFT
-        return [
-            md.replace(num_pages=before),
+            md.replace(num_pages=(m_start - start) >> PAGE_SHIFT),
             md.replace(
                 phys_addr=m_start,
-                num_pages=md.num_pages - before,
+                num_pages=_u64(m_end - m_start + 1) >> PAGE_SHIFT,
                 attribute=attr,
-                virt_addr=_virt(md, m_start),
+            ),
+            md.replace(phys_addr=_u64(m_end + 1), num_pages=_u64(end - m_end) >> PAGE_SHIFT),
+        ]
+    if start < m_start < end and end <= m_end:  # tail: [start, m_start - 1] / [m_start, end]
+        return [
+            md.replace(num_pages=(m_start - start) >> PAGE_SHIFT),
+            md.replace(
+                phys_addr=m_start, num_pages=_u64(end - m_start + 1) >> PAGE_SHIFT, attribute=attr
             ),
         ]
     return [md]
 
 
-def _virt(md: MemoryDescriptor, phys: int) -> int:
-    # efi_memmap_insert keeps virt_addr in step with phys_addr when it splits.
-    return (md.virt_addr + (phys - md.phys_addr)) & U64_MAX if md.virt_addr else 0
-
-
 class _LookupIndex:
-    """Disjoint segments of the non-bogus descriptors, each owned by the first descriptor (in map
-    order) covering it: bisect gives Linux's first-match answer in O(log n)."""
+    """The non-bogus descriptors cut into disjoint segments, each owned by the first descriptor
+    (in map order) covering it, so bisect gives Linux's first-match answer."""
 
     __slots__ = ("_ends", "_owners", "_starts")
 
     def __init__(self, descs: Sequence[MemoryDescriptor]) -> None:
-        valid = [(d.phys_addr, d.end, i) for i, d in enumerate(descs) if not d.is_bogus]
-        valid.sort()
-        starts: list[int] = []
-        ends: list[int] = []
-        owners: list[int] = []
-        if all(valid[k][1] <= valid[k + 1][0] for k in range(len(valid) - 1)):
-            for s, e, i in valid:
-                starts.append(s)
-                ends.append(e)
-                owners.append(i)
-        else:
-            self._sweep(valid, starts, ends, owners)
-        self._starts = starts
-        self._ends = ends
-        self._owners = owners
-
-    @staticmethod
-    def _sweep(
-        valid: list[tuple[int, int, int]], starts: list[int], ends: list[int], owners: list[int]
-    ) -> None:
-        bounds = sorted({b for s, e, _ in valid for b in (s, e)})
-        heap: list[tuple[int, int]] = []  # (map index, end)
+        spans = sorted((d.phys_addr, d.end, i) for i, d in enumerate(descs) if not d.is_bogus)
+        bounds = sorted({b for s, e, _ in spans for b in (s, e)})
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._owners: list[int] = []
+        active: list[tuple[int, int]] = []  # heap of (map index, end) of spans begun so far
         k = 0
-        for lo, hi in zip(bounds, bounds[1:], strict=False):
-            while k < len(valid) and valid[k][0] <= lo:
-                heapq.heappush(heap, (valid[k][2], valid[k][1]))
+        for lo, hi in pairwise(bounds):  # no span starts or ends strictly inside [lo, hi)
+            while k < len(spans) and spans[k][0] <= lo:
+                heapq.heappush(active, (spans[k][2], spans[k][1]))
                 k += 1
-            while heap and heap[0][1] <= lo:
-                heapq.heappop(heap)
-            # Entries whose end passed but are not on top stay until they surface.
-            while heap and heap[0][1] <= lo:
-                heapq.heappop(heap)
-            if not heap:
+            while active and active[0][1] <= lo:  # ended spans only matter once on top
+                heapq.heappop(active)
+            if not active:
                 continue
-            owner = _first_covering(heap, lo)
-            if owner is None:
-                continue
-            if owners and owners[-1] == owner and ends[-1] == lo:
-                ends[-1] = hi
+            owner = active[0][0]
+            if self._owners and self._owners[-1] == owner and self._ends[-1] == lo:
+                self._ends[-1] = hi
             else:
-                starts.append(lo)
-                ends.append(hi)
-                owners.append(owner)
+                self._starts.append(lo)
+                self._ends.append(hi)
+                self._owners.append(owner)
 
     def find(self, addr: int) -> int | None:
         k = bisect.bisect_right(self._starts, addr) - 1
         if k >= 0 and addr < self._ends[k]:
             return self._owners[k]
         return None
-
-    def overlap_findings(
-        self, descs: Sequence[MemoryDescriptor], already: list[Finding]
-    ) -> list[Finding]:
-        """Overlaps between non-adjacent descriptors, which the neighbour check misses."""
-        if any(f.code == "memmap.overlap" for f in already):
-            return []
-        valid = sorted((d.phys_addr, d.end, i) for i, d in enumerate(descs) if not d.is_bogus)
-        reach = -1
-        reach_i = -1
-        for s, e, i in valid:
-            if s < reach:
-                return [error("memmap.overlap", f"descriptor {i} ({s:#x}) overlaps descriptor {reach_i}")]
-            if e > reach:
-                reach, reach_i = e, i
-        return []
-
-
-def _first_covering(heap: list[tuple[int, int]], lo: int) -> int | None:
-    # The heap is ordered by map index; drop expired entries lazily from the top only, so look
-    # past expired ones without removing them.
-    while heap and heap[0][1] <= lo:
-        heapq.heappop(heap)
-    return heap[0][0] if heap else None
