@@ -725,7 +725,8 @@ _TABLES: tuple[KnownTable, ...] = (
        label="CocoSecret", parses=True, config="CONFIG_EFI_COCO_SECRET",
        rule=_fixed(16, "struct linux_efi_coco_secret_area {u64 base_pa; u64 size}")),
     _t("d5d1de3c-105c-44f9-9ea9-bcef98120031", "Unaccepted", "LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID",
-       "Bitmap of memory not yet accepted by a TDX/SNP guest (Linux 6.5 and later).",
+       "Bitmap of memory not yet accepted by a TDX/SNP guest (added to Linux in 2023; the "
+       "release, 6.5, is not verified here).",
        label="Unaccepted", parses=True, config="CONFIG_UNACCEPTED_MEMORY",
        rule=_unaccepted_rule),
     _t("e03fc20a-85dc-406e-b90e-4ab502371d95", "screen_info", "LINUX_EFI_SCREEN_INFO_TABLE_GUID",
