@@ -1,0 +1,810 @@
+"""Real-firmware bench: boot OVMF + (Xen 4.17 +) Linux 6.1/6.12 under QEMU with an injected ESRT
+and record what the real software does with it.
+
+Importable from ``bench/realfw`` (``import harness``). Standard library plus efihandoff only.
+
+One :class:`Case` = (ESRT placement memory type, ESRT content, stack). For each case the harness
+builds an ESP directory (the injector as ``\\EFI\\BOOT\\BOOTX64.EFI``, ``\\efihandoff\\inject.bin``
+with the table, ``\\efihandoff\\next.txt`` naming the next stage, the kernel, Xen and a busybox
+initramfs), boots it under QEMU (TCG, q35, OVMF, ``-cpu qemu64``) with the serial port in a file,
+and parses the log into a :class:`RealOutcome`-shaped dict. Results are cached by a hash of
+everything that goes into the boot, so a rerun costs nothing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import fnmatch
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CACHE = HERE / "cache"
+OUT = HERE / "out"
+KERNELS = CACHE / "kernels"
+INJECTOR_DIR = HERE / "injector"
+
+if str(REPO / "src") not in sys.path:  # running from a checkout without installing
+    sys.path.insert(0, str(REPO / "src"))
+
+from efihandoff.uefi.guid import Guid  # noqa: E402
+
+# Bump when the way a case is booted or parsed changes, to invalidate cached results.
+HARNESS_VERSION = "1"
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+XEN_EFI = Path("/boot/xen-4.17-amd64.efi")
+BUSYBOX = Path("/bin/busybox")
+QEMU = "qemu-system-x86_64"
+GNU_EFI_LDS = Path("/usr/lib/elf_x86_64_efi.lds")
+
+ESRT_GUID = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
+
+STACKS = ("linux-6.1", "linux-6.12", "xen-4.17+linux-6.1", "xen-4.17+linux-6.12")
+CONTENTS = ("valid2", "valid5", "version2", "count0")
+# Short placement names -> EFI_MEMORY_TYPE (UEFI 2.10 table 7.5).
+PLACEMENTS = {
+    "reserved": 0,  # EfiReservedMemoryType
+    "loaderdata": 2,  # EfiLoaderData
+    "bscode": 3,  # EfiBootServicesCode
+    "bsdata": 4,  # EfiBootServicesData
+    "rtdata": 6,  # EfiRuntimeServicesData
+    "conventional": 7,  # EfiConventionalMemory: edk2 AllocatePool refuses it
+    "unusable": 8,  # EfiUnusableMemory
+    "acpireclaim": 9,  # EfiACPIReclaimMemory
+    "acpinvs": 10,  # EfiACPIMemoryNVS
+}
+# The issue's matrix: BS data, RT data, ACPI reclaim, reserved, and a type Linux refuses.
+MATRIX_PLACEMENTS = ("bsdata", "rtdata", "acpireclaim", "reserved", "bscode")
+# Path ids of the model (DESIGN.md) matching each stack; the lead wires them in predict().
+PATH_FOR_STACK = {
+    "linux-6.1": "native,linux=6.1",
+    "linux-6.12": "native",
+    "xen-4.17+linux-6.1": "xen-4.17-linux-6.1",
+    "xen-4.17+linux-6.12": "xen-4.17",
+}
+
+DEFAULT_TIMEOUT = 150.0
+
+XEN_OPTIONS = (
+    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=512M,max:512M"
+)
+LINUX_ARGS = "efi=debug panic=-1 loglevel=7"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One boot: ESRT in memory type ``placement`` with ``content``, booted by ``stack``."""
+
+    id: str
+    placement: str
+    content: str
+    stack: str
+
+    @classmethod
+    def make(cls, placement: str, content: str, stack: str) -> Case:
+        """A case with the canonical id ``placement-content-stack``."""
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {placement!r}")
+        if content not in CONTENTS:
+            raise ValueError(f"unknown content {content!r}")
+        if stack not in STACKS:
+            raise ValueError(f"unknown stack {stack!r}")
+        return cls(f"{placement}-{content}-{stack}", placement, content, stack)
+
+    @property
+    def memory_type(self) -> int:
+        """The EFI memory type the injector allocates the ESRT in."""
+        return PLACEMENTS[self.placement]
+
+    @property
+    def xen(self) -> bool:
+        """True when the stack boots Xen 4.17 with a dom0."""
+        return self.stack.startswith("xen-")
+
+    @property
+    def kernel(self) -> str:
+        """The kernel slot under cache/kernels (``linux-6.1`` or ``linux-6.12``)."""
+        return self.stack.split("+")[-1]
+
+
+def matrix(placements: Iterable[str] = MATRIX_PLACEMENTS) -> list[Case]:
+    """The full matrix: placements x contents x stacks."""
+    return [Case.make(p, c, s) for p in placements for c in CONTENTS for s in STACKS]
+
+
+SMOKE = (
+    ("bsdata", "valid2", "linux-6.1"),
+    ("bsdata", "valid2", "linux-6.12"),
+    ("bsdata", "valid2", "xen-4.17+linux-6.1"),
+    ("bsdata", "valid2", "xen-4.17+linux-6.12"),
+    ("rtdata", "valid2", "linux-6.1"),
+    ("rtdata", "valid5", "xen-4.17+linux-6.12"),
+    ("acpireclaim", "valid5", "linux-6.12"),
+    ("reserved", "valid2", "xen-4.17+linux-6.12"),
+    ("bscode", "valid2", "linux-6.12"),
+    ("bsdata", "count0", "xen-4.17+linux-6.12"),
+)
+
+
+def smoke() -> list[Case]:
+    """At least 8 cases covering every stack."""
+    return [Case.make(*t) for t in SMOKE]
+
+
+# ---------------------------------------------------------------------------------------------
+# ESRT contents
+
+
+def _entries() -> list[Any]:
+    from efihandoff.uefi.esrt import EsrtEntry
+
+    # entry0/entry1: fwupd plugins/uefi-capsule/tests/efi/esrt values (facts 6.3); the rest are
+    # ours, chosen so every field differs from entry to entry.
+    return [
+        EsrtEntry(Guid.parse("ddc0ee61-e7f0-4e7d-acc5-c070a398838e"), 1, 65586, 65582, 0xFE,
+                  18472960, 1),
+        EsrtEntry(Guid.parse("671d19d0-d43c-4852-98d9-1ce16f9967e4"), 2, 3090287969, 1, 0x8010,
+                  0, 0),
+        EsrtEntry(Guid.parse("3b8c8162-188c-46a4-aec9-be43f1d65697"), 2, 0x10203, 0x10000,
+                  0x50000, 0x10202, 0),
+        EsrtEntry(Guid.parse("5d2e7a51-8f1c-4b0e-9a37-c4f2e6d10a11"), 3, 7, 7, 0x20001, 7, 3),
+        EsrtEntry(Guid.parse("a0b1c2d3-e4f5-4607-8819-2a3b4c5d6e7f"), 1, 0x01000200, 0x01000100,
+                  0, 0x01000300, 0x1001),
+    ]
+
+
+def esrt_bytes(content: str) -> bytes:
+    """The ESRT bytes for a content name, built with ``efihandoff.uefi.esrt``."""
+    from efihandoff.uefi.esrt import Esrt
+
+    e = _entries()
+    if content == "valid2":
+        return Esrt(2, 2, 1, tuple(e[:2])).build()
+    if content == "valid5":
+        # fw_resource_count_max above the count, as edk2 CreateFmpBasedEsrt may leave it.
+        return Esrt(5, 8, 1, tuple(e)).build()
+    if content == "version2":
+        return Esrt(2, 2, 2, tuple(e[:2])).build()
+    if content == "count0":
+        # Header says 0 entries; the allocation still holds two (capacity, as in edk2).
+        return Esrt(0, 2, 1, tuple(e[:2])).build()
+    raise ValueError(f"unknown content {content!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The injector's input file
+
+INJECT_MAGIC = b"EHINJ001"
+_INJ_HEAD = struct.Struct("<8sI")
+_INJ_REC = struct.Struct("<16sIIQ")
+FLAG_CONFIG_TABLE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One allocation the injector makes: ``data`` in ``memory_type`` (as a config table)."""
+
+    guid: Guid
+    memory_type: int
+    data: bytes
+    config_table: bool = True
+
+
+def encode_inject(records: Sequence[Record]) -> bytes:
+    """The bytes of ``\\efihandoff\\inject.bin``."""
+    out = [_INJ_HEAD.pack(INJECT_MAGIC, len(records))]
+    for r in records:
+        flags = FLAG_CONFIG_TABLE if r.config_table else 0
+        out.append(_INJ_REC.pack(r.guid.to_bytes(), r.memory_type, flags, len(r.data)))
+        out.append(r.data)
+    return b"".join(out)
+
+
+def decode_inject(data: bytes) -> list[Record]:
+    """Inverse of :func:`encode_inject` (ValueError on bad input)."""
+    if len(data) < _INJ_HEAD.size:
+        raise ValueError("inject.bin too short")
+    magic, count = _INJ_HEAD.unpack_from(data, 0)
+    if magic != INJECT_MAGIC:
+        raise ValueError("bad inject.bin magic")
+    off = _INJ_HEAD.size
+    out = []
+    for _ in range(count):
+        if len(data) - off < _INJ_REC.size:
+            raise ValueError("truncated record")
+        raw, mtype, flags, length = _INJ_REC.unpack_from(data, off)
+        off += _INJ_REC.size
+        if length > len(data) - off:
+            raise ValueError("truncated record data")
+        out.append(Record(Guid.from_bytes(raw), mtype, data[off : off + length],
+                          bool(flags & FLAG_CONFIG_TABLE)))
+        off += length
+    return out
+
+
+def records_for(case: Case) -> list[Record]:
+    """What the injector installs for a case: the ESRT alone."""
+    return [Record(ESRT_GUID, case.memory_type, esrt_bytes(case.content))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Build steps: injector, initramfs
+
+
+def build_injector(out_dir: Path | None = None) -> Path:
+    """Build ``inject.efi`` with gnu-efi (cached by the source's hash); return its path."""
+    digest = _hash_files([INJECTOR_DIR / "inject.c", INJECTOR_DIR / "Makefile"])[:16]
+    out_dir = out_dir or CACHE / "injector" / digest
+    efi = out_dir / "inject.efi"
+    if efi.exists():
+        return efi
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["make", "-s", "-C", str(INJECTOR_DIR), f"OUT={out_dir}"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return efi
+
+
+INIT_SCRIPT = r"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /usr/bin /usr/sbin /sbin
+/bin/busybox --install -s
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+dmesg -n 1
+echo "EHMARK begin"
+echo "EHCMDLINE $(cat /proc/cmdline)"
+echo "EHLS $(ls /sys/firmware/efi 2>&1 | tr '\n' ' ')"
+if [ -d /sys/firmware/efi/esrt ]; then
+  echo "EHESRT present"
+  cd /sys/firmware/efi/esrt
+  for f in $(find . -type f | sort); do
+    echo "EHSYSX ${f#./} $(od -An -tx1 -v "$f" 2>/dev/null | tr -d ' \n')"
+  done
+  cd /
+else
+  echo "EHESRT absent"
+fi
+dmesg | while IFS= read -r l; do echo "EHDMESG $l"; done
+echo "EHMARK end"
+if grep -q ehdump /proc/cmdline; then echo "EHMARK wait-dump"; sleep 120; fi
+poweroff -f
+"""
+
+
+def _cpio_newc(entries: list[tuple[str, int, bytes, int, int]]) -> bytes:
+    """A newc cpio archive of (name, mode, data, rdevmajor, rdevminor), with the trailer."""
+    out = bytearray()
+    ino = 1
+    for name, mode, data, rmaj, rmin in [*entries, ("TRAILER!!!", 0, b"", 0, 0)]:
+        nb = name.encode() + b"\0"
+        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rmaj, rmin, len(nb), 0]
+        out += b"070701" + "".join(f"{v:08x}" for v in fields).encode() + nb
+        out += b"\0" * (-len(out) % 4)
+        out += data
+        out += b"\0" * (-len(out) % 4)
+        ino += 1
+    return bytes(out)
+
+
+def build_initrd(out: Path | None = None) -> Path:
+    """A gzip'd busybox initramfs whose /init prints what the kernel exposes, then powers off."""
+    busybox = BUSYBOX.read_bytes()
+    digest = hashlib.sha256(busybox + INIT_SCRIPT.encode()).hexdigest()[:16]
+    out = out or CACHE / f"initrd-{digest}.cpio.gz"
+    if out.exists():
+        return out
+    d, f, c = 0o040755, 0o100755, 0o020600
+    entries = [(n, d, b"", 0, 0) for n in ("bin", "dev", "proc", "sys", "sbin", "usr",
+                                           "usr/bin", "usr/sbin")]
+    entries += [("dev/console", c, b"", 5, 1), ("bin/busybox", f, busybox, 0, 0),
+                ("init", f, INIT_SCRIPT.encode(), 0, 0)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_bytes(gzip.compress(_cpio_newc(entries), mtime=0))
+    tmp.replace(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions and cache keys
+
+
+def _hash_files(paths: Iterable[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of what a boot runs on: Debian packages and the cached kernels."""
+    pkgs = ["qemu-system-x86", "ovmf", "xen-hypervisor-4.17-amd64", "busybox-static", "gnu-efi",
+            "fwupd"]
+    out = {}
+    try:
+        text = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *pkgs],
+                              capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        name, _, ver = line.partition(" ")
+        if ver:
+            out[name] = ver
+    for slot in ("linux-6.1", "linux-6.12"):
+        v = KERNELS / slot / "VERSION"
+        if v.exists():
+            out[slot] = v.read_text().strip()
+    return out
+
+
+def missing_deps() -> list[str]:
+    """What the bench cannot run without (empty when everything is installed)."""
+    need = [OVMF_CODE, OVMF_VARS, XEN_EFI, BUSYBOX, GNU_EFI_LDS,
+            KERNELS / "linux-6.1" / "vmlinuz", KERNELS / "linux-6.12" / "vmlinuz"]
+    out = [str(p) for p in need if not p.exists()]
+    for tool in (QEMU, "gcc", "ld", "objcopy", "make"):
+        if shutil.which(tool) is None:
+            out.append(tool)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# ESP and boot
+
+
+def _place(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def esp_inputs(case: Case, dump: bool = False) -> dict[str, bytes | Path]:
+    """ESP-relative path -> bytes or a file to place there, for one case."""
+    files: dict[str, bytes | Path] = {
+        "EFI/BOOT/BOOTX64.EFI": build_injector(),
+        "efihandoff/inject.bin": encode_inject(records_for(case)),
+    }
+    kernel = KERNELS / case.kernel / "vmlinuz"
+    initrd = build_initrd()
+    extra = " ehdump" if dump else ""
+    if case.xen:
+        files["EFI/xen/xen.efi"] = XEN_EFI
+        files["EFI/xen/vmlinuz"] = kernel
+        files["EFI/xen/initrd.gz"] = initrd
+        # Xen 4.17 xen/common/efi/boot.c efi_start: reads <image name>.cfg beside the image.
+        files["EFI/xen/xen.cfg"] = (
+            "[global]\ndefault=efihandoff\n\n[efihandoff]\n"
+            f"options={XEN_OPTIONS}\n"
+            f"kernel=vmlinuz console=hvc0 earlyprintk=xen {LINUX_ARGS}{extra}\n"
+            "ramdisk=initrd.gz\n"
+        ).encode()
+        files["efihandoff/next.txt"] = b"\\EFI\\xen\\xen.efi\n\n"
+    else:
+        files["vmlinuz"] = kernel
+        files["initrd.gz"] = initrd
+        cmdline = f"console=ttyS0,115200 {LINUX_ARGS} initrd=\\initrd.gz{extra}"
+        files["efihandoff/next.txt"] = f"\\vmlinuz\n{cmdline}\n".encode()
+    return files
+
+
+def case_key(case: Case, dump: bool = False) -> str:
+    """Hash of everything that decides the boot's outcome."""
+    h = hashlib.sha256()
+    h.update(json.dumps([HARNESS_VERSION, dataclasses.astuple(case), dump,
+                         package_versions()], sort_keys=True).encode())
+    h.update(_hash_files([INJECTOR_DIR / "inject.c", INJECTOR_DIR / "Makefile"]).encode())
+    h.update(INIT_SCRIPT.encode())
+    h.update(XEN_OPTIONS.encode() + LINUX_ARGS.encode())
+    h.update(encode_inject(records_for(case)))
+    return h.hexdigest()[:20]
+
+
+def build_esp(case: Case, esp: Path, dump: bool = False) -> None:
+    """Write the case's ESP directory."""
+    if esp.exists():
+        shutil.rmtree(esp)
+    for rel, content in esp_inputs(case, dump).items():
+        dst = esp / rel
+        if isinstance(content, Path):
+            _place(content, dst)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(content)
+
+
+def qemu_command(esp: Path, vars_file: Path, serial: Path, qmp: Path) -> list[str]:
+    """The QEMU command line for one boot."""
+    return [
+        QEMU, "-machine", "q35", "-m", "1G", "-nographic", "-vga", "none", "-cpu", "qemu64",
+        "-no-reboot", "-net", "none", "-parallel", "none", "-monitor", "none",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
+        # q35 puts a plain -drive on AHCI, which refuses a read-only node ("Block node is
+        # read-only"); virtio-blk takes the read-only vvfat directory and OVMF boots from it.
+        "-drive", f"if=virtio,file=fat:{esp},format=raw,readonly=on",
+        "-serial", f"file:{serial}",
+        "-qmp", f"unix:{qmp},server=on,wait=off",
+    ]
+
+
+class Qmp:
+    """A minimal QMP client over a unix socket."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.buf = b""
+        self._read()  # greeting
+        self.command("qmp_capabilities")
+
+    def _read(self) -> dict[str, Any]:
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("QMP closed")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def command(self, name: str, **args: Any) -> dict[str, Any]:
+        """Run one command; return its reply (events are skipped)."""
+        msg: dict[str, Any] = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self._read()
+            if "return" in reply or "error" in reply:
+                return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _wait_for(path: Path, needle: bytes, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(FileNotFoundError):
+            if needle in path.read_bytes():
+                return True
+        time.sleep(0.25)
+    return False
+
+
+def boot(case: Case, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
+         dump: bool = False) -> dict[str, Any]:
+    """Boot one case in ``workdir``; return {serial_log, seconds, timed_out, exit, dump}."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    esp = workdir / "esp"
+    build_esp(case, esp, dump)
+    vars_file = workdir / "OVMF_VARS.fd"
+    shutil.copyfile(OVMF_VARS, vars_file)
+    serial = workdir / "serial.log"
+    serial.unlink(missing_ok=True)
+    qmp_path = workdir / "qmp.sock"
+    qmp_path.unlink(missing_ok=True)
+    dump_file = workdir / "memory.elf"
+    start = time.monotonic()
+    proc = subprocess.Popen(qemu_command(esp, vars_file, serial, qmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = start + timeout
+    dumped = None
+    try:
+        if dump and _wait_for(serial, b"EHMARK wait-dump", proc, deadline):
+            qmp = Qmp(qmp_path, timeout=max(5.0, deadline - time.monotonic()))
+            try:
+                reply = qmp.command("dump-guest-memory", paging=False,
+                                    protocol=f"file:{dump_file}")
+                if "return" in reply:
+                    dumped = str(dump_file)
+                qmp.command("quit")
+            finally:
+                qmp.close()
+        out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        timed_out = True
+    return {
+        "serial_log": str(serial),
+        "seconds": round(time.monotonic() - start, 2),
+        "timed_out": timed_out,
+        "exit": proc.returncode,
+        "qemu_output": out.decode(errors="replace")[-2000:],
+        "dump": dumped,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing the serial log
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc")
+_STAMP = re.compile(r"^(?:<\d+>)?\[\s*\d+\.\d+\]\s?")
+_INJECTED = re.compile(
+    r"efihandoff-inject: ([0-9a-f-]{36}) type=(\d+) at 0x([0-9a-fA-F]+) len=(\d+)$")
+_INJECT_FAIL = re.compile(
+    r"efihandoff-inject: ([0-9a-f-]{36}) type=(\d+) len=(\d+) status=0x([0-9a-fA-F]+)")
+_UNUSABLE = re.compile(r"\(([^()=]+)=0x[0-9a-fA-F]+ unusable\)")
+
+
+def serial_lines(text: str) -> list[str]:
+    """The log's lines without CR, ANSI escapes and NULs."""
+    text = _ANSI.sub("", text.replace("\0", ""))
+    return [line.rstrip("\r") for line in text.replace("\r\n", "\n").split("\n")]
+
+
+def _kernel_lines(lines: list[str]) -> list[str]:
+    """Kernel log lines without timestamps: the dmesg dump if /init ran, else the console."""
+    dm = [line[len("EHDMESG "):] for line in lines if line.startswith("EHDMESG ")]
+    src = dm if dm else [line for line in lines if _STAMP.match(line)]
+    return [_STAMP.sub("", line) for line in src]
+
+
+def parse_serial(text: str) -> dict[str, Any]:
+    """A RealOutcome (without ``case``/``serial_log``) from a serial log."""
+    lines = serial_lines(text)
+    kern = _kernel_lines(lines)
+    sysfs: dict[str, str] = {}
+    present = False
+    for line in lines:
+        if line.startswith("EHESRT "):
+            present = line.split()[1] == "present"
+        elif line.startswith("EHSYSX "):
+            parts = line.split(" ", 2)
+            if len(parts) >= 2:
+                raw = parts[2].strip() if len(parts) == 3 else ""
+                try:
+                    sysfs[parts[1]] = bytes.fromhex(raw).decode("latin-1")
+                except ValueError:
+                    sysfs[parts[1]] = f"<unreadable {raw!r}>"
+    efi_lines = [line[len("efi: "):] for line in kern if line.startswith("efi: ")]
+    esrt_lines = [line[len("esrt: "):] for line in kern if line.startswith("esrt: ")]
+    unusable: list[str] = []
+    for line in efi_lines:
+        for name in _UNUSABLE.findall(line):
+            if name not in unusable:
+                unusable.append(name)
+    injected = []
+    for line in lines:
+        m = _INJECTED.search(line)
+        if m:
+            injected.append({"guid": m[1], "type": int(m[2]), "address": int(m[3], 16),
+                             "length": int(m[4])})
+            continue
+        m = _INJECT_FAIL.search(line)
+        if m:
+            injected.append({"guid": m[1], "type": int(m[2]), "address": None,
+                             "length": int(m[3]), "status": int(m[4], 16)})
+    ls = next((line[len("EHLS "):].split() for line in lines if line.startswith("EHLS ")), None)
+    cmdline = next((line[len("EHCMDLINE "):] for line in lines
+                    if line.startswith("EHCMDLINE ")), None)
+    return {
+        "booted": any(line == "EHMARK end" for line in lines),
+        "sysfs_present": present,
+        "sysfs": dict(sorted(sysfs.items(), key=lambda kv: _sysfs_order(kv[0]))),
+        "efi_lines": efi_lines,
+        "esrt_lines": esrt_lines,
+        "unusable": unusable,
+        "xen_lines": [line for line in lines if line.startswith("(XEN)")],
+        "injected": injected,
+        "efi_dir": ls,
+        "cmdline": cmdline,
+    }
+
+
+def _sysfs_order(path: str) -> tuple[int, int, str]:
+    m = re.match(r"entries/entry(\d+)/(.*)", path)
+    return (1, int(m[1]), m[2]) if m else (0, 0, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running cases (cached, in parallel)
+
+
+def run_case(case: Case, timeout: float = DEFAULT_TIMEOUT, dump: bool = False,
+             use_cache: bool = True) -> dict[str, Any]:
+    """The RealOutcome of one case, from the cache when possible."""
+    key = case_key(case, dump)
+    results = CACHE / "results"
+    result_file = results / f"{case.id}.{key}.json"
+    if use_cache and result_file.exists():
+        outcome = json.loads(result_file.read_text())
+        outcome["cached"] = True
+        return outcome
+    with tempfile.TemporaryDirectory(prefix=f"realfw-{case.id}-", dir=_workroot()) as tmp:
+        work = Path(tmp)
+        info = boot(case, work, timeout=timeout, dump=dump)
+        text = Path(info["serial_log"]).read_bytes().decode("utf-8", errors="replace")
+        results.mkdir(parents=True, exist_ok=True)
+        log = results / f"{case.id}.{key}.serial.log"
+        shutil.copyfile(info["serial_log"], log)
+        dump_path = None
+        if info["dump"]:
+            dump_path = results / f"{case.id}.{key}.memory.elf"
+            shutil.move(info["dump"], dump_path)
+    outcome = {"case": case.id, **parse_serial(text), "serial_log": str(log),
+               "seconds": info["seconds"], "timed_out": info["timed_out"],
+               "qemu_exit": info["exit"], "dump": str(dump_path) if dump_path else None}
+    if not outcome["booted"]:
+        outcome["qemu_output"] = info["qemu_output"]
+    tmpf = result_file.with_suffix(".tmp")
+    tmpf.write_text(json.dumps(outcome, indent=1))
+    tmpf.replace(result_file)
+    outcome["cached"] = False
+    return outcome
+
+
+def _workroot() -> Path:
+    root = CACHE / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def run_cases(cases: Sequence[Case], jobs: int = 2, timeout: float = DEFAULT_TIMEOUT,
+              dump: bool = False, use_cache: bool = True,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run cases, ``jobs`` QEMUs at a time; outcomes in the order of ``cases``."""
+    build_injector()
+    build_initrd()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(run_case, c, timeout, dump, use_cache): i
+                   for i, c in enumerate(cases)}
+        results: list[dict[str, Any] | None] = [None] * len(cases)
+        for fut in concurrent.futures.as_completed(futures):
+            outcome = fut.result()
+            results[futures[fut]] = outcome
+            if progress:
+                progress(outcome)
+    return [r for r in results if r is not None]
+
+
+def select(cases: Sequence[Case], pattern: str | None) -> list[Case]:
+    """Cases whose id matches a shell pattern (comma-separated alternatives)."""
+    if not pattern:
+        return list(cases)
+    pats = [p.strip() for p in pattern.split(",") if p.strip()]
+    return [c for c in cases if any(fnmatch.fnmatchcase(c.id, p) for p in pats)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction and comparison
+
+
+class NoPrediction(NotImplementedError):
+    """The model cannot predict yet (efihandoff.paths has no ``simulate``)."""
+
+
+def predict(case: Case) -> dict[str, Any]:
+    """efihandoff's prediction for a case: {sysfs_present, sysfs, esrt_lines, unusable}.
+
+    The lead wires this to ``efihandoff.paths.simulate`` on path ``PATH_FOR_STACK[case.stack]``.
+    A sysfs value of None means "bytes the model cannot know" (the key must still exist).
+    """
+    import efihandoff.paths as paths
+
+    if not hasattr(paths, "simulate"):
+        raise NoPrediction("efihandoff.paths.simulate is not there yet")
+    raise NoPrediction("predict() is not wired to efihandoff.paths.simulate yet")
+
+
+def compare(real: dict[str, Any], predicted: dict[str, Any]) -> list[str]:
+    """Differences between a real outcome and a prediction (empty when they agree).
+
+    Compares ``sysfs_present``, every sysfs value (a predicted None accepts any value but
+    requires the file), the ``esrt:`` message texts and the ``unusable`` marks.
+    """
+    diffs: list[str] = []
+    if bool(real.get("sysfs_present")) != bool(predicted.get("sysfs_present")):
+        diffs.append(f"sysfs_present: real {real.get('sysfs_present')} "
+                     f"predicted {predicted.get('sysfs_present')}")
+    rs: dict[str, str] = real.get("sysfs") or {}
+    ps: dict[str, str | None] = predicted.get("sysfs") or {}
+    for name in sorted(set(rs) | set(ps), key=_sysfs_order):
+        if name not in rs:
+            diffs.append(f"sysfs {name}: missing in real, predicted {ps[name]!r}")
+        elif name not in ps:
+            diffs.append(f"sysfs {name}: real {rs[name]!r}, not predicted")
+        elif ps[name] is not None and rs[name] != ps[name]:
+            diffs.append(f"sysfs {name}: real {rs[name]!r} predicted {ps[name]!r}")
+    r_esrt = list(real.get("esrt_lines") or [])
+    p_esrt = list(predicted.get("esrt_lines") or [])
+    if r_esrt != p_esrt:
+        diffs.append(f"esrt lines: real {r_esrt} predicted {p_esrt}")
+    r_un = sorted(real.get("unusable") or [])
+    p_un = sorted(predicted.get("unusable") or [])
+    if r_un != p_un:
+        diffs.append(f"unusable: real {r_un} predicted {p_un}")
+    return diffs
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def summarize_real(o: dict[str, Any]) -> str:
+    """One table cell describing a real outcome."""
+    if not o.get("booted"):
+        return "did not boot" + (" (timeout)" if o.get("timed_out") else "")
+    parts = []
+    if o.get("sysfs_present"):
+        n = o["sysfs"].get("fw_resource_count", "?").strip()
+        ent = len({k.split("/")[1] for k in o["sysfs"] if k.startswith("entries/")})
+        parts.append(f"sysfs count={n} entries={ent}")
+    else:
+        parts.append("no sysfs")
+    if o.get("unusable"):
+        parts.append("unusable=" + ",".join(o["unusable"]))
+    for line in o.get("esrt_lines", []):
+        parts.append(f"`esrt: {_short(line)}`")
+    return "; ".join(parts)
+
+
+def summarize_predicted(p: dict[str, Any] | None) -> str:
+    """One table cell describing a prediction."""
+    if p is None:
+        return "no prediction"
+    return summarize_real({"booted": True, **p})
+
+
+def _short(line: str, n: int = 70) -> str:
+    line = re.sub(r"0x0*([0-9a-f]+)", r"0x\1", line)
+    return line if len(line) <= n else line[: n - 1] + "…"
+
+
+def write_report(rows: Sequence[tuple[dict[str, Any], dict[str, Any] | None, list[str] | None]],
+                 path: Path | None = None, versions: dict[str, str] | None = None) -> str:
+    """Write the markdown report; return its final line ``realfw: N cases, A agree, D disagree``.
+
+    Each row is (real outcome, prediction or None, differences or None).
+    """
+    path = path or OUT / "report.md"
+    agree = sum(1 for _, p, d in rows if p is not None and not d)
+    disagree = sum(1 for _, p, d in rows if p is not None and d)
+    final = f"realfw: {len(rows)} cases, {agree} agree, {disagree} disagree"
+    nopred = sum(1 for _, p, _ in rows if p is None)
+    if nopred:
+        final += f" ({nopred} no prediction)"
+    lines = ["# Real-firmware bench report", "",
+             f"Run {time.strftime('%Y-%m-%d')}; versions: "
+             + ", ".join(f"{k} {v}" for k, v in sorted((versions or {}).items())), "",
+             "| case | real | predicted | agree |", "|---|---|---|---|"]
+    for real, pred, diffs in rows:
+        verdict = "n/a" if pred is None else ("yes" if not diffs else "**no**")
+        lines.append(f"| {real['case']} | {summarize_real(real)} | "
+                     f"{summarize_predicted(pred)} | {verdict} |")
+    detail = [(r, d) for r, p, d in rows if p is not None and d]
+    if detail:
+        lines += ["", "## Differences", ""]
+        for real, diffs in detail:
+            lines.append(f"- {real['case']}:")
+            lines += [f"  - {d}" for d in diffs]
+    lines += ["", final, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines).replace("|", "|"))
+    tmp.replace(path)
+    return final
