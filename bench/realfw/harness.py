@@ -711,11 +711,32 @@ def predict(case: Case) -> dict[str, Any]:
     raise NoPrediction("predict() is not wired to efihandoff.paths.simulate yet")
 
 
-def compare(real: dict[str, Any], predicted: dict[str, Any]) -> list[str]:
+_HEX_ADDR = re.compile(r"0x[0-9a-fA-F]{8,16}")
+
+
+def normalise_addresses(line: str) -> str:
+    """Replace addresses (8 to 16 hex digits) by ``A`` and ``A+0x...`` relative to the first one,
+    so lines compare by sizes and offsets, not by where firmware or Xen put things."""
+    base: list[int] = []
+
+    def sub(m: re.Match[str]) -> str:
+        value = int(m[0], 16)
+        if not base:
+            base.append(value)
+            return "A"
+        delta = value - base[0]
+        return f"A+{delta:#x}" if delta >= 0 else f"A-{-delta:#x}"
+
+    return _HEX_ADDR.sub(sub, line)
+
+
+def compare(real: dict[str, Any], predicted: dict[str, Any],
+            exact_addresses: bool = False) -> list[str]:
     """Differences between a real outcome and a prediction (empty when they agree).
 
     Compares ``sysfs_present``, every sysfs value (a predicted None accepts any value but
-    requires the file), the ``esrt:`` message texts and the ``unusable`` marks.
+    requires the file), the ``esrt:`` message texts (addresses relative to the line's first
+    address unless ``exact_addresses``) and the ``unusable`` marks.
     """
     diffs: list[str] = []
     if bool(real.get("sysfs_present")) != bool(predicted.get("sysfs_present")):
@@ -730,8 +751,9 @@ def compare(real: dict[str, Any], predicted: dict[str, Any]) -> list[str]:
             diffs.append(f"sysfs {name}: real {rs[name]!r}, not predicted")
         elif ps[name] is not None and rs[name] != ps[name]:
             diffs.append(f"sysfs {name}: real {rs[name]!r} predicted {ps[name]!r}")
-    r_esrt = list(real.get("esrt_lines") or [])
-    p_esrt = list(predicted.get("esrt_lines") or [])
+    norm = (lambda x: x) if exact_addresses else normalise_addresses
+    r_esrt = [norm(line) for line in real.get("esrt_lines") or []]
+    p_esrt = [norm(line) for line in predicted.get("esrt_lines") or []]
     if r_esrt != p_esrt:
         diffs.append(f"esrt lines: real {r_esrt} predicted {p_esrt}")
     r_un = sorted(real.get("unusable") or [])
@@ -739,6 +761,170 @@ def compare(real: dict[str, Any], predicted: dict[str, Any]) -> list[str]:
     if r_un != p_un:
         diffs.append(f"unusable: real {r_un} predicted {p_un}")
     return diffs
+
+
+# Disagreements that are understood: (case glob, regex over one difference, explanation naming
+# the test that pins the real behaviour). A case whose every difference matches counts as
+# explained; anything else is unexplained and fails the run.
+EXPLAINED: tuple[tuple[str, str, str], ...] = ()
+
+
+def explain(case_id: str, diffs: Sequence[str]) -> list[str] | None:
+    """The explanations covering every difference of a case, or None if one is unexplained."""
+    found: list[str] = []
+    for d in diffs:
+        hit = [why for pat, rx, why in EXPLAINED
+               if fnmatch.fnmatchcase(case_id, pat) and re.search(rx, d)]
+        if not hit:
+            return None
+        found += [w for w in hit if w not in found]
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# fwupd: the real fwupdtool over a /sys/firmware tree
+
+FWUPDTOOL = "fwupdtool"
+# fwupd libfwupd/fwupd-enums.h FwupdUpdateState.
+_UPDATE_STATES = {0: "unknown", 1: "pending", 2: "success", 3: "failed", 4: "needs-reboot",
+                  5: "failed-transient"}
+
+
+def write_sysfs_tree(sysfs: dict[str, str], root: Path) -> Path:
+    """Write an ESRT sysfs dict (keys relative to ``efi/esrt``, as in a RealOutcome) under
+    ``root``, which stands for /sys/firmware; return ``root``."""
+    esrt = root / "efi" / "esrt"
+    (root / "efi" / "efivars").mkdir(parents=True, exist_ok=True)
+    esrt.mkdir(parents=True, exist_ok=True)
+    for rel, value in sysfs.items():
+        dst = esrt / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise ValueError(f"bad sysfs path {rel!r}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(value)
+    if any(k.startswith("entries/") for k in sysfs):
+        (esrt / "entries").mkdir(exist_ok=True)
+    return root
+
+
+def _fwupd_blocks(text: str) -> dict[str, dict[str, str]]:
+    """Device dumps (``ADDED:`` blocks of ``fwupdtool -vv``) by DeviceId: field -> value."""
+    out: dict[str, dict[str, str]] = {}
+    cur: dict[str, str] | None = None
+    for line in text.splitlines():
+        if re.match(r"^Fu\w+Device:$", line):
+            cur = {}
+            continue
+        if cur is not None:
+            m = re.match(r"^  (\w[\w\[\],]*):\s+(.*)$", line)
+            if not m:
+                if cur.get("DeviceId"):
+                    out[cur["DeviceId"]] = cur
+                cur = None
+                continue
+            cur.setdefault(m[1], m[2])
+    if cur and cur.get("DeviceId"):
+        out[cur["DeviceId"]] = cur
+    return out
+
+
+def fwupd_devices(root: Path, timeout: float = 60.0) -> list[dict[str, Any]] | None:
+    """The devices the real ``fwupdtool get-devices --plugins uefi_capsule`` lists from the
+    tree ``root`` (standing for /sys/firmware), each as {guid, kind, version, lowest, flags,
+    update_state, entry, updatable, update_error}; None when fwupd finds no devices (no
+    ``efi/esrt/entries``)."""
+    with tempfile.TemporaryDirectory(prefix="realfw-fwupd-") as tmp:
+        t = Path(tmp)
+        for d in ("esp", "dmi", "state"):
+            (t / d).mkdir()
+        (t / "dmi" / "bios_vendor").write_text("efihandoff\n")
+        (t / "dmi" / "sys_vendor").write_text("efihandoff\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FWUPD_")}
+        env.update({
+            "FWUPD_SYSFSFWDIR": str(root),
+            "FWUPD_UEFI_TEST": "1",  # skip the efivars mount-point check
+            "FWUPD_UEFI_ESP_PATH": str(t / "esp"),
+            "FWUPD_SYSFSDMIDIR": str(t / "dmi"),
+            "FWUPD_LOCALSTATEDIR": str(t / "state"),
+            "LANG": "C.UTF-8",
+        })
+        proc = subprocess.run([FWUPDTOOL, "get-devices", "--plugins", "uefi_capsule", "--json",
+                               "--verbose", "--verbose"],
+                              capture_output=True, text=True, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"fwupdtool printed no JSON (exit {proc.returncode}): "
+                           f"{proc.stderr[-500:]}") from exc
+    if "Error" in doc:
+        if doc["Error"].get("Message") == "No detected devices":
+            return None
+        raise RuntimeError(f"fwupdtool: {doc['Error']}")
+    blocks = _fwupd_blocks(proc.stderr)
+    out = []
+    for dev in doc.get("Devices", []):
+        if dev.get("Plugin") != "uefi_capsule":
+            continue
+        b = blocks.get(dev.get("DeviceId", ""), {})
+        out.append({
+            "guid": (dev.get("Guid") or [b.get("FwClass", "")])[0].lower(),
+            "kind": b.get("Kind"),
+            "version": int(dev.get("VersionRaw", 0)),
+            "lowest": int(dev.get("VersionLowestRaw", 0)),
+            "flags": int(b["CapsuleFlags"], 16) if "CapsuleFlags" in b else None,
+            "update_state": _UPDATE_STATES.get(dev.get("UpdateState", 0), "unknown"),
+            "entry": Path(b.get("BackendId", "")).name or None,
+            # not compared with the model: fwupd's own device flags and update error
+            "updatable": "updatable" in dev.get("Flags", []),
+            "update_error": dev.get("UpdateError"),
+        })
+    return sorted(out, key=lambda d: _sysfs_order(f"entries/{d['entry']}/")
+                  if d["entry"] else (9, 0, d["guid"]))
+
+
+def fwupd_for_outcome(outcome: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The real fwupdtool's devices on the tree rebuilt from a real boot's EHSYS lines."""
+    with tempfile.TemporaryDirectory(prefix="realfw-tree-") as tmp:
+        root = Path(tmp) / "firmware"
+        if outcome.get("sysfs_present"):
+            write_sysfs_tree(outcome.get("sysfs") or {}, root)
+        else:
+            (root / "efi" / "efivars").mkdir(parents=True)
+        return fwupd_devices(root)
+
+
+def fwupd_model(sysfs: dict[str, str] | None, present: bool) -> list[dict[str, Any]] | None:
+    """efihandoff.fwupd's devices for the same tree, normalised like :func:`fwupd_devices`."""
+    from efihandoff import fwupd
+
+    tree: dict[str, str | None] = {}
+    if present:
+        tree["efi/esrt"] = None
+        if any(k.startswith("entries/") for k in sysfs or {}):
+            tree["efi/esrt/entries"] = None
+        for k, v in (sysfs or {}).items():
+            tree[f"efi/esrt/{k}"] = v
+    devs = fwupd.devices(tree if present else None)
+    if devs is None:
+        return None
+    keys = ("guid", "kind", "version", "lowest", "flags", "update_state", "entry")
+    return [{k: d.to_json()[k] for k in keys} for d in devs]
+
+
+def fwupd_diff(real: list[dict[str, Any]] | None,
+               model: list[dict[str, Any]] | None) -> list[str]:
+    """Differences between two normalised device lists."""
+    if real is None or model is None:
+        return [] if real is model else [f"fwupd: real {real} model {model}"]
+    out = []
+    if len(real) != len(model):
+        out.append(f"fwupd: {len(real)} real devices, {len(model)} in the model")
+    for r, m in zip(real, model, strict=False):
+        for k in ("guid", "kind", "version", "lowest", "flags", "update_state"):
+            if r.get(k) != m.get(k):
+                out.append(f"fwupd {r.get('entry')} {k}: real {r.get(k)!r} model {m.get(k)!r}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -751,15 +937,14 @@ def summarize_real(o: dict[str, Any]) -> str:
         return "did not boot" + (" (timeout)" if o.get("timed_out") else "")
     parts = []
     if o.get("sysfs_present"):
-        n = o["sysfs"].get("fw_resource_count", "?").strip()
-        ent = len({k.split("/")[1] for k in o["sysfs"] if k.startswith("entries/")})
+        n = (o.get("sysfs") or {}).get("fw_resource_count", "?").strip()
+        ent = len({k.split("/")[1] for k in o.get("sysfs") or {} if k.startswith("entries/")})
         parts.append(f"sysfs count={n} entries={ent}")
     else:
         parts.append("no sysfs")
     if o.get("unusable"):
-        parts.append("unusable=" + ",".join(o["unusable"]))
-    for line in o.get("esrt_lines", []):
-        parts.append(f"`esrt: {_short(line)}`")
+        parts.append("unusable " + ",".join(o["unusable"]))
+    parts += [f"`esrt: {_short(line)}`" for line in o.get("esrt_lines") or []]
     return "; ".join(parts)
 
 
@@ -770,41 +955,162 @@ def summarize_predicted(p: dict[str, Any] | None) -> str:
     return summarize_real({"booted": True, **p})
 
 
-def _short(line: str, n: int = 70) -> str:
-    line = re.sub(r"0x0*([0-9a-f]+)", r"0x\1", line)
+def _short(line: str, n: int = 60) -> str:
+    line = normalise_addresses(line).replace("|", "\\|")
     return line if len(line) <= n else line[: n - 1] + "…"
 
 
-def write_report(rows: Sequence[tuple[dict[str, Any], dict[str, Any] | None, list[str] | None]],
-                 path: Path | None = None, versions: dict[str, str] | None = None) -> str:
-    """Write the markdown report; return its final line ``realfw: N cases, A agree, D disagree``.
+@dataclass
+class Row:
+    """One report row: the real outcome, the prediction (None: none), differences and their
+    explanations (None: some difference is unexplained)."""
 
-    Each row is (real outcome, prediction or None, differences or None).
-    """
+    real: dict[str, Any]
+    predicted: dict[str, Any] | None = None
+    diffs: list[str] = dataclasses.field(default_factory=list)
+    explained: list[str] | None = None
+    fwupd: list[str] | None = None  # None: not compared
+
+    @property
+    def verdict(self) -> str:
+        if not self.real.get("booted"):
+            return "did not boot"
+        if self.predicted is None:
+            return "no prediction"
+        if not self.diffs:
+            return "yes"
+        return "explained" if self.explained is not None else "**no**"
+
+
+def final_line(rows: Sequence[Row]) -> str:
+    """``realfw: N cases, A agree, D disagree`` (explained disagreements count as disagree)."""
+    agree = sum(1 for r in rows if r.verdict == "yes")
+    disagree = sum(1 for r in rows if r.verdict in ("explained", "**no**"))
+    return f"realfw: {len(rows)} cases, {agree} agree, {disagree} disagree"
+
+
+def write_report(rows: Sequence[Row], path: Path | None = None,
+                 versions: dict[str, str] | None = None, seconds: float | None = None) -> str:
+    """Write the markdown report (case, real, predicted, agree); return the final line."""
     path = path or OUT / "report.md"
-    agree = sum(1 for _, p, d in rows if p is not None and not d)
-    disagree = sum(1 for _, p, d in rows if p is not None and d)
-    final = f"realfw: {len(rows)} cases, {agree} agree, {disagree} disagree"
-    nopred = sum(1 for _, p, _ in rows if p is None)
-    if nopred:
-        final += f" ({nopred} no prediction)"
-    lines = ["# Real-firmware bench report", "",
-             f"Run {time.strftime('%Y-%m-%d')}; versions: "
-             + ", ".join(f"{k} {v}" for k, v in sorted((versions or {}).items())), "",
-             "| case | real | predicted | agree |", "|---|---|---|---|"]
-    for real, pred, diffs in rows:
-        verdict = "n/a" if pred is None else ("yes" if not diffs else "**no**")
-        lines.append(f"| {real['case']} | {summarize_real(real)} | "
-                     f"{summarize_predicted(pred)} | {verdict} |")
-    detail = [(r, d) for r, p, d in rows if p is not None and d]
+    final = final_line(rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    head = [
+        "# Real-firmware bench report", "",
+        f"Run on {time.strftime('%Y-%m-%d')}"
+        + (f" in {seconds:.0f} s" if seconds is not None else "") + ". Versions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted((versions or {}).items())) + ".", "",
+        "Addresses in `esrt:` lines are shown relative to the line's first address (A).", "",
+        "| case | real | predicted | agree | fwupd |", "|---|---|---|---|---|",
+    ]
+    body = []
+    for r in rows:
+        fw = "-" if r.fwupd is None else ("same" if not r.fwupd else "**differs**")
+        body.append(f"| {r.real['case']} | {summarize_real(r.real)} | "
+                    f"{summarize_predicted(r.predicted)} | {r.verdict} | {fw} |")
+    tail = []
+    detail = [r for r in rows if r.diffs or r.fwupd]
     if detail:
-        lines += ["", "## Differences", ""]
-        for real, diffs in detail:
-            lines.append(f"- {real['case']}:")
-            lines += [f"  - {d}" for d in diffs]
-    lines += ["", final, ""]
+        tail += ["", "## Differences", ""]
+        for r in detail:
+            tail.append(f"- {r.real['case']}:")
+            tail += [f"  - {d}" for d in [*r.diffs, *(r.fwupd or [])]]
+            tail += [f"  - explained: {w}" for w in r.explained or []]
+    tail += ["", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), "", final, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines).replace("|", "|"))
+    tmp.write_text("\n".join(head + body + tail))
     tmp.replace(path)
     return final
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line (bench/realfw/run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``run [--smoke] [--jobs 2] [--cases PATTERN] [--no-compare] ...``; returns the exit code."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="bench/realfw/run", description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="the smoke subset (every stack)")
+    ap.add_argument("--jobs", type=int, default=2, help="QEMUs at a time (default 2)")
+    ap.add_argument("--cases", help="shell pattern(s) over case ids, comma-separated")
+    ap.add_argument("--placements", default=",".join(MATRIX_PLACEMENTS),
+                    help=f"placements of the full matrix (known: {','.join(PLACEMENTS)})")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per boot")
+    ap.add_argument("--dump", action="store_true", help="also take a QMP memory dump per case")
+    ap.add_argument("--no-cache", action="store_true", help="boot even when a result is cached")
+    ap.add_argument("--no-compare", action="store_true",
+                    help="do not ask the model (exit 0 when every case booted)")
+    ap.add_argument("--no-fwupd", action="store_true", help="skip the real fwupdtool check")
+    ap.add_argument("--no-install", action="store_true", help="do not run install-deps")
+    ap.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    ap.add_argument("--out", type=Path, default=OUT, help="output directory")
+    args = ap.parse_args(argv)
+
+    base = smoke() if args.smoke else matrix(p.strip() for p in args.placements.split(","))
+    cases = select(base, args.cases)
+    if args.list:
+        print("\n".join(c.id for c in cases))
+        return 0
+    if not cases:
+        print("realfw: no case matches", file=sys.stderr)
+        return 2
+    if missing_deps():
+        if args.no_install:
+            print("realfw: missing " + ", ".join(missing_deps()), file=sys.stderr)
+            return 3
+        subprocess.run([str(HERE / "install-deps")], check=True)
+        if missing_deps():
+            print("realfw: still missing " + ", ".join(missing_deps()), file=sys.stderr)
+            return 3
+
+    start = time.monotonic()
+
+    def progress(o: dict[str, Any]) -> None:
+        state = "cached" if o.get("cached") else f"{o.get('seconds', 0):.1f} s"
+        ok = "" if o.get("booted") else " DID NOT BOOT"
+        print(f"realfw: {o['case']}: {state}{ok}", file=sys.stderr, flush=True)
+
+    outcomes = run_cases(cases, jobs=args.jobs, timeout=args.timeout, dump=args.dump,
+                         use_cache=not args.no_cache, progress=progress)
+    rows = []
+    can_fwupd = not args.no_fwupd and shutil.which(FWUPDTOOL) is not None
+    for case, real in zip(cases, outcomes, strict=True):
+        row = Row(real)
+        if not args.no_compare and real.get("booted"):
+            try:
+                row.predicted = predict(case)
+            except NotImplementedError:
+                row.predicted = None
+            if row.predicted is not None:
+                row.diffs = compare(real, row.predicted)
+                row.explained = explain(case.id, row.diffs) if row.diffs else []
+        if can_fwupd and real.get("booted"):
+            try:
+                row.fwupd = fwupd_diff(fwupd_for_outcome(real),
+                                       fwupd_model(real.get("sysfs"), real["sysfs_present"]))
+            except ImportError:
+                row.fwupd = None
+        rows.append(row)
+    seconds = time.monotonic() - start
+    final = write_report(rows, args.out / "report.md", package_versions(), seconds)
+    (args.out / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
+    bad = [r for r in rows if r.verdict in ("did not boot", "**no**") or r.fwupd]
+    nopred = [r for r in rows if r.verdict == "no prediction"]
+    print(f"realfw: report {args.out / 'report.md'} ({seconds:.0f} s)", file=sys.stderr)
+    print(final)
+    if bad:
+        return 1
+    if nopred and not args.no_compare:
+        print(f"realfw: {len(nopred)} cases have no prediction (use --no-compare)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
