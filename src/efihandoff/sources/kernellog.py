@@ -1,0 +1,1257 @@
+"""Kernel logs: what Linux (and Xen) printed about the EFI tables, the memory maps and the ESRT.
+
+Reads dmesg, ``journalctl -k``, syslog, serial-console captures, ``xl dmesg`` and mail-quoted
+excerpts, line by line, into plain data split by boot. Unknown lines are skipped; every per-line
+pattern is linear (no nested quantifiers, bounded repeats) and lines are cut at :data:`MAX_LINE`
+characters, so the whole read is O(size) in time and O(longest line) in memory.
+
+Message formats, as printed by (project, file, function):
+
+- Linux drivers/firmware/efi/efi.c ``efi_systab_report_header`` ("EFI v2.70 by X"; from 6.2
+  "EFI v2.7 by X" / "EFI v2.3.1 by X"), ``efi_config_parse_tables`` + ``match_config_table``
+  ("efi: " then ``NAME=0x%lx `` per table; 6.3+ ``(NAME=0x%lx unusable) `` for a table the Xen
+  allowlist refuses), ``efi_md_typeattr_format`` ("[%-12s" or "[type=%u", then
+  "|RUN|HP|MR|CC|SP|NV|XP|RP|WP|RO|UCE|WB|WT|WC|UC]" or "|attr=0x%016llx]").
+- Linux arch/x86/platform/efi/efi.c ``efi_print_memmap`` ("mem%02u: %s range=[0x%016llx-0x%016llx]
+  (%lluMB)", inclusive end; again after "EFI runtime memory map:" in ``__efi_enter_virtual_mode``)
+  and the pre-3.19 ``print_efi_memmap`` ("mem%02u: type=%u, attr=0x%llx, range=[a-b) (%lluMB)",
+  exclusive end).
+- Linux drivers/firmware/efi/efi-init.c ``reserve_regions`` (arm64: "Processing EFI memory map:",
+  then "  0x%012llx-0x%012llx %s", older kernels with a trailing "*").
+- Linux arch/x86/kernel/e820.c ``e820__print_table`` / ``e820_print_type``: "WHO: [mem %#018Lx-
+  %#018Lx] usable|reserved|soft reserved|ACPI data|ACPI NVS|unusable|persistent (type %u)|type %u";
+  Linux 7.0 (tip x86/boot, Dec 2025) adds a size column, "[gap ...]" lines and rewords "usable" to
+  "System RAM", "reserved" to "device reserved", "persistent" to "persistent RAM".
+  ``__e820__range_update`` prints "e820: update [mem %#010Lx-%#010Lx] OLD ==> NEW".
+  arch/x86/xen/setup.c ``xen_memory_setup`` returns WHO = "Xen" in a PV domain.
+- Linux drivers/firmware/efi/esrt.c ``efi_esrt_init`` / ``esrt_sysfs_init`` (pr_fmt "esrt: ").
+- Linux arch/x86/xen/enlighten_pv.c ``xen_banner`` ("Booting paravirtualized kernel on Xen",
+  "Xen version: %d.%d%s (preserve-AD)") and ``xen_arch_setup`` ("ACPI in unprivileged domain
+  disabled", domU only).
+- Xen xen/arch/x86/setup.c ``__start_xen`` ("Xen version %d.%d%s (...)", "Bootloader: %s",
+  "Command line: %s"), xen/arch/x86/e820.c ``init_e820`` / ``print_e820_memory_map`` ("%s RAM map:",
+  " [%016lx, %016lx] (usable)" inclusive; before 4.17-ish " %016Lx - %016Lx (usable)" exclusive),
+  xen/common/efi/boot.c ``efi_init_memory`` ("EFI memory map:%s", " %013lx-%013lx type=%u
+  attr=%016lx" inclusive).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from os import PathLike
+from typing import IO
+
+from efihandoff.errors import ParseError
+from efihandoff.uefi.memmap import (
+    LINUX_ATTR_MNEMONICS,
+    PAGE_SHIFT,
+    MemoryDescriptor,
+    MemoryType,
+)
+
+MAX_LINE = 4096  # characters kept of one line; the rest of an overlong line is skipped
+_U64 = (1 << 64) - 1
+_SNIFF_BYTES = 65536
+_BLOCK = 65536
+
+# --------------------------------------------------------------------------------------------
+# Output model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedTable:
+    """One ``NAME=0x...`` of the ``efi:`` config-table line; ``unusable`` for the Xen dom0
+    ``(NAME=0x... unusable)`` form (Linux 6.3+ ``match_config_table``)."""
+
+    label: str
+    address: int
+    unusable: bool
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDescriptor:
+    """One printed EFI memory descriptor; ``attribute`` is None when the print does not give it
+    (an unknown mnemonic)."""
+
+    type: int
+    phys_addr: int
+    num_pages: int
+    attribute: int | None
+    line: int
+
+    @property
+    def end(self) -> int:
+        """Exclusive end."""
+        return self.phys_addr + (self.num_pages << PAGE_SHIFT)
+
+    def contains(self, addr: int) -> bool:
+        """``phys_addr <= addr < end``."""
+        return self.phys_addr <= addr < self.end
+
+    def to_descriptor(self) -> MemoryDescriptor:
+        """As a :class:`MemoryDescriptor` (an unknown attribute becomes 0)."""
+        return MemoryDescriptor(self.type, self.phys_addr, self.num_pages, self.attribute or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class E820Entry:
+    """One E820 range, ``[start, end)``. ``kind`` uses the pre-7.0 Linux wording ("usable",
+    "reserved", "ACPI data", "ACPI NVS", "unusable", "persistent", "soft reserved", "type 20");
+    ``type_code`` is the E820 type number when the wording pins it."""
+
+    start: int
+    end: int
+    kind: str
+    type_code: int | None
+    line: int
+
+    def contains(self, addr: int) -> bool:
+        """``start <= addr < end``."""
+        return self.start <= addr < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class E820Update:
+    """``e820: update [mem a-b] OLD ==> NEW`` (``op`` "update") or ``e820: remove [mem a-b]
+    [OLD]`` (``op`` "remove", ``new_kind`` None); ``end`` exclusive."""
+
+    op: str
+    start: int
+    end: int
+    old_kind: str | None
+    new_kind: str | None
+    line: int
+
+    def covers(self, addr: int) -> bool:
+        """``start <= addr < end``."""
+        return self.start <= addr < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class EsrtMessage:
+    """One ``esrt:`` line. ``kind`` is stable (see :data:`ESRT_KINDS`); ``values`` are the
+    numbers it carries, in printed order (hashed ``%p`` pointers that are not hex are left out)."""
+
+    kind: str
+    text: str
+    line: int
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class XenInfo:
+    """What the log says about Xen: from ``(XEN)`` console lines and from dom0 hints."""
+
+    version: str | None
+    boot_loader: str | None
+    efi_memory_map: tuple[LoggedDescriptor, ...]
+    e820: tuple[E820Entry, ...]
+    lines: int
+    command_line: str | None = None
+
+
+@dataclass(frozen=True)
+class BootLog:
+    """Everything one boot printed that efihandoff uses."""
+
+    first_line: int
+    kernel_version: str | None
+    efi_version: str | None
+    efi_vendor: str | None
+    config_tables: tuple[LoggedTable, ...]
+    memory_map: tuple[LoggedDescriptor, ...]
+    runtime_map: tuple[LoggedDescriptor, ...]
+    e820: tuple[E820Entry, ...]
+    e820_updates: tuple[E820Update, ...]
+    esrt_messages: tuple[EsrtMessage, ...]
+    esrt_reserved: tuple[int, int] | None
+    xen: XenInfo | None
+    is_xen_dom0: bool
+    dmi: str | None
+    dom0_unusable: tuple[str, ...]
+    command_line: str | None = None
+    e820_source: str | None = None  # "BIOS-e820", "Xen", ...: the WHO of the printed table
+
+    def table(self, label: str) -> LoggedTable | None:
+        """The first logged table with this label."""
+        for t in self.config_tables:
+            if t.label == label:
+                return t
+        return None
+
+    @property
+    def esrt_address(self) -> int | None:
+        """The ESRT address: from the ``efi:`` line, else from ``esrt: Reserving``."""
+        t = self.table("ESRT")
+        if t is not None:
+            return t.address
+        return self.esrt_reserved[0] if self.esrt_reserved else None
+
+    def esrt_kinds(self) -> tuple[str, ...]:
+        """Kinds of the ``esrt:`` messages, in order."""
+        return tuple(m.kind for m in self.esrt_messages)
+
+
+@dataclass(frozen=True)
+class KernelLog:
+    """A kernel log split by boot; ``lines_used`` counts lines that went into the model."""
+
+    boots: tuple[BootLog, ...]
+    lines_read: int
+    lines_used: int
+    name: str = "<log>"
+
+
+ESRT_KINDS = (
+    "reserving",
+    "not-in-memmap",
+    "header-does-not-fit",
+    "descriptor-invalid",
+    "memremap-failed",
+    "unsupported-version",
+    "only-header",
+    "count-too-large",
+    "does-not-fit",
+    "sysfs-memremap-failed",
+    "other",
+)
+
+# --------------------------------------------------------------------------------------------
+# Line prefixes
+# --------------------------------------------------------------------------------------------
+
+_ANSI = re.compile(
+    r"\x1b(?:\[[0-9;?<=>]{0,32}[ -/]{0,4}[@-~]"  # CSI (colours, cursor moves)
+    r"|\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)?"  # OSC (window titles)
+    r"|[()][0-9A-Za-z]|[@-Z\\-_])"
+)
+_CTRL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TS = re.compile(r"\[ {0,12}(\d{1,10}\.\d{1,9})(?: {0,12}<[ \d.]{0,24}>)?\] ?")  # dmesg, dmesg -d
+_CALLER = re.compile(r"\[ {0,12}[TC]\d{1,10}\] ?")  # CONFIG_PRINTK_CALLER
+_HUMAN = re.compile(
+    r"\[(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}"  # dmesg -T
+    r"|[A-Z][a-z]{2}\d{1,2} \d\d:\d\d"  # dmesg -H
+    r"| {0,12}[+-]\d{1,10}\.\d{1,9}"  # dmesg -H delta
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?"  # console timestamps
+    r")\] ?"
+)
+_LEVEL = re.compile(r"<\d{1,3}>")
+_KMSG = re.compile(r"\d{1,3},\d{1,20},(\d{1,20}),[^;]{0,32};")  # /dev/kmsg record
+_ISO = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)? {1,4}")
+_SYSLOG = re.compile(
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d"
+    r"(?:\.\d{1,9})? {1,4}"
+)
+_HOST_TAG = re.compile(r"([^\s:\[\]]{1,253}) {1,4}([^\s:\[\]]{1,64})(?:\[\d{1,10}\])?: ?")
+_HOST_KERNEL = re.compile(r"[^\s:\[\]]{1,253} {1,4}kernel(?:\[\d{1,10}\])?: ?")
+_FACILITY = re.compile(  # dmesg -x
+    r"(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local[0-7]) {0,8}:"
+    r" ?(?:emerg|alert|crit|err|warn|notice|info|debug) {0,8}: "
+)
+_MONTHS = frozenset(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+)
+_FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron")
+_FACILITIES += ("authpriv", "ftp", "local")
+_MIDLINE = re.compile(r"\(XEN\)|\[ {0,12}\d{1,10}\.\d{6}\]")
+_MAX_QUOTE = 32
+
+
+def _clean(text: str) -> str:
+    if len(text) > MAX_LINE:
+        text = text[:MAX_LINE]
+    if not text.isprintable():
+        if "\x1b" in text:
+            text = _ANSI.sub("", text)
+        text = _CTRL.sub("", text.replace("\t", " "))
+    return text
+
+
+def _unquote(text: str) -> tuple[str, bool]:
+    """Drop mail quoting (``> ``, ``> > ``) and leading blanks."""
+    s = text.lstrip(" ")
+    quoted = False
+    depth = 0
+    while s.startswith(">") and depth < _MAX_QUOTE:
+        s = s[1:].lstrip(" ")
+        quoted = True
+        depth += 1
+    return s, quoted
+
+
+# (message, linux timestamp, is a (XEN) line, had a kernel-log prefix)
+_Split = tuple[str, float | None, bool, bool]
+
+
+def _split_prefix(s: str) -> _Split | None:
+    """Strip every known prefix; None for a syslog line of another program."""
+    ts: float | None = None
+    kernel = False
+    for _ in range(12):
+        if not s:
+            break
+        c = s[0]
+        if c == "[":
+            m = _TS.match(s)
+            if m:
+                ts = float(m[1])
+                kernel = True
+                s = s[m.end() :]
+                continue
+            m = _CALLER.match(s) or _HUMAN.match(s)
+            if m:
+                kernel = True
+                s = s[m.end() :]
+                continue
+            break
+        if c == "<":
+            m = _LEVEL.match(s)
+            if m:
+                kernel = True
+                s = s[m.end() :]
+                continue
+            break
+        if c == "(":
+            if s.startswith("(XEN)"):
+                # Xen console: the rest is Xen's message, after Xen's own optional timestamp.
+                s = s[5:]
+                if s.startswith(" "):
+                    s = s[1:]
+                m = _TS.match(s) or _HUMAN.match(s)
+                if m:
+                    s = s[m.end() :]
+                return s, ts, True, True
+            break
+        if c == " ":
+            s = s.lstrip(" ")
+            continue
+        if c.isdigit():
+            m = _KMSG.match(s)
+            if m:
+                ts = int(m[1]) / 1_000_000
+                kernel = True
+                s = s[m.end() :]
+                continue
+            m = _ISO.match(s)
+            if m:
+                s = s[m.end() :]
+                t = _HOST_TAG.match(s)
+                if t is not None and t[2] == "kernel":
+                    kernel = True
+                    s = s[t.end() :]
+                continue
+            break
+        if c.isalpha():
+            m = _SYSLOG.match(s) if s[:3] in _MONTHS else None
+            if m:
+                s = s[m.end() :]
+                t = _HOST_TAG.match(s)
+                if t is None or t[2] != "kernel":
+                    return None  # another program's syslog line
+                kernel = True
+                s = s[t.end() :]
+                continue
+            m = _FACILITY.match(s) if s.startswith(_FACILITIES) else None
+            if m is None and "kernel" in s[:280]:
+                m = _HOST_KERNEL.match(s)
+            if m:
+                kernel = True
+                s = s[m.end() :]
+                continue
+            break
+        break
+    return s, ts, False, kernel
+
+
+def _strip(line: str) -> _Split | None:
+    s, _quoted = _unquote(line)
+    split = _split_prefix(s)
+    if split is None:
+        return None
+    if not split[3]:
+        # A serial capture may glue firmware output in front of a kernel line.
+        m = _MIDLINE.search(s)
+        if m is not None and m.start() > 0:
+            again = _split_prefix(s[m.start() :])
+            if again is not None and again[3]:
+                return again
+    return split
+
+
+# --------------------------------------------------------------------------------------------
+# Message patterns
+# --------------------------------------------------------------------------------------------
+
+_H = "[0-9a-fA-F]{1,16}"
+_EFI_VERSION = re.compile(r"EFI v(\d{1,5}\.\d{1,5}(?:\.\d{1,5})?) by (.{0,200})$")
+_MEM_NEW = re.compile(
+    rf"mem(\d{{1,6}}): \[([^\]]{{1,96}})\] range=\[0x({_H})-0x({_H})\]"
+    r" {0,4}\((\d{1,20})MB\) {0,4}$"
+)
+_MEM_OLD = re.compile(
+    rf"mem(\d{{1,6}}): type=(\d{{1,10}}), attr=0x({_H}), range=\[0x({_H})-0x({_H})\)"
+    r" {0,4}\((\d{1,20})MB\) {0,4}$"
+)
+_ARM_MAP = re.compile(rf"0x({_H})-0x({_H}) {{1,4}}\[([^\]]{{1,96}})\]\*? {{0,4}}$")
+_TABLE_TOKEN = re.compile(
+    rf" {{0,8}}(\()?([^=():\s][^=():]{{0,63}}?)=0x({_H})(?:( {{1,4}}unusable)\))?(?= |$)"
+)
+_E820 = re.compile(rf"([A-Za-z][\w -]{{0,31}}): \[(mem|gap) 0x({_H})-0x({_H})\](.{{0,200}})$")
+_E820_CHANGE = re.compile(rf"(update|remove) \[mem 0x({_H})-0x({_H})\](.{{0,200}})$")
+_E820_SIZE = re.compile(r"\d{1,5}(?:\.\d)? {1,4}[KMGT]B(?: {1,4}|$)")  # Linux 7.0 e820_print_size
+_E820_TYPEN = re.compile(r"(?:persistent(?: RAM)? \(type (\d{1,10})\)|type (\d{1,10}))$")
+# Linux e820_print_type wording (old, and the 7.0 rewording) -> stable kind, E820 type
+_E820_NAMES: dict[str, tuple[str, int | None]] = {
+    "usable": ("usable", 1),
+    "System RAM": ("usable", 1),
+    "kernel usable RAM": ("usable", 1),
+    "reserved": ("reserved", 2),
+    "device reserved": ("reserved", 2),
+    "ACPI data": ("ACPI data", 3),
+    "ACPI NVS": ("ACPI NVS", 4),
+    "unusable": ("unusable", 5),
+    "soft reserved": ("soft reserved", 0xEFFFFFFF),
+    "application reserved": ("soft reserved", 0xEFFFFFFF),
+}
+_XEN_VERSION = re.compile(r"Xen version (\d{1,4}\.\d{1,4}[^\s()]{0,64})")
+_DOM0_XEN_VERSION = re.compile(r"Xen version: (\d{1,4}\.\d{1,4}[^\s()]{0,64})(.{0,64})$")
+_XEN_RAM_MAP = re.compile(r"(Initial )?\S{1,32} RAM map:$")
+_XEN_E820_NEW = re.compile(rf" {{0,4}}\[({_H}), ({_H})\] (.{{1,64}})$")
+_XEN_E820_OLD = re.compile(rf" {{0,4}}({_H}) - ({_H}) (.{{1,64}})$")
+_XEN_EFI_DESC = re.compile(rf" {{0,4}}({_H})-({_H}) type=(\d{{1,10}}) attr=({_H}) {{0,4}}$")
+_ESRT_WRAPPED = re.compile(rf"Reserving ESRT space from 0x({_H}) to$")
+_HEX_ONLY = re.compile(rf"0x({_H})\.?$")
+_LINUX_FIRST = frozenset("eBmLCKDXHAx")  # first letters of the messages read below
+
+# (kind, pattern, how to read each group: x = hex, p = pointer (hex or hashed), d = decimal)
+_ESRT_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("reserving", re.compile(rf"Reserving ESRT space from 0x({_H}) to 0x({_H})\.?$"), "xx"),
+    ("not-in-memmap", re.compile(r"ESRT header is not in the memory map\.?$"), ""),
+    (
+        "header-does-not-fit",
+        re.compile(
+            r"ESRT header doesn't fit on single memory map entry\.?"
+            r" \(size: (\d{1,20}) max: (\d{1,20})\)$"
+        ),
+        "dd",
+    ),
+    (
+        "descriptor-invalid",
+        re.compile(r"EFI memory descriptor is invalid\.? \(esrt: (\S{1,24}) max: (\S{1,24})\)$"),
+        "pp",
+    ),
+    ("memremap-failed", re.compile(r"early_memremap\((\S{1,24}), (\d{1,20})\) failed\.?$"), "pd"),
+    ("unsupported-version", re.compile(r"Unsupported ESRT version (-?\d{1,20})\.?$"), "d"),
+    (
+        "only-header",
+        re.compile(
+            r"ESRT memory map entry can only hold the header\.?"
+            r" \(max: (\d{1,20}) size: (\d{1,20})\)$"
+        ),
+        "dd",
+    ),
+    (
+        "count-too-large",
+        re.compile(r"ESRT says fw_resource_count has very large value (-?\d{1,20})\.?$"),
+        "d",
+    ),
+    (
+        "does-not-fit",
+        re.compile(
+            r"ESRT does not fit on single memory map entry \(size: (\d{1,20}) max: (\d{1,20})\)$"
+        ),
+        "dd",
+    ),
+    ("sysfs-memremap-failed", re.compile(r"memremap\((\S{1,24}), (\d{1,20})\) failed\.?$"), "pd"),
+)
+
+
+def _read_values(groups: tuple[str | None, ...], how: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for g, h in zip(groups, how, strict=False):
+        if g is None:
+            continue
+        if h == "d":
+            out.append(int(g))
+            continue
+        text = g[2:] if g[:2] in ("0x", "0X") else g
+        try:
+            out.append(int(text, 16))
+        except ValueError:
+            continue  # hashed or "(____ptrval____)" pointer
+    return tuple(out)
+
+
+def _typeattr(inner: str) -> tuple[int, int | None] | None:
+    """Type and attribute from the bracket ``efi_md_typeattr_format`` prints."""
+    parts = inner.split("|")
+    name = parts[0]
+    if name.startswith("type="):
+        try:
+            mtype = int(name[5:].strip())
+        except ValueError:
+            return None
+        if mtype > 0xFFFFFFFF:
+            return None
+    else:
+        t = MemoryType.from_linux_name(name)
+        if t is None:
+            return None
+        mtype = int(t)
+    rest = [p.strip() for p in parts[1:]]
+    if not rest:
+        return mtype, None
+    if len(rest) == 1 and rest[0].startswith("attr=0x"):
+        try:
+            return mtype, int(rest[0][7:], 16) & _U64
+        except ValueError:
+            return mtype, None
+    attr = 0
+    for p in rest:
+        if not p:
+            continue
+        bit = LINUX_ATTR_MNEMONICS.get(p)
+        if bit is None:
+            return mtype, None
+        attr |= int(bit)
+    return mtype, attr
+
+
+def _e820_kind(text: str) -> tuple[str, int | None]:
+    t = text.strip()
+    if t.endswith("; crypto-capable"):
+        t = t[: -len("; crypto-capable")].rstrip()
+    m = _E820_SIZE.match(t)
+    if m:
+        t = t[m.end() :].strip()
+    named = _E820_NAMES.get(t)
+    if named is not None:
+        return named
+    m = _E820_TYPEN.match(t)
+    if m:
+        if m[1] is not None:
+            return "persistent", int(m[1])
+        return f"type {int(m[2])}", int(m[2])
+    return t, None
+
+
+def _xen_e820_kind(text: str) -> tuple[str, int | None]:
+    t = text.strip()
+    if t.startswith("(") and t.endswith(")"):
+        t = t[1:-1]
+    return _e820_kind(t)
+
+
+def _scan_tables(body: str) -> list[tuple[str, int, bool]] | None:
+    """The ``NAME=0x...`` tokens of a config-table line; None unless the whole line is tokens."""
+    pos = 0
+    n = len(body)
+    out: list[tuple[str, int, bool]] = []
+    while pos < n:
+        m = _TABLE_TOKEN.match(body, pos)
+        if m is None:
+            break
+        paren, label, value, unusable = m.groups()
+        if bool(paren) != bool(unusable):
+            return None
+        out.append((label.strip(), int(value, 16), bool(unusable)))
+        pos = m.end()
+    if not out or body[pos:].strip():
+        return None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The reader
+# --------------------------------------------------------------------------------------------
+
+
+class _Boot:
+    """Mutable state of the boot being read."""
+
+    def __init__(self, first_line: int | None) -> None:
+        self.first_line = first_line
+        self.kernel_lines = 0
+        self.used = 0
+        self.linux_used = 0
+        self.linux_started = False
+        self.xen_started = False
+        self.last_ts = 0.0
+        self.kernel_version: str | None = None
+        self.command_line: str | None = None
+        self.kcommand_line: str | None = None
+        self.efi_version: str | None = None
+        self.efi_vendor: str | None = None
+        self.tables: list[LoggedTable] = []
+        self.memory_map: list[LoggedDescriptor] = []
+        self.map_done = False
+        self.runtime_mode = False
+        self.runtime_map: list[LoggedDescriptor] = []
+        self.runtime_done = False
+        self.e820: list[E820Entry] = []
+        self.e820_source: str | None = None
+        self.e820_updates: list[E820Update] = []
+        self.esrt: list[EsrtMessage] = []
+        self.esrt_reserved: tuple[int, int] | None = None
+        self.dmi: str | None = None
+        # Xen, from the dom0 kernel
+        self.on_xen_pv = False
+        self.dom0_marker = False
+        self.domu_marker = False
+        self.acpi_rsdp = False
+        self.dom0_xen_version: str | None = None
+        # Xen, from (XEN) lines
+        self.xen_lines = 0
+        self.xen_version: str | None = None
+        self.xen_loader: str | None = None
+        self.xen_cmdline: str | None = None
+        self.xen_map_mode: str | None = None  # "final" | "initial" | "efi"
+        self.xen_e820: list[E820Entry] = []
+        self.xen_e820_initial: list[E820Entry] = []
+        self.xen_efi: list[LoggedDescriptor] = []
+        self.xen_efi_done = False
+
+    def keep(self) -> bool:
+        return self.used > 0 or self.kernel_lines > 0
+
+    def freeze(self) -> BootLog:
+        xen: XenInfo | None = None
+        if self.xen_lines or self.on_xen_pv or self.dom0_xen_version:
+            xen = XenInfo(
+                version=self.xen_version or self.dom0_xen_version,
+                boot_loader=self.xen_loader,
+                efi_memory_map=tuple(self.xen_efi),
+                e820=tuple(self.xen_e820 or self.xen_e820_initial),
+                lines=self.xen_lines,
+                command_line=self.xen_cmdline,
+            )
+        efi_seen = bool(self.efi_version or self.tables)
+        # A PV domain is dom0 when something only the initial domain prints is there
+        # (Linux arch/x86/xen/enlighten_pv.c xen_arch_setup prints the domU line).
+        dom0 = (
+            self.on_xen_pv
+            and not self.domu_marker
+            and (self.dom0_marker or efi_seen or self.acpi_rsdp or self.xen_lines > 0)
+        )
+        return BootLog(
+            first_line=self.first_line or 1,
+            kernel_version=self.kernel_version,
+            efi_version=self.efi_version,
+            efi_vendor=self.efi_vendor,
+            config_tables=tuple(self.tables),
+            memory_map=tuple(self.memory_map),
+            runtime_map=tuple(self.runtime_map),
+            e820=tuple(self.e820),
+            e820_updates=tuple(self.e820_updates),
+            esrt_messages=tuple(self.esrt),
+            esrt_reserved=self.esrt_reserved,
+            xen=xen,
+            is_xen_dom0=dom0,
+            dmi=self.dmi,
+            dom0_unusable=tuple(t.label for t in self.tables if t.unusable),
+            command_line=self.command_line or self.kcommand_line,
+            e820_source=self.e820_source,
+        )
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.boots: list[BootLog] = []
+        self.cur = _Boot(None)
+        self.lines_read = 0
+        self.lines_used = 0
+        self.kernel_lines = 0
+        self.pending_esrt: tuple[int, int, str] | None = None
+
+    # -- boots ------------------------------------------------------------------------------
+
+    def _new_boot(self, ln: int) -> _Boot:
+        if self.cur.keep():
+            self.boots.append(self.cur.freeze())
+        self.cur = _Boot(ln)
+        self.pending_esrt = None
+        return self.cur
+
+    def finish(self) -> tuple[BootLog, ...]:
+        if self.cur.keep():
+            self.boots.append(self.cur.freeze())
+            self.cur = _Boot(None)
+        return tuple(self.boots)
+
+    # -- one line ---------------------------------------------------------------------------
+
+    def feed(self, ln: int, raw: str) -> None:
+        self.lines_read += 1
+        text = _clean(raw)
+        if not text:
+            return
+        head = text.lstrip(" >")
+        if head.startswith("-- Boot ") or head.startswith("-- Reboot --"):
+            # journalctl between boots
+            if self.cur.keep() or self.cur.linux_started or self.cur.xen_started:
+                self._new_boot(ln + 1)
+            return
+        split = _strip(text)
+        if split is None:
+            return
+        msg, ts, is_xen, kernel = split
+        b = self.cur
+        if is_xen:
+            used = self._xen(b, msg, ln)
+            b = self.cur
+            b.xen_lines += 1
+        else:
+            if ts is not None:
+                # Linux timestamps restart at zero on a new boot.
+                if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
+                    b = self._new_boot(ln)
+                b.last_ts = ts
+            used = self._linux(b, msg, ln)
+            b = self.cur
+            if used:
+                b.linux_used += 1
+            if used or kernel:
+                b.linux_started = True
+        if kernel:
+            b.kernel_lines += 1
+            self.kernel_lines += 1
+            if b.first_line is None:
+                b.first_line = ln
+        if used:
+            b.used += 1
+            self.lines_used += 1
+            if b.first_line is None:
+                b.first_line = ln
+
+    # -- Linux ------------------------------------------------------------------------------
+
+    def _linux(self, b: _Boot, msg: str, ln: int) -> bool:
+        pending = self.pending_esrt
+        if pending is not None:
+            self.pending_esrt = None
+            m = _HEX_ONLY.match(msg.strip())
+            if m:
+                start, pln, text = pending
+                end = int(m[1], 16)
+                self._esrt_record(b, "reserving", f"{text} {msg.strip()}", pln, (start, end))
+                return True
+        c = msg[:1]
+        if c not in _LINUX_FIRST:
+            return False
+        if c == "e":
+            if msg.startswith("efi:"):
+                return self._efi(b, msg[4:].strip(), ln)
+            if msg.startswith("esrt:"):
+                return self._esrt(b, msg[5:].strip(), ln)
+            if msg.startswith("e820: "):
+                return self._e820_change(b, msg[6:], ln)
+            return False
+        if c == "B":
+            if msg.startswith("BIOS-"):
+                m = _E820.match(msg)
+                return self._e820(b, m, ln) if m else False
+            # xen_banner: "on Xen" for a PV domain; "Xen HVM"/"Xen PVH" are other modes.
+            if msg.startswith("Booting paravirtualized kernel on ") and msg[34:].strip() == "Xen":
+                b.on_xen_pv = True
+                return True
+            return False
+        if c == "m":
+            return self._memmap(b, msg.strip(), ln)  # kernels without the "efi: " pr_fmt
+        if c == "L":
+            if msg.startswith("Linux version "):
+                if b.kernel_version is not None or b.linux_used > 0:
+                    b = self._new_boot(ln)
+                b.kernel_version = msg[14:].split(" ", 1)[0] or None
+                return True
+            return False
+        if c == "C":
+            if msg.startswith("Command line: "):
+                if b.command_line is not None:
+                    b = self._new_boot(ln)
+                b.command_line = msg[14:].strip()
+                return True
+            return False
+        if c == "K":
+            if msg.startswith("Kernel command line: "):
+                if b.kcommand_line is not None:
+                    b = self._new_boot(ln)
+                b.kcommand_line = msg[21:].strip()
+                return True
+            return False
+        if c == "D":
+            if msg.startswith("DMI: "):
+                rest = msg[5:].strip()
+                if b.dmi is None and rest and not rest.startswith("Memory slots"):
+                    b.dmi = rest
+                    return True
+            return False
+        if c == "X":
+            return self._dom0_xen(b, msg, ln) if msg.startswith("Xen") else False
+        if c == "H":
+            if msg.startswith("Hypervisor detected: Xen PV"):
+                b.on_xen_pv = True
+                return True
+            return False
+        if c == "A":
+            if msg.startswith("ACPI in unprivileged domain disabled"):
+                b.domu_marker = True
+                return True
+            if msg.startswith("ACPI: RSDP "):
+                b.acpi_rsdp = True
+            return False
+        if msg.startswith("xen_mcelog: "):
+            b.dom0_marker = True
+            return True
+        return False
+
+    def _dom0_xen(self, b: _Boot, msg: str, ln: int) -> bool:
+        if msg.startswith("Xen version: "):
+            m = _DOM0_XEN_VERSION.match(msg)
+            if m:
+                b.dom0_xen_version = m[1]
+                if "(dom0)" in m[2]:
+                    b.dom0_marker = True
+                return True
+            return False
+        m = _E820.match(msg)
+        if m:
+            return self._e820(b, m, ln)
+        return False
+
+    def _efi(self, b: _Boot, body: str, ln: int) -> bool:
+        if not body:
+            return False
+        if body.startswith("EFI v"):
+            m = _EFI_VERSION.match(body)
+            if m and b.efi_version is None:
+                b.efi_version = m[1]
+                b.efi_vendor = m[2].strip() or None
+                return True
+            return False
+        if body.startswith("mem"):
+            return self._memmap(b, body, ln)
+        if body.startswith("0x"):
+            m = _ARM_MAP.match(body)
+            if m is None:
+                return False
+            ta = _typeattr(m[3])
+            start, last = int(m[1], 16), int(m[2], 16)
+            if ta is None or last < start:
+                return False
+            desc = LoggedDescriptor(ta[0], start, (last + 1 - start) >> PAGE_SHIFT, ta[1], ln)
+            return self._add_desc(b, None, desc)
+        if body == "EFI runtime memory map:":
+            b.runtime_mode = True
+            b.map_done = True
+            return True
+        if body == "Processing EFI memory map:":
+            if b.memory_map:
+                b.map_done = True
+            return True
+        if "=0x" in body:
+            tokens = _scan_tables(body)
+            if tokens is None:
+                return False
+            for label, addr, unusable in tokens:
+                b.tables.append(LoggedTable(label, addr, unusable, ln))
+            return True
+        return False
+
+    def _memmap(self, b: _Boot, body: str, ln: int) -> bool:
+        m = _MEM_NEW.match(body)
+        if m:
+            ta = _typeattr(m[2])
+            start, last = int(m[3], 16), int(m[4], 16)
+            if ta is None or last < start:
+                return False
+            pages = (last + 1 - start) >> PAGE_SHIFT
+            return self._add_desc(b, int(m[1]), LoggedDescriptor(ta[0], start, pages, ta[1], ln))
+        m = _MEM_OLD.match(body)
+        if m:
+            start, end = int(m[4], 16), int(m[5], 16)
+            if end < start:
+                return False
+            desc = LoggedDescriptor(
+                int(m[2]), start, (end - start) >> PAGE_SHIFT, int(m[3], 16) & _U64, ln
+            )
+            return self._add_desc(b, int(m[1]), desc)
+        return False
+
+    @staticmethod
+    def _add_desc(b: _Boot, index: int | None, desc: LoggedDescriptor) -> bool:
+        """First printed map only; a map restarting at mem00 is a later print."""
+        if b.runtime_mode:
+            if b.runtime_done:
+                return False
+            if index == 0 and b.runtime_map:
+                b.runtime_done = True
+                return False
+            b.runtime_map.append(desc)
+            return True
+        if b.map_done:
+            return False
+        if index == 0 and b.memory_map:
+            b.map_done = True
+            return False
+        b.memory_map.append(desc)
+        return True
+
+    def _esrt(self, b: _Boot, body: str, ln: int) -> bool:
+        if not body:
+            return False
+        for kind, pattern, how in _ESRT_PATTERNS:
+            m = pattern.match(body)
+            if m:
+                self._esrt_record(b, kind, body, ln, _read_values(m.groups(), how))
+                return True
+        m = _ESRT_WRAPPED.match(body)
+        if m:  # "... to" with the end address on the next (mail-wrapped) line
+            self.pending_esrt = (int(m[1], 16), ln, body)
+            return True
+        self._esrt_record(b, "other", body, ln, ())
+        return True
+
+    @staticmethod
+    def _esrt_record(b: _Boot, kind: str, text: str, ln: int, values: tuple[int, ...]) -> None:
+        b.esrt.append(EsrtMessage(kind, text, ln, values))
+        if kind == "reserving" and b.esrt_reserved is None and len(values) == 2:
+            start, end = values
+            if end >= start:
+                b.esrt_reserved = (start, end - start)
+
+    def _e820(self, b: _Boot, m: re.Match[str], ln: int) -> bool:
+        who, what, start, last, rest = m[1], m[2], int(m[3], 16), int(m[4], 16), m[5]
+        if what != "mem" or last < start:
+            return False
+        if who not in ("BIOS-e820", "Xen"):
+            return False  # "modified", "reserve setup_data", "user": later tables
+        if b.e820_source is not None and b.e820_source != who:
+            return False
+        kind, code = _e820_kind(rest)
+        b.e820_source = who
+        b.e820.append(E820Entry(start, last + 1, kind, code, ln))
+        if who == "Xen":
+            b.on_xen_pv = True
+        return True
+
+    def _e820_change(self, b: _Boot, body: str, ln: int) -> bool:
+        m = _E820_CHANGE.match(body)
+        if m is None:
+            return False
+        op, start, last, rest = m[1], int(m[2], 16), int(m[3], 16), m[4].strip()
+        if last < start:
+            return False
+        old: str | None
+        new: str | None = None
+        if op == "update":
+            if "==>" not in rest:
+                return False
+            left, right = rest.split("==>", 1)
+            old = _e820_kind(left)[0]
+            new = _e820_kind(right)[0]
+        else:
+            old = _e820_kind(rest)[0] if rest else None
+        b.e820_updates.append(E820Update(op, start, last + 1, old, new, ln))
+        return True
+
+    # -- Xen console ------------------------------------------------------------------------
+
+    def _xen(self, b: _Boot, msg: str, ln: int) -> bool:
+        body = msg.strip()
+        if body.startswith("Xen version "):
+            m = _XEN_VERSION.match(body)
+            if m is None:
+                return False
+            if b.xen_started or b.linux_started:
+                b = self._new_boot(ln)
+            b.xen_version = m[1]
+            b.xen_started = True
+            b.xen_map_mode = None
+            return True
+        if body.startswith("Bootloader: "):
+            b.xen_loader = body[12:].strip() or None
+            b.xen_started = True
+            return True
+        if body.startswith("Command line: "):
+            b.xen_cmdline = body[14:].strip()
+            b.xen_started = True
+            return True
+        if body.endswith("RAM map:"):
+            m = _XEN_RAM_MAP.match(body)
+            if m is None:
+                return False
+            if m[1]:
+                b.xen_map_mode = "initial"
+                b.xen_e820_initial = []
+            else:
+                b.xen_map_mode = "final"
+                b.xen_e820 = []
+            b.xen_started = True
+            return True
+        if body.startswith("EFI memory map:"):
+            if b.xen_efi:
+                b.xen_efi_done = True
+            b.xen_map_mode = "efi"
+            b.xen_started = True
+            return True
+        mode = b.xen_map_mode
+        if mode == "efi":
+            m = _XEN_EFI_DESC.match(msg)
+            if m and not b.xen_efi_done:
+                start, last = int(m[1], 16), int(m[2], 16)
+                if last >= start:
+                    b.xen_efi.append(
+                        LoggedDescriptor(
+                            int(m[3]),
+                            start,
+                            (last + 1 - start) >> PAGE_SHIFT,
+                            int(m[4], 16) & _U64,
+                            ln,
+                        )
+                    )
+                    return True
+        elif mode in ("final", "initial"):
+            m = _XEN_E820_NEW.match(msg)
+            if m:
+                start, end = int(m[1], 16), int(m[2], 16) + 1  # inclusive end
+            else:
+                m = _XEN_E820_OLD.match(msg)
+                if m:
+                    start, end = int(m[1], 16), int(m[2], 16)  # exclusive end
+            if m is not None and end > start:
+                kind, code = _xen_e820_kind(m[3])
+                target = b.xen_e820 if mode == "final" else b.xen_e820_initial
+                target.append(E820Entry(start, end, kind, code, ln))
+                return True
+        b.xen_map_mode = None
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+
+def _iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a binary stream, read in fixed-size blocks; a line is yielded with at most
+    2 x MAX_LINE bytes (the reader keeps MAX_LINE), so memory does not depend on line length."""
+    carry = b""  # the start of a line that continues in the next block, at most MAX_LINE bytes
+    read = getattr(stream, "read1", stream.read)  # read1: a truncated .gz yields what it has
+    while True:
+        block = read(_BLOCK)
+        if not block:
+            break
+        pieces = block.split(b"\n")
+        for piece in pieces[:-1]:
+            if carry:
+                piece = carry + piece[:MAX_LINE]
+                carry = b""
+            yield piece
+        tail = pieces[-1]
+        if len(pieces) > 1:
+            carry = tail[:MAX_LINE]
+        elif len(carry) < MAX_LINE:
+            carry = (carry + tail[:MAX_LINE])[:MAX_LINE]
+    if carry:
+        yield carry
+
+
+def _run(reader: _Reader, stream: IO[bytes], name: str) -> None:
+    ln = 0
+    try:
+        for raw in _iter_lines(stream):
+            ln += 1
+            reader.feed(ln, raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
+    except EOFError:
+        return  # a truncated .gz: keep what was read
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise ParseError(
+            f"{name}: corrupt gzip data: {exc}", line=ln + 1, what="kernel log"
+        ) from None
+
+
+def _result(reader: _Reader, name: str, strict: bool) -> KernelLog:
+    boots = reader.finish()
+    if strict and not boots:
+        raise ParseError(f"{name}: no kernel log line found", line=1, what="kernel log")
+    return KernelLog(boots, reader.lines_read, reader.lines_used, name)
+
+
+def _open_bytes(data: bytes | bytearray | memoryview) -> IO[bytes]:
+    raw = io.BytesIO(bytes(data))
+    if bytes(data[:2]) == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def read_kernel_log(
+    data: bytes | bytearray | memoryview | str, *, name: str = "<log>", strict: bool = False
+) -> KernelLog:
+    """Read a kernel log from bytes (plain or gzip) or text.
+
+    Never raises on content; with ``strict=True`` a log without a single kernel line is a
+    :class:`ParseError` (without it, it reads as ``KernelLog(boots=())``).
+    """
+    reader = _Reader()
+    if isinstance(data, str):
+        for ln, raw in enumerate(io.StringIO(data), 1):
+            reader.feed(ln, raw[:MAX_LINE].rstrip("\r\n"))
+    else:
+        _run(reader, _open_bytes(data), name)
+    return _result(reader, name, strict)
+
+
+def read_kernel_log_stream(
+    stream: IO[bytes], *, name: str = "<log>", strict: bool = False
+) -> KernelLog:
+    """Read a kernel log from a binary file object, line by line."""
+    reader = _Reader()
+    _run(reader, stream, name)
+    return _result(reader, name, strict)
+
+
+def read_kernel_log_file(path: str | PathLike[str], *, strict: bool = False) -> KernelLog:
+    """Read a kernel log file (``.gz`` recognised by its magic), streaming: memory does not grow
+    with the file. An unreadable file raises ``OSError``; corrupt gzip data ``ParseError``."""
+    name = str(path)
+    with open(path, "rb") as f:
+        magic = f.read(2)
+        f.seek(0)
+        if magic == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                return read_kernel_log_stream(gz, name=name, strict=strict)  # type: ignore[arg-type]
+        return read_kernel_log_stream(f, name=name, strict=strict)
+
+
+def looks_like_kernel_log(head: bytes) -> bool:
+    """Whether the first bytes of a file read as a kernel log (for source sniffing)."""
+    if head[:2] == b"\x1f\x8b":
+        try:
+            head = gzip.GzipFile(fileobj=io.BytesIO(bytes(head))).read(_SNIFF_BYTES)
+        except (OSError, EOFError, zlib.error):
+            return False
+    reader = _Reader()
+    for ln, raw in enumerate(_iter_lines(io.BytesIO(bytes(head[:_SNIFF_BYTES]))), 1):
+        reader.feed(ln, raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
+    return reader.kernel_lines > 0 or reader.lines_used > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Memory type of an address, from what one boot printed
+# --------------------------------------------------------------------------------------------
+
+_T = MemoryType
+_RAM_TYPES = (
+    _T.EfiLoaderCode,
+    _T.EfiLoaderData,
+    _T.EfiBootServicesCode,
+    _T.EfiBootServicesData,
+    _T.EfiConventionalMemory,
+)
+# Linux drivers/firmware/efi/libstub/x86-stub.c setup_e820(): the EFI types behind each E820 kind
+# (GRUB's EFI loader maps the same way). Unaccepted memory is left out of the E820 table.
+_LINUX_E820_TO_EFI: dict[str, tuple[int, ...]] = {
+    "usable": _RAM_TYPES,
+    "soft reserved": _RAM_TYPES,  # RAM types with EFI_MEMORY_SP
+    "reserved": (
+        _T.EfiReservedMemoryType,
+        _T.EfiRuntimeServicesCode,
+        _T.EfiRuntimeServicesData,
+        _T.EfiMemoryMappedIO,
+        _T.EfiMemoryMappedIOPortSpace,
+        _T.EfiPalCode,
+    ),
+    "ACPI data": (_T.EfiACPIReclaimMemory,),
+    "ACPI NVS": (_T.EfiACPIMemoryNVS,),
+    "unusable": (_T.EfiUnusableMemory,),
+    "persistent": (_T.EfiPersistentMemory,),
+}
+# Xen xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map(): RAM types turn reserved with
+# EFI_MEMORY_RUNTIME (4.16.3+/4.17+) or -mapbs, unusable without WB.
+_XEN_E820_TO_EFI: dict[str, tuple[int, ...]] = {
+    **_LINUX_E820_TO_EFI,
+    "reserved": _LINUX_E820_TO_EFI["reserved"] + _RAM_TYPES + (_T.EfiPersistentMemory,),
+    "unusable": (
+        _T.EfiUnusableMemory,
+        _T.EfiLoaderCode,
+        _T.EfiLoaderData,
+        _T.EfiConventionalMemory,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInference:
+    """The EFI memory type behind an address as far as one boot's log tells: ``memory_type``
+    when a single type remains, every type the evidence allows in ``candidates``, and
+    ``evidence`` naming the lines used (``inferred`` when no EFI memory map was printed)."""
+
+    memory_type: int | None
+    candidates: tuple[int, ...]
+    evidence: str
+
+    @property
+    def exact(self) -> bool:
+        """A printed EFI memory map gave the type."""
+        return self.memory_type is not None and "inferred" not in self.evidence
+
+
+def infer_memory_type(boot: BootLog, address: int) -> TypeInference:
+    """The memory type at ``address``: from the printed EFI memory map (Linux efi=debug, then
+    Xen's), else inferred from the E820 table and the ``esrt:`` / ``e820: update`` lines."""
+    for d in boot.memory_map:
+        if d.contains(address):
+            return TypeInference(d.type, (d.type,), f"EFI memory map (efi=debug), line {d.line}")
+    if boot.xen is not None:
+        for d in boot.xen.efi_memory_map:
+            if d.contains(address):
+                return TypeInference(d.type, (d.type,), f"Xen's EFI memory map, line {d.line}")
+    entry = next((e for e in boot.e820 if e.contains(address)), None)
+    source = "Xen's E820 for dom0" if boot.e820_source == "Xen" else "E820"
+    if entry is None and boot.xen is not None:
+        entry = next((e for e in boot.xen.e820 if e.contains(address)), None)
+        source = "Xen's E820"
+    if entry is None:
+        return TypeInference(None, (), f"no memory map in the log covers {address:#x}")
+    table = _XEN_E820_TO_EFI if source.startswith("Xen") else _LINUX_E820_TO_EFI
+    candidates = tuple(int(t) for t in table.get(entry.kind, ()))
+    evidence = f"{source} '{entry.kind}' (line {entry.line})"
+    bs_data = int(_T.EfiBootServicesData)
+    if entry.kind == "usable" and address == boot.esrt_address:
+        reserving = next((m for m in boot.esrt_messages if m.kind == "reserving"), None)
+        refused = next((m for m in boot.esrt_messages if m.kind == "not-in-memmap"), None)
+        update = next(
+            (
+                u
+                for u in boot.e820_updates
+                if u.op == "update"
+                and u.old_kind == "usable"
+                and u.new_kind == "reserved"
+                and u.covers(address)
+            ),
+            None,
+        )
+        if reserving is not None and update is not None:
+            # Linux 6.3 esrt.c efi_esrt_init calls efi_mem_reserve() only for Boot Services
+            # Data, and x86 efi_arch_mem_reserve() turns that page reserved in E820.
+            return TypeInference(
+                bs_data,
+                (bs_data,),
+                f"{evidence}, 'esrt: Reserving' (line {reserving.line}) and "
+                f"'e820: update ... usable ==> reserved' (line {update.line}) (inferred)",
+            )
+        if refused is not None:
+            # efi_esrt_init refuses a usable-RAM type other than Boot Services Data.
+            candidates = tuple(t for t in candidates if t != bs_data)
+            evidence += f", 'esrt: ESRT header is not in the memory map.' (line {refused.line})"
+        elif reserving is not None:
+            evidence += f", 'esrt: Reserving' (line {reserving.line}) without an e820 update"
+    only = candidates[0] if len(candidates) == 1 else None
+    return TypeInference(only, candidates, evidence + " (inferred)")
