@@ -319,9 +319,9 @@ def test_old_memmap_format() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in LOGS.iterdir()))
 def test_every_fixture_sniffs_as_a_kernel_log(name: str) -> None:
-    head = (LOGS / name).read_bytes()[:4096]
-    assert looks_like_kernel_log(head)
-    assert looks_like_kernel_log(gzip.compress(head))
+    data = (LOGS / name).read_bytes()
+    assert looks_like_kernel_log(data[:4096])
+    assert looks_like_kernel_log(gzip.compress(data)[:400])  # the head of a .gz file
 
 
 # -- prefixes ----------------------------------------------------------------------------------

@@ -1133,10 +1133,18 @@ def read_kernel_log_file(path: str | PathLike[str], *, strict: bool = False) -> 
 def looks_like_kernel_log(head: bytes) -> bool:
     """Whether the first bytes of a file read as a kernel log (for source sniffing)."""
     if head[:2] == b"\x1f\x8b":
+        # the head of a .gz is a truncated stream: keep what decompresses
+        gz = gzip.GzipFile(fileobj=io.BytesIO(bytes(head)))
+        out = bytearray()
         try:
-            head = gzip.GzipFile(fileobj=io.BytesIO(bytes(head))).read(_SNIFF_BYTES)
+            while len(out) < _SNIFF_BYTES:
+                chunk = gz.read1(4096)
+                if not chunk:
+                    break
+                out += chunk
         except (OSError, EOFError, zlib.error):
-            return False
+            pass
+        head = bytes(out)
     reader = _Reader()
     for ln, raw in enumerate(_iter_lines(io.BytesIO(bytes(head[:_SNIFF_BYTES]))), 1):
         reader.feed(ln, raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
