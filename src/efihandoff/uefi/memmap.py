@@ -444,7 +444,8 @@ def _descriptor_findings(i: int, d: MemoryDescriptor) -> list[Finding]:
         found.append(warning("memmap.zero-pages", f"{where} has zero pages"))
     elif d.num_pages > (U64_MAX - d.phys_addr) >> PAGE_SHIFT:
         found.append(error("memmap.wrap", f"{where} reaches the top of the address space"))
-    if d.type in OEM_TYPE_RANGE or d.type in OS_TYPE_RANGE:
+    # int(): range.__contains__ walks the range for int subclasses such as IntEnum.
+    if int(d.type) in OEM_TYPE_RANGE or int(d.type) in OS_TYPE_RANGE:
         found.append(info("memmap.unknown-type", f"{where} has OEM/OS-loader type {d.type:#x}"))
     elif d.type not in _KNOWN_TYPES:
         found.append(warning("memmap.unknown-type", f"{where} has unknown type {d.type:#x}"))

@@ -1,0 +1,59 @@
+"""Firmware and configuration findings for a whole Machine."""
+
+from __future__ import annotations
+
+from efihandoff.findings import Finding, error, info, warning
+from efihandoff.machine import Machine
+from efihandoff.uefi import tables as known_tables
+from efihandoff.uefi.esrt import ESRT_GUID, Esrt
+from efihandoff.errors import ParseError
+from efihandoff.uefi.memmap import MemoryType
+
+
+def machine_findings(machine: Machine) -> list[Finding]:
+    """Everything wrong or notable in what the firmware hands over."""
+    out: list[Finding] = []
+    if machine.memory_map is not None:
+        out += machine.memory_map.validate()
+    if machine.system_table is not None and machine.system_table_address is not None:
+        raw = machine.read(machine.system_table_address, machine.system_table.hdr.header_size)
+        out += machine.system_table.validate(raw)
+    seen: set = set()
+    for t in machine.config_tables or ():
+        kt = known_tables.known(t.guid)
+        name = kt.name if kt else str(t.guid)
+        if t.guid in seen:
+            out.append(warning("table.duplicate", f"{name} appears more than once in the configuration array; Linux uses the last"))
+        seen.add(t.guid)
+        if machine.memory_map is None:
+            continue
+        md = machine.memory_map.lookup(t.table)
+        if md is None:
+            out.append(warning("table.outside-map", f"{name} at {t.table:#x} is in no memory-map descriptor"))
+            continue
+        res = known_tables.table_size(t.guid, machine.read, t.table, md.end - t.table)
+        if res.size is not None and t.table + res.size > md.end:
+            out.append(error("table.straddles", f"{name} at {t.table:#x} ({res.size} bytes) runs past the end of its {md.type_name} descriptor at {md.end:#x}"))
+        if md.type in (MemoryType.EfiBootServicesData, MemoryType.EfiBootServicesCode, MemoryType.EfiLoaderData, MemoryType.EfiLoaderCode) and t.guid != ESRT_GUID:
+            out.append(info("table.reclaimable", f"{name} is in {md.type_name}, memory a hypervisor may reuse"))
+    esrt = machine.table(ESRT_GUID)
+    if esrt is not None:
+        out += _esrt_findings(machine, esrt.table)
+    return out
+
+
+def _esrt_findings(machine: Machine, addr: int) -> list[Finding]:
+    md = machine.lookup(addr)
+    room = md.end - addr if md else None
+    head = machine.read(addr, 16)
+    if head is None:
+        return []
+    try:
+        hdr = Esrt.parse_header(head)
+        raw = machine.read(addr, min(hdr.size, 16 + 40 * 4096))
+        table = Esrt.parse(raw) if raw is not None else None
+    except ParseError:
+        table = None
+    if table is None:
+        return hdr.validate(room=room, memory_type=md.type if md else None, memory_attribute=md.attribute if md else None)
+    return table.validate(room=room, memory_type=md.type if md else None, memory_attribute=md.attribute if md else None)

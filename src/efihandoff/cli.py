@@ -1,0 +1,158 @@
+"""Command line: parse arguments, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from efihandoff import __version__
+from efihandoff.audit import machine_findings
+from efihandoff.errors import EfiHandoffError, OutputError, ParseError, SourceError, UsageError
+from efihandoff.machine import Machine
+from efihandoff.outputs import text
+from efihandoff.outputs.json import explain_document, memory_map_json, esrt_json, path_json
+from efihandoff.outputs.sysfs import write_tree
+from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
+from efihandoff.paths.simulate import PathResult, simulate
+from efihandoff.sources import Source, SourceKind, example_path, read_source
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(fn: F) -> F:
+    """One clear line on stderr and the exit codes of DESIGN.md, never a traceback."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            click.echo(f"efihandoff: {exc}", err=True)
+            sys.exit(2)
+        except (SourceError, ParseError) as exc:
+            click.echo(f"efihandoff: {exc}", err=True)
+            sys.exit(3)
+        except OutputError as exc:
+            click.echo(f"efihandoff: {exc}", err=True)
+            sys.exit(1)
+        except EfiHandoffError as exc:
+            click.echo(f"efihandoff: {exc}", err=True)
+            sys.exit(3)
+
+    return run  # type: ignore[return-value]
+
+
+def _console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _load(sources: Sequence[str]) -> tuple[Machine, list[Source]]:
+    if not sources:
+        path = example_path()
+        machine, src = read_source(path)
+        return machine, [Source(str(path), SourceKind.EXAMPLE)]
+    machines = []
+    infos = []
+    for s in sources:
+        m, info = read_source(s)
+        machines.append(m)
+        infos.append(info)
+    if len(machines) > 1:
+        raise UsageError("merging several sources is not supported by this version; give one")
+    return machines[0], infos
+
+
+def _specs(path_ids: Sequence[str]) -> list[PathSpec]:
+    return [parse_path(p) for p in path_ids] if path_ids else list(PRESETS.values())
+
+
+def _run_paths(machine: Machine, specs: Sequence[PathSpec]) -> dict[str, PathResult]:
+    if machine.memory_map is None:
+        return {}
+    return {s.id: simulate(machine, s) for s in specs}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="efihandoff")
+def main() -> None:
+    """Follow EFI configuration tables (the ESRT above all) from firmware through Xen into
+    dom0 Linux and fwupd, and say what survives on each path."""
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option("--path", "paths", multiple=True, metavar="ID", help="A preset id or key=value path; repeatable. Default: every preset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explain/1 JSON document.")
+@click.option("--full-map", is_flag=True, help="Show every memory-map descriptor.")
+@_errors
+def explain(sources: tuple[str, ...], paths: tuple[str, ...], as_json: bool, full_map: bool) -> None:
+    """Where firmware puts each table, and what each path shows fwupd.
+
+    With no SOURCE, the bundled example machine."""
+    machine, infos = _load(sources)
+    results = _run_paths(machine, _specs(paths))
+    doc = explain_document(infos, machine, results, machine_findings(machine))
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        text.render_explain(doc, _console(), full_map=full_map)
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--path", "path_id", default="native", show_default=True, metavar="ID", help="A preset id or key=value path.")
+@click.option("--sysfs-out", type=click.Path(file_okay=False), help="Write the /sys/firmware tree the kernel would expose here.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --sysfs-out directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the path result as JSON.")
+@_errors
+def boot(scenario: str, path_id: str, sysfs_out: str | None, force: bool, as_json: bool) -> None:
+    """Simulate one path: print the log lines firmware, Xen and Linux print, and optionally
+    write the sysfs tree (DIR stands for /sys/firmware)."""
+    machine, _ = read_source(scenario)
+    spec = parse_path(path_id)
+    result = simulate(machine, spec)
+    if sysfs_out:
+        write_tree(result.sysfs or {"efi": None}, sysfs_out, force=force)
+    data = path_json(result)
+    if as_json:
+        click.echo(json.dumps({"path": spec.id, **data}, indent=2))
+    else:
+        text.render_boot(data, spec.id, _console())
+
+
+@main.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True)
+@_errors
+def esrt(source: str, as_json: bool) -> None:
+    """The ESRT a source holds, entry by entry."""
+    machine, _ = read_source(source)
+    data = esrt_json(machine)
+    if as_json:
+        click.echo(json.dumps({"schema": "efihandoff/esrt/1", "esrt": data}, indent=2))
+    elif data is None:
+        click.echo("no ESRT")
+    else:
+        text.render_esrt(data, _console())
+
+
+@main.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True)
+@_errors
+def memmap(source: str, as_json: bool) -> None:
+    """The memory map a source holds."""
+    machine, _ = read_source(source)
+    rows = memory_map_json(machine, "source")
+    if as_json:
+        click.echo(json.dumps({"schema": "efihandoff/memmap/1", "memory_map": rows}, indent=2))
+    elif rows is None:
+        click.echo("no memory map in this source")
+    else:
+        text.render_memory_map(rows, _console(), limit=None)

@@ -1,0 +1,1 @@
+"""Presentation: text, JSON, the sysfs tree writer."""

@@ -1,0 +1,130 @@
+"""The ``explain --json`` document (keys are a contract of DESIGN.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from efihandoff.errors import ParseError
+from efihandoff.findings import Finding
+from efihandoff.machine import Machine
+from efihandoff.paths.simulate import PathResult
+from efihandoff.sources import Source
+from efihandoff.uefi import tables as known_tables
+from efihandoff.uefi.esrt import ESRT_GUID, Esrt
+
+SCHEMA = "efihandoff/explain/1"
+
+
+def explain_document(
+    sources: Sequence[Source],
+    machine: Machine,
+    results: Mapping[str, PathResult],
+    findings: Sequence[Finding],
+    *,
+    evidence: str = "scenario",
+) -> dict[str, Any]:
+    """Everything explain knows, as plain JSON-able data."""
+    return {
+        "schema": SCHEMA,
+        "sources": [s.to_json() for s in sources],
+        "machine": {"name": machine.name, "description": machine.description, "firmware_vendor": machine.firmware_vendor},
+        "memory_map": memory_map_json(machine, evidence),
+        "tables": tables_json(machine),
+        "esrt": esrt_json(machine),
+        "paths": {pid: path_json(r) for pid, r in results.items()},
+        "findings": [f.to_json() for f in findings],
+    }
+
+
+def memory_map_json(machine: Machine, evidence: str) -> list[dict[str, Any]] | None:
+    if machine.memory_map is None:
+        return None
+    return [
+        {
+            "type": d.type_name,
+            "start": d.phys_addr,
+            "pages": d.num_pages,
+            "attribute": d.attribute,
+            "evidence": evidence,
+        }
+        for d in machine.memory_map
+    ]
+
+
+def tables_json(machine: Machine) -> list[dict[str, Any]]:
+    out = []
+    for t in machine.config_tables or ():
+        kt = known_tables.known(t.guid)
+        md = machine.lookup(t.table)
+        size = known_tables.table_size(t.guid, machine.read, t.table, md.end - t.table if md else None)
+        out.append(
+            {
+                "guid": str(t.guid),
+                "name": kt.name if kt else None,
+                "address": t.table,
+                "size": size.size,
+                "size_reason": size.reason,
+                "memory_type": md.type_name if md else None,
+                "memory_type_evidence": machine.memory_type_evidence.get(
+                    t.table, "memory map" if md else None
+                ),
+            }
+        )
+    return out
+
+
+def esrt_json(machine: Machine) -> dict[str, Any] | None:
+    ct = machine.table(ESRT_GUID)
+    if ct is None:
+        return None
+    out: dict[str, Any] = {
+        "address": ct.table,
+        "fw_resource_count": None,
+        "fw_resource_count_max": None,
+        "fw_resource_version": None,
+        "entries": None,
+    }
+    head = machine.read(ct.table, 16)
+    if head is None:
+        return out
+    hdr = Esrt.parse_header(head)
+    out.update(
+        fw_resource_count=hdr.fw_resource_count,
+        fw_resource_count_max=hdr.fw_resource_count_max,
+        fw_resource_version=hdr.fw_resource_version,
+    )
+    raw = machine.read(ct.table, min(hdr.size, 16 + 40 * 4096))
+    try:
+        table = Esrt.parse(raw) if raw is not None else None
+    except ParseError:
+        table = None
+    if table is not None:
+        out["entries"] = [
+            {
+                "fw_class": str(e.fw_class),
+                "fw_type": e.fw_type,
+                "fw_version": e.fw_version,
+                "lowest_supported_fw_version": e.lowest_supported_fw_version,
+                "capsule_flags": e.capsule_flags,
+                "last_attempt_version": e.last_attempt_version,
+                "last_attempt_status": e.last_attempt_status,
+            }
+            for e in table.entries
+        ]
+    return out
+
+
+def path_json(r: PathResult) -> dict[str, Any]:
+    return {
+        "label": r.spec.label(),
+        "description": r.spec.description,
+        "tables": {str(g): tv.to_json() for g, tv in r.tables.items()},
+        "esrt_sysfs": r.esrt_sysfs,
+        "sysfs": r.sysfs,
+        "log": r.log,
+        "fwupd_devices": None if r.fwupd_devices is None else [d.to_json() for d in r.fwupd_devices],
+        "cost": r.cost.to_json(),
+        "kexec": {str(g): tv.to_json() for g, tv in r.kexec.items()},
+        "esrt_differences": r.esrt_differences,
+    }

@@ -1,0 +1,1 @@
+"""The handoff: firmware boot services, Xen, Linux; presets and proposals."""

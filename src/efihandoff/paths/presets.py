@@ -1,0 +1,192 @@
+"""Paths through the handoff: parameters, the named presets of DESIGN.md, and a parser for
+``xen=4.17.0,boot=multiboot2,linux=6.3`` style combinations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from efihandoff.errors import UsageError
+from efihandoff.machine import Fill
+
+Version = tuple[int, ...]
+
+
+class BootMode(StrEnum):
+    """How Xen was started."""
+
+    EFI = "efi"  # xen.efi as an EFI application (efi_start)
+    MULTIBOOT2 = "multiboot2"  # GRUB multiboot2 into efi_multiboot2
+
+
+class Policy(StrEnum):
+    """Which table-preservation design the hypervisor follows."""
+
+    RELEASED = "released"  # what the given Xen version really does
+    RELOCATE_KNOWN = "relocate-known"  # proposal: Xen copies every table it can size
+    RESERVE_HYPERCALL = "reserve-hypercall"  # proposal: dom0 reserves through a hypercall
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """One way through the handoff."""
+
+    id: str
+    linux: Version = (6, 3)
+    xen: Version | None = None  # None: bare metal
+    boot: BootMode = BootMode.EFI
+    mapbs: bool = False  # xen.efi -mapbs
+    policy: Policy = Policy.RELEASED
+    prerelease_rt_data: bool = False  # Xen dc7da0874b before d7669c1014: copy into RT data
+    scrub: Fill = Fill.ZEROS  # what reclaimed memory holds when the consumer looks
+    description: str = ""
+
+    @property
+    def native(self) -> bool:
+        return self.xen is None
+
+    # -- Xen features by version (facts 5.1) ------------------------------------------------
+
+    @property
+    def xen_knows_esrt(self) -> bool:
+        """Xen 4.17.0 dc7da0874b: efi_tables() records the ESRT; 4.16 knows nothing of it."""
+        return self.xen is not None and self.xen >= (4, 17, 0)
+
+    @property
+    def xen_relocates_esrt(self) -> bool:
+        """efi_relocate_esrt runs from efi_start (4.17.0) and from efi_multiboot2 (8d7acf3f7d:
+        4.18.0, backported as 1dcc9b6dfe to 4.17.1)."""
+        if not self.xen_knows_esrt or self.policy is Policy.RESERVE_HYPERCALL:
+            return False
+        return self.boot is BootMode.EFI or self.xen >= (4, 17, 1)  # type: ignore[operator]
+
+    @property
+    def xen_esrt_size_fixed(self) -> bool:
+        """3ea44aa78c (2026): 4.22.0, 4.21.1, 4.20.3, 4.19.5; never on 4.17 / 4.18."""
+        v = self.xen or (0,)
+        major_minor = v[:2]
+        patch = v[2] if len(v) > 2 else 0
+        fixed_from = {(4, 19): 5, (4, 20): 3, (4, 21): 1}
+        if major_minor >= (4, 22):
+            return True
+        return major_minor in fixed_from and patch >= fixed_from[major_minor]
+
+    @property
+    def xen_runtime_attr_reserved(self) -> bool:
+        """f324300c83 (4.17.0) / 54f8ed80c8 (4.16.3): RUNTIME-attributed RAM types become
+        E820_RESERVED instead of RAM."""
+        v = self.xen or (0,)
+        return v >= (4, 17, 0) or (v[:2] == (4, 16) and (v[2] if len(v) > 2 else 0) >= 3)
+
+    # -- Linux features by version (facts 3, 4, 5.7) ----------------------------------------
+
+    @property
+    def linux_xen_esrt(self) -> bool:
+        """Linux 6.3 (01de145dc7fb, c0fecaa44dc3, aca1d27ac38a): ESRT under EFI_PARAVIRT,
+        the config-table allowlist, and memory lookup by hypercall."""
+        return self.linux >= (6, 3)
+
+    @property
+    def linux_skips_bogus(self) -> bool:
+        """Linux 6.3 ab03e91e60ce: __efi_mem_desc_lookup disregards bogus descriptors."""
+        return self.linux >= (6, 3)
+
+    def label(self) -> str:
+        """A one-line description of the stack."""
+        if self.xen is None:
+            hv = "bare metal"
+        else:
+            hv = f"Xen {_v(self.xen)} ({self.boot}{', -mapbs' if self.mapbs else ''})"
+        pol = "" if self.policy is Policy.RELEASED else f", {self.policy} proposal"
+        return f"{hv}, Linux {_v(self.linux)}{' dom0' if self.xen else ''}{pol}"
+
+
+def _v(v: Version) -> str:
+    return ".".join(str(x) for x in v)
+
+
+PRESETS: dict[str, PathSpec] = {
+    p.id: p
+    for p in (
+        PathSpec("native", linux=(6, 3), description="bare metal; efi_mem_reserve() keeps a BS-data ESRT"),
+        PathSpec(
+            "xen-4.16",
+            xen=(4, 16, 5),
+            description="no relocation; BS memory reclaimed; allowlist refuses BS-data tables",
+        ),
+        PathSpec(
+            "xen-4.17",
+            xen=(4, 17, 1),
+            description="ESRT copied to EfiACPIReclaimMemory, 16 bytes short",
+        ),
+        PathSpec(
+            "xen-4.17-linux-6.1",
+            xen=(4, 17, 1),
+            linux=(6, 1),
+            description="dom0 6.1 never parses the ESRT",
+        ),
+        PathSpec("xen-fixed", xen=(4, 22, 0), description="relocation with the size fix"),
+        PathSpec(
+            "keep-boot-services",
+            xen=(4, 16, 5),
+            mapbs=True,
+            description="-mapbs, no relocation: BS memory never reclaimed (rejected upstream: "
+            "memory cost)",
+        ),
+        PathSpec(
+            "relocate-known",
+            xen=(4, 22, 0),
+            policy=Policy.RELOCATE_KNOWN,
+            description="proposal: Xen relocates every table whose GUID it has a size rule for",
+        ),
+        PathSpec(
+            "reserve-hypercall",
+            xen=(4, 16, 5),
+            policy=Policy.RESERVE_HYPERCALL,
+            description="proposal: dom0 reserves by hypercall; Xen defers reclaiming BS memory",
+        ),
+    )
+}
+
+
+def parse_path(text: str) -> PathSpec:
+    """A preset id, or ``key=value`` pairs: ``xen=4.17.0``, ``boot=efi|multiboot2``,
+    ``linux=6.1``, ``mapbs``, ``policy=...``, ``prerelease``, ``scrub=zeros|random|intact``;
+    ``base=PRESET`` starts from a preset."""
+    text = text.strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    if "=" not in text and text not in ("mapbs", "prerelease"):
+        raise UsageError(f"unknown path {text!r}; presets: {', '.join(PRESETS)}")
+    spec = PathSpec(id=text)
+    for part in text.split(","):
+        key, _, value = part.strip().partition("=")
+        try:
+            if key == "base":
+                spec = replace(PRESETS[value], id=text)
+            elif key == "xen":
+                spec = replace(spec, xen=None if value in ("", "none") else _version(value, 3))
+            elif key == "linux":
+                spec = replace(spec, linux=_version(value, 2))
+            elif key == "boot":
+                spec = replace(spec, boot=BootMode(value))
+            elif key == "mapbs":
+                spec = replace(spec, mapbs=value in ("", "1", "yes", "true"))
+            elif key == "policy":
+                spec = replace(spec, policy=Policy(value))
+            elif key == "prerelease":
+                spec = replace(spec, prerelease_rt_data=value in ("", "1", "yes", "true"))
+            elif key == "scrub":
+                spec = replace(spec, scrub=Fill(value))
+            else:
+                raise UsageError(f"unknown path parameter {key!r} in {text!r}")
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"bad path parameter {part!r}: {exc}") from None
+    return spec
+
+
+def _version(text: str, width: int) -> Version:
+    parts = tuple(int(x) for x in text.split("."))
+    if not parts or any(p < 0 for p in parts):
+        raise ValueError(text)
+    return parts + (0,) * (width - len(parts))

@@ -1,0 +1,341 @@
+"""Scenario files (TOML): a machine described region by region and table by table.
+
+The builder lays out real bytes through the firmware model (:mod:`efihandoff.paths.firmware`):
+the system table and its configuration array in EfiRuntimeServicesData as edk2 does, each table in
+the memory type the scenario names (allocated from free memory, top-down below 4 GiB, or placed at a
+given address), and a memory map consistent with all of it. The format is documented in README.md.
+"""
+
+from __future__ import annotations
+
+import struct
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from efihandoff.errors import ParseError, SourceError
+from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.paths.firmware import BootServices
+from efihandoff.uefi import tables as known_tables
+from efihandoff.uefi.esrt import ESRT_GUID, Esrt, EsrtEntry
+from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.memmap import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    MemoryAttribute,
+    MemoryDescriptor,
+    MemoryMap,
+    MemoryType,
+    parse_type_name,
+)
+
+_RAM_ATTR = MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB
+_MAX_TABLE_BYTES = 16 << 20
+_MAX_REGIONS = 1_000_000
+_SIZE_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def load_scenario(path: str | Path) -> Machine:
+    """Read a scenario file and build its Machine."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{p}: cannot read scenario: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParseError(f"not a scenario file: {exc}", line=getattr(exc, "lineno", None), what=str(p)) from exc
+    machine = build_machine(data)
+    machine.notes.append(f"scenario {p.name}")
+    return machine
+
+
+def build_machine(data: Mapping[str, Any]) -> Machine:
+    """Build a Machine from a parsed scenario mapping."""
+    try:
+        return _Builder(data).build()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParseError(f"bad scenario: {exc}", what="scenario") from exc
+
+
+class _Builder:
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+
+    def build(self) -> Machine:
+        d = self.data
+        fill = Fill(d.get("memory_fill", "random"))
+        memory = PhysicalMemory(background=fill, seed=int(d.get("seed", 0)))
+        regions = self._regions(d.get("region", []))
+        bs = BootServices(regions, memory)
+        if "allocation_limit" in d:
+            bs.allocation_limit = _int(d["allocation_limit"])
+        bs.create_system_table(
+            vendor=str(d.get("firmware_vendor", "EDK II")),
+            revision=_revision(d.get("uefi_revision", "2.70")),
+        )
+        for i, t in enumerate(d.get("table", [])):
+            self._table(bs, t, i)
+        mm = bs.get_memory_map()
+        desc_size = _int(d.get("desc_size", mm.desc_size))
+        machine = bs.machine(
+            Machine(
+                name=str(d.get("name", "scenario")),
+                description=str(d.get("description", "")),
+                firmware_vendor=str(d.get("firmware_vendor", "EDK II")),
+            )
+        )
+        machine.memory_map = MemoryMap(
+            mm.descriptors, desc_size, _int(d.get("desc_version", 1))
+        )
+        return machine
+
+    # -- regions ----------------------------------------------------------------------------
+
+    def _regions(self, rows: list[Mapping[str, Any]]) -> list[MemoryDescriptor]:
+        if not rows:
+            raise ValueError("a scenario needs at least one [[region]]")
+        if len(rows) > _MAX_REGIONS:
+            raise ValueError(f"more than {_MAX_REGIONS} regions")
+        out = []
+        for i, r in enumerate(rows):
+            start = _int(r["start"])
+            if "pages" in r:
+                pages = _int(r["pages"])
+            elif "size" in r:
+                pages = -(-_size(r["size"]) // PAGE_SIZE)
+            else:
+                pages = (_int(r["end"]) + 1 - start) >> PAGE_SHIFT
+            mtype = parse_type_name(str(r["type"]))
+            attr = _attribute(r.get("attribute"), mtype)
+            if start & (PAGE_SIZE - 1):
+                raise ValueError(f"region {i} start {start:#x} is not page aligned")
+            out.append(MemoryDescriptor(mtype, start, pages, attr))
+        out.sort(key=lambda m: m.phys_addr)
+        return out
+
+    # -- tables -----------------------------------------------------------------------------
+
+    def _table(self, bs: BootServices, t: Mapping[str, Any], index: int) -> None:
+        name = t.get("name")
+        if "guid" in t:
+            guid = Guid.parse(str(t["guid"]))
+        elif name is not None:
+            kt = _by_name(str(name))
+            if kt is None:
+                raise ValueError(f"table {index}: unknown table name {name!r}; give a guid")
+            guid = kt.guid
+        else:
+            raise ValueError(f"table {index}: needs a name or a guid")
+        content = _content(guid, t)
+        if len(content) > _MAX_TABLE_BYTES:
+            raise ValueError(f"table {index}: more than {_MAX_TABLE_BYTES} bytes")
+        mtype = parse_type_name(str(t.get("memory_type", "EfiBootServicesData")))
+        if "address" in t:
+            addr = _int(t["address"])
+            d = next((x for x in bs.descriptors if x.contains(addr)), None)
+            if d is None:
+                raise ValueError(f"table {index}: address {addr:#x} is in no region")
+            if "memory_type" in t and d.type != mtype:
+                raise ValueError(
+                    f"table {index}: address {addr:#x} is in {d.type_name}, not {MemoryType(mtype).name}"
+                )
+        else:
+            addr = bs.allocate_pool(mtype, max(len(content), 1))
+        bs.memory.write(addr, content)
+        if t.get("install", True):
+            bs.install_configuration_table(guid, addr)
+
+
+def _by_name(name: str) -> known_tables.KnownTable | None:
+    for kt in known_tables.REGISTRY.values():
+        if name in (kt.name, kt.linux_label, kt.macro):
+            return kt
+    return None
+
+
+def _content(guid: Guid, t: Mapping[str, Any]) -> bytes:
+    if "hex" in t:
+        return bytes.fromhex(str(t["hex"]).replace(" ", "").replace("\n", ""))
+    if guid == ESRT_GUID:
+        return _esrt(t).build()
+    kind = str(t.get("name", ""))
+    builder = _BUILDERS.get(kind)
+    if builder is not None:
+        return builder(t)
+    size = _size(t.get("size", 64))
+    pattern = _int(t.get("fill", 0x5A)) & 0xFF
+    return bytes([pattern]) * size
+
+
+def _esrt(t: Mapping[str, Any]) -> Esrt:
+    entries = tuple(
+        EsrtEntry(
+            fw_class=Guid.parse(str(e["fw_class"])),
+            fw_type=_int(e.get("fw_type", 1)),
+            fw_version=_int(e.get("fw_version", 0)),
+            lowest_supported_fw_version=_int(e.get("lowest_supported_fw_version", 0)),
+            capsule_flags=_int(e.get("capsule_flags", 0)),
+            last_attempt_version=_int(e.get("last_attempt_version", 0)),
+            last_attempt_status=_int(e.get("last_attempt_status", 0)),
+        )
+        for e in t.get("entry", [])
+    )
+    count = _int(t.get("fw_resource_count", len(entries)))
+    return Esrt(
+        fw_resource_count=count,
+        fw_resource_count_max=_int(t.get("fw_resource_count_max", max(count, len(entries)))),
+        fw_resource_version=_int(t.get("fw_resource_version", 1)),
+        entries=entries,
+    )
+
+
+def _rsdp(t: Mapping[str, Any]) -> bytes:
+    """ACPI 6.5 section 5.2.5.3: 20-byte v1 part with its checksum, then Length, XsdtAddress,
+    extended checksum (36 bytes for revision 2)."""
+    oem = str(t.get("oem_id", "EFIHOF")).encode("ascii")[:6].ljust(6, b" ")
+    rsdt = _int(t.get("rsdt_address", 0))
+    xsdt = _int(t.get("xsdt_address", 0))
+    revision = _int(t.get("revision", 2))
+    v1 = bytearray(struct.pack("<8sB6sBI", b"RSD PTR ", 0, oem, revision, rsdt))
+    v1[8] = (-sum(v1)) & 0xFF
+    if revision == 0:
+        return bytes(v1)
+    ext = bytearray(v1 + struct.pack("<IQB3s", 36, xsdt, 0, b"\0\0\0"))
+    ext[32] = (-sum(ext)) & 0xFF
+    return bytes(ext)
+
+
+def _smbios3(t: Mapping[str, Any]) -> bytes:
+    """SMBIOS 3.x entry point (DSP0134 section 5.2.2): "_SM3_", checksum, length 0x18."""
+    ep = bytearray(
+        struct.pack(
+            "<5sBBBBBBBIQ",
+            b"_SM3_",
+            0,
+            0x18,
+            _int(t.get("major", 3)),
+            _int(t.get("minor", 6)),
+            0,
+            1,
+            0,
+            _int(t.get("structure_table_max_size", 0x1000)),
+            _int(t.get("structure_table_address", 0)),
+        )
+    )
+    ep[5] = (-sum(ep)) & 0xFF
+    return bytes(ep)
+
+
+def _smbios(t: Mapping[str, Any]) -> bytes:
+    """SMBIOS 2.x entry point (DSP0134 section 5.2.1): "_SM_", length 0x1f, "_DMI_" part."""
+    ep = bytearray(
+        struct.pack(
+            "<4sBBBBHB5s5sBHIHB",
+            b"_SM_",
+            0,
+            0x1F,
+            _int(t.get("major", 2)),
+            _int(t.get("minor", 8)),
+            0x100,
+            0,
+            b"\0" * 5,
+            b"_DMI_",
+            0,
+            _int(t.get("structure_table_length", 0x400)),
+            _int(t.get("structure_table_address", 0)),
+            _int(t.get("structures", 20)),
+            0x28,
+        )
+    )
+    ep[0x15] = (-sum(ep[0x10:])) & 0xFF
+    ep[4] = (-sum(ep)) & 0xFF
+    return bytes(ep)
+
+
+def _memattr(t: Mapping[str, Any]) -> bytes:
+    """EFI_MEMORY_ATTRIBUTES_TABLE (UEFI 2.10 section 4.6.4): {Version, NumberOfEntries,
+    DescriptorSize, Flags} then descriptors of runtime code/data with XP/RO."""
+    desc_size = _int(t.get("desc_size", 48))
+    entries = t.get("entry", [])
+    body = b"".join(
+        MemoryDescriptor(
+            parse_type_name(str(e.get("type", "EfiRuntimeServicesCode"))),
+            _int(e["start"]),
+            _int(e.get("pages", 1)),
+            _attribute(e.get("attribute", "RUNTIME|RO"), 0),
+        ).pack(desc_size)
+        for e in entries
+    )
+    return struct.pack("<IIII", _int(t.get("version", 2)), len(entries), desc_size, 0) + body
+
+
+def _tpm_event_log(t: Mapping[str, Any]) -> bytes:
+    """Linux struct linux_efi_tpm_eventlog {u32 size; u32 final_events_preboot_size; u8 version;
+    log[]} as the EFI stub installs it (drivers/firmware/efi/libstub/tpm.c)."""
+    size = _int(t.get("log_size", 512))
+    return struct.pack("<IIB", size, 0, _int(t.get("version", 2))) + bytes([0x5A]) * size
+
+
+def _rt_properties(t: Mapping[str, Any]) -> bytes:
+    """EFI_RT_PROPERTIES_TABLE (UEFI 2.8): {u16 Version=1, u16 Length=8, u32 supported}."""
+    return struct.pack("<HHI", 1, 8, _int(t.get("runtime_services_supported", 0x3FFF)))
+
+
+_BUILDERS = {
+    "ACPI 2.0": _rsdp,
+    "ACPI": lambda t: _rsdp({**t, "revision": 0}),
+    "SMBIOS": _smbios,
+    "SMBIOS 3.0": _smbios3,
+    "MEMATTR": _memattr,
+    "TPMEventLog": _tpm_event_log,
+    "RTPROP": _rt_properties,
+}
+
+
+def _attribute(value: Any, mtype: int) -> int:
+    if value is None:
+        if mtype in (MemoryType.EfiMemoryMappedIO, MemoryType.EfiMemoryMappedIOPortSpace):
+            return MemoryAttribute.UC | MemoryAttribute.RUNTIME
+        attr = int(_RAM_ATTR)
+        if mtype in (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData):
+            attr |= MemoryAttribute.RUNTIME
+        return attr
+    if isinstance(value, int):
+        return value
+    attr = 0
+    for part in str(value).replace(",", "|").split("|"):
+        part = part.strip()
+        if not part:
+            continue
+        if part in MemoryAttribute.__members__:
+            attr |= MemoryAttribute[part]
+        else:
+            attr |= int(part, 0)
+    return attr
+
+
+def _revision(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    major, _, minor = str(value).partition(".")
+    return (int(major) << 16) | int(minor or 0)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    return int(str(value).replace("_", ""), 0)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in _SIZE_SUFFIX:
+        return int(float(text[:-1]) * _SIZE_SUFFIX[text[-1]])
+    return _int(text)
