@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, error, info, warning
 from efihandoff.machine import Machine
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
-from efihandoff.errors import ParseError
 from efihandoff.uefi.memmap import MemoryType
 
 
@@ -23,19 +23,47 @@ def machine_findings(machine: Machine) -> list[Finding]:
         kt = known_tables.known(t.guid)
         name = kt.name if kt else str(t.guid)
         if t.guid in seen:
-            out.append(warning("table.duplicate", f"{name} appears more than once in the configuration array; Linux uses the last"))
+            out.append(
+                warning(
+                    "table.duplicate",
+                    f"{name} appears more than once in the configuration array; Linux uses the last",
+                )
+            )
         seen.add(t.guid)
         if machine.memory_map is None:
             continue
         md = machine.memory_map.lookup(t.table)
         if md is None:
-            out.append(warning("table.outside-map", f"{name} at {t.table:#x} is in no memory-map descriptor"))
+            out.append(
+                warning(
+                    "table.outside-map", f"{name} at {t.table:#x} is in no memory-map descriptor"
+                )
+            )
             continue
         res = known_tables.table_size(t.guid, machine.read, t.table, md.end - t.table)
         if res.size is not None and t.table + res.size > md.end:
-            out.append(error("table.straddles", f"{name} at {t.table:#x} ({res.size} bytes) runs past the end of its {md.type_name} descriptor at {md.end:#x}"))
-        if md.type in (MemoryType.EfiBootServicesData, MemoryType.EfiBootServicesCode, MemoryType.EfiLoaderData, MemoryType.EfiLoaderCode) and t.guid != ESRT_GUID:
-            out.append(info("table.reclaimable", f"{name} is in {md.type_name}, memory a hypervisor may reuse"))
+            out.append(
+                error(
+                    "table.straddles",
+                    f"{name} at {t.table:#x} ({res.size} bytes) runs past the end of its {md.type_name} descriptor at {md.end:#x}",
+                )
+            )
+        if (
+            md.type
+            in (
+                MemoryType.EfiBootServicesData,
+                MemoryType.EfiBootServicesCode,
+                MemoryType.EfiLoaderData,
+                MemoryType.EfiLoaderCode,
+            )
+            and t.guid != ESRT_GUID
+        ):
+            out.append(
+                info(
+                    "table.reclaimable",
+                    f"{name} is in {md.type_name}, memory a hypervisor may reuse",
+                )
+            )
     esrt = machine.table(ESRT_GUID)
     if esrt is not None:
         out += _esrt_findings(machine, esrt.table)
@@ -55,5 +83,13 @@ def _esrt_findings(machine: Machine, addr: int) -> list[Finding]:
     except ParseError:
         table = None
     if table is None:
-        return hdr.validate(room=room, memory_type=md.type if md else None, memory_attribute=md.attribute if md else None)
-    return table.validate(room=room, memory_type=md.type if md else None, memory_attribute=md.attribute if md else None)
+        return hdr.validate(
+            room=room,
+            memory_type=md.type if md else None,
+            memory_attribute=md.attribute if md else None,
+        )
+    return table.validate(
+        room=room,
+        memory_type=md.type if md else None,
+        memory_attribute=md.attribute if md else None,
+    )

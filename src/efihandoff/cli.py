@@ -12,15 +12,14 @@ import click
 from rich.console import Console
 
 from efihandoff import __version__
-from efihandoff.audit import machine_findings
 from efihandoff.errors import EfiHandoffError, OutputError, ParseError, SourceError, UsageError
-from efihandoff.machine import Machine
+from efihandoff.explain import explain as explain_views
 from efihandoff.outputs import text
-from efihandoff.outputs.json import explain_document, memory_map_json, esrt_json, path_json
+from efihandoff.outputs.json import esrt_json, explain_document, memory_map_json, path_json
 from efihandoff.outputs.sysfs import write_tree
 from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
-from efihandoff.paths.simulate import PathResult, simulate
-from efihandoff.sources import Source, SourceKind, example_path, read_source
+from efihandoff.paths.simulate import simulate
+from efihandoff.sources import Source, SourceKind, View, example_path, read_machine, read_source
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,30 +51,16 @@ def _console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-def _load(sources: Sequence[str]) -> tuple[Machine, list[Source]]:
+def _views(sources: Sequence[str]) -> list[View]:
     if not sources:
         path = example_path()
-        machine, src = read_source(path)
-        return machine, [Source(str(path), SourceKind.EXAMPLE)]
-    machines = []
-    infos = []
-    for s in sources:
-        m, info = read_source(s)
-        machines.append(m)
-        infos.append(info)
-    if len(machines) > 1:
-        raise UsageError("merging several sources is not supported by this version; give one")
-    return machines[0], infos
+        view = read_source(path)[0]
+        return [View(Source(str(path), SourceKind.EXAMPLE), view.machine, view.log)]
+    return [v for s in sources for v in read_source(s)]
 
 
 def _specs(path_ids: Sequence[str]) -> list[PathSpec]:
     return [parse_path(p) for p in path_ids] if path_ids else list(PRESETS.values())
-
-
-def _run_paths(machine: Machine, specs: Sequence[PathSpec]) -> dict[str, PathResult]:
-    if machine.memory_map is None:
-        return {}
-    return {s.id: simulate(machine, s) for s in specs}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,17 +72,24 @@ def main() -> None:
 
 @main.command()
 @click.argument("sources", nargs=-1)
-@click.option("--path", "paths", multiple=True, metavar="ID", help="A preset id or key=value path; repeatable. Default: every preset.")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    metavar="ID",
+    help="A preset id or key=value path; repeatable. Default: every preset.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the explain/1 JSON document.")
 @click.option("--full-map", is_flag=True, help="Show every memory-map descriptor.")
 @_errors
-def explain(sources: tuple[str, ...], paths: tuple[str, ...], as_json: bool, full_map: bool) -> None:
+def explain(
+    sources: tuple[str, ...], paths: tuple[str, ...], as_json: bool, full_map: bool
+) -> None:
     """Where firmware puts each table, and what each path shows fwupd.
 
     With no SOURCE, the bundled example machine."""
-    machine, infos = _load(sources)
-    results = _run_paths(machine, _specs(paths))
-    doc = explain_document(infos, machine, results, machine_findings(machine))
+    ex = explain_views(_views(sources), _specs(paths))
+    doc = explain_document(ex)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -106,15 +98,26 @@ def explain(sources: tuple[str, ...], paths: tuple[str, ...], as_json: bool, ful
 
 @main.command()
 @click.argument("scenario")
-@click.option("--path", "path_id", default="native", show_default=True, metavar="ID", help="A preset id or key=value path.")
-@click.option("--sysfs-out", type=click.Path(file_okay=False), help="Write the /sys/firmware tree the kernel would expose here.")
+@click.option(
+    "--path",
+    "path_id",
+    default="native",
+    show_default=True,
+    metavar="ID",
+    help="A preset id or key=value path.",
+)
+@click.option(
+    "--sysfs-out",
+    type=click.Path(file_okay=False),
+    help="Write the /sys/firmware tree the kernel would expose here.",
+)
 @click.option("--force", is_flag=True, help="Replace a non-empty --sysfs-out directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the path result as JSON.")
 @_errors
 def boot(scenario: str, path_id: str, sysfs_out: str | None, force: bool, as_json: bool) -> None:
     """Simulate one path: print the log lines firmware, Xen and Linux print, and optionally
     write the sysfs tree (DIR stands for /sys/firmware)."""
-    machine, _ = read_source(scenario)
+    machine, _ = read_machine(scenario)
     spec = parse_path(path_id)
     result = simulate(machine, spec)
     if sysfs_out:
@@ -132,7 +135,7 @@ def boot(scenario: str, path_id: str, sysfs_out: str | None, force: bool, as_jso
 @_errors
 def esrt(source: str, as_json: bool) -> None:
     """The ESRT a source holds, entry by entry."""
-    machine, _ = read_source(source)
+    machine, _ = read_machine(source)
     data = esrt_json(machine)
     if as_json:
         click.echo(json.dumps({"schema": "efihandoff/esrt/1", "esrt": data}, indent=2))
@@ -148,7 +151,7 @@ def esrt(source: str, as_json: bool) -> None:
 @_errors
 def memmap(source: str, as_json: bool) -> None:
     """The memory map a source holds."""
-    machine, _ = read_source(source)
+    machine, _ = read_machine(source)
     rows = memory_map_json(machine, "source")
     if as_json:
         click.echo(json.dumps({"schema": "efihandoff/memmap/1", "memory_map": rows}, indent=2))

@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from efihandoff.errors import ParseError
-from efihandoff.findings import Finding
+from efihandoff.explain import Explanation
 from efihandoff.machine import Machine
 from efihandoff.paths.simulate import PathResult
-from efihandoff.sources import Source
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
 
 SCHEMA = "efihandoff/explain/1"
 
 
-def explain_document(
-    sources: Sequence[Source],
-    machine: Machine,
-    results: Mapping[str, PathResult],
-    findings: Sequence[Finding],
-    *,
-    evidence: str = "scenario",
-) -> dict[str, Any]:
+def explain_document(ex: Explanation) -> dict[str, Any]:
     """Everything explain knows, as plain JSON-able data."""
+    machine = ex.machine
     return {
         "schema": SCHEMA,
-        "sources": [s.to_json() for s in sources],
-        "machine": {"name": machine.name, "description": machine.description, "firmware_vendor": machine.firmware_vendor},
-        "memory_map": memory_map_json(machine, evidence),
+        "sources": [s.to_json() for s in ex.sources],
+        "machine": {
+            "name": machine.name,
+            "description": machine.description,
+            "firmware_vendor": machine.firmware_vendor,
+            "notes": machine.notes,
+        },
+        "memory_map": memory_map_json(machine, ex.memory_map_evidence),
         "tables": tables_json(machine),
         "esrt": esrt_json(machine),
-        "paths": {pid: path_json(r) for pid, r in results.items()},
-        "findings": [f.to_json() for f in findings],
+        "paths": {pid: path_json(r) for pid, r in ex.results.items()},
+        "findings": [f.to_json() for f in ex.findings],
+        "advice": ex.advice,
     }
 
 
@@ -57,7 +55,9 @@ def tables_json(machine: Machine) -> list[dict[str, Any]]:
     for t in machine.config_tables or ():
         kt = known_tables.known(t.guid)
         md = machine.lookup(t.table)
-        size = known_tables.table_size(t.guid, machine.read, t.table, md.end - t.table if md else None)
+        size = known_tables.table_size(
+            t.guid, machine.read, t.table, md.end - t.table if md else None
+        )
         out.append(
             {
                 "guid": str(t.guid),
@@ -123,7 +123,9 @@ def path_json(r: PathResult) -> dict[str, Any]:
         "esrt_sysfs": r.esrt_sysfs,
         "sysfs": r.sysfs,
         "log": r.log,
-        "fwupd_devices": None if r.fwupd_devices is None else [d.to_json() for d in r.fwupd_devices],
+        "fwupd_devices": None
+        if r.fwupd_devices is None
+        else [d.to_json() for d in r.fwupd_devices],
         "cost": r.cost.to_json(),
         "kexec": {str(g): tv.to_json() for g, tv in r.kexec.items()},
         "esrt_differences": r.esrt_differences,

@@ -47,7 +47,9 @@ def render_explain(doc: Mapping[str, Any], console: Console, *, full_map: bool =
         console.print(f"→ {line}")
 
 
-def render_memory_map(rows: Sequence[Mapping[str, Any]], console: Console, *, limit: int | None = 40) -> None:
+def render_memory_map(
+    rows: Sequence[Mapping[str, Any]], console: Console, *, limit: int | None = 40
+) -> None:
     t = Table(title=f"Memory map ({len(rows)} descriptors)", title_justify="left")
     for col in ("#", "type", "start", "end", "pages", "attribute"):
         t.add_column(col, justify="right" if col in ("#", "pages") else "left")
@@ -155,7 +157,9 @@ def render_boot(result: Mapping[str, Any], pid: str, console: Console) -> None:
         console.print(line, markup=False, highlight=False)
     console.print()
     for v in result["tables"].values():
-        console.print(f"  {v['name']:<12} [{_VERDICT_STYLE.get(v['verdict'], '')}]{v['verdict']:<9}[/] {v['reason']}")
+        console.print(
+            f"  {v['name']:<12} [{_VERDICT_STYLE.get(v['verdict'], '')}]{v['verdict']:<9}[/] {v['reason']}"
+        )
     devs = result["fwupd_devices"]
     if devs:
         console.print("  fwupd would list:")

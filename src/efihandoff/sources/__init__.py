@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Machine
+
+if TYPE_CHECKING:
+    from efihandoff.sources.logmachine import LogEvidence
 
 
 class SourceKind(StrEnum):
@@ -35,14 +39,30 @@ class Source:
 def example_path() -> Path:
     """The bundled example machine (in the wheel, or beside the source tree)."""
     here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "examples" / "laptop.toml", here.parents[1] / "examples" / "laptop.toml"):
+    for candidate in (
+        here / "examples" / "laptop.toml",
+        here.parents[1] / "examples" / "laptop.toml",
+    ):
         if candidate.is_file():
             return candidate
     raise SourceError("the bundled example examples/laptop.toml is missing from this installation")
 
 
-def read_source(path: str | Path) -> tuple[Machine, Source]:
-    """Read any source, telling its kind from its content."""
+@dataclass
+class View:
+    """One source's view of a machine (a log file may hold several boots: one view each)."""
+
+    source: Source
+    machine: Machine
+    log: LogEvidence | None = None
+
+    @property
+    def dom0(self) -> bool:
+        return self.log is not None and self.log.observed.dom0
+
+
+def read_source(path: str | Path) -> list[View]:
+    """Read any source, telling its kind from its content; one view per machine boot in it."""
     p = Path(path)
     if not p.exists():
         raise SourceError(f"{p}: no such file or directory")
@@ -50,16 +70,45 @@ def read_source(path: str | Path) -> tuple[Machine, Source]:
         if p.suffix == ".toml":
             from efihandoff.sources.scenario import load_scenario
 
-            return load_scenario(p), Source(str(p), SourceKind.SCENARIO)
+            return [View(Source(str(p), SourceKind.SCENARIO), load_scenario(p))]
         if p.is_dir():
             raise SourceError(f"{p}: a directory is not a source this version reads")
         with p.open("rb") as f:
-            head = f.read(4096)
+            head = f.read(65536)
+        from efihandoff.sources import kernellog
+
+        if kernellog.looks_like_kernel_log(head):
+            return _log_views(p)
     except OSError as exc:
         raise SourceError(f"{p}: cannot read: {exc.strerror or exc}") from exc
     except ParseError as exc:
         raise SourceError(f"{p}: {exc}") from exc
     raise SourceError(f"{p}: not a source efihandoff knows ({_describe(head)})")
+
+
+def read_machine(path: str | Path) -> tuple[Machine, Source]:
+    """The first machine a source describes."""
+    view = read_source(path)[0]
+    return view.machine, view.source
+
+
+def _log_views(p: Path) -> list[View]:
+    from efihandoff.sources.kernellog import read_kernel_log_file
+    from efihandoff.sources.logmachine import from_boot
+
+    log = read_kernel_log_file(p)
+    views = []
+    for i, boot in enumerate(log.boots):
+        if not (
+            boot.config_tables or boot.memory_map or boot.e820 or boot.xen or boot.esrt_messages
+        ):
+            continue
+        name = str(p) if len(log.boots) == 1 else f"{p}#boot{i + 1}"
+        ev = from_boot(boot, name=p.name)
+        views.append(View(Source(name, SourceKind.DMESG), ev.machine, ev))
+    if not views:
+        raise SourceError(f"{p}: a kernel log, but it holds no EFI or memory-map lines")
+    return views
 
 
 def _describe(head: bytes) -> str:
