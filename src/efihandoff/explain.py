@@ -126,7 +126,15 @@ def _judged(view: View, spec: PathSpec) -> PathResult:
                 outcomes.append((mtype, tv))
         words = {tv.verdict for _, tv in outcomes}
         current = tables.get(guid)
-        if current is None or len(words) <= 1:
+        if current is None:
+            continue
+        if len(words) <= 1:
+            names = ", ".join(type_name(t) for t, _ in outcomes)
+            tables[guid] = replace(
+                current,
+                reason=f"{current.reason} (the log does not show its memory type; every "
+                f"candidate, {names}, gives {current.verdict})",
+            )
             continue
         detail = "; ".join(f"{type_name(t)}: {tv.verdict}" for t, tv in outcomes)
         tables[guid] = replace(

@@ -6,6 +6,7 @@ gives bytes, a scenario gives everything. Unknown stays unknown.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 from dataclasses import dataclass, field, replace
@@ -50,35 +51,33 @@ def noise(addr: int, length: int, seed: int = 0) -> bytes:
 
 
 def _noise_page(page: int, seed: int) -> bytes:
-    key = struct.pack("<QQ", page, seed)
-    return b"".join(
-        hashlib.blake2b(key + struct.pack("<I", i), digest_size=64).digest() for i in range(PAGE_SIZE // 64)
-    )
-
-
-@dataclass
-class _Scrub:
-    start: int
-    end: int
-    fill: Fill
-    seed: int
+    return hashlib.shake_256(struct.pack("<QQ", page, seed)).digest(PAGE_SIZE)
 
 
 class PhysicalMemory:
     """Sparse physical memory: a page exists only once written. A 1 TiB machine costs nothing
-    until touched. ``background`` says what never-written bytes read as."""
+    until touched. ``background`` says what never-written bytes read as.
+
+    Scrubbed ranges (memory a hypervisor or kernel reused) are kept as sorted, disjoint page
+    runs, the latest scrub winning, so reading an unwritten page costs O(log runs).
+    """
 
     def __init__(self, background: Fill = Fill.RANDOM, seed: int = 0) -> None:
         self.background = background
         self.seed = seed
         self._pages: dict[int, bytearray] = {}
-        self._scrubs: list[_Scrub] = []  # later entries win
+        # Disjoint page runs [first, last], sorted: what fills each.
+        self._run_first: list[int] = []
+        self._run_last: list[int] = []
+        self._run_fill: list[tuple[Fill, int]] = []
 
     def copy(self) -> PhysicalMemory:
         """An independent copy (pages copied, so writes to either do not show in the other)."""
         other = PhysicalMemory(self.background, self.seed)
         other._pages = {k: bytearray(v) for k, v in self._pages.items()}
-        other._scrubs = list(self._scrubs)
+        other._run_first = list(self._run_first)
+        other._run_last = list(self._run_last)
+        other._run_fill = list(self._run_fill)
         return other
 
     @property
@@ -86,11 +85,19 @@ class PhysicalMemory:
         """How many 4 KiB pages hold written bytes."""
         return len(self._pages)
 
+    def scrubbed(self) -> list[tuple[int, int, Fill]]:
+        """The scrubbed ranges as ``(start, end, fill)``, sorted and disjoint."""
+        return [
+            (f << PAGE_SHIFT, (last + 1) << PAGE_SHIFT, w[0])
+            for f, last, w in zip(self._run_first, self._run_last, self._run_fill, strict=True)
+        ]
+
     def _unwritten(self, page: int) -> bytes | None:
         addr = page << PAGE_SHIFT
-        for s in reversed(self._scrubs):
-            if s.start <= addr < s.end:
-                return _fill_bytes(s.fill, addr, PAGE_SIZE, s.seed)
+        k = bisect.bisect_right(self._run_first, page) - 1
+        if k >= 0 and page <= self._run_last[k]:
+            fill, seed = self._run_fill[k]
+            return _fill_bytes(fill, addr, PAGE_SIZE, seed)
         return _fill_bytes(self.background, addr, PAGE_SIZE, self.seed)
 
     def read(self, addr: int, length: int) -> bytes | None:
@@ -131,8 +138,9 @@ class PhysicalMemory:
             pos += n
 
     def scrub(self, start: int, end: int, fill: Fill, seed: int = 0) -> None:
-        """Overwrite ``[start, end)`` (page aligned) as a hypervisor reusing it would. Cost is
-        proportional to the pages already materialised there, not to the range."""
+        """Overwrite the pages of ``[start, end)`` as a hypervisor or kernel reusing them would;
+        ``Fill.INTACT`` leaves the bytes as they were. Cost: O(log runs) plus the pages already
+        materialised there, never the size of the range."""
         if fill is Fill.INTACT or end <= start:
             return
         first, last = start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
@@ -142,7 +150,30 @@ class PhysicalMemory:
             doomed = [p for p in self._pages if first <= p <= last]
         for p in doomed:
             del self._pages[p]
-        self._scrubs.append(_Scrub(start, end, fill, seed))
+        self._add_run(first, last, (fill, seed))
+
+    def _add_run(self, first: int, last: int, what: tuple[Fill, int]) -> None:
+        firsts, lasts, fills = self._run_first, self._run_last, self._run_fill
+        k0 = bisect.bisect_left(lasts, first - 1)  # runs k0..k1-1 overlap or touch the new one
+        k1 = bisect.bisect_right(firsts, last + 1)
+        head: list[tuple[int, int, tuple[Fill, int]]] = []
+        tail: list[tuple[int, int, tuple[Fill, int]]] = []
+        for k in range(k0, k1):
+            f, la, w = firsts[k], lasts[k], fills[k]
+            if f < first:  # its part before the new run survives (or joins it)
+                if w == what:
+                    first = f
+                else:
+                    head.append((f, min(la, first - 1), w))
+            if la > last:  # its part after the new run survives (or joins it)
+                if w == what:
+                    last = la
+                else:
+                    tail.append((max(f, last + 1), la, w))
+        runs = [*head, (first, last, what), *tail]
+        firsts[k0:k1] = [r[0] for r in runs]
+        lasts[k0:k1] = [r[1] for r in runs]
+        fills[k0:k1] = [r[2] for r in runs]
 
 
 def _fill_bytes(fill: Fill, addr: int, length: int, seed: int) -> bytes | None:

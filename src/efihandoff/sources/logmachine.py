@@ -35,6 +35,24 @@ _E820_TYPE = {
 }
 _RAM_ATTR = int(MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB)
 _MAX_VARIANTS = 8
+# One type of each behaviour class, for a table whose type the log does not show at all.
+_REPRESENTATIVE = (
+    MemoryType.EfiBootServicesData,
+    MemoryType.EfiRuntimeServicesData,
+    MemoryType.EfiACPIReclaimMemory,
+    MemoryType.EfiReservedMemoryType,
+    MemoryType.EfiLoaderData,
+    MemoryType.EfiConventionalMemory,
+)
+_ESRT_ACCEPTED = frozenset(
+    {
+        MemoryType.EfiBootServicesData,
+        MemoryType.EfiRuntimeServicesData,
+        MemoryType.EfiACPIReclaimMemory,
+        MemoryType.EfiACPIMemoryNVS,
+        MemoryType.EfiRuntimeServicesCode,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +104,10 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     if esrt_addr is not None and not any(t.guid == ESRT_GUID for t in tables):
         tables.append(ConfigurationTable(ESRT_GUID, esrt_addr))  # "Reserving ESRT space" alone
     memory = PhysicalMemory(background=Fill.UNKNOWN)
-    if boot.esrt_reserved is not None:
-        # "esrt: Reserving ESRT space from A to B." passed every efi_esrt_init check:
-        # version 1 and B - A = 16 + 40 * count. fw_resource_count_max is not printed.
-        start, size = boot.esrt_reserved
-        count = (size - ESRT_HEADER_SIZE) // ESRT_ENTRY_SIZE
-        if count >= 0 and (size - ESRT_HEADER_SIZE) % ESRT_ENTRY_SIZE == 0:
-            memory.write(start, EsrtHeader(count, count, 1).pack())
-    mm, mm_evidence, type_evidence, ambiguous = _memory_map(boot, tables)
+    clues = esrt_clues(boot)
+    if clues.header is not None and esrt_addr is not None:
+        memory.write(esrt_addr, clues.header)
+    mm, mm_evidence, type_evidence, ambiguous = _memory_map(boot, tables, clues)
     machine = Machine(
         memory_map=mm,
         config_tables=tuple(tables),
@@ -109,11 +123,55 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     if mm is not None:
         for addr, candidates in ambiguous.items():
             guid = next(t.guid for t in tables if t.table == addr)
+            end = addr + clues.room if guid == ESRT_GUID and clues.room is not None else None
             evidence.variants[guid] = [
-                (c, machine.with_(memory_map=_retype(mm, addr, c)))
+                (c, machine.with_(memory_map=_retype(mm, addr, c, end)))
                 for c in candidates[:_MAX_VARIANTS]
             ]
     return evidence
+
+
+@dataclass(frozen=True)
+class EsrtClues:
+    """What the ``esrt:`` lines imply about bytes the log does not show: header bytes whose
+    outcome in every check equals the real ones, the room to the descriptor end, and whether
+    the memory type passed efi_esrt_init's type check."""
+
+    header: bytes | None = None
+    room: int | None = None
+    type_accepted: bool | None = None
+
+
+def esrt_clues(boot: BootLog) -> EsrtClues:
+    """Read Linux esrt.c efi_esrt_init's messages backwards (facts section 3.2): each one is
+    printed only after the checks before it passed."""
+    header = room = accepted = None
+    for m in boot.esrt_messages:
+        v = m.values
+        if m.kind == "reserving" and boot.esrt_reserved is not None:
+            size = boot.esrt_reserved[1]
+            count, rest = divmod(size - ESRT_HEADER_SIZE, ESRT_ENTRY_SIZE)
+            if count >= 0 and rest == 0:
+                # fw_resource_count_max is not printed; Linux and Xen never read it.
+                header = EsrtHeader(count, count, 1).pack()
+            accepted = True
+        elif m.kind == "not-in-memmap":
+            accepted = False
+        elif m.kind == "header-does-not-fit" and len(v) == 2:
+            room, accepted = v[1], True
+        elif m.kind == "unsupported-version" and len(v) == 1:
+            # count >= 1 stands for any count: no later check runs.
+            header, accepted = EsrtHeader(1, 1, v[0] & 0xFFFFFFFFFFFFFFFF).pack(), True
+        elif m.kind == "only-header" and len(v) == 2:
+            room, accepted = v[0] + ESRT_HEADER_SIZE, True
+            header = EsrtHeader(1, 1, 1).pack()  # any count >= 1 fails here
+        elif m.kind == "count-too-large" and len(v) == 1:
+            header, accepted = EsrtHeader(v[0] & 0xFFFFFFFF, v[0] & 0xFFFFFFFF, 1).pack(), True
+        elif m.kind == "does-not-fit" and len(v) == 2:
+            room, accepted = v[1], True
+            smallest = (room - ESRT_HEADER_SIZE) // ESRT_ENTRY_SIZE + 1  # the least that fails
+            header = EsrtHeader(smallest, smallest, 1).pack()
+    return EsrtClues(header, room, accepted)
 
 
 def _describe(boot: BootLog) -> str:
@@ -156,33 +214,22 @@ def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]
 
 
 def _memory_map(
-    boot: BootLog, tables: list[ConfigurationTable]
+    boot: BootLog, tables: list[ConfigurationTable], clues: EsrtClues
 ) -> tuple[MemoryMap | None, str, dict[int, str], dict[int, list[int]]]:
     """The best map the log has: Linux's efi=debug map, Xen's EFI map, else one inferred from
-    E820 with each table's page typed as the evidence allows."""
+    E820 (or, with no map at all, one page per table) with each table's page typed as the
+    evidence allows; ``ambiguous`` lists the candidate types the evidence leaves open."""
     type_evidence: dict[int, str] = {}
     ambiguous: dict[int, list[int]] = {}
-    if boot.memory_map:
-        for t in tables:
-            type_evidence[t.table] = "EFI memory map (efi=debug)"
-        return (
-            MemoryMap(tuple(_descriptors(boot.memory_map))),
-            "efi=debug memory map",
-            type_evidence,
-            ambiguous,
-        )
-    if boot.xen is not None and boot.xen.efi_memory_map:
-        for t in tables:
-            type_evidence[t.table] = "Xen's EFI memory map"
-        return (
-            MemoryMap(tuple(_descriptors(boot.xen.efi_memory_map))),
-            "Xen's EFI memory map",
-            type_evidence,
-            ambiguous,
-        )
+    for printed, what in (
+        (boot.memory_map, "EFI memory map (efi=debug)"),
+        (boot.xen.efi_memory_map if boot.xen else (), "Xen's EFI memory map"),
+    ):
+        if printed:
+            for t in tables:
+                type_evidence[t.table] = what
+            return MemoryMap(tuple(_descriptors(printed))), what, type_evidence, ambiguous
     e820 = boot.e820 or (boot.xen.e820 if boot.xen else ())
-    if not e820:
-        return None, "none", type_evidence, ambiguous
     descs = [
         MemoryDescriptor(
             int(_E820_TYPE.get(e.kind, MemoryType.EfiReservedMemoryType)),
@@ -193,38 +240,78 @@ def _memory_map(
         for e in e820
         if e.end > e.start and e.start % PAGE_SIZE == 0
     ]
+    have_e820 = bool(descs)
+    evidence = "inferred from E820" if have_e820 else "one page per table (the log prints no map)"
+    if not have_e820:
+        # Free memory for firmware-side allocations (Xen's ESRT copy) to come from: a gap
+        # below 4 GiB that holds no table. It stands for memory the log does not describe.
+        descs = [_free_gap(tables)]
     mm = MemoryMap(tuple(descs))
     for t in tables:
-        inf = infer_memory_type(boot, t.table)
-        type_evidence[t.table] = inf.evidence
-        if inf.memory_type is not None:
-            mm = _retype(mm, t.table, inf.memory_type)
-        elif len(inf.candidates) > 1:
-            ambiguous[t.table] = list(inf.candidates)
-            mm = _retype(mm, t.table, inf.candidates[0])
-    return mm, "inferred from E820", type_evidence, ambiguous
+        if have_e820:
+            inf = infer_memory_type(boot, t.table)
+            candidates, why = list(inf.candidates), inf.evidence
+        else:
+            candidates, why = list(_REPRESENTATIVE), "no memory map in the log"
+        end = None
+        if t.guid == ESRT_GUID:
+            candidates = _narrow(candidates, clues.type_accepted)
+            if clues.room is not None:
+                end = t.table + clues.room
+            if clues.type_accepted is not None:
+                why += ", narrowed by the esrt: lines"
+        type_evidence[t.table] = why
+        if not candidates:
+            continue
+        mm = _retype(mm, t.table, candidates[0], end)
+        if len(candidates) > 1:
+            ambiguous[t.table] = candidates
+    return mm, evidence, type_evidence, ambiguous
 
 
-def _retype(mm: MemoryMap, addr: int, mtype: int) -> MemoryMap:
-    """The map with the page holding ``addr`` given type ``mtype`` (split out of its range)."""
-    i = mm.lookup_index(addr)
-    if i is None:
-        return mm
-    d = mm[i]
-    if d.type == mtype:
-        return mm
+def _free_gap(tables: list[ConfigurationTable]) -> MemoryDescriptor:
+    size = 16 << 20
+    pages = {t.table >> 24 for t in tables}
+    base = next((b for b in range(0xF0, 0, -1) if b not in pages), 1) << 24
+    return MemoryDescriptor(MemoryType.EfiConventionalMemory, base, size // PAGE_SIZE, _RAM_ATTR)
+
+
+def _narrow(candidates: list[int], accepted: bool | None) -> list[int]:
+    """Keep the types efi_esrt_init's type check agrees with (Linux 6.3 esrt.c; RT code stands
+    for the types that always carry EFI_MEMORY_RUNTIME)."""
+    if accepted is None:
+        return candidates
+    ok = [c for c in candidates if (c in _ESRT_ACCEPTED) == accepted]
+    return ok or candidates
+
+
+def _retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> MemoryMap:
+    """The map with the pages holding ``addr`` (up to ``end`` when known, else one page) given
+    type ``mtype``: split out of the descriptor covering them, or added where none does."""
     page = addr & ~(PAGE_SIZE - 1)
-    attr = d.attribute | (
+    stop = (
+        page + PAGE_SIZE
+        if end is None
+        else max(page + PAGE_SIZE, (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+    )
+    attr = _RAM_ATTR | (
         MemoryAttribute.RUNTIME
         if mtype in (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData)
         else 0
     )
+    i = mm.lookup_index(addr)
+    if i is None:
+        new = MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, int(attr))
+        descs = sorted((*mm.descriptors, new), key=lambda d: d.phys_addr)
+        return MemoryMap(tuple(descs), mm.desc_size, mm.desc_version)
+    d = mm[i]
+    if d.type == mtype and end is None:
+        return mm
+    stop = min(stop, d.end)
     parts = []
     if page > d.phys_addr:
         parts.append(d.replace(num_pages=(page - d.phys_addr) // PAGE_SIZE))
-    parts.append(MemoryDescriptor(mtype, page, 1, attr))
-    if page + PAGE_SIZE < d.end:
-        parts.append(
-            d.replace(phys_addr=page + PAGE_SIZE, num_pages=(d.end - page - PAGE_SIZE) // PAGE_SIZE)
-        )
+    parts.append(MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, int(d.attribute | attr)))
+    if stop < d.end:
+        parts.append(d.replace(phys_addr=stop, num_pages=(d.end - stop) // PAGE_SIZE))
     return mm.replace_descriptor(i, *parts)
