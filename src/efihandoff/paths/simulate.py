@@ -104,7 +104,11 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         spec=spec,
         tables=verdicts,
         log=log,
-        esrt_sysfs=None if verdicts[ESRT_GUID].verdict is Verdict.UNKNOWN else lb.sysfs is not None,
+        # esrt_sysfs_init publishes the tree whenever efi_esrt_init recorded the table, even
+        # when the evidence lacks the bytes that fill it.
+        esrt_sysfs=None
+        if verdicts[ESRT_GUID].verdict is Verdict.UNKNOWN
+        else lb.esrt_data is not None,
         sysfs=lb.sysfs,
         fwupd_devices=devices,
         cost=_cost(spec, lb, xb, bs),
@@ -256,10 +260,22 @@ class _Judge:
                 return v(Verdict.UNKNOWN, "whether Xen relocates the ESRT depends on bytes the evidence lacks")
         firmware = self._firmware_esrt(addr)
         seen = lb.esrt_bytes
+        reloc = next((r for r in (self.xb.relocations if self.xb else ()) if r.guid == ESRT_GUID), None)
+        if reloc is not None and reloc.copied < reloc.size and (firmware is None or seen is None):
+            # Structural: Xen's copy is short whatever the bytes (get_esrt_size before 3ea44aa78c).
+            last = (reloc.size - 16) // 40 - 1
+            self.esrt_differences = [
+                f"entry{last} lowest_supported_fw_version, capsule_flags, last_attempt_version, "
+                "last_attempt_status undefined"
+            ]
+            return v(
+                Verdict.CORRUPT,
+                f"Xen copied {reloc.copied} of {reloc.size} bytes (get_esrt_size forgets the 16-byte "
+                f"header before 3ea44aa78c): entry{last}'s last four fields are whatever the pool held",
+            )
         if firmware is not None and seen is not None and seen != firmware[: len(seen)]:
             self.esrt_differences = _esrt_diff(firmware, seen)
             why = "; ".join(self.esrt_differences[:3])
-            reloc = next((r for r in (self.xb.relocations if self.xb else ()) if r.guid == ESRT_GUID), None)
             if reloc is not None and reloc.copied < reloc.size:
                 cause = (f"Xen copied {reloc.copied} of {reloc.size} bytes (get_esrt_size forgets the "
                          "16-byte header before 3ea44aa78c); the rest is whatever the pool held")
