@@ -66,6 +66,8 @@ class PhysicalMemory:
         self.background = background
         self.seed = seed
         self._pages: dict[int, bytearray] = {}
+        # Pages written over unknown bytes: which of their bytes are known (1) or not (0).
+        self._known: dict[int, bytearray] = {}
         # Disjoint page runs [first, last], sorted: what fills each.
         self._run_first: list[int] = []
         self._run_last: list[int] = []
@@ -75,6 +77,7 @@ class PhysicalMemory:
         """An independent copy (pages copied, so writes to either do not show in the other)."""
         other = PhysicalMemory(self.background, self.seed)
         other._pages = {k: bytearray(v) for k, v in self._pages.items()}
+        other._known = {k: bytearray(v) for k, v in self._known.items()}
         other._run_first = list(self._run_first)
         other._run_last = list(self._run_last)
         other._run_fill = list(self._run_fill)
@@ -112,6 +115,9 @@ class PhysicalMemory:
             lo = pos & _PAGE_MASK
             hi = min(PAGE_SIZE, lo + (end - pos))
             data = self._pages.get(page)
+            mask = self._known.get(page)
+            if mask is not None and mask.find(0, lo, hi) != -1:
+                return None
             if data is None:
                 data = self._unwritten(page)
                 if data is None:
@@ -131,9 +137,16 @@ class PhysicalMemory:
             buf = self._pages.get(page)
             if buf is None:
                 initial = self._unwritten(page)
+                if initial is None:
+                    self._known[page] = bytearray(PAGE_SIZE)
                 buf = bytearray(initial) if initial is not None else bytearray(PAGE_SIZE)
                 self._pages[page] = buf
             buf[lo : lo + n] = view[:n]
+            mask = self._known.get(page)
+            if mask is not None:
+                mask[lo : lo + n] = b"\x01" * n
+                if mask.find(0) == -1:
+                    del self._known[page]
             view = view[n:]
             pos += n
 
@@ -150,6 +163,7 @@ class PhysicalMemory:
             doomed = [p for p in self._pages if first <= p <= last]
         for p in doomed:
             del self._pages[p]
+            self._known.pop(p, None)
         self._add_run(first, last, (fill, seed))
 
     def _add_run(self, first: int, last: int, what: tuple[Fill, int]) -> None:
