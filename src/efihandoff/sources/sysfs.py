@@ -942,18 +942,19 @@ def _read_hypervisor(r: _Reader) -> tuple[str | None, str | None, str | None]:
     return htype, hversion, caps
 
 
-def _read(tree: _Tree, layout: _Layout, path: str, kind: str) -> SysfsEvidence:
+def _read(tree: _Tree, layout: _Layout, path: str, kind: str, extras: bool = True) -> SysfsEvidence:
     r = _Reader(tree, layout)
     efi_names = tree.listdir(_join(layout.fw, "efi"))
     esrt, esrt_files = _read_esrt(r)
     htype, hversion, caps = _read_hypervisor(r)
     base = layout.root if layout.root is not None else (layout.sys or "")
-    log = None
-    try:
-        log = tree.read(_join(base, "dmesg.txt"), MAX_LOG_BYTES)
-    except _Unreadable as exc:
-        r.problems.append(f"{_join(base, 'dmesg.txt')}: {exc}")
-    manifest = r.raw("MANIFEST.txt", base=base)
+    log = manifest = None
+    if extras:
+        try:
+            log = tree.read(_join(base, "dmesg.txt"), MAX_LOG_BYTES)
+        except _Unreadable as exc:
+            r.problems.append(f"{_join(base, 'dmesg.txt')}: {exc}")
+        manifest = r.raw("MANIFEST.txt", base=base)
     return SysfsEvidence(
         path=path,
         layout=kind,
@@ -977,17 +978,21 @@ def _read(tree: _Tree, layout: _Layout, path: str, kind: str) -> SysfsEvidence:
     )
 
 
-def read_sysfs(path: str | os.PathLike[str]) -> SysfsEvidence:
+def read_sysfs(path: str | os.PathLike[str], *, extras: bool = True) -> SysfsEvidence:
     """Read a copy of ``/sys/firmware``: a directory standing for it (or holding ``firmware/``
     or ``sys/firmware/``), or a ``.tar``/``.tar.gz`` of one. Raises ParseError when ``path`` is
-    not such a copy, or is a hostile archive; SourceError when it cannot be opened at all."""
+    not such a copy, or is a hostile archive; SourceError when it cannot be opened at all.
+
+    ``extras``: also read the ``dmesg.txt`` and ``MANIFEST.txt`` that ``collect`` puts beside
+    the tree (off for the live machine, where no such files belong).
+    """
     p = Path(path)
     if p.is_dir():
         base, layout = _dir_layout(p)
-        return _read(_DirTree(base), layout, str(p), "directory")
+        return _read(_DirTree(base), layout, str(p), "directory", extras)
     tree = _TarTree(p)
     layout = _find_layout(tree, str(p))
-    return _read(tree, layout, str(p), "tar")
+    return _read(tree, layout, str(p), "tar", extras)
 
 
 def looks_like_sysfs(path: str | os.PathLike[str]) -> bool:
