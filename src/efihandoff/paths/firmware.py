@@ -2,14 +2,20 @@
 
 Sources: edk2 MdeModulePkg/Core/Dxe/Mem/Page.c (``CoreAllocatePages``: AllocateAnyPages searches
 top-down below the allocation limit; ``CoreAddRange`` coalesces neighbours of equal type and
-attribute), Mem/Pool.c (``CoreAllocatePool``: a POOL_HEAD before the caller's bytes, small
-allocations carved from pages of the pool's own type), Misc/InstallConfigurationTable.c
+attribute), Mem/Pool.c (``CoreAllocatePoolI``: a 24-byte POOL_HEAD before the caller's bytes and a
+16-byte POOL_TAIL right after them, the size rounded up to 8; requests above half a page get pages
+of their own, smaller ones share pages of their type), Misc/InstallConfigurationTable.c
 (``CoreInstallConfigurationTable``: replace in place for a known GUID, append otherwise, the array
 grown by 0x10 entries in runtime pool, system-table CRC32 recomputed).
+
+Simplified: small pool requests are carved one after the other from a page of their type (edk2
+rounds them to power-of-two bins), and freed pool is never reused.
 """
 
 from __future__ import annotations
 
+import bisect
+import struct
 from dataclasses import dataclass, field
 
 from efihandoff.errors import EfiHandoffError
@@ -26,23 +32,38 @@ from efihandoff.uefi.memmap import (
 )
 from efihandoff.uefi.systab import (
     CONFIG_TABLE_SIZE_64,
+    EFI_SYSTEM_TABLE_SIGNATURE,
     SYSTEM_TABLE_SIZE_64,
     ConfigurationTable,
     SystemTable,
     TableHeader,
     build_config_tables,
-    EFI_SYSTEM_TABLE_SIGNATURE,
 )
 
-POOL_HEAD_SIZE = 0x18  # edk2 Pool.c POOL_HEAD {Signature, Reserved, Type, Size} on X64
-POOL_TAIL_SIZE = 0x8  # edk2 Pool.c POOL_TAIL {Signature, Reserved, Size}... rounded to 8
+# edk2 MdeModulePkg/Core/Dxe/Mem/Pool.c, X64: POOL_HEAD {UINT32 Signature "phd0"; UINT32 Reserved;
+# UINT32 Type; (pad); UINTN Size} before the data, POOL_TAIL {UINT32 Signature "ptal"; UINT32
+# Reserved; UINTN Size} after it; Size counts head, data (rounded to 8) and tail. Neither Reserved
+# field is written: it keeps whatever the memory held.
+POOL_HEAD_SIZE = 0x18
+POOL_TAIL_SIZE = 0x10
+POOL_HEAD_SIGNATURE = b"phd0"
+POOL_TAIL_SIGNATURE = b"ptal"
 POOL_ALIGN = 8
-CONFIG_TABLE_GROWTH = 0x10  # edk2 InstallConfigurationTable.c EFI_CONFIGURATION_TABLE_EXPANSION_SIZE
+# edk2 InstallConfigurationTable.c EFI_CONFIGURATION_TABLE_EXPANSION_SIZE
+CONFIG_TABLE_GROWTH = 0x10
 DEFAULT_ALLOCATION_LIMIT = 1 << 32  # OVMF allocates below 4 GiB unless asked otherwise
 
 RUNTIME_TYPES = frozenset(
     {MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData}
 )
+_CONVENTIONAL = int(MemoryType.EfiConventionalMemory)
+_RUNTIME = int(MemoryAttribute.RUNTIME)
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+
+
+def _start(d: MemoryDescriptor) -> int:
+    return d.phys_addr
 
 
 class OutOfResources(EfiHandoffError):
@@ -102,54 +123,69 @@ class BootServices:
         return address
 
     def _find_free(self, size: int) -> int:
-        for d in reversed(self.descriptors):
-            if d.type != MemoryType.EfiConventionalMemory:
+        descs = self.descriptors
+        k = bisect.bisect_left(descs, self.allocation_limit, key=_start)
+        for i in range(k - 1, -1, -1):
+            d = descs[i]
+            if d.type != _CONVENTIONAL:
                 continue
-            top = min(d.end, self.allocation_limit)
+            top = min(d.end, self.allocation_limit) & ~(PAGE_SIZE - 1)
             if top - d.phys_addr >= size:
-                return (top - size) & ~(PAGE_SIZE - 1)
+                return top - size
         raise OutOfResources(f"no {size:#x} bytes of free memory below {self.allocation_limit:#x}")
 
     def _convert(self, start: int, end: int, mtype: int) -> None:
-        """Turn free pages ``[start, end)`` into ``mtype``, splitting and re-coalescing."""
-        out: list[MemoryDescriptor] = []
-        done = False
-        for d in self.descriptors:
-            if not done and d.phys_addr <= start and end <= d.end:
-                if d.type != MemoryType.EfiConventionalMemory:
-                    raise OutOfResources(f"{start:#x} is not free memory ({d.type_name})")
-                if start > d.phys_addr:
-                    out.append(d.replace(num_pages=(start - d.phys_addr) >> PAGE_SHIFT))
-                attr = d.attribute | (MemoryAttribute.RUNTIME if mtype in RUNTIME_TYPES else 0)
-                out.append(
-                    MemoryDescriptor(mtype, start, (end - start) >> PAGE_SHIFT, attr)
-                )
-                if end < d.end:
-                    out.append(d.replace(phys_addr=end, num_pages=(d.end - end) >> PAGE_SHIFT))
-                done = True
-            else:
-                out.append(d)
-        if not done:
+        """Turn free pages ``[start, end)`` into ``mtype``: the free descriptor is split and the
+        new range joins a neighbour of equal type and attribute (edk2 Page.c CoreConvertPages,
+        CoreAddRange)."""
+        descs = self.descriptors
+        i = bisect.bisect_right(descs, start, key=_start) - 1
+        d = descs[i] if i >= 0 else None
+        if d is None or not (d.phys_addr <= start and end <= d.end):
             raise OutOfResources(f"{start:#x}-{end:#x} is not inside one free region")
-        self.descriptors = _coalesce(out)
+        if d.type != _CONVENTIONAL:
+            raise OutOfResources(f"{start:#x} is not free memory ({d.type_name})")
+        attr = d.attribute | (_RUNTIME if mtype in RUNTIME_TYPES else 0)
+        new = MemoryDescriptor(mtype, start, (end - start) >> PAGE_SHIFT, attr)
+        parts: list[MemoryDescriptor] = []
+        if start > d.phys_addr:
+            parts.append(d.replace(num_pages=(start - d.phys_addr) >> PAGE_SHIFT))
+        parts.append(new)
+        if end < d.end:
+            parts.append(d.replace(phys_addr=end, num_pages=(d.end - end) >> PAGE_SHIFT))
+        lo, hi = i, i + 1
+        if parts[0] is new and i > 0 and _joins(descs[i - 1], new):
+            lo -= 1
+            parts[0] = new = descs[i - 1].replace(num_pages=descs[i - 1].num_pages + new.num_pages)
+        if parts[-1] is new and hi < len(descs) and _joins(new, descs[hi]):
+            parts[-1] = new.replace(num_pages=new.num_pages + descs[hi].num_pages)
+            hi += 1
+        descs[lo:hi] = parts
 
     # -- pool ----------------------------------------------------------------------------------
 
     def allocate_pool(self, mtype: int, size: int) -> int:
-        """AllocatePool: the caller's bytes follow a POOL_HEAD; small requests share pages of
-        their type, large ones get pages of their own. The bytes are whatever memory held."""
-        need = _align(POOL_HEAD_SIZE + size + POOL_TAIL_SIZE, POOL_ALIGN)
+        """AllocatePool: the caller's bytes follow a POOL_HEAD and precede a POOL_TAIL; small
+        requests share pages of their type, large ones get pages of their own. The caller's
+        bytes are whatever the memory held."""
+        total = _align(size, POOL_ALIGN) + POOL_HEAD_SIZE + POOL_TAIL_SIZE
         pool = self._pools.get(mtype)
-        if need > PAGE_SIZE // 2:
-            pages = -(-need // PAGE_SIZE)
-            base = self.allocate_pages(mtype, pages)
+        if total > PAGE_SIZE // 2:
+            base = self.allocate_pages(mtype, -(-total // PAGE_SIZE))
         else:
-            if pool is None or pool.end - pool.next < need:
+            if pool is None or pool.end - pool.next < total:
                 start = self.allocate_pages(mtype, 1)
                 pool = _PoolPage(start, start + PAGE_SIZE, start)
                 self._pools[mtype] = pool
             base = pool.next
-            pool.next += need
+            pool.next += total
+        mem = self.memory
+        mem.write(base, POOL_HEAD_SIGNATURE)
+        mem.write(base + 8, _U32.pack(mtype & 0xFFFFFFFF))
+        mem.write(base + 16, _U64.pack(total))
+        tail = base + total - POOL_TAIL_SIZE
+        mem.write(tail, POOL_TAIL_SIGNATURE)
+        mem.write(tail + 8, _U64.pack(total))
         addr = base + POOL_HEAD_SIZE
         self._pool_sizes[addr] = size
         return addr
@@ -260,14 +296,6 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) & ~(a - 1)
 
 
-def _coalesce(descs: list[MemoryDescriptor]) -> list[MemoryDescriptor]:
-    """Merge neighbours of equal type and attribute (edk2 Page.c CoreAddRange)."""
-    out: list[MemoryDescriptor] = []
-    for d in descs:
-        if out:
-            p = out[-1]
-            if p.type == d.type and p.attribute == d.attribute and p.end == d.phys_addr:
-                out[-1] = p.replace(num_pages=p.num_pages + d.num_pages)
-                continue
-        out.append(d)
-    return out
+def _joins(a: MemoryDescriptor, b: MemoryDescriptor) -> bool:
+    """edk2 Page.c CoreAddRange: ``b`` directly follows ``a`` with the same type and attribute."""
+    return a.type == b.type and a.attribute == b.attribute and a.end == b.phys_addr

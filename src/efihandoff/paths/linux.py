@@ -1,21 +1,29 @@
 """The Linux kernel's side: config-table parsing, the ESRT, reservations and sysfs.
 
-Sources (torvalds/linux): drivers/firmware/efi/efi.c ``efi_config_parse_tables``,
-``match_config_table``, ``efi_mem_reserve``, ``__efi_mem_desc_lookup``; drivers/firmware/efi/esrt.c
-``efi_esrt_init``, ``esrt_sysfs_init``, ``esre_*_show``; arch/x86/platform/efi/quirks.c
-``efi_arch_mem_reserve``, ``efi_reserve_boot_services``, ``efi_free_boot_services``;
-drivers/xen/efi.c ``xen_efi_mem_desc_lookup`` (6.3, aca1d27ac38a) and
-``xen_efi_config_table_is_usable`` (6.3, c0fecaa44dc3).
+Sources (torvalds/linux, 6.1 and 6.3+ as the facts file and the code read say):
+drivers/firmware/efi/efi.c ``efi_config_parse_tables``, ``match_config_table``,
+``efi_mem_reserve``, ``__efi_mem_desc_lookup``; drivers/firmware/efi/esrt.c ``efi_esrt_init``,
+``esrt_sysfs_init``, ``register_entries``, ``esre_*_show``; memattr.c ``efi_memattr_init``;
+tpm.c ``efi_tpm_eventlog_init``; mokvar-table.c ``efi_mokvar_table_init``;
+arch/x86/platform/efi/quirks.c ``efi_arch_mem_reserve``, ``efi_reserve_boot_services``,
+``can_free_region``, ``efi_free_boot_services``; arch/x86/kernel/setup.c
+``early_reserve_memory``, ``trim_bios_range``; drivers/xen/efi.c ``efi_mem_desc_lookup``
+(6.3, aca1d27ac38a) and ``xen_efi_config_table_is_usable`` (6.3, c0fecaa44dc3).
+
+The log holds the lines of the EFI handoff only, in the order the kernel prints them.
 """
 
 from __future__ import annotations
 
+import bisect
+import struct
 from dataclasses import dataclass, field
 
 from efihandoff.e820 import E820Range, E820Type, update
 from efihandoff.machine import PhysicalMemory
+from efihandoff.paths.lookup import FirstMatch
 from efihandoff.paths.presets import PathSpec, Policy
-from efihandoff.paths.xen import BS_TYPES, XenBoot
+from efihandoff.paths.xen import BS_TYPES, XenBoot, release_deferred
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import (
     ESRT_ENTRY_SIZE,
@@ -37,6 +45,15 @@ from efihandoff.uefi.memmap import (
 )
 from efihandoff.uefi.systab import ConfigurationTable, TableHeader, linux_report_header
 
+EINVAL = 22
+ENOENT = 2
+SZ_1M = 1 << 20
+# Linux 6.x arch/x86/kernel/setup.c early_reserve_memory: memblock_reserve(0, SZ_64K); and
+# reserve_bios_regions: [BIOS_START_MAX, 1 MiB) when the BDA gives nothing better.
+LOW_RESERVED = ((0, 0x10000), (0x9F000, SZ_1M))
+# arch/x86/kernel/setup.c trim_bios_range: page 0 reserved, the ISA hole taken out of RAM.
+_TRIMMED = ((0, PAGE_SIZE), (0xA0000, SZ_1M))
+
 # drivers/xen/efi.c xen_efi_config_table_is_usable (6.3): the types a dom0 accepts.
 XEN_USABLE_TYPES = frozenset(
     {
@@ -47,7 +64,7 @@ XEN_USABLE_TYPES = frozenset(
         MemoryType.EfiReservedMemoryType,
     }
 )
-# efi_esrt_init: types accepted without EFI_MEMORY_RUNTIME; 6.3 01de145dc7fb added ACPI ones.
+# esrt.c efi_esrt_init: types accepted without EFI_MEMORY_RUNTIME; 6.3 01de145dc7fb added ACPI.
 ESRT_TYPES_63 = frozenset(
     {
         MemoryType.EfiBootServicesData,
@@ -57,11 +74,19 @@ ESRT_TYPES_63 = frozenset(
     }
 )
 ESRT_TYPES_61 = frozenset({MemoryType.EfiBootServicesData, MemoryType.EfiRuntimeServicesData})
-# Parsers that memblock_reserve their table at boot (efi_tpm_eventlog_init, efi_memattr_init,
-# the MEMRESERVE walk in efi_config_parse_tables) or efi_mem_reserve it (efi_mokvar_table_init).
-_RESERVING = frozenset({"TPMEventLog", "TPMFinalLog", "MEMATTR", "MEMRESERVE", "MOKvar", "CCFinalLog"})
+# Parsers that keep their table out of the allocator on bare metal: memblock_reserve in
+# efi_memattr_init (version <= 2, EFI_MEMMAP only), efi_tpm_eventlog_init (the log; the final
+# log only next to a TCG2-format log), the MEMRESERVE walk and reserve_unaccepted in
+# efi_config_parse_tables; efi_mem_reserve in efi_mokvar_table_init (BS data only, EFI_MEMMAP).
+_RESERVING = frozenset(
+    {"TPMEventLog", "TPMFinalLog", "CCFinalLog", "MEMATTR", "MEMRESERVE", "MOKvar", "Unaccepted"}
+)
 # Consumed while parsing and not needed afterwards (the RNG seed is wiped after use).
 EARLY_CONSUMED = frozenset({"RNG", "INITRD"})
+_BS = frozenset(int(t) for t in BS_TYPES)
+_BS_DATA = int(MemoryType.EfiBootServicesData)
+_RUNTIME = int(MemoryAttribute.RUNTIME)
+_TCG2_FORMAT = 2  # EFI_TCG2_EVENT_LOG_FORMAT_TCG_2
 
 
 @dataclass
@@ -86,41 +111,55 @@ class LinuxBoot:
     esrt_data: int | None = None
     esrt_data_size: int = 0
     esrt_refused: str | None = None
-    memmap: MemoryMap | None = None  # native: after efi_arch_mem_reserve
+    memmap: MemoryMap | None = None  # native: after efi_mem_reserve and efi_free_boot_services
     e820: list[E820Range] | None = None
-    reserved: list[tuple[int, int]] = field(default_factory=list)  # memblock / efi_mem_reserve
-    kept_bs: list[tuple[int, int]] = field(default_factory=list)  # BS ranges never freed
+    # Native: memblock reservations; under the reserve-hypercall proposal: what dom0 asked Xen
+    # to keep.
+    reserved: list[tuple[int, int]] = field(default_factory=list)
+    kept_bs: list[tuple[int, int]] = field(default_factory=list)  # BS ranges tagged RUNTIME
     freed: list[tuple[int, int]] = field(default_factory=list)  # efi_free_boot_services
     sysfs: dict[str, str | None] | None = None  # relative to /sys/firmware; None marks a dir
     esrt_bytes: bytes | None = None  # what esrt_sysfs_init mapped
+    mem_reserved: list[tuple[int, int]] = field(default_factory=list)  # efi_mem_reserve calls
 
 
 class _Lookup:
     """efi_mem_desc_lookup as the kernel of this path has it."""
 
-    def __init__(self, spec: PathSpec, memmap: MemoryMap | None, xen: XenBoot | None) -> None:
+    def __init__(self, spec: PathSpec, lb: LinuxBoot, xen: XenBoot | None) -> None:
         self.spec = spec
-        self.memmap = memmap
+        self.lb = lb
         self.xen = xen
+        self._pre63: tuple[MemoryMap, FirstMatch] | None = None
 
     def __call__(self, addr: int, log: list[str]) -> tuple[int, MemoryDescriptor | None]:
-        if self.xen is not None and self.memmap is None:
+        if self.xen is not None:
             if not self.spec.linux_xen_esrt:
-                return -22, None  # pr_err_once "EFI_MEMMAP is not enabled."
+                return -EINVAL, None  # pr_err_once "EFI_MEMMAP is not enabled."
             return _xen_lookup(self.xen, addr, log)
-        if self.memmap is None:
-            return -22, None
-        md = self.memmap.lookup(addr) if self.spec.linux_skips_bogus else self.memmap.lookup_pre63(addr)
-        return (0, md) if md is not None else (-2, None)
+        mm = self.lb.memmap
+        if mm is None:
+            return -EINVAL, None
+        if self.spec.linux_skips_bogus:
+            # 6.3 ab03e91e60ce __efi_mem_desc_lookup: first match, bogus entries skipped.
+            md = mm.lookup(addr)
+        else:
+            # 6.1 efi_mem_desc_lookup: first match in u64 arithmetic, nothing skipped.
+            if self._pre63 is None or self._pre63[0] is not mm:
+                self._pre63 = (mm, FirstMatch(mm.descriptors))
+            i = self._pre63[1].find(addr)
+            md = None if i is None else mm.descriptors[i]
+        return (0, md) if md is not None else (-ENOENT, None)
 
 
 def _xen_lookup(xen: XenBoot, addr: int, log: list[str]) -> tuple[int, MemoryDescriptor]:
-    """drivers/xen/efi.c efi_mem_desc_lookup (6.3): MEM_INFO from the page-rounded address; on
-    failure a warning, yet 0 returned with the descriptor built from the initialised op."""
+    """drivers/xen/efi.c efi_mem_desc_lookup (6.3): MEM_INFO from the page-rounded address
+    with size U64_MAX - addr; on failure a warning, yet 0 is returned with the descriptor built
+    from the initialised op (type 0 = EfiReservedMemoryType, attribute 0)."""
     page = addr & ~(PAGE_SIZE - 1)
     rc, info = xen.mem_info(page, U64_MAX - page)
     if rc != 0 or info is None:
-        log.append(f"Failed to lookup header {addr:#x} in Xen memory map: error {rc}")
+        log.append(f"Failed to lookup header {page:#x} in Xen memory map: error {rc}")
         return 0, MemoryDescriptor(
             MemoryType.EfiReservedMemoryType, page, (U64_MAX - page) >> PAGE_SHIFT, 0
         )
@@ -138,23 +177,39 @@ def boot(
     e820: list[E820Range] | None,
     xen: XenBoot | None,
 ) -> LinuxBoot:
-    """Boot the kernel of ``spec`` on what firmware (native: ``memmap``) or Xen left."""
-    lb = LinuxBoot(spec=spec, memmap=memmap, e820=e820)
+    """Boot the kernel of ``spec`` on what firmware (native: ``memmap``, ``e820``) or Xen
+    left, in setup_arch's order: config tables, ESRT, MOKvar, boot-services memory, sysfs."""
     paravirt = xen is not None
-    efi_memmap = memmap if not paravirt else None  # PV dom0 never sets EFI_MEMMAP
-    lookup = _Lookup(spec, efi_memmap, xen)
+    # A Xen PV dom0 never sets EFI_MEMMAP (efi_memblock_x86_reserve_range returns early).
+    lb = LinuxBoot(spec=spec, memmap=None if paravirt else memmap, e820=e820)
+    lookup = _Lookup(spec, lb, xen)
+    if not paravirt:
+        lb.reserved += LOW_RESERVED
+        if lb.e820 is not None:
+            for s, e in _TRIMMED:
+                lb.e820 = update(lb.e820, s, e, E820Type.RAM, E820Type.RESERVED)
     if header is not None:
-        lb.log.append(linux_report_header(header, vendor))
-    _parse_tables(lb, spec, memory, config_tables, lookup, paravirt, efi_memmap)
-    _esrt_init(lb, spec, memory, lookup, paravirt, efi_memmap)
+        lb.log.append(_report_header(spec, header, vendor))
+    _parse_tables(lb, spec, memory, config_tables, lookup, paravirt)
+    _esrt_init(lb, spec, memory, lookup, paravirt)
     if not paravirt and lb.memmap is not None:
-        _reserve_and_free_boot_services(lb, memory)
+        _mokvar_init(lb, spec, memory, lookup)
+        _reserve_boot_services(lb)
+        _free_boot_services(lb, memory)
     if spec.policy is Policy.RESERVE_HYPERCALL and xen is not None:
-        from efihandoff.paths.xen import release_deferred
-
         release_deferred(xen, lb.reserved)
     _esrt_sysfs_init(lb, memory)
     return lb
+
+
+def _report_header(spec: PathSpec, header: TableHeader, vendor: str | None) -> str:
+    """efi.c efi_systab_report_header: 6.1 prints the revision as ``%u.%.02u`` (2.70), later
+    kernels as ``2.7`` (both seen in real boots; the change is taken to be 6.2)."""
+    line = linux_report_header(header, vendor)
+    if spec.linux < (6, 2):
+        new = f"efi: EFI v{header.revision >> 16}.{header.revision & 0xFFFF:02d} by "
+        line = new + line.split(" by ", 1)[1]
+    return line
 
 
 def _parse_tables(
@@ -164,11 +219,13 @@ def _parse_tables(
     config_tables: tuple[ConfigurationTable, ...],
     lookup: _Lookup,
     paravirt: bool,
-    efi_memmap: MemoryMap | None,
 ) -> None:
-    """efi_config_parse_tables + match_config_table: one ``efi:`` line; under Xen (6.3+) the
-    allowlist prints ``(NAME=0x... unusable)`` and leaves the table unrecorded."""
-    tokens: list[str] = []
+    """efi_config_parse_tables + match_config_table: ``pr_info("")`` then one ``NAME=0x%lx ``
+    per named match (each with its trailing space); under Xen (6.3+) the allowlist prints
+    ``(NAME=0x%lx unusable) `` instead and leaves the table unrecorded. A warning printed
+    in between breaks the continuation line; the rest continues on a line of its own."""
+    lines: list[str] = []
+    cur = "efi: "
     for ct in config_tables:
         kt = known_tables.known(ct.guid)
         use = TableUse(ct.guid, ct.table, kt)
@@ -176,29 +233,27 @@ def _parse_tables(
         if kt is None or not kt.linux_parses:
             continue
         label = kt.linux_label or ""
-        if paravirt and spec.linux_xen_esrt and not _xen_usable(spec, lookup, ct.table, lb.log):
-            if label:
-                tokens.append(f"({label}={ct.table:#x} unusable)")
-            use.refused = (
-                f"Linux {_v(spec.linux)} xen_efi_config_table_is_usable: its memory type is not "
-                "one a dom0 may trust"
-            )
-            continue
+        if paravirt and spec.linux_xen_esrt:
+            warnings: list[str] = []
+            usable = _xen_usable(spec, lookup, ct.table, warnings)
+            if warnings:
+                lines += [cur, *warnings]
+                cur = ""
+            if not usable:
+                if label:
+                    cur += f"({label}={ct.table:#x} unusable) "
+                use.refused = (
+                    f"Linux {_v(spec.linux)} xen_efi_config_table_is_usable: its memory type "
+                    "is not one a dom0 may trust"
+                )
+                continue
         use.recorded = True
         if label:
-            tokens.append(f"{label}={ct.table:#x}")
-        if kt.needs_efi_memmap and efi_memmap is None:
-            use.refused = f"Linux {_v(spec.linux)}: the {kt.name} parser needs EFI_MEMMAP, never set in a Xen PV dom0"
-            continue
-        if kt.name in EARLY_CONSUMED or kt.name in _RESERVING:
-            size = known_tables.table_size(ct.guid, memory.read, ct.table, None).size
-            if size is not None and 0 < size <= 1 << 24:
-                use.parse_bytes = memory.read(ct.table, size)
-                if kt.name in _RESERVING and not paravirt:
-                    lb.reserved.append((ct.table, ct.table + size))
-    if tokens or config_tables:
-        lb.log.append("efi: " + " ".join(tokens))
-    # Later entries of a GUID overwrite earlier ones (match_config_table stores each match).
+            cur += f"{label}={ct.table:#x} "
+    if cur:
+        lines.append(cur)
+    lb.log += lines
+    # match_config_table stores every match: a later entry of a GUID replaces an earlier one.
     last: dict[Guid, TableUse] = {}
     for use in lb.uses:
         if use.recorded:
@@ -206,44 +261,86 @@ def _parse_tables(
                 last[use.guid].recorded = False
                 last[use.guid].refused = "a later entry of the same GUID replaced it"
             last[use.guid] = use
+    tpm_version = None
+    for use in last.values():
+        kt = use.known
+        assert kt is not None
+        if kt.needs_efi_memmap and lb.memmap is None:
+            use.refused = (
+                f"Linux {_v(spec.linux)}: the {kt.name} parser needs EFI_MEMMAP, never set in "
+                "a Xen PV dom0"
+            )
+            continue
+        if kt.name in EARLY_CONSUMED:
+            size = _size(memory, use, None)
+            use.parse_bytes = None if size is None else memory.read(use.address, size)
+        if kt.name == "TPMEventLog":
+            raw = memory.read(use.address + 8, 1)
+            tpm_version = None if raw is None else raw[0]
+    for use in last.values():
+        kt = use.known
+        assert kt is not None
+        if use.refused or paravirt or kt.name not in _RESERVING or kt.name == "MOKvar":
+            continue  # a PV dom0's memblock is its own pseudo-physical memory
+        if kt.name in ("TPMFinalLog", "CCFinalLog") and tpm_version != _TCG2_FORMAT:
+            continue  # tpm.c: "TPM Final Events table not present / invalid"
+        if kt.name == "MEMATTR" and not _version_at_most(memory, use.address, 2):
+            continue  # memattr.c: "Unexpected EFI Memory Attributes table version"
+        if kt.name == "Unaccepted" and not _version_at_most(memory, use.address, 1):
+            continue
+        size = _size(memory, use, None)
+        if size:
+            lb.reserved.append((use.address, use.address + size))
+
+
+def _size(memory: PhysicalMemory, use: TableUse, limit: int | None) -> int | None:
+    res = known_tables.table_size(use.guid, memory.read, use.address, limit)
+    if res.size is None or not 0 < res.size <= 1 << 24:
+        return None
+    return res.size
+
+
+def _version_at_most(memory: PhysicalMemory, addr: int, most: int) -> bool:
+    raw = memory.read(addr, 4)
+    return raw is not None and struct.unpack("<I", raw)[0] <= most
 
 
 def _xen_usable(spec: PathSpec, lookup: _Lookup, addr: int, log: list[str]) -> bool:
-    """drivers/xen/efi.c xen_efi_config_table_is_usable; the reserve-hypercall proposal also
-    trusts boot-services data, which Xen then holds until dom0 has reserved what it keeps."""
+    """drivers/xen/efi.c xen_efi_config_table_is_usable (6.3); the reserve-hypercall proposal
+    also trusts boot-services memory, which Xen holds until dom0 has reserved what it keeps."""
     rc, md = lookup(addr, log)
     if rc or md is None:
         return False
     if md.type in XEN_USABLE_TYPES:
         return True
-    return spec.policy is Policy.RESERVE_HYPERCALL and md.type in BS_TYPES
+    return spec.policy is Policy.RESERVE_HYPERCALL and md.type in _BS
 
 
 def _esrt_init(
-    lb: LinuxBoot,
-    spec: PathSpec,
-    memory: PhysicalMemory,
-    lookup: _Lookup,
-    paravirt: bool,
-    efi_memmap: MemoryMap | None,
+    lb: LinuxBoot, spec: PathSpec, memory: PhysicalMemory, lookup: _Lookup, paravirt: bool
 ) -> None:
-    """drivers/firmware/efi/esrt.c efi_esrt_init, every check with its message (pr_fmt "esrt: ")."""
-    use = next((u for u in reversed(lb.uses) if u.guid == ESRT_GUID and u.recorded), None)
-    if spec.linux < (6, 3) and efi_memmap is None:
-        lb.esrt_refused = f"Linux {_v(spec.linux)} efi_esrt_init returns without EFI_MEMMAP, never set in a Xen PV dom0"
+    """drivers/firmware/efi/esrt.c efi_esrt_init, every check with its message
+    (pr_fmt "esrt: ")."""
+    if spec.linux < (6, 3) and lb.memmap is None:
+        # 6.1/6.2: "if (!efi_enabled(EFI_MEMMAP)) return;" (6.3 01de145dc7fb adds PARAVIRT).
+        lb.esrt_refused = (
+            f"Linux {_v(spec.linux)} efi_esrt_init returns without EFI_MEMMAP, never set in a "
+            "Xen PV dom0"
+        )
         return
+    use = next((u for u in lb.uses if u.guid == ESRT_GUID and u.recorded), None)
     if use is None:  # esrt_table_exists() is false
         return
     esrt = use.address
     rc, md = lookup(esrt, lb.log)
     types = ESRT_TYPES_63 if spec.linux >= (6, 3) else ESRT_TYPES_61
-    if rc < 0 or md is None or (not md.attribute & MemoryAttribute.RUNTIME and md.type not in types):
+    if rc < 0 or md is None or (not md.attribute & _RUNTIME and md.type not in types):
         lb.log.append("esrt: ESRT header is not in the memory map.")
         what = "no descriptor covers it" if md is None else f"its type is {md.type_name}"
         lb.esrt_refused = f"efi_esrt_init: ESRT header is not in the memory map ({what})"
         return
-    end = md.end
-    if spec.linux < (6, 3) and end < esrt:  # removed by ab03e91e60ce
+    end = md.phys_addr + (md.num_pages << PAGE_SHIFT)
+    if spec.linux < (6, 3) and end < esrt:  # removed by 6.3 ab03e91e60ce
         lb.log.append(f"esrt: EFI memory descriptor is invalid. (esrt: {esrt:#x} max: {end:#x})")
         lb.esrt_refused = "efi_esrt_init: memory descriptor invalid"
         return
@@ -278,73 +375,148 @@ def _esrt_init(
     size = ESRT_HEADER_SIZE + ESRT_ENTRY_SIZE * hdr.fw_resource_count
     if room < size:
         lb.log.append(f"esrt: ESRT does not fit on single memory map entry (size: 16 max: {room})")
-        lb.esrt_refused = f"efi_esrt_init: {size} bytes do not fit in the {room} left in the descriptor"
+        lb.esrt_refused = (
+            f"efi_esrt_init: {size} bytes do not fit in the {room} left in the descriptor"
+        )
         return
     lb.esrt_data, lb.esrt_data_size = esrt, size
     lb.log.append(f"esrt: Reserving ESRT space from {esrt:#018x} to {esrt + size:#018x}.")
-    if md.type == MemoryType.EfiBootServicesData:
-        _efi_mem_reserve(lb, spec, esrt, size, paravirt)
+    if md.type == _BS_DATA:
+        _efi_mem_reserve(lb, spec, lookup, esrt, size, paravirt)
 
 
-def _efi_mem_reserve(lb: LinuxBoot, spec: PathSpec, addr: int, size: int, paravirt: bool) -> None:
-    """efi_mem_reserve: WARN under Xen (6.3 fa7bee867db1) unless the reserve-hypercall proposal
-    lets dom0 ask Xen; native: memblock_reserve + x86 efi_arch_mem_reserve."""
+def _efi_mem_reserve(
+    lb: LinuxBoot, spec: PathSpec, lookup: _Lookup, addr: int, size: int, paravirt: bool
+) -> None:
+    """efi.c efi_mem_reserve: WARN and return under Xen (6.3 fa7bee867db1), unless the
+    reserve-hypercall proposal lets dom0 ask Xen; native: memblock_reserve unless already
+    reserved, then x86 efi_arch_mem_reserve."""
+    lb.mem_reserved.append((addr, addr + size))
     if paravirt:
         if spec.policy is Policy.RESERVE_HYPERCALL:
             lb.reserved.append((addr, addr + size))
         elif spec.linux >= (6, 3):
-            lb.log.append("WARNING: efi_mem_reserve: does not work under Xen")
+            lb.log.append("WARNING: efi_mem_reserve() under Xen (drivers/firmware/efi/efi.c)")
         return
-    lb.reserved.append((addr, addr + size))
-    mm = lb.memmap
-    if mm is None:
-        return
-    md = mm.lookup(addr)
-    if md is None or md.type != MemoryType.EfiBootServicesData:
+    if not _overlaps(addr, addr + size, lb.reserved):
+        lb.reserved.append((addr, addr + size))
+    _arch_mem_reserve(lb, lookup, addr, size)
+
+
+def _arch_mem_reserve(lb: LinuxBoot, lookup: _Lookup, addr: int, size: int) -> None:
+    """x86 arch/x86/platform/efi/quirks.c efi_arch_mem_reserve (pr_fmt "efi: "): the range,
+    page aligned, is carved out of its BS-data descriptor with the descriptor's attribute |
+    RUNTIME (efi_memmap_insert) and turned from RAM to reserved in the e820 table."""
+    rc, md = lookup(addr, lb.log)
+    if rc or md is None or md.type != _BS_DATA:
         lb.log.append(f"efi: Failed to lookup EFI memory descriptor for {addr:#018x}")
         return
-    if addr + size > md.end:
+    if addr + size > md.phys_addr + (md.num_pages << PAGE_SHIFT):
         lb.log.append(f"efi: Region spans EFI memory descriptors, {addr:#018x}")
         return
     size += addr % PAGE_SIZE
     size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     start = addr & ~(PAGE_SIZE - 1)
-    lb.memmap = mm.insert(start, start + size - 1, int(MemoryAttribute.RUNTIME))
+    assert lb.memmap is not None
+    lb.memmap = lb.memmap.insert(start, start + size - 1, md.attribute | _RUNTIME)
     if lb.e820 is not None:
         lb.e820 = update(lb.e820, start, start + size, E820Type.RAM, E820Type.RESERVED)
-        lb.log.append(
-            f"e820: update [mem {start:#010x}-{start + size - 1:#010x}] usable ==> reserved"
+    # arch/x86/kernel/e820.c __e820__range_update prints this whatever it changed.
+    lb.log.append(f"e820: update [mem {start:#010x}-{start + size - 1:#010x}] usable ==> reserved")
+
+
+def _mokvar_init(lb: LinuxBoot, spec: PathSpec, memory: PhysicalMemory, lookup: _Lookup) -> None:
+    """mokvar-table.c efi_mokvar_table_init (needs EFI_MEMMAP): the walk is bounded by the end
+    of the descriptor holding the table; efi_mem_reserve only when that is BS data."""
+    use = next(
+        (u for u in lb.uses if u.recorded and u.known and u.known.name == "MOKvar"), None
+    )
+    if use is None or use.refused:
+        return
+    rc, md = lookup(use.address, lb.log)
+    if rc or md is None:
+        use.refused = (
+            "efi_mokvar_table_init: EFI MOKvar config table is not within the EFI memory map"
         )
+        return
+    limit = md.phys_addr + (md.num_pages << PAGE_SHIFT) - use.address
+    size = _size(memory, use, limit)
+    if size is None:
+        use.refused = "efi_mokvar_table_init: EFI MOKvar config table is not valid"
+        return
+    if md.type == _BS_DATA:
+        _efi_mem_reserve(lb, spec, lookup, use.address, size, False)
 
 
-def _reserve_and_free_boot_services(lb: LinuxBoot, memory: PhysicalMemory) -> None:
-    """x86 efi_reserve_boot_services (BS regions holding memblock reservations get RUNTIME and
-    stay) then efi_free_boot_services (the rest goes back to the page allocator)."""
+def _reserve_boot_services(lb: LinuxBoot) -> None:
+    """quirks.c efi_reserve_boot_services: a BS region already (partly) memblock-reserved, or
+    not entirely E820 RAM (can_free_region), is not Linux's to free: it gets EFI_MEMORY_RUNTIME
+    and stays; the others are reserved now and freed later."""
     assert lb.memmap is not None
     reserved = sorted(lb.reserved)
+    ram = _RamIndex(lb.e820)
     descs = []
     for d in lb.memmap:
-        if d.type in BS_TYPES and not d.attribute & MemoryAttribute.RUNTIME and _overlaps(d, reserved):
-            d = d.replace(attribute=d.attribute | MemoryAttribute.RUNTIME)
+        if d.type in _BS and not d.attribute & _RUNTIME:
+            end = d.phys_addr + (d.num_pages << PAGE_SHIFT)
+            if _overlaps(d.phys_addr, end, reserved) or not ram.all_ram(d.phys_addr, end):
+                d = d.replace(attribute=d.attribute | _RUNTIME)
         descs.append(d)
     lb.memmap = MemoryMap(tuple(descs), lb.memmap.desc_size, lb.memmap.desc_version)
+
+
+def _free_boot_services(lb: LinuxBoot, memory: PhysicalMemory) -> None:
+    """quirks.c efi_free_boot_services: BS regions without RUNTIME go back to the page
+    allocator, except their part below 1 MiB; the new map leaves them out."""
+    assert lb.memmap is not None
+    kept = []
     for d in lb.memmap:
-        if d.type not in BS_TYPES or d.is_bogus:
+        if d.type not in _BS or d.is_bogus:
+            kept.append(d)
             continue
-        if d.attribute & MemoryAttribute.RUNTIME:
-            lb.kept_bs.append((d.phys_addr, d.end))
-        else:
-            lb.freed.append((d.phys_addr, d.end))
-            memory.scrub(d.phys_addr, d.end, lb.spec.scrub)
+        start, end = d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT)
+        if d.attribute & _RUNTIME:
+            lb.kept_bs.append((start, end))
+            kept.append(d)
+            continue
+        if end < SZ_1M:  # "Don't free memory under 1M"
+            continue
+        start = max(start, SZ_1M)
+        lb.freed.append((start, end))
+        memory.scrub(start, end, lb.spec.scrub)
+    lb.memmap = MemoryMap(tuple(kept), lb.memmap.desc_size, lb.memmap.desc_version)
 
 
-def _overlaps(d: MemoryDescriptor, ranges: list[tuple[int, int]]) -> bool:
-    return any(s < d.end and d.phys_addr < e for s, e in ranges)
+class _RamIndex:
+    """arch/x86/kernel/e820.c e820__mapped_all(start, end, E820_TYPE_RAM) over a sorted table."""
+
+    def __init__(self, e820: list[E820Range] | None) -> None:
+        ram = sorted((r.start, r.end) for r in e820 or () if r.type == E820Type.RAM)
+        merged: list[tuple[int, int]] = []
+        for s, e in ram:
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        self.known = e820 is not None
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    def all_ram(self, start: int, end: int) -> bool:
+        if not self.known:
+            return True
+        k = bisect.bisect_right(self._starts, start) - 1
+        return k >= 0 and end <= self._ends[k]
+
+
+def _overlaps(start: int, end: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(s < end and start < e for s, e in ranges)
 
 
 def _esrt_sysfs_init(lb: LinuxBoot, memory: PhysicalMemory) -> None:
-    """esrt_sysfs_init (device_initcall, after boot services memory is freed): memremap the
-    recorded range and publish /sys/firmware/efi/esrt."""
+    """esrt.c esrt_sysfs_init (device_initcall, after boot-services memory is freed):
+    memremap the recorded range and publish /sys/firmware/efi/esrt from its bytes as they are
+    now."""
     if not lb.esrt_data or not lb.esrt_data_size:
         return
     raw = memory.read(lb.esrt_data, lb.esrt_data_size)
@@ -354,10 +526,14 @@ def _esrt_sysfs_init(lb: LinuxBoot, memory: PhysicalMemory) -> None:
     lb.sysfs = esrt_tree(raw)
 
 
-def esrt_tree(raw: bytes) -> dict[str, str | None]:
+def esrt_tree(raw: bytes) -> dict[str, str | None] | None:
     """The files Linux creates under /sys/firmware for an ESRT whose mapped bytes are ``raw``:
-    ``%u``/``%llu`` decimals, ``0x%x`` capsule flags, ``%pUl`` GUIDs, each with a newline."""
+    ``%u``/``%llu`` decimals, ``0x%x`` capsule flags, ``%pUl`` GUIDs, each with a newline. None
+    when register_entries fails on a version other than 1 (esrt_sysfs_init then removes the
+    whole directory)."""
     hdr = EsrtHeader.unpack(raw)
+    if hdr.fw_resource_version != 1 and hdr.fw_resource_count:
+        return None
     tree: dict[str, str | None] = {
         "efi/esrt": None,
         "efi/esrt/fw_resource_count": f"{hdr.fw_resource_count}\n",
@@ -365,12 +541,10 @@ def esrt_tree(raw: bytes) -> dict[str, str | None]:
         "efi/esrt/fw_resource_version": f"{hdr.fw_resource_version}\n",
         "efi/esrt/entries": None,
     }
-    if hdr.fw_resource_version != 1:
-        return tree  # register_entries: "Unsupported ESRT version"
     for i in range(hdr.fw_resource_count):
         off = ESRT_HEADER_SIZE + i * ESRT_ENTRY_SIZE
         if off + ESRT_ENTRY_SIZE > len(raw):
-            break
+            break  # the kernel would read past its mapping; the model stops
         e = EsrtEntry.unpack(raw, off)
         base = f"efi/esrt/entries/entry{i}"
         tree[base] = None

@@ -108,7 +108,11 @@ def _v(v: Version) -> str:
 PRESETS: dict[str, PathSpec] = {
     p.id: p
     for p in (
-        PathSpec("native", linux=(6, 3), description="bare metal; efi_mem_reserve() keeps a BS-data ESRT"),
+        PathSpec(
+            "native",
+            linux=(6, 3),
+            description="bare metal; efi_mem_reserve() keeps a BS-data ESRT",
+        ),
         PathSpec(
             "xen-4.16",
             xen=(4, 16, 5),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from efihandoff import fwupd
@@ -13,19 +14,26 @@ from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.uefi import tables as known_tables
-from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, Esrt, EsrtEntry
+from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
 from efihandoff.uefi.guid import Guid
-from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryMap, MemoryType
+from efihandoff.uefi.memmap import (
+    PAGE_SHIFT,
+    MemoryAttribute,
+    MemoryDescriptor,
+    MemoryMap,
+    MemoryType,
+    type_name,
+)
 from efihandoff.uefi.systab import (
     CONFIG_TABLE_SIZE_64,
     EFI_SYSTEM_TABLE_SIGNATURE,
     SYSTEM_TABLE_SIZE_64,
     SystemTable,
     TableHeader,
+    build_config_tables,
     parse_config_tables,
 )
 
-_RECLAIMABLE = xen.BS_TYPES | xen.LOADER_TYPES | {MemoryType.EfiConventionalMemory}
 _ENTRY_FIELDS = (
     "fw_class",
     "fw_type",
@@ -37,6 +45,9 @@ _ENTRY_FIELDS = (
 )
 # Where a machine known only from evidence gets a stand-in system table: above any real RAM.
 _SYNTHETIC_BASE = 0xFFFF_F000_0000
+_LINUX_RAM = frozenset(int(t) for t in xen.LOADER_TYPES | {MemoryType.EfiConventionalMemory})
+_BS = frozenset(int(t) for t in xen.BS_TYPES)
+_RUNTIME = int(MemoryAttribute.RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,10 @@ class Cost:
     held_during_boot_bytes: int
 
     def to_json(self) -> dict[str, int]:
-        return {"reserved_bytes": self.reserved_bytes, "held_during_boot_bytes": self.held_during_boot_bytes}
+        return {
+            "reserved_bytes": self.reserved_bytes,
+            "held_during_boot_bytes": self.held_during_boot_bytes,
+        }
 
 
 @dataclass
@@ -63,6 +77,9 @@ class PathResult:
     cost: Cost
     kexec: dict[Guid, TableVerdict] = field(default_factory=dict)
     esrt_differences: list[str] = field(default_factory=list)
+    # [start, end) ranges reused as RAM on this path: by Xen before dom0 runs, or by Linux's
+    # efi_free_boot_services on bare metal.
+    reclaimed: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def esrt(self) -> TableVerdict:
@@ -93,9 +110,13 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         log += xb.log
         raw = bs.memory.read(xb.config_table_address, xb.nr_tables * CONFIG_TABLE_SIZE_64)
         dom0_tables = parse_config_tables(raw, xb.nr_tables) if raw is not None else ()
+        # Linux 6.x arch/x86/xen/efi.c xen_efi_probe: a synthetic system table whose revision
+        # comes from XEN_FW_EFI_VERSION and vendor from XEN_FW_EFI_VENDOR.
         hdr = TableHeader(EFI_SYSTEM_TABLE_SIGNATURE, xb.revision, SYSTEM_TABLE_SIZE_64, 0, 0)
-        lb = linux.boot(spec, bs.memory, dom0_tables, hdr, xb.vendor or machine.firmware_vendor,
-                        memmap=None, e820=None, xen=xb)
+        vendor = xb.vendor if xb.vendor is not None else machine.firmware_vendor
+        lb = linux.boot(
+            spec, bs.memory, dom0_tables, hdr, vendor, memmap=None, e820=None, xen=xb
+        )
     log += lb.log
     judge = _Judge(machine, spec, original, bs, lb, xb, esrt_known)
     verdicts = judge.all(fw_tables)
@@ -104,29 +125,28 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         spec=spec,
         tables=verdicts,
         log=log,
-        # esrt_sysfs_init publishes the tree whenever efi_esrt_init recorded the table, even
-        # when the evidence lacks the bytes that fill it.
-        esrt_sysfs=None
-        if verdicts[ESRT_GUID].verdict is Verdict.UNKNOWN
-        else lb.esrt_data is not None,
+        esrt_sysfs=None if verdicts[ESRT_GUID].verdict is Verdict.UNKNOWN else lb.sysfs is not None,
         sysfs=lb.sysfs,
         fwupd_devices=devices,
-        cost=_cost(spec, lb, xb, bs),
+        cost=_cost(spec, lb, xb),
         kexec=judge.kexec(fw_tables),
         esrt_differences=judge.esrt_differences,
+        reclaimed=judge.reclaimed.spans,
     )
 
 
 def stub_e820(mm: MemoryMap) -> list[E820Range]:
-    """The E820 table the x86 EFI stub builds from the EFI map (Linux
-    drivers/firmware/efi/libstub/x86-stub.c setup_e820)."""
+    """The E820 table the x86 EFI stub builds from the EFI map (Linux 6.x
+    drivers/firmware/efi/libstub/x86-stub.c setup_e820): types it does not know are left out."""
     out = []
     for d in mm:
         if d.is_bogus:
             continue
         t = d.type
-        if t in _RECLAIMABLE:
+        if t in _BS or t in _LINUX_RAM or t == MemoryType.EfiUnacceptedMemoryType:
             e = E820Type.RAM
+            if d.attribute & MemoryAttribute.SP:
+                e = E820Type.SOFT_RESERVED  # with CONFIG_EFI_SOFT_RESERVE (the default)
         elif t == MemoryType.EfiACPIReclaimMemory:
             e = E820Type.ACPI
         elif t == MemoryType.EfiACPIMemoryNVS:
@@ -135,12 +155,25 @@ def stub_e820(mm: MemoryMap) -> list[E820Range]:
             e = E820Type.UNUSABLE
         elif t == MemoryType.EfiPersistentMemory:
             e = E820Type.PMEM
-        else:
+        elif t in _STUB_RESERVED:
             e = E820Type.RESERVED
-        if d.attribute & MemoryAttribute.SP and e == E820Type.RAM:
-            e = E820Type.SOFT_RESERVED
-        out.append(E820Range(d.phys_addr, d.end, e))
+        else:
+            continue  # "default: continue"
+        out.append(E820Range(d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), e))
     return merge(out)
+
+
+_STUB_RESERVED = frozenset(
+    int(t)
+    for t in (
+        MemoryType.EfiReservedMemoryType,
+        MemoryType.EfiRuntimeServicesCode,
+        MemoryType.EfiRuntimeServicesData,
+        MemoryType.EfiMemoryMappedIO,
+        MemoryType.EfiMemoryMappedIOPortSpace,
+        MemoryType.EfiPalCode,
+    )
+)
 
 
 def _firmware(machine: Machine) -> tuple[BootServices, bool]:
@@ -173,8 +206,6 @@ def _known_bytes(machine: Machine) -> PhysicalMemory:
 
 def _synthesize_systab(bs: BootServices, machine: Machine) -> None:
     tables = machine.config_tables or ()
-    from efihandoff.uefi.systab import build_config_tables
-
     array = _SYNTHETIC_BASE + 0x1000
     bs.memory.write(array, build_config_tables(tables))
     st = machine.system_table
@@ -182,28 +213,68 @@ def _synthesize_systab(bs: BootServices, machine: Machine) -> None:
     bs.system_table_address = _SYNTHETIC_BASE
     bs.system_table = SystemTable(
         hdr=TableHeader(EFI_SYSTEM_TABLE_SIGNATURE, rev, SYSTEM_TABLE_SIZE_64, 0, 0),
-        fw_vendor=0, fw_revision=0, con_in_handle=0, con_in=0, con_out_handle=0, con_out=0,
-        stderr_handle=0, stderr=0, runtime=0, boottime=0, nr_tables=len(tables), tables=array,
+        fw_vendor=0,
+        fw_revision=0,
+        con_in_handle=0,
+        con_in=0,
+        con_out_handle=0,
+        con_out=0,
+        stderr_handle=0,
+        stderr=0,
+        runtime=0,
+        boottime=0,
+        nr_tables=len(tables),
+        tables=array,
     )
     bs.config_capacity = len(tables) + 16
+
+
+class _Spans:
+    """The union of ``[start, end)`` ranges, merged and sorted, with an O(log n) membership
+    test."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted(spans):
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            elif s < e:
+                merged.append((s, e))
+        self.spans = merged
+        self._starts = [s for s, _ in merged]
+
+    def __contains__(self, addr: int) -> bool:
+        k = bisect.bisect_right(self._starts, addr) - 1
+        return k >= 0 and addr < self.spans[k][1]
 
 
 class _Judge:
     """Verdicts for every firmware table on one finished path."""
 
-    def __init__(self, machine, spec, original, bs, lb, xb, esrt_known) -> None:  # noqa: ANN001
-        self.machine: Machine = machine
-        self.spec: PathSpec = spec
-        self.original: PhysicalMemory = original
-        self.bs: BootServices = bs
-        self.lb: linux.LinuxBoot = lb
-        self.xb: xen.XenBoot | None = xb
-        self.esrt_known: bool = esrt_known
+    def __init__(
+        self,
+        machine: Machine,
+        spec: PathSpec,
+        original: PhysicalMemory,
+        bs: BootServices,
+        lb: linux.LinuxBoot,
+        xb: xen.XenBoot | None,
+        esrt_known: bool,
+    ) -> None:
+        self.machine = machine
+        self.spec = spec
+        self.original = original
+        self.bs = bs
+        self.lb = lb
+        self.xb = xb
+        self.esrt_known = esrt_known
         self.esrt_differences: list[str] = []
-        self.firmware_map = machine.memory_map
-        assert self.firmware_map is not None
+        assert machine.memory_map is not None
+        self.firmware_map: MemoryMap = machine.memory_map
+        self.reclaimed = _Spans(xb.reclaimed if xb is not None else lb.freed)
+        self.linux_reserved = _Spans(lb.reserved)
 
-    def all(self, fw_tables) -> dict[Guid, TableVerdict]:  # noqa: ANN001
+    def all(self, fw_tables: tuple) -> dict[Guid, TableVerdict]:  # type: ignore[type-arg]
         out: dict[Guid, TableVerdict] = {}
         final_tables = self.bs.config_tables()
         for i, ct in enumerate(fw_tables):
@@ -212,10 +283,14 @@ class _Judge:
             final = final_tables[i].table if i < len(final_tables) else ct.table
             out[ct.guid] = self.one(i, ct.guid, ct.table, final)
         if ESRT_GUID not in out:
-            out[ESRT_GUID] = TableVerdict(ESRT_GUID, "ESRT", Verdict.ABSENT, "the firmware installs no ESRT")
+            out[ESRT_GUID] = TableVerdict(
+                ESRT_GUID, "ESRT", Verdict.ABSENT, "the firmware installs no ESRT"
+            )
         return out
 
     def one(self, index: int, guid: Guid, addr: int, final: int) -> TableVerdict:
+        """One table; the first word of DESIGN.md's order that fits wins: refused, corrupt,
+        clobbered, relocated, intact."""
         kt = known_tables.known(guid)
         name = kt.name if kt else str(guid)
         use = self.lb.uses[index] if index < len(self.lb.uses) else None
@@ -232,53 +307,69 @@ class _Judge:
             return v(Verdict.REFUSED, use.refused)
         consumer = None
         if use is not None and use.recorded and kt is not None:
-            consumer = use.parse_bytes if kt.name in linux.EARLY_CONSUMED else self._read_now(final, size)
+            if kt.name in linux.EARLY_CONSUMED:
+                consumer = use.parse_bytes
+            elif size:
+                consumer = self.bs.memory.read(final, size)
         firmware = self.original.read(addr, size) if size else None
         if consumer is not None and firmware is not None and consumer != firmware:
             diff = sum(1 for a, b in zip(consumer, firmware, strict=False) if a != b)
-            return v(Verdict.CORRUPT, f"Linux reads {diff} of {size} bytes changed: its {where} was reused before it was read")
+            return v(
+                Verdict.CORRUPT,
+                f"Linux reads {diff} of {size} bytes changed: its {where} was reused before it "
+                "was read",
+            )
         kept, why = self._kept(final)
         if not kept:
             return v(Verdict.CLOBBERED, f"in {where}: {why}")
         if final != addr:
-            return v(Verdict.RELOCATED, f"Xen copied it to {final:#x} ({self._type_at(final)}), which stays reserved")
+            return v(
+                Verdict.RELOCATED,
+                f"Xen copied it to {final:#x} ({self._type_at(final)}), which stays reserved",
+            )
         if use is not None and use.recorded:
             return v(Verdict.INTACT, f"in {where}, which stays reserved; Linux uses it in place")
-        return v(Verdict.INTACT, f"in {where}, which stays reserved" + ("" if kt and kt.linux_parses else "; Linux does not parse this GUID"))
+        parsed = kt is not None and kt.linux_parses
+        return v(
+            Verdict.INTACT,
+            f"in {where}, which stays reserved"
+            + ("" if parsed else "; Linux does not parse this GUID"),
+        )
 
-    def _esrt(self, v, use, addr: int, final: int, where: str) -> TableVerdict:  # noqa: ANN001
+    def _esrt(self, v, use, addr: int, final: int, where: str) -> TableVerdict:
         lb = self.lb
         if use is not None and use.refused:
             return v(Verdict.REFUSED, use.refused)
         if lb.esrt_refused:
-            if not self.esrt_known and "not in the memory map" not in lb.esrt_refused and "EFI_MEMMAP" not in lb.esrt_refused:
-                return v(Verdict.UNKNOWN, "the ESRT's bytes are not in the evidence, and the checks depend on them")
+            decided = "not in the memory map" in lb.esrt_refused or "EFI_MEMMAP" in lb.esrt_refused
+            if not self.esrt_known and not decided:
+                return v(
+                    Verdict.UNKNOWN,
+                    "the ESRT's bytes are not in the evidence, and the checks depend on them",
+                )
             return v(Verdict.REFUSED, lb.esrt_refused)
-        if not self.esrt_known:
-            relocated = any(r.guid == ESRT_GUID for r in (self.xb.relocations if self.xb else ()))
-            if self.xb is not None and self.spec.xen_relocates_esrt and not relocated:
-                return v(Verdict.UNKNOWN, "whether Xen relocates the ESRT depends on bytes the evidence lacks")
+        relocs = self.xb.relocations if self.xb else []
+        reloc = next((r for r in relocs if r.guid == ESRT_GUID), None)
+        if (
+            not self.esrt_known
+            and self.xb is not None
+            and self.spec.xen_relocates_esrt
+            and reloc is None
+        ):
+            return v(
+                Verdict.UNKNOWN,
+                "whether Xen relocates the ESRT depends on bytes the evidence lacks",
+            )
         firmware = self._firmware_esrt(addr)
         seen = lb.esrt_bytes
-        reloc = next((r for r in (self.xb.relocations if self.xb else ()) if r.guid == ESRT_GUID), None)
-        if reloc is not None and reloc.copied < reloc.size and (firmware is None or seen is None):
-            # Structural: Xen's copy is short whatever the bytes (get_esrt_size before 3ea44aa78c).
-            last = (reloc.size - 16) // 40 - 1
-            self.esrt_differences = [
-                f"entry{last} lowest_supported_fw_version, capsule_flags, last_attempt_version, "
-                "last_attempt_status undefined"
-            ]
-            return v(
-                Verdict.CORRUPT,
-                f"Xen copied {reloc.copied} of {reloc.size} bytes (get_esrt_size forgets the 16-byte "
-                f"header before 3ea44aa78c): entry{last}'s last four fields are whatever the pool held",
-            )
         if firmware is not None and seen is not None and seen != firmware[: len(seen)]:
             self.esrt_differences = _esrt_diff(firmware, seen)
             why = "; ".join(self.esrt_differences[:3])
             if reloc is not None and reloc.copied < reloc.size:
-                cause = (f"Xen copied {reloc.copied} of {reloc.size} bytes (get_esrt_size forgets the "
-                         "16-byte header before 3ea44aa78c); the rest is whatever the pool held")
+                cause = (
+                    f"Xen copied {reloc.copied} of {reloc.size} bytes (get_esrt_size forgets "
+                    "the 16-byte header before 3ea44aa78c); the rest is whatever the pool held"
+                )
             else:
                 cause = f"its {where} was reused before Linux mapped it"
             return v(Verdict.CORRUPT, f"{cause}: {why}")
@@ -286,17 +377,26 @@ class _Judge:
         if not kept:
             return v(Verdict.CLOBBERED, f"in {where}: {why}")
         if final != addr:
-            return v(Verdict.RELOCATED, f"Xen copied it whole to {final:#x} ({self._type_at(final)})")
+            return v(
+                Verdict.RELOCATED,
+                f"Xen copied it whole to {final:#x} ({self._type_at(final)})",
+            )
         if seen is None and firmware is None:
-            return v(Verdict.INTACT, f"in {where}; Linux accepted and reserved it (bytes not in the evidence)")
-        return v(Verdict.INTACT, f"in {where}; Linux accepted it" + (" and reserved it with efi_mem_reserve" if where == "EfiBootServicesData" else ""))
+            return v(
+                Verdict.INTACT,
+                f"in {where}; Linux accepted and reserved it (bytes not in the evidence)",
+            )
+        how = ""
+        if any(s == addr for s, _ in lb.mem_reserved):
+            how = " and reserved it with efi_mem_reserve"
+        elif self.xb is None:
+            how = "; its memory stays reserved"
+        return v(Verdict.INTACT, f"in {where}; Linux accepted it{how}")
 
     def _firmware_esrt(self, addr: int) -> bytes | None:
         hdr = self.original.read(addr, ESRT_HEADER_SIZE)
         if hdr is None:
             return None
-        from efihandoff.uefi.esrt import EsrtHeader
-
         n = EsrtHeader.unpack(hdr).size
         return self.original.read(addr, min(n, 16 + 40 * 4096))
 
@@ -307,39 +407,34 @@ class _Judge:
             return None
         return res.size
 
-    def _read_now(self, addr: int, size: int | None) -> bytes | None:
-        return self.bs.memory.read(addr, size) if size else None
-
     def _type_at(self, addr: int) -> str:
         if self.xb is not None:
             rc, info = self.xb.mem_info(addr, 1)
-            return MemoryType(info.type).name if rc == 0 and info and info.type in MemoryType._value2member_map_ else "?"
+            return type_name(info.type) if rc == 0 and info else "?"
         md = self.lb.memmap.lookup(addr) if self.lb.memmap else None
         return md.type_name if md else "?"
 
     def _kept(self, addr: int) -> tuple[bool, str]:
         """Does the memory at ``addr`` stay out of the allocator for good?"""
         if self.xb is not None:
-            for s, e in self.xb.reclaimed:
-                if s <= addr < e:
-                    return False, f"Xen {'.'.join(map(str, self.xb.spec.xen or ()))} reclaims it as RAM before dom0 starts"
+            if addr in self.reclaimed:
+                v = ".".join(map(str, self.xb.spec.xen or ()))
+                return False, f"Xen {v} reclaims it as RAM before dom0 starts"
             return True, ""
-        for s, e in self.lb.freed:
-            if s <= addr < e:
-                return False, "efi_free_boot_services frees it; nothing reserved it"
-        md = self.lb.memmap.lookup(addr) if self.lb.memmap else None
-        if md is not None and md.type in xen.LOADER_TYPES | {MemoryType.EfiConventionalMemory}:
-            if not any(s <= addr < e for s, e in self.lb.reserved):
-                return False, "Linux treats it as usable RAM"
+        if addr in self.reclaimed:
+            return False, "efi_free_boot_services frees it; nothing reserved it"
+        md = self.firmware_map.lookup(addr)
+        if md is not None and md.type in _LINUX_RAM and addr not in self.linux_reserved:
+            return False, "Linux treats it as usable RAM"
         return True, ""
 
-    def kexec(self, fw_tables) -> dict[Guid, TableVerdict]:  # noqa: ANN001
+    def kexec(self, fw_tables: tuple) -> dict[Guid, TableVerdict]:  # type: ignore[type-arg]
         """After a kexec: does the next kernel still find each table's bytes?
 
-        Native Linux hands the next kernel the EFI runtime map (descriptors with
-        EFI_MEMORY_RUNTIME), so what efi_mem_reserve tagged survives. A Xen copy in ACPI reclaim
-        survives. A reservation made by hypercall lives in Xen's memory only: a kexec'd
-        hypervisor sees boot-services data again and reuses it.
+        Native Linux hands the next kernel its EFI map, in which what efi_mem_reserve tagged
+        RUNTIME survives (x86 kexec passes efi.memmap). A Xen copy in ACPI reclaim is in the
+        firmware's map for good. A reservation made by hypercall lives in Xen's memory only:
+        the next kernel sees boot-services data again and may reuse it.
         """
         out: dict[Guid, TableVerdict] = {}
         final_tables = self.bs.config_tables()
@@ -352,10 +447,18 @@ class _Judge:
             kept, why = self._kept(final)
             if kept and self.xb is not None and self.spec.policy is Policy.RESERVE_HYPERCALL:
                 rc, info = self.xb.mem_info(final, 1)
-                if rc == 0 and info is not None and info.type in xen.BS_TYPES:
-                    kept, why = False, "reserved only by hypercall; the reservation does not persist across kexec"
-            verdict = (Verdict.RELOCATED if final != ct.table else Verdict.INTACT) if kept else Verdict.CLOBBERED
-            out[ct.guid] = TableVerdict(ct.guid, name, verdict, why or "its memory is still reserved", ct.table, final)
+                if rc == 0 and info is not None and info.type in _BS:
+                    kept = False
+                    why = (
+                        "reserved only by hypercall; the reservation does not persist across "
+                        "kexec"
+                    )
+            if kept:
+                verdict = Verdict.RELOCATED if final != ct.table else Verdict.INTACT
+            else:
+                verdict = Verdict.CLOBBERED
+            reason = why or "its memory is still reserved"
+            out[ct.guid] = TableVerdict(ct.guid, name, verdict, reason, ct.table, final)
         return out
 
 
@@ -374,11 +477,16 @@ def _esrt_diff(firmware: bytes, seen: bytes) -> list[str]:
     return out
 
 
-def _cost(spec: PathSpec, lb: linux.LinuxBoot, xb: xen.XenBoot | None, bs: BootServices) -> Cost:
+def _cost(spec: PathSpec, lb: linux.LinuxBoot, xb: xen.XenBoot | None) -> Cost:
+    """Bare metal: the BS bytes Linux keeps (tagged RUNTIME). Xen: the relocated copies, plus
+    every BS byte under ``-mapbs``; the reserve-hypercall proposal keeps dom0's reserved pages
+    and holds all BS memory until dom0 is done."""
     if xb is None:
         return Cost(sum(e - s for s, e in lb.kept_bs), 0)
     reloc = sum(r.pool_bytes for r in xb.relocations)
-    bs_bytes = sum(d.size for d in xb.efi_memmap if d.type in xen.BS_TYPES and not d.is_bogus)
+    bs_bytes = sum(
+        d.num_pages << PAGE_SHIFT for d in xb.efi_memmap if d.type in _BS and not d.is_bogus
+    )
     if spec.mapbs:
         return Cost(reloc + bs_bytes, 0)  # never returned: reserved for good
     if spec.policy is Policy.RESERVE_HYPERCALL:
@@ -392,4 +500,3 @@ def _page_span(s: int, e: int) -> int:
 
 
 __all__ = ["Cost", "PathResult", "simulate", "stub_e820"]
-_ = (Esrt,)

@@ -1,20 +1,23 @@
 """The Xen hypervisor between firmware and dom0, by version and boot mode.
 
-Sources (xen-project/xen): xen/common/efi/boot.c ``efi_tables``, ``get_esrt_size``,
-``efi_relocate_esrt``, ``efi_exit_boot`` (4.16.x, 4.17.0 dc7da0874b + d7669c1014, 4.17.1
-1dcc9b6dfe, 3ea44aa78c of 2026); xen/arch/x86/efi/efi-boot.h ``efi_arch_process_memory_map``
-(E820 conversion, ``map_bs`` from ``-mapbs``); xen/common/efi/runtime.c ``efi_get_info``
-(XEN_FW_EFI_INFO sub-commands).
+Sources (xen-project/xen, read at the release tags): xen/common/efi/boot.c ``efi_tables``,
+``get_esrt_size``, ``efi_relocate_esrt``, ``efi_exit_boot``, ``efi_init_memory`` (4.16.x; 4.17.0
+with dc7da0874b and its ACPI-reclaim follow-up 11560248ff; 4.17.1 1dcc9b6dfe for multiboot2;
+3ea44aa78c and its backports for the size fix); xen/arch/x86/efi/efi-boot.h
+``efi_arch_process_memory_map`` (E820, ``map_bs`` from ``-mapbs``); xen/common/efi/runtime.c
+``efi_get_info`` (XEN_FW_EFI_INFO sub-commands).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from efihandoff.e820 import E820Range, E820Type, merge
+from efihandoff.e820 import E820Range, E820Type
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.firmware import BootServices, OutOfResources
+from efihandoff.paths.lookup import FirstMatch, u64_span
 from efihandoff.paths.presets import BootMode, PathSpec, Policy
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
@@ -34,11 +37,24 @@ ESRCH = 3
 ENOSYS = 38
 EINVAL = 22
 EOPNOTSUPP = 95
+E820MAX = 1024  # Xen 4.16+ xen/arch/x86/include/asm/e820.h: e820_raw holds at most this many
 
 BS_TYPES = frozenset({MemoryType.EfiBootServicesCode, MemoryType.EfiBootServicesData})
 LOADER_TYPES = frozenset({MemoryType.EfiLoaderCode, MemoryType.EfiLoaderData})
-# Types whose pages Xen hands to its allocator (efi_arch_process_memory_map: E820_RAM).
-_RAM_TYPES = BS_TYPES | LOADER_TYPES | {MemoryType.EfiConventionalMemory}
+# efi_arch_process_memory_map: the types that become E820_RAM (given WB and no RUNTIME).
+_RAM_TYPES = frozenset(int(t) for t in BS_TYPES | LOADER_TYPES | {MemoryType.EfiConventionalMemory})
+_BS = frozenset(int(t) for t in BS_TYPES)
+_RUNTIME = int(MemoryAttribute.RUNTIME)
+_WB = int(MemoryAttribute.WB)
+_RT_TYPES = (int(MemoryType.EfiRuntimeServicesCode), int(MemoryType.EfiRuntimeServicesData))
+_ESRT_DESC_TYPES = frozenset(
+    {
+        int(MemoryType.EfiBootServicesData),
+        int(MemoryType.EfiRuntimeServicesData),
+        # 11560248ff (4.17.0): "which will contain the tables after successful kexec"
+        int(MemoryType.EfiACPIReclaimMemory),
+    }
+)
 
 
 class XenFwEfiInfo(IntEnum):
@@ -93,65 +109,79 @@ class XenBoot:
     deferred: list[tuple[int, int]] = field(default_factory=list)  # BS ranges held for dom0
     log: list[str] = field(default_factory=list)
     memory: PhysicalMemory | None = None
+    runtime_services: bool = True
+    _index: FirstMatch | None = field(default=None, repr=False)
 
     # -- XEN_FW_EFI_INFO --------------------------------------------------------------------
 
     def firmware_info(self, index: int) -> tuple[int, object]:
         """XENPF_firmware_info(XEN_FW_EFI_INFO, index) for the argument-free sub-commands:
-        (rc, value); rc is 0 or a negative errno (xen/common/efi/runtime.c efi_get_info)."""
+        (rc, value); rc is 0 or a negative errno (Xen 4.16+ xen/common/efi/runtime.c
+        efi_get_info)."""
         if index == XenFwEfiInfo.VERSION:
             return 0, self.revision
         if index == XenFwEfiInfo.CONFIG_TABLE:
             return 0, (self.config_table_address, self.nr_tables)
         if index == XenFwEfiInfo.VENDOR:
             return (0, self.vendor) if self.vendor is not None else (-EOPNOTSUPP, None)
-        if index in (XenFwEfiInfo.RT_VERSION, XenFwEfiInfo.PCI_ROM, XenFwEfiInfo.APPLE_PROPERTIES):
-            return -EOPNOTSUPP, None
+        if index == XenFwEfiInfo.RT_VERSION:
+            return (0, self.revision) if self.runtime_services else (-EOPNOTSUPP, None)
+        if index == XenFwEfiInfo.PCI_ROM:
+            return -ESRCH, None  # no option ROM copies in the model
+        if index == XenFwEfiInfo.APPLE_PROPERTIES:
+            return -61, None  # -ENODATA
+        if index == XenFwEfiInfo.MEM_INFO:
+            return -EINVAL, None  # takes arguments: use mem_info()
         return -EINVAL, None
 
     def mem_info(self, addr: int, size: int) -> tuple[int, MemInfo | None]:
-        """XEN_FW_EFI_MEM_INFO: the first descriptor of Xen's map holding ``addr``; ``addr``
-        comes back unchanged, ``size`` clipped to the descriptor end; -ESRCH when none
-        (xen/common/efi/runtime.c efi_get_info; no bogus-entry skipping there)."""
-        for d in self.efi_memmap:
-            length = (d.num_pages << PAGE_SHIFT) & U64_MAX
-            if d.phys_addr <= addr < d.phys_addr + length:
-                end = d.phys_addr + length
-                if addr + size > U64_MAX or addr + size > end:
-                    size = end - addr
-                return 0, MemInfo(addr, size, d.attribute, d.type)
-        return -ESRCH, None
+        """XEN_FW_EFI_MEM_INFO (Xen 4.16+ xen/common/efi/runtime.c efi_get_info): the first
+        descriptor of ``efi_memmap`` holding ``addr`` (u64 arithmetic, no bogus-entry skipping);
+        ``addr`` comes back unchanged, ``size`` clipped to the descriptor end when
+        ``addr + size`` wraps or passes it; -ESRCH, with nothing copied back, when none."""
+        if self._index is None:
+            self._index = FirstMatch(self.efi_memmap.descriptors)
+        i = self._index.find(addr)
+        if i is None:
+            return -ESRCH, None
+        d = self.efi_memmap.descriptors[i]
+        _, end = u64_span(d)
+        total = addr + size
+        if total > U64_MAX or total > end:
+            size = end - addr
+        return 0, MemInfo(addr, size, d.attribute, d.type)
 
     @property
     def reclaimed_bytes(self) -> int:
         return sum(e - s for s, e in self.reclaimed)
 
 
-def get_esrt_size(spec: PathSpec, memory: PhysicalMemory, esrt: int | None, d: MemoryDescriptor) -> int:
-    """Xen 4.17+ boot.c get_esrt_size: 0 unless the ESRT starts in ``d`` (BS data, RT data or
-    ACPI reclaim), has version 1 and a count whose entries fit before the descriptor end.
-    Returns count * 40 before 3ea44aa78c (the header forgotten), 16 + 40 * count after."""
+def get_esrt_size(
+    spec: PathSpec, memory: PhysicalMemory, esrt: int | None, d: MemoryDescriptor
+) -> int:
+    """Xen 4.17+ xen/common/efi/boot.c get_esrt_size: 0 unless the ESRT starts in ``d`` (BS
+    data, RT data or ACPI reclaim), more than 16 bytes remain to the descriptor end, the version
+    is 1, the count is non-zero and its entries fit. Returns count * 40 before 3ea44aa78c (the
+    16-byte header forgotten), 16 + 40 * count after (4.19.5, 4.20.3, 4.21.1, 4.22.0)."""
     if esrt is None:
         return 0
-    end = d.phys_addr + (d.num_pages << PAGE_SHIFT)
-    if not d.phys_addr <= esrt < end:
+    length = (d.num_pages << PAGE_SHIFT) & U64_MAX  # size_t arithmetic
+    start = d.phys_addr
+    if start > esrt or esrt - start >= length:
         return 0
-    if d.type not in (
-        MemoryType.EfiBootServicesData,
-        MemoryType.EfiRuntimeServicesData,
-        MemoryType.EfiACPIReclaimMemory,  # d7669c1014: "will contain the tables after kexec"
-    ):
+    if d.type not in _ESRT_DESC_TYPES:
         return 0
-    available = end - esrt
+    available = length - (esrt - start)
     if available <= ESRT_HEADER_SIZE:
         return 0
+    available -= ESRT_HEADER_SIZE
     raw = memory.read(esrt, ESRT_HEADER_SIZE)
     if raw is None:
         return 0
     hdr = EsrtHeader.unpack(raw)
     if hdr.fw_resource_version != 1 or hdr.fw_resource_count == 0:
         return 0
-    if hdr.fw_resource_count > (available - ESRT_HEADER_SIZE) // ESRT_ENTRY_SIZE:
+    if hdr.fw_resource_count > available // ESRT_ENTRY_SIZE:
         return 0
     if spec.xen_esrt_size_fixed:
         return ESRT_HEADER_SIZE + ESRT_ENTRY_SIZE * hdr.fw_resource_count
@@ -166,13 +196,15 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
     st = bs.system_table
     if st is None or bs.system_table_address is None:
         raise OutOfResources("no system table: Xen cannot start through EFI")
-    # efi_init(): efi_ct / efi_num_ct captured once from the system table.
+    # Xen 4.16+ boot.c efi_init: efi_ct / efi_num_ct captured once from the system table.
     ct_addr, ct_n = st.tables, st.nr_tables
     vendor = _vendor(bs.memory, st.fw_vendor)
-    # efi_tables(): ACPI, SMBIOS, MPS always; the ESRT since 4.17.0.
+    # Xen 4.17+ boot.c efi_tables: every entry is looked at, so the last ESRT entry wins.
     esrt = None
     if spec.xen_knows_esrt:
-        esrt = next((t.table for t in bs.config_tables() if t.guid == ESRT_GUID), None)
+        for t in bs.config_tables():
+            if t.guid == ESRT_GUID:
+                esrt = t.table
     relocations: list[Relocation] = []
     if spec.policy is Policy.RELOCATE_KNOWN:
         relocations += _relocate_known(bs, log)
@@ -180,10 +212,11 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
         r = _relocate_esrt(bs, spec, esrt, log)
         if r is not None:
             relocations.append(r)
-    # efi_exit_boot(): the map re-read after relocation, so the new pool pages are in it.
+    # Xen 4.16+ boot.c efi_exit_boot: the map is re-read after the relocation, so the new
+    # pool pages are in it; it stays as efi_memmap for MEM_INFO.
     final = bs.exit_boot_services()
     efi_memmap = MemoryMap(_init_memory(final.descriptors), final.desc_size, final.desc_version)
-    e820 = process_memory_map(final, spec)
+    e820, included = build_e820(final, spec)
     result = XenBoot(
         spec=spec,
         efi_memmap=efi_memmap,
@@ -197,11 +230,13 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
         log=log,
         memory=bs.memory,
     )
-    for d in final:
-        if d.is_bogus or d.type not in BS_TYPES | LOADER_TYPES or e820_type(d, spec) != E820Type.RAM:
+    # The E820 RAM ranges become Xen's heap; the ones that held BS code/data are reused (and
+    # scrubbed) before dom0 reads anything. The reserve-hypercall proposal holds BS ranges.
+    for d, inc in zip(final.descriptors, included, strict=True):
+        if not inc or d.type not in _RAM_TYPES or e820_type(d, spec) != E820Type.RAM:
             continue
-        span = (d.phys_addr, d.end)
-        if spec.policy is Policy.RESERVE_HYPERCALL and d.type in BS_TYPES:
+        span = (d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT))
+        if spec.policy is Policy.RESERVE_HYPERCALL and d.type in _BS:
             result.deferred.append(span)
         else:
             result.reclaimed.append(span)
@@ -211,26 +246,30 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
 
 def release_deferred(xb: XenBoot, reserved: list[tuple[int, int]]) -> None:
     """reserve-hypercall proposal: dom0 says it is done; Xen reclaims the held BS ranges except
-    what dom0 reserved."""
+    the pages dom0 reserved."""
     assert xb.memory is not None
+    holes = sorted(
+        (s & ~(PAGE_SIZE - 1), (e + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) for s, e in reserved
+    )
     for s, e in xb.deferred:
-        for a, b in _subtract((s, e), reserved):
+        for a, b in _subtract((s, e), holes):
             xb.reclaimed.append((a, b))
             xb.memory.scrub(a, b, xb.spec.scrub)
+    xb.reclaimed.sort()
     xb.deferred = []
 
 
 def e820_type(d: MemoryDescriptor, spec: PathSpec) -> E820Type:
-    """xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map: the E820 type of one descriptor."""
+    """Xen 4.16+ xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map: one descriptor's
+    E820 type. BS code/data fall through to the Conventional case unless ``-mapbs``; RAM types
+    need WB; since f324300c83 (4.17.0; 54f8ed80c8 in 4.16.3) RUNTIME makes them reserved."""
     t = d.type
-    if t in BS_TYPES and spec.mapbs:
+    if t in _BS and spec.mapbs:
         return E820Type.RESERVED
     if t in _RAM_TYPES:
-        if d.attribute & MemoryAttribute.RUNTIME and spec.xen_runtime_attr_reserved:
-            return E820Type.RESERVED  # f324300c83 (4.17.0) / 54f8ed80c8 (4.16.3)
-        if d.attribute & MemoryAttribute.WB:  # BS types fall through to the Conventional case
-            return E820Type.RAM
-        return E820Type.UNUSABLE
+        if d.attribute & _RUNTIME and spec.xen_runtime_attr_reserved:
+            return E820Type.RESERVED
+        return E820Type.RAM if d.attribute & _WB else E820Type.UNUSABLE
     if t == MemoryType.EfiUnusableMemory:
         return E820Type.UNUSABLE
     if t == MemoryType.EfiACPIReclaimMemory:
@@ -240,44 +279,77 @@ def e820_type(d: MemoryDescriptor, spec: PathSpec) -> E820Type:
     return E820Type.RESERVED
 
 
+def build_e820(final: MemoryMap, spec: PathSpec) -> tuple[list[E820Range], list[bool]]:
+    """Xen 4.16+ efi-boot.h efi_arch_process_memory_map: walk the map in its order; a range
+    that starts where the previous entry ends and has its type extends it; a zero-length one
+    is dropped, and so is every new entry once ``e820_raw`` holds E820MAX (1024). Returns the
+    E820 and, per descriptor, whether it made it in."""
+    out: list[E820Range] = []
+    included: list[bool] = []
+    for d in final.descriptors:
+        length = (d.num_pages << PAGE_SHIFT) & U64_MAX
+        t = e820_type(d, spec)
+        if out and out[-1].type == t and d.phys_addr == out[-1].end:
+            out[-1] = E820Range(out[-1].start, out[-1].end + length, t)
+            included.append(True)
+        elif not length or len(out) >= E820MAX:
+            included.append(False)
+        else:
+            out.append(E820Range(d.phys_addr, d.phys_addr + length, t))
+            included.append(True)
+    return out, included
+
+
 def process_memory_map(final: MemoryMap, spec: PathSpec) -> list[E820Range]:
-    """The E820 map Xen builds from the final EFI map, neighbours of one type merged."""
-    return merge([E820Range(d.phys_addr, d.end, e820_type(d, spec)) for d in final if not d.is_bogus])
+    """The E820 map Xen builds from the final EFI map (see :func:`build_e820`)."""
+    return build_e820(final, spec)[0]
 
 
 def _init_memory(descs: tuple[MemoryDescriptor, ...]) -> tuple[MemoryDescriptor, ...]:
-    # xen/common/efi/boot.c efi_init_memory: RT code/data lacking EFI_MEMORY_RUNTIME get it
-    # ("Setting RUNTIME attribute for ..."), which MEM_INFO then reports.
-    rt = (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData)
+    # Xen 4.16+ xen/common/efi/boot.c efi_init_memory (runtime services enabled): RT code/data
+    # lacking EFI_MEMORY_RUNTIME get it ("Setting RUNTIME attribute for ..."); MEM_INFO then
+    # reports the new attribute.
     return tuple(
-        d.replace(attribute=d.attribute | MemoryAttribute.RUNTIME) if d.type in rt else d for d in descs
+        d.replace(attribute=d.attribute | _RUNTIME)
+        if d.type in _RT_TYPES and not d.attribute & _RUNTIME
+        else d
+        for d in descs
     )
 
 
-def _relocate_esrt(bs: BootServices, spec: PathSpec, esrt: int | None, log: list[str]) -> Relocation | None:
-    """xen/common/efi/boot.c efi_relocate_esrt (4.17.0 efi_start; 4.17.1+ also multiboot2)."""
+def _relocate_esrt(
+    bs: BootServices, spec: PathSpec, esrt: int | None, log: list[str]
+) -> Relocation | None:
+    """Xen 4.17+ xen/common/efi/boot.c efi_relocate_esrt (from efi_start since 4.17.0, from
+    efi_multiboot2 since 4.17.1/4.18.0). Its messages go to the EFI console (PrintErr)."""
+    # GetMemoryMap with no buffer, then AllocatePool(EfiLoaderData, size + 8 descriptors),
+    # then GetMemoryMap into it; the buffer is freed at the end.
     mm = bs.get_memory_map()
-    # The map buffer: AllocatePool(EfiLoaderData, size + 8 descriptors), freed at the end.
     try:
         buf = bs.allocate_pool(MemoryType.EfiLoaderData, (len(mm) + 8) * mm.desc_size)
     except OutOfResources:
-        log.append("(XEN) EFI: Cannot allocate memory to relocate ESRT")
+        log.append("Cannot allocate memory to relocate ESRT")
         return None
     mm = bs.get_memory_map()
     reloc = None
-    for d in mm:
+    for d in mm:  # the first descriptor get_esrt_size accepts
         size = get_esrt_size(spec, bs.memory, esrt, d)
         if not size:
             continue
         if d.type in (MemoryType.EfiRuntimeServicesData, MemoryType.EfiACPIReclaimMemory):
-            break  # already safe; also avoids a leak on repeated kexec
+            break  # "ESRT already safe from reuse"
         assert esrt is not None
-        target = MemoryType.EfiRuntimeServicesData if spec.prerelease_rt_data else MemoryType.EfiACPIReclaimMemory
+        # dc7da0874b (pre-release) copied into RT data; 11560248ff (4.17.0) into ACPI reclaim.
+        target = (
+            MemoryType.EfiRuntimeServicesData
+            if spec.prerelease_rt_data
+            else MemoryType.EfiACPIReclaimMemory
+        )
         before = _bytes_of(bs, target)
         try:
             new = bs.allocate_pool(target, size)
         except OutOfResources:
-            log.append("(XEN) EFI: Cannot allocate memory for ESRT")
+            log.append("Cannot allocate memory for ESRT")
             break
         data = bs.memory.read(esrt, size)
         if data is not None:
@@ -292,35 +364,45 @@ def _relocate_esrt(bs: BootServices, spec: PathSpec, esrt: int | None, log: list
 
 
 def _relocate_known(bs: BootServices, log: list[str]) -> list[Relocation]:
-    """relocate-known proposal: before ExitBootServices, copy every table in reclaimable memory
-    whose GUID has a size rule into EfiACPIReclaimMemory and re-install it."""
+    """relocate-known proposal: before ExitBootServices, copy every table in boot-services or
+    loader memory whose GUID has a size rule into EfiACPIReclaimMemory and re-install it (the
+    ESRT is left to efi_relocate_esrt with the size fix)."""
     out = []
+    reclaim = MemoryType.EfiACPIReclaimMemory
     for t in bs.config_tables():
         if t.guid == ESRT_GUID:
-            continue  # efi_relocate_esrt (with the size fix) handles it
-        d = next((x for x in bs.descriptors if x.contains(t.table)), None)
+            continue
+        d = _descriptor_at(bs, t.table)
         if d is None or d.type not in BS_TYPES | LOADER_TYPES:
             continue
         res = known_tables.table_size(t.guid, bs.memory.read, t.table, d.end - t.table)
         if res.size is None or res.size <= 0:
             continue
-        before = _bytes_of(bs, MemoryType.EfiACPIReclaimMemory)
+        before = _bytes_of(bs, reclaim)
         try:
-            new = bs.allocate_pool(MemoryType.EfiACPIReclaimMemory, res.size)
+            new = bs.allocate_pool(reclaim, res.size)
         except OutOfResources:
-            log.append(f"(XEN) EFI: Cannot allocate memory for table {t.guid}")
+            log.append(f"Cannot allocate memory for table {t.guid}")
             continue
         data = bs.memory.read(t.table, res.size)
         if data is not None:
             bs.memory.write(new, data)
         bs.install_configuration_table(t.guid, new)
-        after = _bytes_of(bs, MemoryType.EfiACPIReclaimMemory)
-        out.append(Relocation(t.guid, t.table, new, res.size, res.size, MemoryType.EfiACPIReclaimMemory, after - before))
+        cost = _bytes_of(bs, reclaim) - before
+        out.append(Relocation(t.guid, t.table, new, res.size, res.size, reclaim, cost))
     return out
 
 
+def _descriptor_at(bs: BootServices, addr: int) -> MemoryDescriptor | None:
+    descs = bs.descriptors
+    i = bisect.bisect_right(descs, addr, key=lambda d: d.phys_addr) - 1
+    if i >= 0 and descs[i].contains(addr):
+        return descs[i]
+    return None
+
+
 def _bytes_of(bs: BootServices, mtype: int) -> int:
-    return sum(d.size for d in bs.descriptors if d.type == mtype)
+    return sum(d.num_pages << PAGE_SHIFT for d in bs.descriptors if d.type == mtype)
 
 
 def _vendor(memory: PhysicalMemory, addr: int) -> str | None:
@@ -333,18 +415,17 @@ def _vendor(memory: PhysicalMemory, addr: int) -> str | None:
 
 
 def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    parts = [span]
+    """``span`` minus the sorted ``holes``."""
+    s, e = span
+    out = []
     for hs, he in holes:
-        hs &= ~(PAGE_SIZE - 1)
-        he = (he + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        nxt = []
-        for s, e in parts:
-            if he <= s or e <= hs:
-                nxt.append((s, e))
-                continue
-            if s < hs:
-                nxt.append((s, hs))
-            if he < e:
-                nxt.append((he, e))
-        parts = nxt
-    return parts
+        if hs >= e:
+            break
+        if he <= s:
+            continue
+        if s < hs:
+            out.append((s, hs))
+        s = max(s, he)
+    if s < e:
+        out.append((s, e))
+    return out
