@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -19,7 +20,15 @@ from efihandoff.outputs.json import esrt_json, explain_document, memory_map_json
 from efihandoff.outputs.sysfs import write_tree
 from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate
-from efihandoff.sources import Source, SourceKind, View, example_path, read_machine, read_source
+from efihandoff.sources import (
+    Source,
+    SourceKind,
+    View,
+    example_path,
+    live_views,
+    read_machine,
+    read_source,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +52,11 @@ def _errors(fn: F) -> F:
         except EfiHandoffError as exc:
             click.echo(f"efihandoff: {exc}", err=True)
             sys.exit(3)
+        except Exception as exc:  # a bug: still one line, no traceback unless asked for
+            if os.environ.get("EFIHANDOFF_DEBUG"):
+                raise
+            click.echo(f"efihandoff: internal error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
 
     return run  # type: ignore[return-value]
 
@@ -52,11 +66,14 @@ def _console() -> Console:
 
 
 def _views(sources: Sequence[str]) -> list[View]:
-    if not sources:
-        path = example_path()
-        view = read_source(path)[0]
-        return [View(Source(str(path), SourceKind.EXAMPLE), view.machine, view.log)]
-    return [v for s in sources for v in read_source(s)]
+    if sources:
+        return [v for s in sources for v in read_source(s)]
+    live = live_views()
+    if live is not None:
+        return live
+    path = example_path()
+    view = read_source(path)[0]
+    return [View(Source(str(path), SourceKind.EXAMPLE), view.machine, view.log)]
 
 
 def _specs(path_ids: Sequence[str]) -> list[PathSpec]:
@@ -87,7 +104,9 @@ def explain(
 ) -> None:
     """Where firmware puts each table, and what each path shows fwupd.
 
-    With no SOURCE, the bundled example machine."""
+    SOURCE: kernel logs, /sys/firmware copies (directory or .tar[.gz]), memory dumps (raw or
+    ELF), scenarios (.toml); several sources of one machine are merged. With no SOURCE: the
+    live machine if it booted through EFI, else the bundled example (the output says which)."""
     ex = explain_views(_views(sources), _specs(paths))
     doc = explain_document(ex)
     if as_json:
@@ -159,3 +178,34 @@ def memmap(source: str, as_json: bool) -> None:
         click.echo("no memory map in this source")
     else:
         text.render_memory_map(rows, _console(), limit=None)
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@_errors
+def collect(out: str, as_json: bool) -> None:
+    """Copy this machine's /sys/firmware (ESRT, systab, runtime map, memmap; no efivars) and
+    kernel log into OUT (.tar.gz), read-only, for a bug report."""
+    from efihandoff.sources.collect import collect as do_collect
+
+    report = do_collect(out)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "schema": "efihandoff/collect/1",
+                    "path": report.path,
+                    "files": list(report.files),
+                    "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+                    "kernel_log": report.kernel_log_source,
+                    "size": report.size,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"wrote {report.path}: {len(report.files)} files, {report.size} bytes")
+    click.echo(f"kernel log: {report.kernel_log_source or 'not readable (run as root?)'}")
+    for path, why in report.skipped:
+        click.echo(f"  skipped {path}: {why}")

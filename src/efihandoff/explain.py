@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 
 from efihandoff.audit import machine_findings
 from efihandoff.findings import Finding, info, warning
-from efihandoff.machine import Machine
+from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
 from efihandoff.paths.simulate import PathResult, simulate
-from efihandoff.paths.verdict import Verdict
+from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.sources import Source, View
 from efihandoff.sources.logmachine import Observed
 from efihandoff.uefi import tables as known_tables
@@ -24,6 +24,7 @@ class Explanation:
     """Everything ``explain`` prints."""
 
     sources: list[Source]
+    views: list[View]
     machine: Machine
     results: dict[str, PathResult]
     findings: list[Finding]
@@ -36,6 +37,7 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     """Judge every path for the machine the views describe."""
     primary = _primary(views)
     machine = primary.machine
+    _fill_esrt_from_sysfs(primary, views)
     findings = machine_findings(machine) + _agreement(primary, views)
     specs = list(specs) if specs else list(PRESETS.values())
     observed = [(v.source, v.log.observed) for v in views if v.log is not None]
@@ -48,6 +50,8 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     if machine.memory_map is not None:
         for spec in specs:
             results[spec.id] = _judged(primary, spec)
+    if machine.table(ESRT_GUID) is None and any(v.sysfs and v.sysfs.esrt for v in views):
+        results = {pid: _esrt_without_address(r) for pid, r in results.items()}
     for v in views:
         if v.dom0 and v.log is not None:
             spec = observed_spec(v.log.observed)
@@ -56,10 +60,11 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     evidence = primary.log.memory_map_evidence if primary.log else primary.source.kind.value
     return Explanation(
         sources=[v.source for v in views],
+        views=list(views),
         machine=machine,
         results=results,
         findings=findings,
-        advice=advise(machine, results, observed),
+        advice=_not_efi(views) + advise(machine, results, observed),
         memory_map_evidence=evidence,
         observed=observed,
     )
@@ -78,6 +83,40 @@ def _primary(views: Sequence[View]) -> View:
         )
 
     return min(views, key=rank)
+
+
+def _fill_esrt_from_sysfs(primary: View, views: Sequence[View]) -> None:
+    """A bare-metal /sys/firmware copy shows the ESRT bytes Linux mapped, which on bare metal
+    are the firmware's (esrt_sysfs_init maps the table in place): give them to a primary view
+    that knows where the ESRT is but not what it holds."""
+    ct = primary.machine.table(ESRT_GUID)
+    memory = primary.machine.memory
+    if ct is None or not isinstance(memory, PhysicalMemory):
+        return
+    for v in views:
+        if v is primary or v.sysfs is None or v.sysfs.esrt is None or v.dom0:
+            continue
+        esrt = v.sysfs.esrt.to_esrt()
+        if esrt is None or memory.read(ct.table, esrt.size) is not None:
+            continue
+        memory.write(ct.table, esrt.build())
+        primary.machine.notes.append(
+            f"ESRT bytes from {v.source.path} (as bare-metal Linux exposed them)"
+        )
+        return
+
+
+def _esrt_without_address(result: PathResult) -> PathResult:
+    """A sysfs copy shows an ESRT but nothing there says where it is."""
+    tables = dict(result.tables)
+    tables[ESRT_GUID] = TableVerdict(
+        ESRT_GUID,
+        "ESRT",
+        Verdict.UNKNOWN,
+        "the /sys/firmware copy shows the ESRT's contents but not its address or memory type; "
+        "add the kernel log of the same boot",
+    )
+    return replace(result, tables=tables, esrt_sysfs=None, fwupd_devices=None, sysfs=None)
 
 
 def _agreement(primary: View, views: Sequence[View]) -> list[Finding]:
@@ -213,6 +252,12 @@ def _unusable_labels(log: Sequence[str]) -> set[str]:
             if "unusable)" in part and "=" in part:
                 out.add(part.split("=", 1)[0].strip())
     return out
+
+
+def _not_efi(views: Sequence[View]) -> list[str]:
+    if any(v.sysfs is not None and not v.sysfs.efi for v in views):
+        return ["this kernel did not boot through EFI (no /sys/firmware/efi): it has no EFI tables"]
+    return []
 
 
 def advise(

@@ -28,7 +28,7 @@ def explain_document(ex: Explanation) -> dict[str, Any]:
         },
         "memory_map": memory_map_json(machine, ex.memory_map_evidence),
         "tables": tables_json(machine),
-        "esrt": esrt_json(machine),
+        "esrt": esrt_json(machine) or _sysfs_esrt_json(ex),
         "paths": {pid: path_json(r) for pid, r in ex.results.items()},
         "findings": [f.to_json() for f in ex.findings],
         "advice": ex.advice,
@@ -100,7 +100,25 @@ def esrt_json(machine: Machine) -> dict[str, Any] | None:
     except ParseError:
         table = None
     if table is not None:
-        out["entries"] = [
+        out["entries"] = _esrt_fields(table)["entries"]
+    return out
+
+
+def _sysfs_esrt_json(ex: Explanation) -> dict[str, Any] | None:
+    """The ESRT as a /sys/firmware copy showed it, when nothing says where it lives."""
+    for v in ex.views:
+        esrt = v.sysfs.esrt.to_esrt() if v.sysfs is not None and v.sysfs.esrt else None
+        if esrt is not None:
+            return {"address": None, "from": v.source.path, **_esrt_fields(esrt)}
+    return None
+
+
+def _esrt_fields(table: Esrt) -> dict[str, Any]:
+    return {
+        "fw_resource_count": table.fw_resource_count,
+        "fw_resource_count_max": table.fw_resource_count_max,
+        "fw_resource_version": table.fw_resource_version,
+        "entries": [
             {
                 "fw_class": str(e.fw_class),
                 "fw_type": e.fw_type,
@@ -111,8 +129,8 @@ def esrt_json(machine: Machine) -> dict[str, Any] | None:
                 "last_attempt_status": e.last_attempt_status,
             }
             for e in table.entries
-        ]
-    return out
+        ],
+    }
 
 
 def path_json(r: PathResult) -> dict[str, Any]:

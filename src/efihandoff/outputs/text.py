@@ -88,7 +88,8 @@ def render_tables(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
 
 def render_esrt(esrt: Mapping[str, Any], console: Console) -> None:
     head = (
-        f"ESRT at {esrt['address']:#x}: count={_q(esrt['fw_resource_count'])} "
+        f"ESRT at {_addr(esrt['address'], esrt.get('from'))}: "
+        f"count={_q(esrt['fw_resource_count'])} "
         f"max={_q(esrt['fw_resource_count_max'])} version={_q(esrt['fw_resource_version'])}"
     )
     if not esrt["entries"]:
@@ -167,6 +168,12 @@ def render_boot(result: Mapping[str, Any], pid: str, console: Console) -> None:
             console.print(
                 f"    {d['guid']} {d['kind']} version {d['version']} lowest {d['lowest']} flags {d['flags']:#x} {d['update_state']}"
             )
+
+
+def _addr(address: int | None, source: str | None) -> str:
+    if address is not None:
+        return f"{address:#x}"
+    return f"an unknown address (as {source} shows it)" if source else "an unknown address"
 
 
 def _q(v: Any) -> str:

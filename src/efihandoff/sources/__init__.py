@@ -11,7 +11,9 @@ from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Machine
 
 if TYPE_CHECKING:
+    from efihandoff.sources.kernellog import KernelLog
     from efihandoff.sources.logmachine import LogEvidence
+    from efihandoff.sources.sysfs import SysfsEvidence
 
 
 class SourceKind(StrEnum):
@@ -55,9 +57,12 @@ class View:
     source: Source
     machine: Machine
     log: LogEvidence | None = None
+    sysfs: SysfsEvidence | None = None
 
     @property
     def dom0(self) -> bool:
+        if self.sysfs is not None:
+            return self.sysfs.is_xen_dom0
         return self.log is not None and self.log.observed.dom0
 
 
@@ -72,18 +77,39 @@ def read_source(path: str | Path) -> list[View]:
 
             return [View(Source(str(p), SourceKind.SCENARIO), load_scenario(p))]
         if p.is_dir():
-            raise SourceError(f"{p}: a directory is not a source this version reads")
+            return _sysfs_views(p)
         with p.open("rb") as f:
             head = f.read(65536)
         from efihandoff.sources import kernellog
 
+        if _is_tar(p, head):
+            return _sysfs_views(p)
         if kernellog.looks_like_kernel_log(head):
             return _log_views(p)
+        if head.startswith(b"\x7fELF") or _describe(head) == "binary data":
+            return _dump_views(p)
     except OSError as exc:
         raise SourceError(f"{p}: cannot read: {exc.strerror or exc}") from exc
     except ParseError as exc:
         raise SourceError(f"{p}: {exc}") from exc
     raise SourceError(f"{p}: not a source efihandoff knows ({_describe(head)})")
+
+
+def live_views(root: str | Path = "/") -> list[View] | None:
+    """The running machine (read-only), or None when it did not boot through EFI."""
+    from efihandoff.sources.live import read_live
+
+    ev = read_live(root)
+    if not ev.efi_booted:
+        return None
+    logs = []
+    if ev.kernel_log.data:
+        logs = _log_views_from_bytes(ev.kernel_log.data, f"live:{ev.kernel_log.source}")
+    esrt_address = next(
+        (v.log.boot.esrt_address for v in logs if v.log and v.log.boot.esrt_address), None
+    )
+    views = [View(Source(str(root), SourceKind.LIVE), ev.to_machine(esrt_address), sysfs=ev.sysfs)]
+    return views + logs
 
 
 def read_machine(path: str | Path) -> tuple[Machine, Source]:
@@ -92,22 +118,59 @@ def read_machine(path: str | Path) -> tuple[Machine, Source]:
     return view.machine, view.source
 
 
+def _is_tar(p: Path, head: bytes) -> bool:
+    if head[:2] == b"\x1f\x8b":
+        return p.name.endswith((".tar.gz", ".tgz"))
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def _sysfs_views(p: Path) -> list[View]:
+    from efihandoff.sources.sysfs import read_sysfs
+
+    ev = read_sysfs(p)
+    log_views = _log_views_from_bytes(ev.kernel_log, f"{p}:dmesg.txt") if ev.kernel_log else []
+    esrt_address = next(
+        (v.log.boot.esrt_address for v in log_views if v.log and v.log.boot.esrt_address), None
+    )
+    machine = ev.to_machine(esrt_address)
+    return [View(Source(str(p), SourceKind.SYSFS), machine, sysfs=ev), *log_views]
+
+
+def _dump_views(p: Path) -> list[View]:
+    from efihandoff.sources.dump import read_dump
+
+    ev = read_dump(p)
+    if ev.system_table_address is None:
+        raise SourceError(f"{p}: not a source efihandoff knows (no EFI system table in it)")
+    return [View(Source(str(p), SourceKind.DUMP), ev.to_machine())]
+
+
 def _log_views(p: Path) -> list[View]:
     from efihandoff.sources.kernellog import read_kernel_log_file
+
+    return _views_of(read_kernel_log_file(p), str(p), p.name)
+
+
+def _log_views_from_bytes(data: bytes, name: str) -> list[View]:
+    from efihandoff.sources.kernellog import read_kernel_log
+
+    return _views_of(read_kernel_log(data, name=name), name, name, required=False)
+
+
+def _views_of(log: KernelLog, path: str, label: str, *, required: bool = True) -> list[View]:
     from efihandoff.sources.logmachine import from_boot
 
-    log = read_kernel_log_file(p)
     views = []
     for i, boot in enumerate(log.boots):
         if not (
             boot.config_tables or boot.memory_map or boot.e820 or boot.xen or boot.esrt_messages
         ):
             continue
-        name = str(p) if len(log.boots) == 1 else f"{p}#boot{i + 1}"
-        ev = from_boot(boot, name=p.name)
+        name = path if len(log.boots) == 1 else f"{path}#boot{i + 1}"
+        ev = from_boot(boot, name=label)
         views.append(View(Source(name, SourceKind.DMESG), ev.machine, ev))
-    if not views:
-        raise SourceError(f"{p}: a kernel log, but it holds no EFI or memory-map lines")
+    if not views and required:
+        raise SourceError(f"{path}: a kernel log, but it holds no EFI or memory-map lines")
     return views
 
 
