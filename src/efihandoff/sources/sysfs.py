@@ -348,6 +348,8 @@ class _Unreadable(Exception):
 class _Tree:
     """Read-only access by relative POSIX path (components never ``..``)."""
 
+    notes: tuple[str, ...] = ()  # problems of the container itself (e.g. a truncated archive)
+
     def read(self, rel: str, cap: int) -> bytes | None:
         """Up to ``cap`` bytes of a regular file; None if missing; _Unreadable otherwise."""
         raise NotImplementedError
@@ -608,6 +610,18 @@ class _TarTree(_Tree):
             ) from None
         if count == 0:
             raise ParseError("empty archive", offset=0, what=str(path))
+        # tarfile stops quietly at a header cut short; an archive ends with two zero blocks
+        # (POSIX.1-2001 ustar), so check they are there.
+        try:
+            tf.fileobj.seek(tf.offset)
+            tail = tf.fileobj.read(1024)
+        except (OSError, EOFError, zlib.error):
+            tail = b""
+        if len(tail) < 1024 or tail.count(0) != len(tail):
+            self.notes = (
+                f"archive ends at offset {tf.offset:#x} without its end-of-archive marker "
+                "(truncated?): files after that point are missing",
+            )
 
     def _add(self, name: str, node: _Node) -> None:
         if not name:
@@ -944,6 +958,7 @@ def _read_hypervisor(r: _Reader) -> tuple[str | None, str | None, str | None]:
 
 def _read(tree: _Tree, layout: _Layout, path: str, kind: str, extras: bool = True) -> SysfsEvidence:
     r = _Reader(tree, layout)
+    r.problems.extend(tree.notes)
     efi_names = tree.listdir(_join(layout.fw, "efi"))
     esrt, esrt_files = _read_esrt(r)
     htype, hversion, caps = _read_hypervisor(r)
