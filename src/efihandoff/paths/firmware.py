@@ -146,7 +146,7 @@ class BootServices:
         if d.type != _CONVENTIONAL:
             raise OutOfResources(f"{start:#x} is not free memory ({d.type_name})")
         attr = d.attribute | (_RUNTIME if mtype in RUNTIME_TYPES else 0)
-        new = MemoryDescriptor(mtype, start, (end - start) >> PAGE_SHIFT, attr)
+        new = MemoryDescriptor(int(mtype), start, (end - start) >> PAGE_SHIFT, attr)
         parts: list[MemoryDescriptor] = []
         if start > d.phys_addr:
             parts.append(d.replace(num_pages=(start - d.phys_addr) >> PAGE_SHIFT))

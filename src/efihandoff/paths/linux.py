@@ -19,7 +19,7 @@ import bisect
 import struct
 from dataclasses import dataclass, field
 
-from efihandoff.e820 import E820Range, E820Type, update
+from efihandoff.e820 import E820Range, E820Type
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.lookup import FirstMatch
 from efihandoff.paths.presets import PathSpec, Policy
@@ -42,6 +42,7 @@ from efihandoff.uefi.memmap import (
     MemoryDescriptor,
     MemoryMap,
     MemoryType,
+    carve,
 )
 from efihandoff.uefi.systab import ConfigurationTable, TableHeader, linux_report_header
 
@@ -130,7 +131,7 @@ class _Lookup:
         self.spec = spec
         self.lb = lb
         self.xen = xen
-        self._pre63: tuple[MemoryMap, FirstMatch] | None = None
+        self._index: tuple[MemoryMap, FirstMatch] | None = None
 
     def __call__(self, addr: int, log: list[str]) -> tuple[int, MemoryDescriptor | None]:
         if self.xen is not None:
@@ -140,15 +141,12 @@ class _Lookup:
         mm = self.lb.memmap
         if mm is None:
             return -EINVAL, None
-        if self.spec.linux_skips_bogus:
-            # 6.3 ab03e91e60ce __efi_mem_desc_lookup: first match, bogus entries skipped.
-            md = mm.lookup(addr)
-        else:
-            # 6.1 efi_mem_desc_lookup: first match in u64 arithmetic, nothing skipped.
-            if self._pre63 is None or self._pre63[0] is not mm:
-                self._pre63 = (mm, FirstMatch(mm.descriptors))
-            i = self._pre63[1].find(addr)
-            md = None if i is None else mm.descriptors[i]
+        # 6.3 ab03e91e60ce __efi_mem_desc_lookup: first match, bogus entries skipped; 6.1
+        # efi_mem_desc_lookup: first match in u64 arithmetic, nothing skipped.
+        if self._index is None or self._index[0] is not mm:
+            self._index = (mm, FirstMatch(mm.descriptors, skip_bogus=self.spec.linux_skips_bogus))
+        i = self._index[1].find(addr)
+        md = None if i is None else mm.descriptors[i]
         return (0, md) if md is not None else (-ENOENT, None)
 
 
@@ -187,7 +185,7 @@ def boot(
         lb.reserved += LOW_RESERVED
         if lb.e820 is not None:
             for s, e in _TRIMMED:
-                lb.e820 = update(lb.e820, s, e, E820Type.RAM, E820Type.RESERVED)
+                lb.e820 = e820_update(lb.e820, s, e, E820Type.RAM, E820Type.RESERVED)
     if header is not None:
         lb.log.append(_report_header(spec, header, vendor))
     _parse_tables(lb, spec, memory, config_tables, lookup, paravirt)
@@ -418,9 +416,9 @@ def _arch_mem_reserve(lb: LinuxBoot, lookup: _Lookup, addr: int, size: int) -> N
     size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     start = addr & ~(PAGE_SIZE - 1)
     assert lb.memmap is not None
-    lb.memmap = lb.memmap.insert(start, start + size - 1, md.attribute | _RUNTIME)
+    lb.memmap = memmap_insert(lb.memmap, start, start + size - 1, md.attribute | _RUNTIME)
     if lb.e820 is not None:
-        lb.e820 = update(lb.e820, start, start + size, E820Type.RAM, E820Type.RESERVED)
+        lb.e820 = e820_update(lb.e820, start, start + size, E820Type.RAM, E820Type.RESERVED)
     # arch/x86/kernel/e820.c __e820__range_update prints this whatever it changed.
     lb.log.append(f"e820: update [mem {start:#010x}-{start + size - 1:#010x}] usable ==> reserved")
 
@@ -470,8 +468,8 @@ def _free_boot_services(lb: LinuxBoot, memory: PhysicalMemory) -> None:
     allocator, except their part below 1 MiB; the new map leaves them out."""
     assert lb.memmap is not None
     kept = []
-    for d in lb.memmap:
-        if d.type not in _BS or d.is_bogus:
+    for d in lb.memmap.descriptors:
+        if d.type not in _BS:
             kept.append(d)
             continue
         start, end = d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT)
@@ -485,6 +483,48 @@ def _free_boot_services(lb: LinuxBoot, memory: PhysicalMemory) -> None:
         lb.freed.append((start, end))
         memory.scrub(start, end, lb.spec.scrub)
     lb.memmap = MemoryMap(tuple(kept), lb.memmap.desc_size, lb.memmap.desc_version)
+
+
+def memmap_insert(mm: MemoryMap, start: int, end: int, attribute: int) -> MemoryMap:
+    """:meth:`MemoryMap.insert` (Linux 6.3 arch/x86/platform/efi/memmap.c efi_memmap_insert:
+    every descriptor the inclusive range touches is carved, the others copied) without calling
+    :func:`carve` on descriptors the range cannot touch."""
+    out: list[MemoryDescriptor] = []
+    descs = mm.descriptors
+    for d in descs:
+        touched = d.phys_addr <= end and start < d.phys_addr + (d.num_pages << PAGE_SHIFT)
+        if touched or d.is_bogus:  # bogus ones: let carve apply Linux's u64 cases
+            out.extend(carve(d, start, end, attribute))
+        else:
+            out.append(d)
+    return MemoryMap(tuple(out), mm.desc_size, mm.desc_version)
+
+
+def e820_update(
+    ranges: list[E820Range], start: int, end: int, old: int, new: int
+) -> list[E820Range]:
+    """arch/x86/kernel/e820.c e820__range_update + e820__update_table on a sorted table: the
+    ``old``-typed parts of ``[start, end)`` become ``new``; neighbours of one type merge."""
+    starts = [r.start for r in ranges]
+    lo = max(bisect.bisect_right(starts, start) - 2, 0)
+    hi = min(bisect.bisect_left(starts, end) + 1, len(ranges))
+    mid: list[E820Range] = []
+    for r in ranges[lo:hi]:
+        if r.type != old or r.end <= start or end <= r.start:
+            parts = [r]
+        else:
+            parts = []
+            if r.start < start:
+                parts.append(E820Range(r.start, start, r.type))
+            parts.append(E820Range(max(r.start, start), min(r.end, end), new))
+            if end < r.end:
+                parts.append(E820Range(end, r.end, r.type))
+        for p in parts:
+            if mid and mid[-1].type == p.type and mid[-1].end == p.start:
+                mid[-1] = E820Range(mid[-1].start, p.end, p.type)
+            else:
+                mid.append(p)
+    return ranges[:lo] + mid + ranges[hi:]
 
 
 class _RamIndex:

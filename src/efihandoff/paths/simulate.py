@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from efihandoff import fwupd
-from efihandoff.e820 import E820Range, E820Type, merge
+from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import EfiHandoffError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths import linux, xen
@@ -18,6 +19,7 @@ from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHea
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
     PAGE_SHIFT,
+    U64_MAX,
     MemoryAttribute,
     MemoryDescriptor,
     MemoryMap,
@@ -137,43 +139,52 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
 
 def stub_e820(mm: MemoryMap) -> list[E820Range]:
     """The E820 table the x86 EFI stub builds from the EFI map (Linux 6.x
-    drivers/firmware/efi/libstub/x86-stub.c setup_e820): types it does not know are left out."""
-    out = []
-    for d in mm:
-        if d.is_bogus:
-            continue
-        t = d.type
-        if t in _BS or t in _LINUX_RAM or t == MemoryType.EfiUnacceptedMemoryType:
-            e = E820Type.RAM
-            if d.attribute & MemoryAttribute.SP:
-                e = E820Type.SOFT_RESERVED  # with CONFIG_EFI_SOFT_RESERVE (the default)
-        elif t == MemoryType.EfiACPIReclaimMemory:
-            e = E820Type.ACPI
-        elif t == MemoryType.EfiACPIMemoryNVS:
-            e = E820Type.NVS
-        elif t == MemoryType.EfiUnusableMemory:
-            e = E820Type.UNUSABLE
-        elif t == MemoryType.EfiPersistentMemory:
-            e = E820Type.PMEM
-        elif t in _STUB_RESERVED:
-            e = E820Type.RESERVED
-        else:
+    drivers/firmware/efi/libstub/x86-stub.c setup_e820): types it does not know are left out;
+    neighbours of one type merge (e820__update_table)."""
+    rows: list[tuple[int, int, int]] = []
+    sp = int(MemoryAttribute.SP)
+    for d in mm.descriptors:
+        if d.phys_addr & 0xFFF or not 0 < d.num_pages <= (U64_MAX - d.phys_addr) >> PAGE_SHIFT:
+            continue  # bogus
+        e = _STUB_TYPE.get(d.type)
+        if e is None:
             continue  # "default: continue"
-        out.append(E820Range(d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), e))
-    return merge(out)
+        if e == E820Type.RAM and d.attribute & sp:
+            e = E820Type.SOFT_RESERVED  # with CONFIG_EFI_SOFT_RESERVE (the default)
+        rows.append((d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), e))
+    if any(a[0] > b[0] for a, b in pairwise(rows)):
+        rows.sort()
+    out: list[E820Range] = []
+    cs, ce, ct = -1, -1, -1
+    for s, e, t in rows:
+        if t == ct and s == ce:
+            ce = e
+            continue
+        if ct >= 0:
+            out.append(E820Range(cs, ce, _E820[ct]))
+        cs, ce, ct = s, e, t
+    if ct >= 0:
+        out.append(E820Range(cs, ce, _E820[ct]))
+    return out
 
 
-_STUB_RESERVED = frozenset(
-    int(t)
-    for t in (
+_E820 = {int(t): t for t in E820Type}
+_STUB_TYPE: dict[int, int] = {
+    **{int(t): int(E820Type.RESERVED) for t in (
         MemoryType.EfiReservedMemoryType,
         MemoryType.EfiRuntimeServicesCode,
         MemoryType.EfiRuntimeServicesData,
         MemoryType.EfiMemoryMappedIO,
         MemoryType.EfiMemoryMappedIOPortSpace,
         MemoryType.EfiPalCode,
-    )
-)
+    )},
+    **{t: int(E820Type.RAM) for t in _BS | _LINUX_RAM},
+    int(MemoryType.EfiUnacceptedMemoryType): int(E820Type.RAM),
+    int(MemoryType.EfiUnusableMemory): int(E820Type.UNUSABLE),
+    int(MemoryType.EfiACPIReclaimMemory): int(E820Type.ACPI),
+    int(MemoryType.EfiACPIMemoryNVS): int(E820Type.NVS),
+    int(MemoryType.EfiPersistentMemory): int(E820Type.PMEM),
+}
 
 
 def _firmware(machine: Machine) -> tuple[BootServices, bool]:
@@ -484,9 +495,7 @@ def _cost(spec: PathSpec, lb: linux.LinuxBoot, xb: xen.XenBoot | None) -> Cost:
     if xb is None:
         return Cost(sum(e - s for s, e in lb.kept_bs), 0)
     reloc = sum(r.pool_bytes for r in xb.relocations)
-    bs_bytes = sum(
-        d.num_pages << PAGE_SHIFT for d in xb.efi_memmap if d.type in _BS and not d.is_bogus
-    )
+    bs_bytes = sum(d.num_pages << PAGE_SHIFT for d in xb.efi_memmap.descriptors if d.type in _BS)
     if spec.mapbs:
         return Cost(reloc + bs_bytes, 0)  # never returned: reserved for good
     if spec.policy is Policy.RESERVE_HYPERCALL:

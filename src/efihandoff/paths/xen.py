@@ -216,7 +216,8 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
     # pool pages are in it; it stays as efi_memmap for MEM_INFO.
     final = bs.exit_boot_services()
     efi_memmap = MemoryMap(_init_memory(final.descriptors), final.desc_size, final.desc_version)
-    e820, included = build_e820(final, spec)
+    types = e820_types(final, spec)
+    e820, included = build_e820(final, spec, types)
     result = XenBoot(
         spec=spec,
         efi_memmap=efi_memmap,
@@ -232,8 +233,8 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
     )
     # The E820 RAM ranges become Xen's heap; the ones that held BS code/data are reused (and
     # scrubbed) before dom0 reads anything. The reserve-hypercall proposal holds BS ranges.
-    for d, inc in zip(final.descriptors, included, strict=True):
-        if not inc or d.type not in _RAM_TYPES or e820_type(d, spec) != E820Type.RAM:
+    for d, inc, t in zip(final.descriptors, included, types, strict=True):
+        if not inc or t != _E820_RAM or d.type not in _RAM_TYPES:
             continue
         span = (d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT))
         if spec.policy is Policy.RESERVE_HYPERCALL and d.type in _BS:
@@ -263,41 +264,54 @@ def e820_type(d: MemoryDescriptor, spec: PathSpec) -> E820Type:
     """Xen 4.16+ xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map: one descriptor's
     E820 type. BS code/data fall through to the Conventional case unless ``-mapbs``; RAM types
     need WB; since f324300c83 (4.17.0; 54f8ed80c8 in 4.16.3) RUNTIME makes them reserved."""
-    t = d.type
-    if t in _BS and spec.mapbs:
-        return E820Type.RESERVED
-    if t in _RAM_TYPES:
-        if d.attribute & _RUNTIME and spec.xen_runtime_attr_reserved:
-            return E820Type.RESERVED
-        return E820Type.RAM if d.attribute & _WB else E820Type.UNUSABLE
-    if t == MemoryType.EfiUnusableMemory:
-        return E820Type.UNUSABLE
-    if t == MemoryType.EfiACPIReclaimMemory:
-        return E820Type.ACPI
-    if t == MemoryType.EfiACPIMemoryNVS:
-        return E820Type.NVS
-    return E820Type.RESERVED
+    return _E820[_classify(d.type, d.attribute, spec.mapbs, spec.xen_runtime_attr_reserved)]
 
 
-def build_e820(final: MemoryMap, spec: PathSpec) -> tuple[list[E820Range], list[bool]]:
+def _classify(t: int, attr: int, mapbs: bool, runtime_reserved: bool) -> int:
+    if t in _RAM_TYPES and not (mapbs and t in _BS):
+        if attr & _RUNTIME and runtime_reserved:
+            return _E820_RESERVED
+        return _E820_RAM if attr & _WB else _E820_UNUSABLE
+    return _E820_OTHER.get(t, _E820_RESERVED)
+
+
+_E820_RAM, _E820_RESERVED, _E820_UNUSABLE = int(E820Type.RAM), 2, int(E820Type.UNUSABLE)
+_E820_OTHER = {
+    int(MemoryType.EfiUnusableMemory): _E820_UNUSABLE,
+    int(MemoryType.EfiACPIReclaimMemory): int(E820Type.ACPI),
+    int(MemoryType.EfiACPIMemoryNVS): int(E820Type.NVS),
+}
+_E820 = {int(t): t for t in E820Type}
+
+
+def e820_types(final: MemoryMap, spec: PathSpec) -> list[int]:
+    """:func:`e820_type` of every descriptor, in map order."""
+    mapbs, rt = spec.mapbs, spec.xen_runtime_attr_reserved
+    return [_classify(d.type, d.attribute, mapbs, rt) for d in final.descriptors]
+
+
+def build_e820(
+    final: MemoryMap, spec: PathSpec, types: list[int] | None = None
+) -> tuple[list[E820Range], list[bool]]:
     """Xen 4.16+ efi-boot.h efi_arch_process_memory_map: walk the map in its order; a range
     that starts where the previous entry ends and has its type extends it; a zero-length one
     is dropped, and so is every new entry once ``e820_raw`` holds E820MAX (1024). Returns the
     E820 and, per descriptor, whether it made it in."""
-    out: list[E820Range] = []
+    rows: list[list[int]] = []  # [start, end, type]
     included: list[bool] = []
-    for d in final.descriptors:
+    if types is None:
+        types = e820_types(final, spec)
+    for d, t in zip(final.descriptors, types, strict=True):
         length = (d.num_pages << PAGE_SHIFT) & U64_MAX
-        t = e820_type(d, spec)
-        if out and out[-1].type == t and d.phys_addr == out[-1].end:
-            out[-1] = E820Range(out[-1].start, out[-1].end + length, t)
+        if rows and rows[-1][2] == t and d.phys_addr == rows[-1][1]:
+            rows[-1][1] += length
             included.append(True)
-        elif not length or len(out) >= E820MAX:
+        elif not length or len(rows) >= E820MAX:
             included.append(False)
         else:
-            out.append(E820Range(d.phys_addr, d.phys_addr + length, t))
+            rows.append([d.phys_addr, d.phys_addr + length, t])
             included.append(True)
-    return out, included
+    return [E820Range(s, e, _E820[t]) for s, e, t in rows], included
 
 
 def process_memory_map(final: MemoryMap, spec: PathSpec) -> list[E820Range]:
@@ -309,6 +323,8 @@ def _init_memory(descs: tuple[MemoryDescriptor, ...]) -> tuple[MemoryDescriptor,
     # Xen 4.16+ xen/common/efi/boot.c efi_init_memory (runtime services enabled): RT code/data
     # lacking EFI_MEMORY_RUNTIME get it ("Setting RUNTIME attribute for ..."); MEM_INFO then
     # reports the new attribute.
+    if all(d.attribute & _RUNTIME or d.type not in _RT_TYPES for d in descs):
+        return descs
     return tuple(
         d.replace(attribute=d.attribute | _RUNTIME)
         if d.type in _RT_TYPES and not d.attribute & _RUNTIME
@@ -332,7 +348,11 @@ def _relocate_esrt(
         return None
     mm = bs.get_memory_map()
     reloc = None
-    for d in mm:  # the first descriptor get_esrt_size accepts
+    # get_esrt_size is 0 for every descriptor not holding the ESRT: walk just those, in order.
+    holding = []
+    if esrt is not None:
+        holding = [d for d in mm.descriptors if 0 <= esrt - d.phys_addr < d.num_pages << PAGE_SHIFT]
+    for d in holding:  # the first descriptor get_esrt_size accepts
         size = get_esrt_size(spec, bs.memory, esrt, d)
         if not size:
             continue

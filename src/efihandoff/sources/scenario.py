@@ -108,7 +108,7 @@ class _Builder:
                 pages = -(-_size(r["size"]) // PAGE_SIZE)
             else:
                 pages = (_int(r["end"]) + 1 - start) >> PAGE_SHIFT
-            mtype = parse_type_name(str(r["type"]))
+            mtype = int(parse_type_name(str(r["type"])))
             attr = _attribute(r.get("attribute"), mtype)
             if start & (PAGE_SIZE - 1):
                 raise ValueError(f"region {i} start {start:#x} is not page aligned")
@@ -298,10 +298,10 @@ _BUILDERS = {
 def _attribute(value: Any, mtype: int) -> int:
     if value is None:
         if mtype in (MemoryType.EfiMemoryMappedIO, MemoryType.EfiMemoryMappedIOPortSpace):
-            return MemoryAttribute.UC | MemoryAttribute.RUNTIME
+            return int(MemoryAttribute.UC | MemoryAttribute.RUNTIME)
         attr = int(_RAM_ATTR)
         if mtype in (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData):
-            attr |= MemoryAttribute.RUNTIME
+            attr |= int(MemoryAttribute.RUNTIME)
         return attr
     if isinstance(value, int):
         return value
@@ -311,10 +311,10 @@ def _attribute(value: Any, mtype: int) -> int:
         if not part:
             continue
         if part in MemoryAttribute.__members__:
-            attr |= MemoryAttribute[part]
+            attr |= int(MemoryAttribute[part])
         else:
             attr |= int(part, 0)
-    return attr
+    return int(attr)
 
 
 def _revision(value: Any) -> int:
