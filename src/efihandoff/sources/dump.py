@@ -680,7 +680,7 @@ def _read(
             count = NR_TABLES_SANE_MAX
         config_address = chosen.config_address
         how = chosen.config_translation
-        if config_address is None and content_search and st.tables:
+        if config_address is None and content_search and st.tables and count:
             config_address = _find_config_array_by_content(
                 memory, fd, st.tables, count, chosen.bits
             )
@@ -691,7 +691,9 @@ def _read(
                     f"at {config_address:#x} by content (heuristic)"
                 )
         data = None
-        if config_address is not None:
+        if count == 0:
+            data = b""  # no tables: nothing to read, whatever the pointer
+        elif config_address is not None:
             data = memory.read(config_address, count * config_table_size(chosen.bits))
         if data is None:
             problems.append(f"config array at {st.tables:#x} not readable: {how}")
