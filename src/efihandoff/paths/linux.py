@@ -121,6 +121,7 @@ class LinuxBoot:
     freed: list[tuple[int, int]] = field(default_factory=list)  # efi_free_boot_services
     sysfs: dict[str, str | None] | None = None  # relative to /sys/firmware; None marks a dir
     esrt_bytes: bytes | None = None  # what esrt_sysfs_init mapped
+    esrt_sysfs: bool = False  # /sys/firmware/efi/esrt exists (its files unknown without bytes)
     mem_reserved: list[tuple[int, int]] = field(default_factory=list)  # efi_mem_reserve calls
 
 
@@ -562,8 +563,10 @@ def _esrt_sysfs_init(lb: LinuxBoot, memory: PhysicalMemory) -> None:
     raw = memory.read(lb.esrt_data, lb.esrt_data_size)
     lb.esrt_bytes = raw
     if raw is None:
+        lb.esrt_sysfs = True  # efi_esrt_init saw version 1; the files' values are unknown
         return
     lb.sysfs = esrt_tree(raw)
+    lb.esrt_sysfs = lb.sysfs is not None
 
 
 def esrt_tree(raw: bytes) -> dict[str, str | None] | None:

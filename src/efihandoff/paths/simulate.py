@@ -127,7 +127,7 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         spec=spec,
         tables=verdicts,
         log=log,
-        esrt_sysfs=None if verdicts[ESRT_GUID].verdict is Verdict.UNKNOWN else lb.sysfs is not None,
+        esrt_sysfs=None if verdicts[ESRT_GUID].verdict is Verdict.UNKNOWN else lb.esrt_sysfs,
         sysfs=lb.sysfs,
         fwupd_devices=devices,
         cost=_cost(spec, lb, xb),
@@ -373,6 +373,15 @@ class _Judge:
             )
         firmware = self._firmware_esrt(addr)
         seen = lb.esrt_bytes
+        short = reloc is not None and reloc.copied < reloc.size
+        if short and (firmware is None or seen is None):
+            assert reloc is not None
+            return v(
+                Verdict.CORRUPT,
+                f"Xen copied {reloc.copied} of {reloc.size} bytes (get_esrt_size forgets the "
+                "16-byte header before 3ea44aa78c): the last entry's last four fields are the "
+                "pool's POOL_TAIL, not the firmware's values",
+            )
         if firmware is not None and seen is not None and seen != firmware[: len(seen)]:
             self.esrt_differences = _esrt_diff(firmware, seen)
             why = "; ".join(self.esrt_differences[:3])

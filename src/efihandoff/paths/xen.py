@@ -371,9 +371,7 @@ def _relocate_esrt(
         except OutOfResources:
             log.append("Cannot allocate memory for ESRT")
             break
-        data = bs.memory.read(esrt, size)
-        if data is not None:
-            bs.memory.write(new, data)
+        _memcpy(bs.memory, new, esrt, size)
         bs.install_configuration_table(ESRT_GUID, new)
         hdr = bs.memory.read(esrt, ESRT_HEADER_SIZE)
         full = EsrtHeader.unpack(hdr).size if hdr is not None else size
@@ -404,13 +402,24 @@ def _relocate_known(bs: BootServices, log: list[str]) -> list[Relocation]:
         except OutOfResources:
             log.append(f"Cannot allocate memory for table {t.guid}")
             continue
-        data = bs.memory.read(t.table, res.size)
-        if data is not None:
-            bs.memory.write(new, data)
+        _memcpy(bs.memory, new, t.table, res.size)
         bs.install_configuration_table(t.guid, new)
         cost = _bytes_of(bs, reclaim) - before
         out.append(Relocation(t.guid, t.table, new, res.size, res.size, reclaim, cost))
     return out
+
+
+def _memcpy(memory: PhysicalMemory, dst: int, src: int, n: int) -> None:
+    """memcpy; where the evidence lacks some source bytes, the known ones are still copied (in
+    4-byte pieces, the width of the ESRT's fields) and the others stay unknown."""
+    data = memory.read(src, n)
+    if data is not None:
+        memory.write(dst, data)
+        return
+    for off in range(0, n, 4):
+        piece = memory.read(src + off, min(4, n - off))
+        if piece is not None:
+            memory.write(dst + off, piece)
 
 
 def _descriptor_at(bs: BootServices, addr: int) -> MemoryDescriptor | None:
