@@ -170,8 +170,8 @@ def esrt(source: str, as_json: bool) -> None:
 @_errors
 def memmap(source: str, as_json: bool) -> None:
     """The memory map a source holds."""
-    machine, _ = read_machine(source)
-    rows = memory_map_json(machine, "source")
+    machine, src = read_machine(source)
+    rows = memory_map_json(machine, str(src.kind))
     if as_json:
         click.echo(json.dumps({"schema": "efihandoff/memmap/1", "memory_map": rows}, indent=2))
     elif rows is None:

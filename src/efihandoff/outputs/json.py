@@ -61,7 +61,8 @@ def tables_json(machine: Machine) -> list[dict[str, Any]]:
         out.append(
             {
                 "guid": str(t.guid),
-                "name": kt.name if kt else None,
+                "name": kt.name if kt else str(t.guid),  # a GUID Linux does not know
+                "known": kt is not None,
                 "address": t.table,
                 "size": size.size,
                 "size_reason": size.reason,

@@ -76,7 +76,7 @@ def render_tables(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
         t.add_column(col)
     for r in rows:
         t.add_row(
-            r["name"] or "(unknown to Linux)",
+            r["name"] if r.get("known", True) else "(unknown to Linux)",
             r["guid"],
             f"{r['address']:#x}",
             "?" if r["size"] is None else str(r["size"]),
