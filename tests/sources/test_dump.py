@@ -403,8 +403,8 @@ def test_empty_and_missing(tmp_path):
 
 @HOSTILE
 @given(data=st.binary(min_size=1, max_size=8192))
-def test_random_raw_bytes(tmp_path_factory, data):
-    p = tmp_path_factory.mktemp("d") / "r.raw"
+def test_random_raw_bytes(tmp_path, data):
+    p = tmp_path / "r.raw"
     p.write_bytes(data)
     with contextlib.suppress(ParseError), read_dump(p) as ev:
         ev.to_machine()
@@ -412,10 +412,10 @@ def test_random_raw_bytes(tmp_path_factory, data):
 
 @HOSTILE
 @given(tail=st.binary(min_size=0, max_size=600), phnum=st.integers(0, 0xFFFF))
-def test_random_elf_headers(tmp_path_factory, tail, phnum):
+def test_random_elf_headers(tmp_path, tail, phnum):
     head = bytearray(EHDR64.pack(IDENT64, 4, 62, 1, 0, 64, 0, 0, 64, 56, 0, 0, 0, 0))
     struct.pack_into("<H", head, 56, phnum)
-    p = tmp_path_factory.mktemp("d") / "r.core"
+    p = tmp_path / "r.core"
     p.write_bytes(bytes(head) + tail)
     with contextlib.suppress(ParseError), read_dump(p) as ev:
         ev.to_machine()

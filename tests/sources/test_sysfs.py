@@ -344,11 +344,10 @@ def test_not_a_copy(tmp_path):
         ]
     ),
 )
-def test_any_file_content_reads(tmp_path_factory, content, name):
-    fw = tmp_path_factory.mktemp("fw") / "firmware"
-    (fw / "efi/esrt/entries/entry0").mkdir(parents=True)
-    (fw / "memmap/0").mkdir(parents=True)
-    (fw / "efi/runtime-map/0").mkdir(parents=True)
+def test_any_file_content_reads(tmp_path, content, name):
+    fw = tmp_path / "firmware"  # one tree for every example: only the file changes
+    for d in ("efi/esrt/entries/entry0", "memmap/0", "efi/runtime-map/0"):
+        (fw / d).mkdir(parents=True, exist_ok=True)
     (fw / name).write_bytes(content)
     read_sysfs(fw)  # a result, whatever the bytes
 
@@ -359,8 +358,8 @@ def test_any_file_content_reads(tmp_path_factory, content, name):
 
 @HOSTILE
 @given(data=st.binary(min_size=0, max_size=4096))
-def test_random_bytes_as_archive(tmp_path_factory, data):
-    p = tmp_path_factory.mktemp("r") / "x.tar.gz"
+def test_random_bytes_as_archive(tmp_path, data):
+    p = tmp_path / "x.tar.gz"
     p.write_bytes(data)
     with contextlib.suppress(ParseError):
         read_sysfs(p)
