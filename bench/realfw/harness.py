@@ -54,6 +54,7 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 XEN_EFI = Path("/boot/xen-4.17-amd64.efi")
 BUSYBOX = Path("/bin/busybox")
 QEMU = "qemu-system-x86_64"
+FWUPDTOOL = "fwupdtool"
 GNU_EFI_LDS = Path("/usr/lib/elf_x86_64_efi.lds")
 
 ESRT_GUID = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
@@ -87,7 +88,8 @@ DEFAULT_TIMEOUT = 150.0
 XEN_OPTIONS = (
     "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=512M,max:512M"
 )
-LINUX_ARGS = "efi=debug panic=-1 loglevel=7"
+# quiet: the console gets warnings only (faster under TCG); /init dumps the full dmesg.
+LINUX_ARGS = "efi=debug panic=-1 quiet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +286,7 @@ if [ -d /sys/firmware/efi/esrt ]; then
 else
   echo "EHESRT absent"
 fi
-dmesg | while IFS= read -r l; do echo "EHDMESG $l"; done
+dmesg | sed "s/^/EHDMESG /"
 echo "EHMARK end"
 if grep -q ehdump /proc/cmdline; then echo "EHMARK wait-dump"; sleep 120; fi
 poweroff -f
@@ -357,12 +359,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def missing_deps() -> list[str]:
-    """What the bench cannot run without (empty when everything is installed)."""
+def missing_deps(fwupd: bool = False) -> list[str]:
+    """What booting cases needs and is not installed (with ``fwupd``: fwupdtool too)."""
     need = [OVMF_CODE, OVMF_VARS, XEN_EFI, BUSYBOX, GNU_EFI_LDS,
             KERNELS / "linux-6.1" / "vmlinuz", KERNELS / "linux-6.12" / "vmlinuz"]
     out = [str(p) for p in need if not p.exists()]
-    for tool in (QEMU, "gcc", "ld", "objcopy", "make"):
+    for tool in (QEMU, "gcc", "ld", "objcopy", "make", *([FWUPDTOOL] if fwupd else [])):
         if shutil.which(tool) is None:
             out.append(tool)
     return out
@@ -625,16 +627,24 @@ def _sysfs_order(path: str) -> tuple[int, int, str]:
 # Running cases (cached, in parallel)
 
 
+def cached_outcome(case: Case, dump: bool = False) -> dict[str, Any] | None:
+    """The cached RealOutcome of a case, or None when it has not been booted as it is now."""
+    result_file = CACHE / "results" / f"{case.id}.{case_key(case, dump)}.json"
+    if not result_file.exists():
+        return None
+    outcome = json.loads(result_file.read_text())
+    outcome["cached"] = True
+    return outcome
+
+
 def run_case(case: Case, timeout: float = DEFAULT_TIMEOUT, dump: bool = False,
              use_cache: bool = True) -> dict[str, Any]:
     """The RealOutcome of one case, from the cache when possible."""
     key = case_key(case, dump)
     results = CACHE / "results"
     result_file = results / f"{case.id}.{key}.json"
-    if use_cache and result_file.exists():
-        outcome = json.loads(result_file.read_text())
-        outcome["cached"] = True
-        return outcome
+    if use_cache and (cached := cached_outcome(case, dump)) is not None:
+        return cached
     with tempfile.TemporaryDirectory(prefix=f"realfw-{case.id}-", dir=_workroot()) as tmp:
         work = Path(tmp)
         info = boot(case, work, timeout=timeout, dump=dump)
@@ -784,7 +794,6 @@ def explain(case_id: str, diffs: Sequence[str]) -> list[str] | None:
 # ---------------------------------------------------------------------------------------------
 # fwupd: the real fwupdtool over a /sys/firmware tree
 
-FWUPDTOOL = "fwupdtool"
 # fwupd libfwupd/fwupd-enums.h FwupdUpdateState.
 _UPDATE_STATES = {0: "unknown", 1: "pending", 2: "success", 3: "failed", 4: "needs-reboot",
                   5: "failed-transient"}
@@ -1059,13 +1068,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         print("realfw: no case matches", file=sys.stderr)
         return 2
-    if missing_deps():
+    want_fwupd = not args.no_fwupd
+    if missing_deps(want_fwupd):
         if args.no_install:
-            print("realfw: missing " + ", ".join(missing_deps()), file=sys.stderr)
+            print("realfw: missing " + ", ".join(missing_deps(want_fwupd)), file=sys.stderr)
             return 3
         subprocess.run([str(HERE / "install-deps")], check=True)
-        if missing_deps():
-            print("realfw: still missing " + ", ".join(missing_deps()), file=sys.stderr)
+        if missing_deps(want_fwupd):
+            print("realfw: still missing " + ", ".join(missing_deps(want_fwupd)),
+                  file=sys.stderr)
             return 3
 
     start = time.monotonic()
@@ -1078,7 +1089,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = run_cases(cases, jobs=args.jobs, timeout=args.timeout, dump=args.dump,
                          use_cache=not args.no_cache, progress=progress)
     rows = []
-    can_fwupd = not args.no_fwupd and shutil.which(FWUPDTOOL) is not None
+    can_fwupd = want_fwupd
     for case, real in zip(cases, outcomes, strict=True):
         row = Row(real)
         if not args.no_compare and real.get("booted"):

@@ -1,8 +1,9 @@
 """Boot the real thing: OVMF + (Xen 4.17 +) Linux under QEMU with an injected ESRT.
 
 Skipped when QEMU, OVMF, Xen, gnu-efi or the cached kernels are missing (install them with
-bench/realfw/install-deps) or when EFIHANDOFF_REALFW=0. Results are cached under
-bench/realfw/cache, so after `bench/realfw/run --smoke` these cost nothing.
+bench/realfw/install-deps). By default these tests only read results already cached under
+bench/realfw/cache (by `bench/realfw/run --smoke`) and skip a case that has not been booted, so
+the main suite never boots a VM; EFIHANDOFF_REALFW=1 boots what is missing (15-40 s a boot).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("EFIHANDOFF_REALFW") == "0",
                        reason="EFIHANDOFF_REALFW=0"),
 ]
+BOOT = os.environ.get("EFIHANDOFF_REALFW") == "1"
 
 ENTRY1 = {
     "fw_class": "671d19d0-d43c-4852-98d9-1ce16f9967e4\n", "fw_type": "2\n",
@@ -29,7 +31,11 @@ ENTRY1 = {
 
 
 def _run(placement, content, stack):
-    out = harness.run_case(harness.Case.make(placement, content, stack))
+    case = harness.Case.make(placement, content, stack)
+    out = harness.run_case(case) if BOOT else harness.cached_outcome(case)
+    if out is None:
+        pytest.skip(f"{case.id} not booted yet: run bench/realfw/run --smoke "
+                    "(or set EFIHANDOFF_REALFW=1)")
     assert out["booted"], f"did not boot; see {out['serial_log']}"
     return out
 
