@@ -844,7 +844,7 @@ def fwupd_devices(root: Path, timeout: float = 60.0) -> list[dict[str, Any]] | N
     ``efi/esrt/entries``)."""
     with tempfile.TemporaryDirectory(prefix="realfw-fwupd-") as tmp:
         t = Path(tmp)
-        for d in ("esp", "dmi", "state"):
+        for d in ("esp", "dmi", "state", "lock"):
             (t / d).mkdir()
         (t / "dmi" / "bios_vendor").write_text("efihandoff\n")
         (t / "dmi" / "sys_vendor").write_text("efihandoff\n")
@@ -855,6 +855,9 @@ def fwupd_devices(root: Path, timeout: float = 60.0) -> list[dict[str, Any]] | N
             "FWUPD_UEFI_ESP_PATH": str(t / "esp"),
             "FWUPD_SYSFSDMIDIR": str(t / "dmi"),
             "FWUPD_LOCALSTATEDIR": str(t / "state"),
+            # else every fwupdtool shares /run/lock/fwupdtool and a concurrent one fails with
+            # "Failed to lock: another instance has locked /run/lock/fwupdtool"
+            "FWUPD_LOCKDIR": str(t / "lock"),
             "LANG": "C.UTF-8",
         })
         proc = subprocess.run([FWUPDTOOL, "get-devices", "--plugins", "uefi_capsule", "--json",
