@@ -46,7 +46,8 @@ def load_scenario(path: str | Path) -> Machine:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ParseError(f"not a scenario file: {exc}", line=getattr(exc, "lineno", None), what=str(p)) from exc
+        line = getattr(exc, "lineno", None)
+        raise ParseError(f"not a scenario file: {exc}", line=line, what=str(p)) from exc
     machine = build_machine(data)
     machine.notes.append(f"scenario {p.name}")
     return machine
@@ -140,7 +141,8 @@ class _Builder:
                 raise ValueError(f"table {index}: address {addr:#x} is in no region")
             if "memory_type" in t and d.type != mtype:
                 raise ValueError(
-                    f"table {index}: address {addr:#x} is in {d.type_name}, not {MemoryType(mtype).name}"
+                    f"table {index}: address {addr:#x} is in {d.type_name}, "
+                    f"not {MemoryType(mtype).name}"
                 )
         else:
             addr = bs.allocate_pool(mtype, max(len(content), 1))
@@ -171,8 +173,9 @@ def _content(guid: Guid, t: Mapping[str, Any]) -> bytes:
 
 
 def _esrt(t: Mapping[str, Any]) -> Esrt:
-    entries = tuple(
-        EsrtEntry(
+    entries: list[EsrtEntry] = []
+    for e in t.get("entry", []):
+        entry = EsrtEntry(
             fw_class=Guid.parse(str(e["fw_class"])),
             fw_type=_int(e.get("fw_type", 1)),
             fw_version=_int(e.get("fw_version", 0)),
@@ -181,14 +184,17 @@ def _esrt(t: Mapping[str, Any]) -> Esrt:
             last_attempt_version=_int(e.get("last_attempt_version", 0)),
             last_attempt_status=_int(e.get("last_attempt_status", 0)),
         )
-        for e in t.get("entry", [])
-    )
+        repeat = _int(e.get("repeat", 1))  # the same entry this many times
+        if not 0 <= repeat <= _MAX_TABLE_BYTES // 40 - len(entries):
+            raise ValueError(f"entry repeat {repeat} out of range")
+        entries += [entry] * repeat
     count = _int(t.get("fw_resource_count", len(entries)))
+    entries_t = tuple(entries)
     return Esrt(
         fw_resource_count=count,
         fw_resource_count_max=_int(t.get("fw_resource_count_max", max(count, len(entries)))),
         fw_resource_version=_int(t.get("fw_resource_version", 1)),
-        entries=entries,
+        entries=entries_t,
     )
 
 
