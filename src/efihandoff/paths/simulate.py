@@ -82,6 +82,10 @@ class PathResult:
     # [start, end) ranges reused as RAM on this path: by Xen before dom0 runs, or by Linux's
     # efi_free_boot_services on bare metal.
     reclaimed: list[tuple[int, int]] = field(default_factory=list)
+    # The EFI map at the end: Linux's efi.memmap on bare metal (after efi_mem_reserve and
+    # efi_free_boot_services), Xen's efi_memmap (what MEM_INFO answers from) under Xen.
+    memmap: MemoryMap | None = None
+    esrt_bytes: bytes | None = None  # what esrt_sysfs_init mapped, as it was then
 
     @property
     def esrt(self) -> TableVerdict:
@@ -134,6 +138,8 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         kexec=judge.kexec(fw_tables),
         esrt_differences=judge.esrt_differences,
         reclaimed=judge.reclaimed.spans,
+        memmap=lb.memmap if xb is None else xb.efi_memmap,
+        esrt_bytes=lb.esrt_bytes,
     )
 
 
