@@ -111,44 +111,64 @@ def reclaimed_ranges(doc: Mapping[str, Any], path_id: str) -> list[tuple[int, in
         spec = parse_path(path_id)
     except EfiHandoffError:
         return None
-    kept = _kept_table_addresses(doc, path)
-    out = []
+    kept = _kept_spans(doc, path)
+    out: list[tuple[int, int]] = []
     for row in rows:
         d = _descriptor(row)
         if d is None or d.is_bogus:
             continue
-        if _reclaims(spec, d, kept):
-            out.append((d.phys_addr, d.end))
+        whole, splits = _reclaims(spec, d)
+        if whole:
+            out += _subtract((d.phys_addr, d.end), kept) if splits else [(d.phys_addr, d.end)]
     return sorted(out)
 
 
-def _reclaims(spec: Any, d: MemoryDescriptor, kept: Sequence[int]) -> bool:
+def _reclaims(spec: Any, d: MemoryDescriptor) -> tuple[bool, bool]:
+    """Whether the path reclaims ``d``, and whether kept tables are carved out of it first."""
     from efihandoff.e820 import E820Type
     from efihandoff.paths import xen
     from efihandoff.paths.presets import Policy
     from efihandoff.uefi.memmap import MemoryAttribute
 
-    holds_kept = any(d.contains(a) for a in kept)
     if spec.native:
-        # Linux 6.3 arch/x86/platform/efi/quirks.c efi_reserve_boot_services /
-        # efi_free_boot_services: BS regions holding a reservation stay, the rest is freed.
-        return (
-            d.type in xen.BS_TYPES and not d.attribute & MemoryAttribute.RUNTIME and not holds_kept
-        )
+        # Linux 6.3 arch/x86/platform/efi/quirks.c: efi_arch_mem_reserve carves what it keeps
+        # out of its descriptor (efi_memmap_insert); efi_free_boot_services frees the rest of
+        # boot-services memory that is not RUNTIME.
+        bs = d.type in xen.BS_TYPES and not d.attribute & MemoryAttribute.RUNTIME
+        return bs, True
     # Xen 4.16+ xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map: BS and loader ranges
     # that become E820 RAM are reused (paths.xen.e820_type models the conversion).
     if d.type not in xen.BS_TYPES | xen.LOADER_TYPES or xen.e820_type(d, spec) != E820Type.RAM:
-        return False
-    if spec.policy is Policy.RESERVE_HYPERCALL and d.type in xen.BS_TYPES:
-        return not holds_kept  # proposal: dom0's reservations are subtracted first
-    return True
+        return False, False
+    # reserve-hypercall proposal: Xen subtracts dom0's reservations before reclaiming BS memory.
+    return True, spec.policy is Policy.RESERVE_HYPERCALL and d.type in xen.BS_TYPES
 
 
-def _kept_table_addresses(doc: Mapping[str, Any], path: Mapping[str, Any]) -> list[int]:
+def _kept_spans(doc: Mapping[str, Any], path: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """Page spans of the tables the path keeps (its consumer reads them at their address)."""
+    sizes = {str(t.get("guid")): t.get("size") for t in doc.get("tables") or []}
     out = []
-    for tv in (path.get("tables") or {}).values():
-        if tv.get("verdict") in _KEEPING_VERDICTS and tv.get("final_address") is not None:
-            out.append(int(tv["final_address"]))
+    for guid, tv in (path.get("tables") or {}).items():
+        addr = tv.get("final_address")
+        if tv.get("verdict") not in _KEEPING_VERDICTS or addr is None:
+            continue
+        size = sizes.get(guid) if addr == tv.get("address") else None
+        size = max(int(size or 1), 1)
+        out.append((int(addr) & ~0xFFF, (int(addr) + size + 0xFFF) & ~0xFFF))
+    return sorted(out)
+
+
+def _subtract(span: tuple[int, int], holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    start, end = span
+    for s, e in holes:
+        if e <= start or s >= end:
+            continue
+        if s > start:
+            out.append((start, s))
+        start = max(start, e)
+    if start < end:
+        out.append((start, end))
     return out
 
 
