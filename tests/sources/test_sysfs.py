@@ -18,7 +18,7 @@ from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.paths.linux import esrt_tree as linux_esrt_tree
 from efihandoff.sources import sysfs as sysfs_mod
-from efihandoff.sources.sysfs import FirmwareMemmapEntry, read_sysfs
+from efihandoff.sources.sysfs import FirmwareMemmapEntry, looks_like_sysfs, read_sysfs
 from efihandoff.uefi.esrt import ESRT_GUID
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryDescriptor
@@ -320,6 +320,14 @@ def test_efi_less_tree(tmp_path):
     assert len(ev.firmware_memmap) == 10
     assert ev.to_machine().config_tables is None
     assert ev.xen_dom0_evidence == (False, "no efi/ directory")
+
+
+def test_looks_like_sysfs(tmp_path):
+    assert looks_like_sysfs(NATIVE) and looks_like_sysfs(DOM0)
+    assert looks_like_sysfs(_tar(tmp_path, NATIVE, "sys/firmware"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").write_bytes(b"IBI SYST" * 100)
+    assert not looks_like_sysfs(tmp_path / "empty") and not looks_like_sysfs(tmp_path / "junk")
 
 
 def test_not_a_copy(tmp_path):

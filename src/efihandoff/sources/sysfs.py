@@ -35,7 +35,6 @@ import re
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -1020,14 +1019,3 @@ def looks_like_sysfs(path: str | os.PathLike[str]) -> bool:
         return tarfile.is_tarfile(p)
     except (ParseError, OSError, tarfile.TarError, EOFError, zlib.error, ValueError):
         return False
-
-
-def iter_sysfs_values(evidence: SysfsEvidence) -> Iterator[SysfsValue[object]]:
-    """Every ESRT value with its file (for reports that cite the file of each value)."""
-    if evidence.esrt is None:
-        return
-    yield evidence.esrt.fw_resource_count  # type: ignore[misc]
-    yield evidence.esrt.fw_resource_count_max  # type: ignore[misc]
-    yield evidence.esrt.fw_resource_version  # type: ignore[misc]
-    for entry in evidence.esrt.entries or ():
-        yield from entry.values()
