@@ -17,6 +17,7 @@ from efihandoff.errors import EfiHandoffError, OutputError, ParseError, SourceEr
 from efihandoff.explain import explain as explain_views
 from efihandoff.outputs import text
 from efihandoff.outputs.json import esrt_json, explain_document, memory_map_json, path_json
+from efihandoff.outputs.files import write_text
 from efihandoff.outputs.sysfs import write_tree
 from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate
@@ -98,9 +99,19 @@ def main() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the explain/1 JSON document.")
 @click.option("--full-map", is_flag=True, help="Show every memory-map descriptor.")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained report page (picture, tables, verdicts) to this file.",
+)
 @_errors
 def explain(
-    sources: tuple[str, ...], paths: tuple[str, ...], as_json: bool, full_map: bool
+    sources: tuple[str, ...],
+    paths: tuple[str, ...],
+    as_json: bool,
+    full_map: bool,
+    html_out: str | None,
 ) -> None:
     """Where firmware puts each table, and what each path shows fwupd.
 
@@ -109,6 +120,10 @@ def explain(
     live machine if it booted through EFI, else the bundled example (the output says which)."""
     ex = explain_views(_views(sources), _specs(paths))
     doc = explain_document(ex)
+    if html_out:
+        from efihandoff.outputs.html import explain_html
+
+        write_text(html_out, explain_html(doc, path_id=paths[0] if paths else None))
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -166,14 +181,26 @@ def esrt(source: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("source")
+@click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Write the picture here.")
+@click.option("--path", "path_id", metavar="ID", help="Hatch what this path reclaims.")
 @click.option("--json", "as_json", is_flag=True)
 @_errors
-def memmap(source: str, as_json: bool) -> None:
-    """The memory map a source holds."""
-    machine, src = read_machine(source)
+def memmap(source: str, svg_out: str | None, path_id: str | None, as_json: bool) -> None:
+    """The memory map a source holds; --svg draws it, one band per descriptor, with the
+    tables marked (and, with --path, the memory that path reclaims hatched)."""
+    views = read_source(source)
+    if svg_out:
+        from efihandoff.outputs.svg import memmap_svg
+
+        specs = [parse_path(path_id)] if path_id else None
+        doc = explain_document(explain_views(views, specs))
+        write_text(svg_out, memmap_svg(doc, path_id=specs[0].id if specs else None))
+    machine, src = views[0].machine, views[0].source
     rows = memory_map_json(machine, str(src.kind))
     if as_json:
         click.echo(json.dumps({"schema": "efihandoff/memmap/1", "memory_map": rows}, indent=2))
+    elif svg_out:
+        click.echo(f"wrote {svg_out}")
     elif rows is None:
         click.echo("no memory map in this source")
     else:

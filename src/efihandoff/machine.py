@@ -6,6 +6,8 @@ gives bytes, a scenario gives everything. Unknown stays unknown.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import bisect
 import hashlib
 import struct
@@ -82,6 +84,11 @@ class PhysicalMemory:
         other._run_last = list(self._run_last)
         other._run_fill = list(self._run_fill)
         return other
+
+    def pages(self) -> Iterator[tuple[int, bytes]]:
+        """(address, bytes) of every materialised page, in address order."""
+        for page in sorted(self._pages):
+            yield page << PAGE_SHIFT, bytes(self._pages[page])
 
     @property
     def pages_materialised(self) -> int:

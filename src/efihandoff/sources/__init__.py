@@ -142,7 +142,19 @@ def _dump_views(p: Path) -> list[View]:
     ev = read_dump(p)
     if ev.system_table_address is None:
         raise SourceError(f"{p}: not a source efihandoff knows (no EFI system table in it)")
-    return [View(Source(str(p), SourceKind.DUMP), ev.to_machine())]
+    found = ev.boot_memory_map()
+    machine = ev.to_machine(found[0] if found else None)
+    if found:
+        machine.notes.append(
+            f"memory map: the one an x86 EFI stub left in boot_params at {found[1]:#x}"
+        )
+        machine.memory_type_evidence.update(
+            {
+                t.table: "memory map from boot_params (x86 EFI stub)"
+                for t in machine.config_tables or ()
+            }
+        )
+    return [View(Source(str(p), SourceKind.DUMP), machine)]
 
 
 def _log_views(p: Path) -> list[View]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from efihandoff.errors import ParseError, SourceError
-from efihandoff.machine import Machine
+from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, PARSE_MAX_ENTRIES, Esrt
 from efihandoff.uefi.guid import Guid
@@ -306,6 +306,11 @@ class SystemTableCandidate:
         return (int(self.config_readable), self.known_guids, int(self.bits == 64))
 
 
+EFI_LOADER_SIGNATURE_64 = b"EL64"  # arch/x86/include/asm/efi.h EFI64_LOADER_SIGNATURE
+_EFI_INFO = struct.Struct("<4sIIIIIII")
+MAX_BOOT_MEMMAP = 16 << 20
+
+
 @dataclass(frozen=True)
 class DumpEvidence:
     """What a memory dump tells: its segments, the system table, config tables and ESRT."""
@@ -334,6 +339,47 @@ class DumpEvidence:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def boot_memory_map(self) -> tuple[MemoryMap, int] | None:
+        """The EFI memory map an x86 Linux EFI stub handed its kernel, found through the
+        ``efi_info`` of ``struct boot_params`` (arch/x86/include/uapi/asm/bootparam.h: at 0x1c0,
+        {efi_loader_signature "EL64", efi_systab, efi_memdesc_size, efi_memdesc_version,
+        efi_memmap, efi_memmap_size, efi_systab_hi, efi_memmap_hi}) whose efi_systab names the
+        system table found; (map, address of efi_info). One more pass over the dump."""
+        addr = self.system_table_address
+        mm = self.memory.mmap
+        if addr is None or mm is None:
+            return None
+        needle = EFI_LOADER_SIGNATURE_64 + (addr & 0xFFFFFFFF).to_bytes(4, "little")
+        for seg in self.memory.segments:
+            if seg.file_bytes == 0:
+                continue
+            start, stop = seg.offset, seg.offset + seg.file_bytes
+            pos = mm.find(needle, start, stop)
+            while pos != -1:
+                found = self._efi_info_map(mm, pos, addr)
+                if found is not None:
+                    return found, seg.phys + (pos - seg.offset)
+                pos = mm.find(needle, pos + 1, stop)
+        return None
+
+    def _efi_info_map(self, mm: mmap.mmap, pos: int, systab: int) -> MemoryMap | None:
+        if pos + _EFI_INFO.size > len(mm):
+            return None
+        _sig, st_lo, desc_size, version, map_lo, map_size, st_hi, map_hi = _EFI_INFO.unpack_from(
+            mm, pos
+        )
+        if (st_hi << 32 | st_lo) != systab or not 40 <= desc_size <= 4096 or version != 1:
+            return None
+        if map_size == 0 or map_size % desc_size or map_size > MAX_BOOT_MEMMAP:
+            return None
+        raw = self.memory.read(map_hi << 32 | map_lo, map_size)
+        if raw is None:
+            return None
+        try:
+            return MemoryMap.parse(raw, desc_size, version)
+        except ParseError:
+            return None
 
     def to_machine(self, memory_map: MemoryMap | None = None) -> Machine:
         """A Machine reading its bytes from the dump. A dump holds no memory map: pass one (from
@@ -758,3 +804,39 @@ def _esrt(
 def looks_like_elf_core(head: bytes) -> bool:
     """Whether ``head`` starts an ELF core file (for source sniffing)."""
     return len(head) >= 18 and head[:4] == ELF_MAGIC and head[16:18] in (b"\x04\x00", b"\x00\x04")
+
+
+def write_raw_image(
+    memory: PhysicalMemory,
+    path: str | os.PathLike[str],
+    *,
+    size: int,
+    boot_params: tuple[int, MemoryMap, int, int] | None = None,
+) -> None:
+    """Write ``memory``'s materialised pages as a sparse raw image of ``size`` bytes (physical
+    address = file offset). ``boot_params`` = (address of efi_info, memory map, address for the
+    map, system table address) also lays out what an x86 EFI stub hands its kernel."""
+    if boot_params is not None:
+        memory = memory.copy()
+        info_addr, mmap_, map_addr, systab = boot_params
+        raw_map = mmap_.build()
+        memory.write(map_addr, raw_map)
+        memory.write(
+            info_addr,
+            _EFI_INFO.pack(
+                EFI_LOADER_SIGNATURE_64,
+                systab & 0xFFFFFFFF,
+                mmap_.desc_size,
+                mmap_.desc_version,
+                map_addr & 0xFFFFFFFF,
+                len(raw_map),
+                systab >> 32,
+                map_addr >> 32,
+            ),
+        )
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for addr, data in memory.pages():
+            if addr + len(data) <= size:
+                f.seek(addr)
+                f.write(data)
