@@ -531,6 +531,10 @@ def boot(case: Case, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
         proc.kill()
         out, _ = proc.communicate()
         timed_out = True
+    except BaseException:  # QMP trouble, Ctrl-C: never leave a QEMU behind
+        proc.kill()
+        proc.communicate()
+        raise
     return {
         "serial_log": str(serial),
         "seconds": round(time.monotonic() - start, 2),
