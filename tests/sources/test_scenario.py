@@ -1,0 +1,167 @@
+"""Scenario files: the builder lays out bytes, system table and map as edk2 would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from efihandoff.errors import ParseError, SourceError
+from efihandoff.sources.scenario import build_machine, load_scenario
+from efihandoff.uefi.esrt import ESRT_GUID
+from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryType
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+WB_ALL = 0xF  # UC | WC | WT | WB, the default for RAM
+RT = int(MemoryAttribute.RUNTIME)
+T = MemoryType
+E0 = {
+    "fw_class": "ddc0ee61-e7f0-4e7d-acc5-c070a398838e",
+    "fw_type": 1,
+    "fw_version": 65586,
+    "lowest_supported_fw_version": 65582,
+    "capsule_flags": 0xFE,
+    "last_attempt_version": 18472960,
+    "last_attempt_status": 1,
+}
+# The ESRT above, field by field (F1.7; GUID byte order F1.3).
+E0_ESRT = bytes.fromhex(
+    "01000000" "01000000" "0100000000000000"  # count 1, max 1, version 1
+    "61eec0ddf0e77d4eacc5c070a398838e"  # fw_class
+    "01000000" "32000100" "2e000100" "fe000000"  # type 1, 65586, 65582, 0xfe
+    "00e01901" "01000000"  # 18472960, 1
+)
+
+
+def _base(**extra: object) -> dict:  # type: ignore[type-arg]
+    return {
+        "memory_fill": "zeros",
+        "region": [
+            {"start": 0x100000, "end": 0x3FFFFFF, "type": "EfiConventionalMemory"},
+            {"start": 0x4000000, "size": "1M", "type": "Boot Data"},  # a Linux print name
+            {"start": 0x4100000, "pages": 16, "type": 6},  # a number
+        ],
+        **extra,
+    }
+
+
+def test_regions_and_default_attributes() -> None:
+    m = build_machine(_base())
+    assert m.memory_map is not None
+    descs = list(m.memory_map)
+    # The builder's RT-data pool page (system table, config array) comes from the top of
+    # the conventional region: [0x100000, 0x3fff000) stays free.
+    assert descs == [
+        MemoryDescriptor(T.EfiConventionalMemory, 0x100000, 0x3EFF, WB_ALL),
+        MemoryDescriptor(T.EfiRuntimeServicesData, 0x3FFF000, 1, WB_ALL | RT),
+        MemoryDescriptor(T.EfiBootServicesData, 0x4000000, 256, WB_ALL),
+        MemoryDescriptor(T.EfiRuntimeServicesData, 0x4100000, 16, WB_ALL | RT),
+    ]
+    assert m.memory_map.desc_size == 48
+    assert m.system_table is not None and m.system_table_address == 0x3FFF050
+    assert m.firmware_vendor == "EDK II"
+
+
+def test_esrt_bytes_at_a_given_address() -> None:
+    m = build_machine(_base(table=[{"name": "ESRT", "address": 0x4000018, "entry": [E0]}]))
+    assert m.read(0x4000018, len(E0_ESRT)) == E0_ESRT
+    assert m.config_tables is not None
+    assert [(t.guid, t.table) for t in m.config_tables] == [(ESRT_GUID, 0x4000018)]
+    # The config array lives in runtime pool (F1.8), after the system table.
+    assert m.config_table_address == 0x3FFF0F0
+
+
+def test_esrt_allocated_from_pool_of_its_type() -> None:
+    m = build_machine(
+        _base(table=[{"name": "ESRT", "memory_type": "EfiBootServicesData", "entry": [E0]}])
+    )
+    assert m.config_tables is not None
+    (t,) = m.config_tables
+    # A fresh BS-data pool page below the RT-data one; data after the 24-byte pool head.
+    assert t.table == 0x3FFE018
+    assert m.lookup(t.table).type == T.EfiBootServicesData  # type: ignore[union-attr]
+    assert m.read(t.table, len(E0_ESRT)) == E0_ESRT
+
+
+def test_header_overrides_and_entry_repeat() -> None:
+    m = build_machine(
+        _base(
+            table=[
+                {
+                    "name": "ESRT",
+                    "address": 0x4000018,
+                    "fw_resource_count": 3,
+                    "fw_resource_count_max": 2,
+                    "fw_resource_version": 2,
+                    "entry": [E0 | {"repeat": 3}],
+                }
+            ]
+        )
+    )
+    raw = m.read(0x4000018, 16 + 120)
+    assert raw is not None
+    assert raw[:16] == bytes.fromhex("03000000" "02000000" "0200000000000000")
+    assert raw[16:56] == raw[56:96] == raw[96:136] == E0_ESRT[16:]
+
+
+def test_other_contents() -> None:
+    m = build_machine(
+        _base(
+            table=[
+                {"guid": "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9", "address": 0x4000000,
+                 "size": 5, "fill": 0xA5},
+                {"guid": "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7aa", "address": 0x4001000,
+                 "hex": "de ad be ef"},
+                {"name": "ACPI 2.0", "address": 0x4100000, "xsdt_address": 0x4100100},
+            ]
+        )
+    )
+    assert m.read(0x4000000, 6) == b"\xa5" * 5 + b"\0"
+    assert m.read(0x4001000, 4) == bytes.fromhex("deadbeef")
+    rsdp = m.read(0x4100000, 36)
+    assert rsdp is not None and rsdp[:8] == b"RSD PTR "
+    assert sum(rsdp[:20]) % 256 == 0 and sum(rsdp) % 256 == 0  # both checksums
+
+
+def test_install_false_lays_out_bytes_only() -> None:
+    m = build_machine(
+        _base(table=[{"name": "ESRT", "address": 0x4000018, "entry": [E0], "install": False}])
+    )
+    assert m.config_tables == ()
+    assert m.read(0x4000018, 16) == E0_ESRT[:16]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},  # no region
+        {"region": [{"start": 0x1001, "pages": 1, "type": "EfiConventionalMemory"}]},  # unaligned
+        {"region": [{"start": 0x1000, "pages": 1, "type": "NoSuchType"}]},
+        _base(table=[{"name": "NoSuchTable"}]),
+        _base(table=[{"size": 4}]),  # neither name nor guid
+        _base(table=[{"name": "ESRT", "address": 0x90000000}]),  # in no region
+        _base(table=[{"name": "ESRT", "address": 0x4000000, "memory_type": "EfiLoaderData"}]),
+        _base(table=[{"name": "ESRT", "entry": [{"fw_class": "not-a-guid"}]}]),
+        _base(table=[{"name": "ESRT", "entry": [E0 | {"repeat": -1}]}]),
+        _base(table=[{"name": "ESRT", "fw_resource_count": True}]),
+    ],
+)
+def test_bad_scenarios_raise_parse_error(data: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ParseError):
+        build_machine(data)
+
+
+def test_load_scenario_errors(tmp_path: Path) -> None:
+    with pytest.raises(SourceError):
+        load_scenario(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [\n")
+    with pytest.raises(ParseError):
+        load_scenario(bad)
+
+
+def test_every_bundled_example_loads() -> None:
+    for p in EXAMPLES.glob("*.toml"):
+        m = load_scenario(p)
+        assert m.memory_map is not None and m.system_table is not None, p
+        assert f"scenario {p.name}" in m.notes
