@@ -1,0 +1,141 @@
+"""explain on kernel logs: memory types and verdicts as a reader of the facts file gives them.
+
+Each expectation below was worked out by hand from the log lines and the facts file (section
+numbers in the comments), not from the program's output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from efihandoff.explain import explain
+from efihandoff.sources import read_source
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+PAIR = Path(__file__).parent / "fixtures" / "pair"
+ESRT = "b122a263-3661-4f68-9929-78f8b0d62180"
+
+
+def _explain(*paths: Path):
+    return explain([v for p in paths for v in read_source(p)])
+
+
+def _esrt(ex, path_id: str) -> str:
+    return ex.results[path_id].tables[next(g for g in ex.results[path_id].tables if str(g) == ESRT)].verdict.value
+
+
+def _type(ex) -> tuple[str, str]:
+    t = next(t for t in ex.machine.config_tables if str(t.guid) == ESRT)
+    md = ex.machine.lookup(t.table)
+    return md.type_name, ex.machine.memory_type_evidence[t.table]
+
+
+# A boot-services-data ESRT that Linux reserved natively (facts 1.8, 3.2 step 12):
+# bare metal keeps it (efi_mem_reserve); Xen 4.16 + 6.3 refuses it (allowlist, 5.7);
+# Xen 4.17 copies it 16 bytes short (5.3, 5.4); the fixed Xen copies it whole; a 6.1 dom0 never
+# parses it (3.2 step 1); -mapbs keeps the bytes but the type is still BS data (5.6, 5.7);
+# the reserve-hypercall proposal lets dom0 keep it in place.
+BS_DATA_EXPECTED = {
+    "native": "intact",
+    "xen-4.16": "refused",
+    "xen-4.17": "corrupt",
+    "xen-4.17-linux-6.1": "refused",
+    "xen-fixed": "relocated",
+    "keep-boot-services": "refused",
+    "relocate-known": "relocated",
+    "reserve-hypercall": "intact",
+}
+
+
+@pytest.mark.parametrize(
+    ("log", "evidence_word"),
+    [
+        # efi=debug map line mem05 "Boot Data" covers 0x4105a018.
+        ("x86-laptop-efi-debug.log", "efi=debug"),
+        # E820 "usable" + "esrt: Reserving" + "e820: update ... usable ==> reserved": only
+        # efi_arch_mem_reserve of a BS-data ESRT turns that page reserved (facts 4.3 step 7).
+        ("x86-e820-only-linux7.log", "inferred"),
+    ],
+)
+def test_boot_services_data_esrt_from_a_bare_metal_log(log: str, evidence_word: str) -> None:
+    ex = _explain(LOGS / log)
+    mtype, evidence = _type(ex)
+    assert mtype == "EfiBootServicesData"
+    assert evidence_word in evidence
+    assert {pid: _esrt(ex, pid) for pid in BS_DATA_EXPECTED} == BS_DATA_EXPECTED
+    assert ex.results["native"].esrt_sysfs is True
+    assert ex.results["xen-4.16"].esrt_sysfs is False
+    assert ex.results["xen-4.17-linux-6.1"].esrt_sysfs is False
+
+
+def test_xen_416_prints_the_esrt_unusable() -> None:
+    ex = _explain(LOGS / "x86-laptop-efi-debug.log")
+    efi_line = next(line for line in ex.results["xen-4.16"].log if line.startswith("efi: ACPI"))
+    assert "(ESRT=0x4105a018 unusable)" in efi_line  # facts 2: "(%s=0x%lx unusable) "
+    assert not any(line.startswith("esrt: Reserving") for line in ex.results["xen-4.16"].log)
+
+
+def test_esrt_linux_refuses_in_usable_ram_is_refused_everywhere() -> None:
+    # "esrt: ESRT header is not in the memory map." with the ESRT in E820 usable RAM: a RAM type
+    # other than BS data (facts 3.2 step 3); no Xen path makes a RAM type usable (5.7).
+    ex = _explain(LOGS / "journal-iso.log")
+    mtype, evidence = _type(ex)
+    assert mtype != "EfiBootServicesData"
+    assert "not in the memory map" in evidence
+    assert {_esrt(ex, pid) for pid in BS_DATA_EXPECTED} == {"refused"}
+    assert any("firmware bug" in a for a in ex.advice)
+
+
+def test_only_header_fits_is_refused_on_every_path() -> None:
+    # "ESRT memory map entry can only hold the header. (max: 24 size: 40)": the type check passed
+    # (E820 reserved -> runtime data or code), 40 bytes to the descriptor end (facts 3.2 step 7).
+    ex = _explain(LOGS / "syslog-kern.log")
+    mtype, _ = _type(ex)
+    assert mtype in ("EfiRuntimeServicesData", "EfiRuntimeServicesCode")
+    t = next(t for t in ex.machine.config_tables if str(t.guid) == ESRT)
+    assert ex.machine.lookup(t.table).end - t.table == 40
+    assert {_esrt(ex, pid) for pid in BS_DATA_EXPECTED} == {"refused"}
+    assert "only the header" in ex.results["native"].tables[t.guid].reason
+
+
+def test_no_esrt_is_absent_on_every_path() -> None:
+    ex = _explain(LOGS / "old-memmap-linux313.log")
+    assert {_esrt(ex, pid) for pid in BS_DATA_EXPECTED} == {"absent"}
+    assert any("no ESRT" in a for a in ex.advice)
+
+
+def test_dom0_61_log_advises_a_newer_kernel() -> None:
+    ex = _explain(LOGS / "serial-xen-dom0.log")
+    assert any("6.1 never parses the ESRT" in a for a in ex.advice)
+    observed = [pid for pid in ex.results if pid.startswith("observed")]
+    assert observed and _esrt(ex, observed[0]) == "refused"
+
+
+def test_dom0_log_with_unusable_esrt_agrees_with_the_model() -> None:
+    # Xen 4.17.4 + Linux 6.6 dom0 printing (ESRT=... unusable) (MEMATTR=... unusable): the ESRT
+    # sits in what Xen's E820 calls usable RAM, a type the 6.3+ allowlist refuses (facts 5.7).
+    ex = _explain(LOGS / "xen-dom0-linux66.log")
+    codes = [f.code for f in ex.findings]
+    assert "model.agrees" in codes and "model.disagrees" not in codes
+    assert any("16 bytes short" in a for a in ex.advice)  # 4.17.4 is not fixed (facts 5.1)
+
+
+def test_bare_metal_and_dom0_logs_of_one_machine() -> None:
+    # The dom0 sees the ESRT at a new address in ACPI data (Xen 4.17.3 relocated it, facts 5.4)
+    # and printed "esrt: Reserving" for 0xb0 = 16 + 40 * 4 bytes.
+    ex = _explain(PAIR / "baremetal.log", PAIR / "dom0.log")
+    codes = [f.code for f in ex.findings]
+    assert "sources.esrt-relocated" in codes
+    assert "sources.disagree" not in codes
+    assert "model.disagrees" not in codes
+    mtype, evidence = _type(ex)  # from the bare-metal view, the primary one
+    assert (mtype, "efi=debug" in evidence) == ("EfiBootServicesData", True)
+    observed = next(pid for pid in ex.results if pid.startswith("observed"))
+    assert _esrt(ex, observed) == "corrupt"  # 4.17.3 copies 160 of 176 bytes
+
+
+def test_two_boots_are_two_views() -> None:
+    views = read_source(LOGS / "two-boots.log")
+    assert [v.source.path.rsplit("#", 1)[1] for v in views] == ["boot1", "boot2"]
