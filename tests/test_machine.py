@@ -160,3 +160,34 @@ def test_machine_helpers() -> None:
     assert m.read(0, 2) == bytes(2)
     assert Machine().read(0, 1) is None and Machine().lookup(0) is None
     assert m.with_(name="x").name == "x" and m.name == "machine"
+
+
+_spans = st.lists(
+    st.tuples(st.integers(0, 40), st.integers(1, 6)).map(
+        lambda t: (t[0] * PAGE, (t[0] + t[1]) * PAGE)
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _spans, st.sampled_from([Fill.ZEROS, Fill.RANDOM, Fill.INTACT]), st.integers(0, 1)
+        ),
+        max_size=4,
+    ),
+    st.lists(st.integers(0, 48 * PAGE), max_size=6),
+)
+def test_scrub_many_equals_one_scrub_each(batches: list, writes: list[int]) -> None:  # type: ignore[type-arg]
+    a, b = PhysicalMemory(Fill.ZEROS), PhysicalMemory(Fill.ZEROS)
+    for w in writes:
+        a.write(w, b"\x77" * 64)
+        b.write(w, b"\x77" * 64)
+    for spans, fill, seed in batches:
+        a.scrub_many(spans, fill, seed)
+        for s, e in spans:
+            b.scrub(s, e, fill, seed)
+    assert a.scrubbed() == b.scrubbed()
+    assert a.read(0, 48 * PAGE) == b.read(0, 48 * PAGE)

@@ -6,11 +6,10 @@ gives bytes, a scenario gives everything. Unknown stays unknown.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import bisect
 import hashlib
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
@@ -173,6 +172,55 @@ class PhysicalMemory:
             self._known.pop(p, None)
         self._add_run(first, last, (fill, seed))
 
+    def scrub_many(self, spans: list[tuple[int, int]], fill: Fill, seed: int = 0) -> None:
+        """:meth:`scrub` for many ranges at once, as when a kernel frees or a hypervisor takes
+        a whole map's worth of regions: O((ranges + runs) log) rather than one splice each."""
+        if fill is Fill.INTACT:
+            return
+        runs: list[list[int]] = []
+        for start, end in sorted(spans):
+            if end <= start:
+                continue
+            first, last = start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
+            if runs and first <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], last)
+            else:
+                runs.append([first, last])
+        if not runs:
+            return
+        firsts = [r[0] for r in runs]
+        for p in [p for p in self._pages if _in_runs(firsts, runs, p)]:
+            del self._pages[p]
+            self._known.pop(p, None)
+        old = [[f, la] for f, la in zip(self._run_first, self._run_last, strict=True)]
+        overlap = any(_in_runs(firsts, runs, f) for f, _ in old) or any(
+            _in_runs(self._run_first, old, f) for f in firsts
+        )
+        if overlap:
+            for f, la in runs:  # earlier runs overlap: one splice each, the latest winning
+                self._add_run(f, la, (fill, seed))
+            return
+        # Disjoint from every earlier run: merge the two sorted lists, joining neighbours.
+        what = (fill, seed)
+        merged = sorted(
+            [
+                *zip(self._run_first, self._run_last, self._run_fill, strict=True),
+                *((f, la, what) for f, la in runs),
+            ],
+            key=lambda r: r[0],
+        )
+        out_f: list[int] = []
+        out_l: list[int] = []
+        out_w: list[tuple[Fill, int]] = []
+        for f, la, w in merged:
+            if out_f and out_w[-1] == w and out_l[-1] + 1 == f:
+                out_l[-1] = la
+            else:
+                out_f.append(f)
+                out_l.append(la)
+                out_w.append(w)
+        self._run_first, self._run_last, self._run_fill = out_f, out_l, out_w
+
     def _add_run(self, first: int, last: int, what: tuple[Fill, int]) -> None:
         firsts, lasts, fills = self._run_first, self._run_last, self._run_fill
         k0 = bisect.bisect_left(lasts, first - 1)  # runs k0..k1-1 overlap or touch the new one
@@ -195,6 +243,11 @@ class PhysicalMemory:
         firsts[k0:k1] = [r[0] for r in runs]
         lasts[k0:k1] = [r[1] for r in runs]
         fills[k0:k1] = [r[2] for r in runs]
+
+
+def _in_runs(firsts: list[int], runs: list, page: int) -> bool:  # type: ignore[type-arg]
+    k = bisect.bisect_right(firsts, page) - 1
+    return k >= 0 and page <= runs[k][1]
 
 
 def _fill_bytes(fill: Fill, addr: int, length: int, seed: int) -> bytes | None:

@@ -452,13 +452,13 @@ def _reserve_boot_services(lb: LinuxBoot) -> None:
     not entirely E820 RAM (can_free_region), is not Linux's to free: it gets EFI_MEMORY_RUNTIME
     and stays; the others are reserved now and freed later."""
     assert lb.memmap is not None
-    reserved = sorted(lb.reserved)
+    reserved = _Ranges(lb.reserved)
     ram = _RamIndex(lb.e820)
     descs = []
     for d in lb.memmap:
         if d.type in _BS and not d.attribute & _RUNTIME:
             end = d.phys_addr + (d.num_pages << PAGE_SHIFT)
-            if _overlaps(d.phys_addr, end, reserved) or not ram.all_ram(d.phys_addr, end):
+            if reserved.overlaps(d.phys_addr, end) or not ram.all_ram(d.phys_addr, end):
                 d = d.replace(attribute=d.attribute | _RUNTIME)
         descs.append(d)
     lb.memmap = MemoryMap(tuple(descs), lb.memmap.desc_size, lb.memmap.desc_version)
@@ -482,7 +482,7 @@ def _free_boot_services(lb: LinuxBoot, memory: PhysicalMemory) -> None:
             continue
         start = max(start, SZ_1M)
         lb.freed.append((start, end))
-        memory.scrub(start, end, lb.spec.scrub)
+    memory.scrub_many(lb.freed, lb.spec.scrub)
     lb.memmap = MemoryMap(tuple(kept), lb.memmap.desc_size, lb.memmap.desc_version)
 
 
@@ -548,6 +548,25 @@ class _RamIndex:
             return True
         k = bisect.bisect_right(self._starts, start) - 1
         return k >= 0 and end <= self._ends[k]
+
+
+class _Ranges:
+    """The union of ``[start, end)`` ranges with an O(log n) overlap test (memblock's
+    memblock_is_region_reserved: does anything reserved intersect the region?)."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted(ranges):
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            elif s < e:
+                merged.append((s, e))
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    def overlaps(self, start: int, end: int) -> bool:
+        k = bisect.bisect_right(self._ends, start)  # the first range ending after start
+        return k < len(self._starts) and self._starts[k] < end
 
 
 def _overlaps(start: int, end: int, ranges: list[tuple[int, int]]) -> bool:

@@ -30,9 +30,11 @@ def u64_span(d: MemoryDescriptor) -> tuple[int, int]:
 class FirstMatch:
     """Which descriptor a first-match walk over ``descs`` returns for an address."""
 
-    __slots__ = ("_ends", "_owners", "_starts")
+    __slots__ = ("_descs", "_ends", "_owners", "_skip_bogus", "_starts")
 
     def __init__(self, descs: Sequence[MemoryDescriptor], *, skip_bogus: bool = False) -> None:
+        self._descs = descs
+        self._skip_bogus = skip_bogus
         if skip_bogus:
             spans = [
                 (d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), i)

@@ -241,7 +241,7 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
             result.deferred.append(span)
         else:
             result.reclaimed.append(span)
-            bs.memory.scrub(*span, spec.scrub)
+    bs.memory.scrub_many(result.reclaimed, spec.scrub)
     return result
 
 
@@ -252,11 +252,9 @@ def release_deferred(xb: XenBoot, reserved: list[tuple[int, int]]) -> None:
     holes = sorted(
         (s & ~(PAGE_SIZE - 1), (e + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) for s, e in reserved
     )
-    for s, e in xb.deferred:
-        for a, b in _subtract((s, e), holes):
-            xb.reclaimed.append((a, b))
-            xb.memory.scrub(a, b, xb.spec.scrub)
-    xb.reclaimed.sort()
+    released = [part for span in xb.deferred for part in _subtract(span, holes)]
+    xb.memory.scrub_many(released, xb.spec.scrub)
+    xb.reclaimed = sorted(xb.reclaimed + released)
     xb.deferred = []
 
 
