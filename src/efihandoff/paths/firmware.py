@@ -1,6 +1,7 @@
 """Firmware boot services as edk2 implements them, enough to replay a boot.
 
-Sources: edk2 MdeModulePkg/Core/Dxe/Mem/Page.c (``CoreAllocatePages``: AllocateAnyPages searches
+Sources (tianocore/edk2 master as read in 2026):
+MdeModulePkg/Core/Dxe/Mem/Page.c (``CoreAllocatePages``: AllocateAnyPages searches
 top-down below the allocation limit; ``CoreAddRange`` coalesces neighbours of equal type and
 attribute), Mem/Pool.c (``CoreAllocatePoolI``: a 24-byte POOL_HEAD before the caller's bytes and a
 16-byte POOL_TAIL right after them, the size rounded up to 8; requests above half a page get pages
@@ -9,7 +10,9 @@ of their own, smaller ones share pages of their type), Misc/InstallConfiguration
 grown by 0x10 entries in runtime pool, system-table CRC32 recomputed).
 
 Simplified: small pool requests are carved one after the other from a page of their type (edk2
-rounds them to power-of-two bins), and freed pool is never reused.
+rounds them to power-of-two bins), freed pool is never reused, and boot services rebuilt from a
+Machine know no partly used pool page, so the first allocation of each type takes a fresh page
+(real firmware may use a free bin of an existing one).
 """
 
 from __future__ import annotations
