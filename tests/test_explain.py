@@ -23,7 +23,8 @@ def _explain(*paths: Path):
 
 
 def _esrt(ex, path_id: str) -> str:
-    return ex.results[path_id].tables[next(g for g in ex.results[path_id].tables if str(g) == ESRT)].verdict.value
+    tables = ex.results[path_id].tables
+    return tables[next(g for g in tables if str(g) == ESRT)].verdict.value
 
 
 def _type(ex) -> tuple[str, str]:

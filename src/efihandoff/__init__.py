@@ -1,4 +1,5 @@
-"""efihandoff: follow EFI configuration tables from firmware through Xen into dom0 Linux and fwupd."""
+"""efihandoff: follow EFI configuration tables from firmware through Xen into dom0 Linux and
+fwupd."""
 
 from __future__ import annotations
 

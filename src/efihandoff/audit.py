@@ -26,7 +26,8 @@ def machine_findings(machine: Machine) -> list[Finding]:
             out.append(
                 warning(
                     "table.duplicate",
-                    f"{name} appears more than once in the configuration array; Linux uses the last",
+                    f"{name} appears more than once in the configuration array; "
+                    "Linux uses the last",
                 )
             )
         seen.add(t.guid)
@@ -45,7 +46,8 @@ def machine_findings(machine: Machine) -> list[Finding]:
             out.append(
                 error(
                     "table.straddles",
-                    f"{name} at {t.table:#x} ({res.size} bytes) runs past the end of its {md.type_name} descriptor at {md.end:#x}",
+                    f"{name} at {t.table:#x} ({res.size} bytes) runs past the end of its "
+                    f"{md.type_name} descriptor at {md.end:#x}",
                 )
             )
         if (

@@ -16,8 +16,8 @@ from efihandoff import __version__
 from efihandoff.errors import EfiHandoffError, OutputError, ParseError, SourceError, UsageError
 from efihandoff.explain import explain as explain_views
 from efihandoff.outputs import text
-from efihandoff.outputs.json import esrt_json, explain_document, memory_map_json, path_json
 from efihandoff.outputs.files import write_text
+from efihandoff.outputs.json import esrt_json, explain_document, memory_map_json, path_json
 from efihandoff.outputs.sysfs import write_tree
 from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate

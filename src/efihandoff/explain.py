@@ -136,16 +136,17 @@ def _agreement(primary: View, views: Sequence[View]) -> list[Finding]:
                 out.append(
                     info(
                         "sources.esrt-relocated",
-                        f"{v.source.path} (a dom0) sees the ESRT at {t.table:#x}, firmware put it at "
-                        f"{base[t.guid]:#x}: Xen relocated it",
+                        f"{v.source.path} (a dom0) sees the ESRT at {t.table:#x}, firmware "
+                        f"put it at {base[t.guid]:#x}: Xen relocated it",
                     )
                 )
             else:
                 out.append(
                     warning(
                         "sources.disagree",
-                        f"{name} is at {base[t.guid]:#x} in {primary.source.path} but at {t.table:#x} "
-                        f"in {v.source.path}: are these the same machine and firmware?",
+                        f"{name} is at {base[t.guid]:#x} in {primary.source.path} but at "
+                        f"{t.table:#x} in {v.source.path}: are these the same machine and "
+                        "firmware?",
                     )
                 )
     return out
@@ -191,7 +192,8 @@ def observed_spec(o: Observed) -> PathSpec | None:
     """The path a dom0 log was printed on."""
     if o.linux is None:
         return None
-    name = f"observed: Xen {'.'.join(map(str, o.xen)) if o.xen else '?'} + Linux {'.'.join(map(str, o.linux))}"
+    xen = ".".join(map(str, o.xen)) if o.xen else "?"
+    name = f"observed: Xen {xen} + Linux {'.'.join(map(str, o.linux))}"
     if not o.dom0:
         return PathSpec(id=name, linux=o.linux, description="the stack that printed the log")
     boot = BootMode.MULTIBOOT2 if o.multiboot2 else BootMode.EFI
@@ -216,9 +218,9 @@ def compare_dom0(view: View, predicted: PathResult) -> list[Finding]:
         out.append(
             warning(
                 "model.disagrees",
-                f"{view.source.path}: the dom0 printed unusable {real_unusable or 'none'}, the model "
-                f"predicts {pred_unusable or 'none'} for {predicted.spec.label()} (a model gap or a "
-                "firmware surprise)",
+                f"{view.source.path}: the dom0 printed unusable {real_unusable or 'none'}, "
+                f"the model predicts {pred_unusable or 'none'} for {predicted.spec.label()} "
+                "(a model gap or a firmware surprise)",
             )
         )
     esrt = predicted.tables.get(ESRT_GUID)
@@ -230,14 +232,16 @@ def compare_dom0(view: View, predicted: PathResult) -> list[Finding]:
                 warning(
                     "model.disagrees",
                     f"{view.source.path}: the dom0 {'did' if real_reserving else 'did not'} print "
-                    f"'esrt: Reserving ESRT space', the model predicts it {'would' if pred_reserving else 'would not'}",
+                    "'esrt: Reserving ESRT space', the model predicts it "
+                    f"{'would' if pred_reserving else 'would not'}",
                 )
             )
     if not out:
         out.append(
             info(
                 "model.agrees",
-                f"{view.source.path}: the model predicts what this dom0 printed ({predicted.spec.label()})",
+                f"{view.source.path}: the model predicts what this dom0 printed "
+                f"({predicted.spec.label()})",
             )
         )
     return out
@@ -269,7 +273,8 @@ def advise(
     if not v:
         return (
             [
-                "no memory map in the evidence: add a log booted with efi=debug, or a /sys/firmware copy"
+                "no memory map in the evidence: add a log booted with efi=debug, "
+                "or a /sys/firmware copy"
             ]
             if machine.memory_map is None
             else []
@@ -280,17 +285,19 @@ def advise(
     for src, o in observed:
         if o.dom0 and o.linux is not None and o.linux < (6, 3):
             out.append(
-                f"your dom0 kernel {'.'.join(map(str, o.linux))} never parses the ESRT under Xen ({src.path}); Linux 6.3+ does"
+                f"your dom0 kernel {'.'.join(map(str, o.linux))} never parses the ESRT under "
+                f"Xen ({src.path}); Linux 6.3+ does"
             )
         if o.dom0 and o.xen is not None and o.xen < (4, 17):
             out.append(
-                f"Xen {'.'.join(map(str, o.xen))} does not preserve the ESRT ({src.path}); Xen 4.17.1+ relocates it"
+                f"Xen {'.'.join(map(str, o.xen))} does not preserve the ESRT ({src.path}); "
+                "Xen 4.17.1+ relocates it"
             )
         if o.dom0 and o.xen is not None and o.xen >= (4, 17) and not _fixed(o.xen):
             out.append(
                 f"Xen {'.'.join(map(str, o.xen))} copies the ESRT 16 bytes short: the last entry's "
-                "lowest_supported_fw_version, capsule_flags, last_attempt_version and last_attempt_status "
-                "are garbage; fixed in 4.19.5, 4.20.3, 4.21.1 and 4.22"
+                "lowest_supported_fw_version, capsule_flags, last_attempt_version and "
+                "last_attempt_status are garbage; fixed in 4.19.5, 4.20.3, 4.21.1 and 4.22"
             )
     good = [pid for pid, tv in v.items() if tv.verdict in (Verdict.INTACT, Verdict.RELOCATED)]
     if good:
@@ -300,11 +307,13 @@ def advise(
     }
     if "native" in bad and bad["native"].verdict is Verdict.REFUSED:
         out.append(
-            f"even bare metal refuses this ESRT — a firmware bug to report to the vendor: {bad['native'].reason}"
+            "even bare metal refuses this ESRT — a firmware bug to report to the vendor: "
+            f"{bad['native'].reason}"
         )
     if "xen-4.17" in bad and bad["xen-4.17"].verdict is Verdict.CORRUPT and "xen-fixed" in good:
         out.append(
-            "on Xen 4.17.1 … 4.21.0 the last entry arrives corrupt; Xen 4.19.5 / 4.20.3 / 4.21.1 / 4.22+ with Linux 6.3+ show it intact"
+            "on Xen 4.17.1 … 4.21.0 the last entry arrives corrupt; Xen 4.19.5 / 4.20.3 / "
+            "4.21.1 / 4.22+ with Linux 6.3+ show it intact"
         )
     if esrt.address is not None and machine.memory_map is not None:
         md = machine.memory_map.lookup(esrt.address)

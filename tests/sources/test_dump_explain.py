@@ -15,7 +15,8 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "laptop.toml"
 def _summary(ex):
     tables = [(str(t.guid), t.table) for t in ex.machine.config_tables]
     verdicts = {
-        pid: {str(g): tv.verdict.value for g, tv in r.tables.items()} for pid, r in ex.results.items()
+        pid: {str(g): tv.verdict.value for g, tv in r.tables.items()}
+        for pid, r in ex.results.items()
     }
     return tables, verdicts
 

@@ -148,4 +148,5 @@ def path_json(r: PathResult) -> dict[str, Any]:
         "cost": r.cost.to_json(),
         "kexec": {str(g): tv.to_json() for g, tv in r.kexec.items()},
         "esrt_differences": r.esrt_differences,
+        "reclaimed": [[start, end] for start, end in r.reclaimed],
     }

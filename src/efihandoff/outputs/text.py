@@ -159,14 +159,16 @@ def render_boot(result: Mapping[str, Any], pid: str, console: Console) -> None:
     console.print()
     for v in result["tables"].values():
         console.print(
-            f"  {v['name']:<12} [{_VERDICT_STYLE.get(v['verdict'], '')}]{v['verdict']:<9}[/] {v['reason']}"
+            f"  {v['name']:<12} [{_VERDICT_STYLE.get(v['verdict'], '')}]{v['verdict']:<9}[/] "
+            f"{v['reason']}"
         )
     devs = result["fwupd_devices"]
     if devs:
         console.print("  fwupd would list:")
         for d in devs:
             console.print(
-                f"    {d['guid']} {d['kind']} version {d['version']} lowest {d['lowest']} flags {d['flags']:#x} {d['update_state']}"
+                f"    {d['guid']} {d['kind']} version {d['version']} lowest {d['lowest']} "
+                f"flags {d['flags']:#x} {d['update_state']}"
             )
 
 

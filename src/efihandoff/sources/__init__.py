@@ -1,4 +1,5 @@
-"""Readers, one per source kind: kernel logs, sysfs copies, memory dumps, scenarios, the live machine."""
+"""Readers, one per source kind: kernel logs, sysfs copies, memory dumps, scenarios, the live
+machine; and the dispatcher that tells them apart."""
 
 from __future__ import annotations
 

@@ -701,7 +701,10 @@ class _Reader:
         split = _strip(text)
         if split is None:
             return
-        msg, ts, is_xen, kernel = split
+        self.message(ln, *split)
+
+    def message(self, ln: int, msg: str, ts: float | None, is_xen: bool, kernel: bool) -> None:
+        """The rest of :meth:`feed` once the line's prefixes are off."""
         b = self.cur
         if is_xen:
             used = self._xen(b, msg, ln)
@@ -709,10 +712,7 @@ class _Reader:
             b.xen_lines += 1
         else:
             if ts is not None:
-                # Linux timestamps restart at zero on a new boot.
-                if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
-                    b = self._new_boot(ln)
-                b.last_ts = ts
+                b = self._timestamp(b, ln, ts)
             used = self._linux(b, msg, ln)
             b = self.cur
             if used:
@@ -729,6 +729,39 @@ class _Reader:
             self.lines_used += 1
             if b.first_line is None:
                 b.first_line = ln
+
+    def _timestamp(self, b: _Boot, ln: int, ts: float) -> _Boot:
+        # Linux timestamps restart at zero on a new boot.
+        if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
+            b = self._new_boot(ln)
+        b.last_ts = ts
+        return b
+
+    def plain(self, ln: int, ts: float | None) -> None:
+        """What :meth:`feed` does with a kernel line whose message nothing reads: line
+        ``ln`` had a kernel prefix (with timestamp ``ts``) and a message ``_linux`` ignores."""
+        self.lines_read += 1
+        b = self.cur
+        if ts is not None:
+            b = self._timestamp(b, ln, ts)
+        self.pending_esrt = None
+        b.linux_started = True
+        b.kernel_lines += 1
+        self.kernel_lines += 1
+        if b.first_line is None:
+            b.first_line = ln
+
+    def plain_run(self, lines: int, kernel: int, last_ts: float | None) -> None:
+        """:meth:`plain` for ``lines`` lines of which ``kernel`` were kernel lines (the rest
+        other programs' syslog lines), their timestamps never falling: callers check that and
+        that the boot has started."""
+        self.lines_read += lines
+        if kernel:
+            b = self.cur
+            if last_ts is not None:
+                b.last_ts = last_ts
+            b.kernel_lines += kernel
+            self.kernel_lines += kernel
 
     # -- Linux ------------------------------------------------------------------------------
 
@@ -1077,6 +1110,348 @@ def _run(reader: _Reader, stream: IO[bytes], name: str) -> None:
         ) from None
 
 
+# --------------------------------------------------------------------------------------------
+# Fast path. Most lines of a real log are chatter nothing above reads. For the prefix forms
+# below, one compiled byte pattern per capture style takes a line's prefixes exactly as
+# _split_prefix would: a run of lines whose messages start with nothing _Reader._linux reads
+# only counts kernel lines and moves the timestamp, so it is accounted for in bulk when the
+# timestamps never fall; a line whose message may matter goes to _Reader.message with its
+# prefixes already off; anything else (controls, other prefixes, Xen lines, a pending wrapped
+# "Reserving" line) goes through _Reader.feed. The result is the same as line by line.
+# --------------------------------------------------------------------------------------------
+
+_FAST_BLOCK = 1 << 20  # bytes read before the lines in them are looked at
+_SPAN = 8192  # bytes tried in bulk at once
+# _TS with six decimals and no leading zero, so equal-width fields sort like their numbers.
+_F_TS = rb"\[( {0,12}(?:0|[1-9][0-9]{0,9})\.[0-9]{6})\] ?"
+_F_LEVEL = rb"(?:<[0-9]{1,3}>)?"  # _LEVEL
+_F_CALLER = rb"(?:\[ {0,12}[TC][0-9]{1,10}\] ?)?"  # _CALLER
+_F_MONTH = (  # _SYSLOG
+    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}"
+    rb"(?:\.[0-9]{1,9})? {1,4}"
+)
+_F_ISO = (  # _ISO
+    rb"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?"
+    rb"(?:Z|[+-][0-9]{2}:?[0-9]{2})? {1,4}"
+)
+_F_HOST = rb"[!-9;-Z\\^-~]{1,253} {1,4}"  # _HOST_TAG's host, printable ASCII only
+_F_PID = rb"(?:\[[0-9]{1,10}\])?: ?"
+_F_HUMAN = (  # _HUMAN's dmesg -T form
+    rb"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}"
+    rb" [0-9]{4}\] ?"
+)
+# A host and tag _HOST_TAG could read as "kernel" (wider than it is).
+_F_ANY_KERNEL = rb"[^\s:\[\]]{1,1012} {1,4}kernel(?:\[[^\]\n]{0,40}\])?:"
+# _HOST_KERNEL (wider): a word, spaces, "kernel", maybe a pid, a colon.
+_F_NOT_WORD_KERNEL = rb"(?![^\s:\[\]]{1,1012} {1,4}kernel(?:\[[^\]\n]{0,40}\])?:)"
+# Nothing _MIDLINE could find further on: "(XEN)", a timestamp, brackets holding non-ASCII
+# (digits of other scripts are digits to it).
+_F_NO_MIDLINE = (
+    rb"(?![^\n]*(?:\(XEN\)|\[ {0,12}(?:[0-9]{1,10}\.[0-9]{6}\]|[^\]\n]{0,80}[\x80-\xff])))"
+)
+# Where _split_prefix stops: an ASCII first character that is not a space, a digit, '[', '<'
+# or '(', and no syslog month, dmesg -x facility or "host kernel:" (wider than the real ones).
+_F_STOP = (
+    rb"(?=[!-')-/:;=-Z\\-~])"
+    rb"(?!(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    rb"|(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local[0-7]) {0,8}:)"
+    + _F_NOT_WORD_KERNEL
+)
+# ...and nothing _Reader._linux reads: keep in step with it.
+_F_IGNORED = (
+    rb"(?!e(?:fi:|srt:|820: )|B(?:IOS-|ooting paravirtualized)|mem|Linux version |Command line: "
+    rb"|Kernel command line: |DMI: |Xen|Hypervisor detected: Xen PV"
+    rb"|ACPI in unprivileged domain disabled|ACPI: RSDP |xen_mcelog: )"
+)
+
+
+@dataclass(frozen=True)
+class _Style:
+    """One capture style. ``bulk`` takes a line whose message nothing reads (``quick`` too,
+    when no message starts with a word and "kernel"), ``parse`` any line whose prefixes end
+    where _split_prefix ends them; each starts at the newline before the line and has one
+    group: the timestamp field ("ts"), that or b"" for another program's line ("ts|other"),
+    b"kernel" or b"" ("k|other"), or b"" for a kernel line ("k"). Another program's line reads
+    as nothing after a syslog date; after an ISO date, as a message without kernel prefix
+    (``other_msg``). ``prefixed``: the kernel prefix itself holds " kernel"."""
+
+    mode: str
+    bulk: re.Pattern[bytes]
+    quick: re.Pattern[bytes]
+    parse: re.Pattern[bytes]
+    prefixed: bool
+    other_msg: bool
+
+
+def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _Style:
+    not_kernel = rb"(?!" + _F_ANY_KERNEL + rb")"
+
+    def build(msg: bytes, other_msg: bytes) -> re.Pattern[bytes]:
+        if other == "syslog":  # _HOST_TAG's tag is not "kernel": _split_prefix returns None
+            return re.compile(head + rb"(?:" + rest + msg + rb"|" + not_kernel + rb")")
+        if other == "iso":  # ... the loop goes on at the host, and _strip looks mid-line
+            alt = not_kernel + other_msg + _F_NO_MIDLINE
+            return re.compile(head + rb"(?:" + rest + msg + rb"|" + alt + rb")")
+        return re.compile(head + rest + msg)
+
+    quick = _F_STOP.replace(_F_NOT_WORD_KERNEL, b"")
+    return _Style(
+        mode,
+        build(_F_STOP + _F_IGNORED, _F_STOP + _F_IGNORED),
+        build(quick + _F_IGNORED, _F_STOP + _F_IGNORED),
+        build(_F_STOP, _F_STOP),
+        b"kernel" in rest,
+        other == "iso",
+    )
+
+
+_HOST_K = _F_HOST + rb"kernel" + _F_PID
+_STYLES: tuple[_Style, ...] = (
+    _style("ts", rb"\n", _F_TS),  # dmesg
+    _style("ts", rb"\n", _F_TS + _F_CALLER),  # dmesg with caller ids
+    _style("ts", rb"\n", _F_LEVEL + _F_TS + _F_CALLER),  # dmesg -r
+    _style("ts|other", rb"\n" + _F_MONTH, _HOST_K + _F_TS + _F_CALLER, "syslog"),  # syslog
+    _style("k|other", rb"\n" + _F_MONTH, _F_HOST + rb"(kernel)" + _F_PID + _F_CALLER, "syslog"),
+    _style("ts|other", rb"\n" + _F_ISO, _HOST_K + _F_TS + _F_CALLER, "iso"),
+    _style("k|other", rb"\n" + _F_ISO, _F_HOST + rb"(kernel)" + _F_PID + _F_CALLER, "iso"),
+    _style("k", rb"\n" + _F_HUMAN, _F_CALLER + rb"()"),  # dmesg -T
+)
+# bytes a line may hold without _clean changing it (everything but the ASCII controls)
+_NOT_CONTROL = bytes(range(0x20, 0x7F)) + b"\n" + bytes(range(0x80, 0x100))
+
+
+class _Fast:
+    """The fast path over one stream; ``buf`` is always b"\\n" then whole lines."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.r = reader
+        self.ln = 0
+        self.style = 0
+        self.mixed = False
+
+    def slow(self, buf: bytes, nl: int) -> int:
+        """Feed the line after the newline at ``nl``; the index of its own newline."""
+        end = buf.index(b"\n", nl + 1)
+        raw = buf[nl + 1 : min(end, nl + 1 + MAX_LINE)]
+        self.ln += 1
+        self.r.feed(self.ln, raw.decode("utf-8", "replace").rstrip("\r"))
+        return end
+
+    def block(self, buf: bytes) -> None:
+        odd = self._odd_lines(buf)
+        last = len(buf) - 1
+        pos = 0
+        for stop in [*odd, last]:
+            if pos < stop:
+                self._span(buf, pos, stop)
+                pos = stop
+            if pos == stop < last:
+                pos = self.slow(buf, pos)
+
+    @staticmethod
+    def _odd_lines(buf: bytes) -> list[int]:
+        """Newlines before lines holding an ASCII control (a CR just before the newline aside)."""
+        controls = buf.translate(None, _NOT_CONTROL)
+        if not controls:
+            return []
+        starts = set()
+        for c in set(controls):
+            needle = bytes((c,))
+            i = buf.find(needle)
+            while i >= 0:
+                if not (c == 0x0D and buf[i + 1 : i + 2] == b"\n"):
+                    starts.add(buf.rindex(b"\n", 0, i))
+                i = buf.find(needle, i + 1)
+        return sorted(starts)
+
+    def _span(self, buf: bytes, pos: int, end: int) -> None:
+        """Lines after the newlines in ``[pos, end)``, ``buf[end]`` being a newline."""
+        while pos < end:
+            stop = end if end - pos <= _SPAN else buf.index(b"\n", pos + _SPAN)
+            self._part(buf, pos, stop)
+            pos = stop
+
+    def _part(self, buf: bytes, pos: int, end: int) -> None:
+        r = self.r
+        if r.pending_esrt is None and r.cur.linux_started:
+            n = buf.count(b"\n", pos, end)
+            fields = self._fields(buf, pos, end, n)
+            if fields is not None:
+                if self._account(n, fields):
+                    return
+            elif self.mixed:
+                self._mixed(buf, pos, end)
+                return
+        self._lines(buf, pos, end)
+
+    def _fields(self, buf: bytes, pos: int, end: int, n: int) -> list[bytes] | None:
+        """The bulk pattern's fields when one style takes every line as chatter; else None,
+        ``mixed`` telling whether the current style takes most of them."""
+        order = [self.style, *(i for i in range(len(_STYLES)) if i != self.style)]
+        best, best_count = self.style, 0
+        for i in order:
+            style = _STYLES[i]
+            fields = style.quick.findall(buf, pos, end)
+            if len(fields) == n:
+                self.style = i
+                if self._no_word_kernel(style, buf, pos, end, n, fields):
+                    return fields
+                fields = style.bulk.findall(buf, pos, end)
+                if len(fields) == n:
+                    return fields
+            if len(fields) > best_count:
+                best, best_count = i, len(fields)
+            if i == self.style and 2 * len(fields) > n:
+                break  # mostly this style
+        self.style = best
+        self.mixed = 2 * best_count > n
+        return None
+
+    @staticmethod
+    def _no_word_kernel(
+        style: _Style, buf: bytes, pos: int, end: int, n: int, fields: list[bytes]
+    ) -> bool:
+        """Whether ``quick`` (which skips the _HOST_KERNEL check) was enough: no line there
+        has a message of one word, spaces and "kernel:" (or "kernel[pid]:")."""
+        if style.prefixed:  # in every kernel line's prefix, and nowhere else?
+            kernel = n if style.mode in ("ts", "k") else n - fields.count(b"")
+            found = buf.count(b" kernel:", pos, end) + buf.count(b" kernel[", pos, end)
+            return found == kernel
+        for needle in (b" kernel:", b" kernel["):
+            k = buf.find(needle, pos, end)
+            while k >= 0:
+                start = buf.rfind(b"\n", pos, k)
+                if style.bulk.match(buf, start, end) is None:
+                    return False
+                k = buf.find(b"\n", k, end)
+                if k < 0:
+                    break
+                k = buf.find(needle, k, end)
+        return True
+
+    def _account(self, n: int, fields: list[bytes]) -> bool:
+        """Count ``n`` chatter lines with these fields at once, unless a timestamp falls."""
+        mode = _STYLES[self.style].mode
+        if mode in ("k", "k|other"):
+            kernel = n if mode == "k" else n - fields.count(b"")
+            self.r.plain_run(n, kernel, None)
+            self.ln += n
+            return True
+        ts = fields if mode == "ts" else list(filter(None, fields))
+        if ts:
+            width = len(ts[0])
+            if (
+                min(map(len, ts)) != width
+                or max(map(len, ts)) != width
+                or float(ts[0]) < self.r.cur.last_ts
+                or ts != sorted(ts)
+            ):
+                return False
+        self.r.plain_run(n, len(ts), float(ts[-1]) if ts else None)
+        self.ln += n
+        return True
+
+    def _mixed(self, buf: bytes, pos: int, end: int) -> None:
+        """Runs of chatter lines in bulk, the lines between them one at a time."""
+        bulk = _STYLES[self.style].bulk
+        run_start = pos  # newline before the first line of the current run
+        expected = pos  # newline before the next line
+        fields: list[bytes] = []
+        for m in bulk.finditer(buf, pos, end):
+            start = m.start()
+            if start != expected:
+                self._flush(buf, run_start, expected, fields)
+                self._lines(buf, expected, start)
+                run_start, fields = start, []
+            fields.append(m[1] or b"")
+            expected = buf.index(b"\n", m.end())
+        self._flush(buf, run_start, expected, fields)
+        if expected < end:
+            self._lines(buf, expected, end)
+
+    def _flush(self, buf: bytes, pos: int, end: int, fields: list[bytes]) -> None:
+        if not fields:
+            return
+        r = self.r
+        if r.pending_esrt is None and r.cur.linux_started and self._account(len(fields), fields):
+            return
+        self._lines(buf, pos, end)
+
+    def _lines(self, buf: bytes, pos: int, end: int) -> None:
+        """One line at a time: prefixes of the current style taken here, the rest fed."""
+        style = _STYLES[self.style]
+        mode, parse = style.mode, style.parse
+        r = self.r
+        while pos < end:
+            m = parse.match(buf, pos, end)
+            if m is None:
+                pos = self.slow(buf, pos)
+                continue
+            nxt = buf.index(b"\n", m.end())
+            self.ln += 1
+            field = m[1]
+            if not field and mode != "k":  # another program's line
+                r.lines_read += 1
+                if style.other_msg:
+                    raw = buf[m.end() : min(nxt, pos + 1 + MAX_LINE)]
+                    text = raw.decode("utf-8", "replace").rstrip("\r")
+                    r.message(self.ln, text, None, False, False)
+                pos = nxt
+                continue
+            ts = float(field) if field and mode in ("ts", "ts|other") else None
+            start = m.end()
+            if r.pending_esrt is None and buf[start : start + 1] not in _LINUX_FIRST_B:
+                r.plain(self.ln, ts)
+            else:
+                raw = buf[start : min(nxt, pos + 1 + MAX_LINE)]
+                r.lines_read += 1
+                r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), ts, False, True)
+            pos = nxt
+
+
+_LINUX_FIRST_B = frozenset(c.encode() for c in _LINUX_FIRST)
+
+
+def _run_fast(reader: _Reader, stream: IO[bytes], name: str) -> None:
+    """:func:`_run` with the fast path: the same reads, the same lines."""
+    fast = _Fast(reader)
+    read = getattr(stream, "read1", stream.read)
+    pending: list[bytes] = [b"\n"]
+    size = 0
+    carry = b""  # the start of an unfinished line, at most MAX_LINE bytes kept
+    try:
+        while True:
+            chunk = read(_BLOCK)
+            if not chunk:
+                break
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                if len(carry) < MAX_LINE:
+                    carry = (carry + chunk[:MAX_LINE])[:MAX_LINE]
+                continue
+            pending.append(carry + chunk[: cut + 1])
+            size += cut + 1
+            carry = chunk[cut + 1 : cut + 1 + MAX_LINE]
+            if size >= _FAST_BLOCK:
+                fast.block(b"".join(pending))
+                pending, size = [b"\n"], 0
+    except EOFError:
+        if size:
+            fast.block(b"".join(pending))
+        return  # a truncated .gz: keep what was read
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        if size:
+            fast.block(b"".join(pending))
+        raise ParseError(
+            f"{name}: corrupt gzip data: {exc}", line=fast.ln + 1, what="kernel log"
+        ) from None
+    if size:
+        fast.block(b"".join(pending))
+    if carry:
+        fast.ln += 1
+        reader.feed(fast.ln, carry.decode("utf-8", "replace").rstrip("\r"))
+
+
 def _result(reader: _Reader, name: str, strict: bool) -> KernelLog:
     boots = reader.finish()
     if strict and not boots:
@@ -1092,32 +1467,39 @@ def _open_bytes(data: bytes | bytearray | memoryview) -> IO[bytes]:
 
 
 def read_kernel_log(
-    data: bytes | bytearray | memoryview | str, *, name: str = "<log>", strict: bool = False
+    data: bytes | bytearray | memoryview | str,
+    *,
+    name: str = "<log>",
+    strict: bool = False,
+    fast: bool = True,
 ) -> KernelLog:
     """Read a kernel log from bytes (plain or gzip) or text.
 
     Never raises on content; with ``strict=True`` a log without a single kernel line is a
-    :class:`ParseError` (without it, it reads as ``KernelLog(boots=())``).
+    :class:`ParseError` (without it, it reads as ``KernelLog(boots=())``). ``fast=False``
+    reads bytes line by line (same result, slower).
     """
     reader = _Reader()
     if isinstance(data, str):
         for ln, raw in enumerate(io.StringIO(data), 1):
             reader.feed(ln, raw[:MAX_LINE].rstrip("\r\n"))
     else:
-        _run(reader, _open_bytes(data), name)
+        (_run_fast if fast else _run)(reader, _open_bytes(data), name)
     return _result(reader, name, strict)
 
 
 def read_kernel_log_stream(
-    stream: IO[bytes], *, name: str = "<log>", strict: bool = False
+    stream: IO[bytes], *, name: str = "<log>", strict: bool = False, fast: bool = True
 ) -> KernelLog:
-    """Read a kernel log from a binary file object, line by line."""
+    """Read a kernel log from a binary file object (``fast=False``: line by line)."""
     reader = _Reader()
-    _run(reader, stream, name)
+    (_run_fast if fast else _run)(reader, stream, name)
     return _result(reader, name, strict)
 
 
-def read_kernel_log_file(path: str | PathLike[str], *, strict: bool = False) -> KernelLog:
+def read_kernel_log_file(
+    path: str | PathLike[str], *, strict: bool = False, fast: bool = True
+) -> KernelLog:
     """Read a kernel log file (``.gz`` recognised by its magic), streaming: memory does not grow
     with the file. An unreadable file raises ``OSError``; corrupt gzip data ``ParseError``."""
     name = str(path)
@@ -1126,8 +1508,8 @@ def read_kernel_log_file(path: str | PathLike[str], *, strict: bool = False) -> 
         f.seek(0)
         if magic == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                return read_kernel_log_stream(gz, name=name, strict=strict)  # type: ignore[arg-type]
-        return read_kernel_log_stream(f, name=name, strict=strict)
+                return read_kernel_log_stream(gz, name=name, strict=strict, fast=fast)  # type: ignore[arg-type]
+        return read_kernel_log_stream(f, name=name, strict=strict, fast=fast)
 
 
 def looks_like_kernel_log(head: bytes) -> bool:
