@@ -1,0 +1,265 @@
+"""The kernel-log fast path reads exactly what the line-by-line reader reads: every fixture,
+generated logs of every capture style, and hypothesis-built logs mixing prefixes, timestamps
+that fall, control characters, wrapped lines, gzip and tiny block sizes."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from efihandoff.sources import kernellog
+from efihandoff.sources.kernellog import read_kernel_log, read_kernel_log_file
+
+LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def same(data: bytes) -> None:
+    fast = read_kernel_log(data, fast=True)
+    slow = read_kernel_log(data, fast=False)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("path", sorted(LOGS.glob("*.log")), ids=lambda p: p.name)
+def test_fixture_same_both_ways(path: Path) -> None:
+    assert read_kernel_log_file(path, fast=True) == read_kernel_log_file(path, fast=False)
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks and spans of a few lines, so every boundary case comes up in a short log."""
+    monkeypatch.setattr(kernellog, "_BLOCK", 97)
+    monkeypatch.setattr(kernellog, "_FAST_BLOCK", 211)
+    monkeypatch.setattr(kernellog, "_SPAN", 150)
+
+
+@pytest.mark.parametrize("path", sorted(LOGS.glob("*.log")), ids=lambda p: p.name)
+def test_fixture_same_with_tiny_blocks(path: Path, tiny_blocks: None) -> None:
+    data = path.read_bytes()
+    same(data)
+    same(gzip.compress(data, mtime=0))
+
+
+def _corpus_logs(seed: int, count: int) -> list[bytes]:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import make_corpus
+    finally:
+        sys.path.remove(str(BENCH))
+    return [make_corpus.generate_log(seed, i, 30_000)[0] for i in range(count)]
+
+
+def test_generated_logs_same_both_ways() -> None:
+    for data in _corpus_logs(11, 30):
+        same(data)
+
+
+def test_generated_logs_same_with_tiny_blocks(tiny_blocks: None) -> None:
+    for data in _corpus_logs(12, 8):
+        same(data)
+
+
+def test_bulk_path_is_taken() -> None:
+    """A long run of chatter is accounted for without feeding its lines one by one."""
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    lines += [f"[{1 + i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(5000)]
+    data = ("\n".join(lines) + "\n").encode()
+    fed = []
+    real = kernellog._Reader.feed
+
+    def counting(self: kernellog._Reader, ln: int, raw: str) -> None:
+        fed.append(ln)
+        real(self, ln, raw)
+
+    kernellog._Reader.feed = counting  # type: ignore[method-assign]
+    try:
+        fast = read_kernel_log(data)
+    finally:
+        kernellog._Reader.feed = real  # type: ignore[method-assign]
+    assert fast == read_kernel_log(data, fast=False)
+    assert fast.lines_read == 5001
+    assert len(fed) < 10
+
+
+# -- hypothesis ------------------------------------------------------------------------------
+
+_MESSAGES = [
+    "usb 1-1: new high-speed USB device number 2 using xhci_hcd",
+    "ACPI: SSDT 0x000000009A2B3000 0004B2 (v02 LENOVO CB-01)",
+    "ACPI: RSDP 0x00000000000F05B0 000024 (v02 ALASKA)",
+    "ACPI in unprivileged domain disabled",
+    "Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) #1 SMP",
+    "Linux version 6.6.13-amd64 (x) #1",
+    "Command line: BOOT_IMAGE=/boot/vmlinuz root=/dev/sda2 ro quiet",
+    "Kernel command line: root=/dev/sda2",
+    "BIOS-provided physical RAM map:",
+    "BIOS-e820: [mem 0x0000000000000000-0x000000000009ffff] usable",
+    "BIOS-e820: [mem 0x0000000000100000-0x000000009fffffff] usable",
+    "BIOS-e820: [mem 0x00000000a0000000-0x00000000a00fffff] reserved",
+    "Xen: [mem 0x0000000000000000-0x000000000009ffff] usable",
+    "efi: EFI v2.70 by HP",
+    "efi: ACPI=0x9ffbe000 ACPI 2.0=0x9ffbe014 SMBIOS=0x9f7e1000 ESRT=0x9b4a6018 ",
+    "efi: ACPI=0x9ffbe000 (ESRT=0x9b4a6018 unusable) ",
+    "efi: mem00: [Boot Data   |   |  |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC] "
+    "range=[0x0000000000000000-0x0000000000000fff] (0MB)",
+    "efi: mem01: [Conventional|   |  |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC] "
+    "range=[0x0000000000001000-0x000000009b4a6fff] (2484MB)",
+    "mem02: type=4, attr=0xf, range=[0x000000009b4a6000-0x000000009b4a7000) (0MB)",
+    "efi: EFI runtime memory map:",
+    "esrt: Reserving ESRT space from 0x000000009b4a6018 to 0x000000009b4a60c8.",
+    "esrt: Reserving ESRT space from 0x000000009b4a6018 to",
+    "0x000000009b4a60c8.",
+    "esrt: ESRT header is not in the memory map.",
+    "e820: update [mem 0x9b4a6000-0x9b4a6fff] usable ==> reserved",
+    "DMI: HP HP EliteBook 840 G8 Notebook PC/880D, BIOS T37 11/14/2023",
+    "Hypervisor detected: Xen PV",
+    "Booting paravirtualized kernel on Xen",
+    "Xen version: 4.17.4 (preserve-AD)",
+    "xen_mcelog: /dev/mcelog registered by Xen",
+    "Xen version 4.17.3 (mockbuild@[unknown]) debug=n",
+    "Bootloader: EFI",
+    "EFI memory map:",
+    " 0000000000000-000000009ffff type=7 attr=000000000000000f",
+    "Jun 18 10:00:00 host kernel: nested syslog",
+    "Jun 18 10:00:00 host kernel: [    9.000000] nested syslog with a timestamp",
+    "Dec  1 10:00:00 host kernel: efi: ESRT=0x1000 ",
+    "kern  :info  : [    5.000000] facility line",
+    "daemon:warn  : [    0.000000] facility line",
+    "somehost kernel: [    7.000000] host-kernel line",
+    "somehost kernel[3]: [    0.000000] host-kernel line",
+    "<4>[    8.000000] level then timestamp",
+    "(XEN) [    1.000000] nested Xen",
+    "autogenerated kernel key: abc",
+    "pci 0000:00:1f.3: [8086:51c8] type 00 class 0x040380",
+    "[    3.000000] a second timestamp",
+    "6,1234,5678901,-;kmsg record",
+    "rcu: \tRCU restricting CPUs",
+    "\x1b[0m coloured",
+    "ef\x01i: ESRT=0x1000 ",
+    "x\u0663.\u0661\u0662\u0663\u0664\u0665\u0666 digits of another script",
+    "garbage (XEN) Xen version 4.19.5 (x)",
+    "garbage[    1.000000] glued",
+    "",
+    "-- Boot 0123456789abcdef --",
+    "-- Reboot --",
+    "x" * 5000,
+]
+
+
+@st.composite
+def _timestamps(draw: st.DrawFn) -> str:
+    sec = draw(st.sampled_from([0, 0, 1, 2, 5, 30, 99999, 123456]))
+    frac = draw(st.integers(0, 999999))
+    shape = draw(st.sampled_from(["std", "std", "std", "3dec", "zero-lead", "9dec"]))
+    if shape == "3dec":
+        return f"[{sec:5d}.{frac % 1000:03d}]"
+    if shape == "zero-lead":
+        return f"[{sec:05d}.{frac:06d}]"
+    if shape == "9dec":
+        return f"[{sec:5d}.{frac:09d}]"
+    return f"[{sec:5d}.{frac:06d}]"
+
+
+@st.composite
+def _line(draw: st.DrawFn) -> str:
+    kind = draw(
+        st.sampled_from(
+            ["dmesg", "dmesg", "dmesg", "level", "caller", "human", "syslog", "syslog-ts",
+             "journal", "iso", "iso-other", "other", "xen", "quoted", "bare", "kmsg"]
+        )
+    )
+    msg = draw(st.sampled_from(_MESSAGES))
+    ts = draw(_timestamps())
+    if kind == "dmesg":
+        return f"{ts} {msg}"
+    if kind == "level":
+        return f"<{draw(st.integers(0, 7))}>{ts} {msg}"
+    if kind == "caller":
+        return f"{ts}[{'T' + str(draw(st.integers(0, 900))):>6}] {msg}"
+    if kind == "human":
+        return f"[Tue Jun 18 09:58:0{draw(st.integers(0, 9))} 2024] {msg}"
+    if kind == "syslog":
+        return f"Jun 18 10:00:00 thinkpad kernel: {msg}"
+    if kind == "syslog-ts":
+        return f"Jun 18 10:00:00 thinkpad kernel: {ts} {msg}"
+    if kind == "journal":
+        return f"Jun 18 10:00:00 kernel kernel[12]: {msg}"
+    if kind == "iso":
+        return f"2024-06-18T10:00:00+0200 desktop kernel: {msg}"
+    if kind == "iso-other":
+        return f"2024-06-18T10:00:00+0200 {draw(st.sampled_from(['Command', 'dom0', 'Xen']))} " \
+            f"{draw(st.sampled_from(['line', 'systemd[1]', 'prog']))}: {msg}"
+    if kind == "other":
+        return f"Jun 18 10:00:00 thinkpad systemd[1]: {msg}"
+    if kind == "xen":
+        return f"(XEN) {msg}"
+    if kind == "quoted":
+        return f"> {ts} {msg}"
+    if kind == "kmsg":
+        return f"6,{draw(st.integers(0, 999))},{draw(st.integers(0, 10**8))},-;{msg}"
+    return msg
+
+
+@st.composite
+def _log(draw: st.DrawFn) -> bytes:
+    lines = draw(st.lists(_line(), max_size=120))
+    # runs of chatter with rising timestamps, so the bulk path has something to take
+    if draw(st.booleans()):
+        start = draw(st.integers(0, 50))
+        at = draw(st.integers(0, len(lines)))
+        count = draw(st.integers(0, 200))
+        run = [f"[{start + i:5d}.{i:06d}] usb 1-1: chatter" for i in range(count)]
+        lines[at:at] = run
+    sep = draw(st.sampled_from(["\n", "\n", "\r\n"]))
+    text = sep.join(lines) + draw(st.sampled_from(["", sep]))
+    data = text.encode("utf-8", "surrogateescape")
+    if draw(st.booleans()):
+        data += draw(st.binary(max_size=16))
+    return data
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_log())
+def test_hypothesis_logs_same_both_ways(data: bytes) -> None:
+    same(data)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=_log(), gz=st.booleans())
+def test_hypothesis_logs_same_with_tiny_blocks(data: bytes, gz: bool, tiny_blocks: None) -> None:
+    same(gzip.compress(data, mtime=0) if gz else data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=2000))
+def test_hostile_bytes_same_both_ways(data: bytes) -> None:
+    same(data)
+
+
+def test_truncated_gzip_same_both_ways(tiny_blocks: None) -> None:
+    data = "\n".join(f"[{i:5d}.000000] usb chatter {i}" for i in range(3000)).encode()
+    gz = gzip.compress(data, mtime=0)
+    for cut in (len(gz) // 3, len(gz) // 2, len(gz) - 9):
+        same(gz[:cut])
+
+
+def test_corrupt_gzip_same_error() -> None:
+    data = gzip.compress(b"[    0.000000] Linux version 6.6\n" * 5000, mtime=0)
+    bad = data[:200] + bytes(b ^ 0x5A for b in data[200:400]) + data[400:]
+    errors = []
+    for fast in (True, False):
+        try:
+            read_kernel_log(bad, fast=fast)
+            errors.append(None)
+        except Exception as exc:  # compared below
+            errors.append((type(exc), str(exc)))
+    assert errors[0] == errors[1]
