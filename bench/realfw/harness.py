@@ -75,13 +75,16 @@ PLACEMENTS = {
 }
 # The issue's matrix: BS data, RT data, ACPI reclaim, reserved, and a type Linux refuses.
 MATRIX_PLACEMENTS = ("bsdata", "rtdata", "acpireclaim", "reserved", "bscode")
-# Path ids of the model (DESIGN.md) matching each stack; the lead wires them in predict().
+# The model's path (efihandoff.paths.presets.parse_path) for each stack: the real versions; Xen
+# boots as xen.efi chain-loaded from the injector, so boot mode efi (efi_start).
 PATH_FOR_STACK = {
-    "linux-6.1": "native,linux=6.1",
-    "linux-6.12": "native",
-    "xen-4.17+linux-6.1": "xen-4.17-linux-6.1",
-    "xen-4.17+linux-6.12": "xen-4.17",
+    "linux-6.1": "linux=6.1",
+    "linux-6.12": "linux=6.12",
+    "xen-4.17+linux-6.1": "xen=4.17.7,boot=efi,linux=6.1",
+    "xen-4.17+linux-6.12": "xen=4.17.7,boot=efi,linux=6.12",
 }
+# The machine as the model sees it (regions and OVMF's own tables); scenario_for adds the case's.
+SCENARIO = HERE / "ovmf-q35.toml"
 
 DEFAULT_TIMEOUT = 150.0
 
@@ -288,9 +291,32 @@ else
 fi
 dmesg | sed "s/^/EHDMESG /"
 echo "EHMARK end"
-if grep -q ehdump /proc/cmdline; then echo "EHMARK wait-dump"; sleep 120; fi
+if grep -q ehdump /proc/cmdline; then
+  for d in /sys/firmware/efi/runtime-map/*; do
+    [ -d "$d" ] && echo "EHRTMAP $(cat $d/type) $(cat $d/phys_addr) $(cat $d/virt_addr)" \
+      "$(cat $d/num_pages) $(cat $d/attribute)"
+  done
+  echo "EHMARK wait-dump"; sleep 120
+fi
 poweroff -f
 """
+
+# Earlier /init scripts and kernel arguments whose boots parse to the same outcome, so their
+# cached results are reused (cached_outcome): they differ only in how dmesg was piped out
+# (``while read`` loop, then sed), in the console log level (loglevel=7, then quiet: the outcome
+# comes from the dmesg dump either way) and, in dump mode only, in the runtime-map lines.
+_INIT_V1 = INIT_SCRIPT.split('echo "EHMARK end"')[0].replace(
+    'dmesg | sed "s/^/EHDMESG /"',
+    'dmesg | while IFS= read -r l; do echo "EHDMESG $l"; done') + (
+    'echo "EHMARK end"\n'
+    'if grep -q ehdump /proc/cmdline; then echo "EHMARK wait-dump"; sleep 120; fi\n'
+    'poweroff -f\n')
+_INIT_V2 = _INIT_V1.replace(
+    'dmesg | while IFS= read -r l; do echo "EHDMESG $l"; done', 'dmesg | sed "s/^/EHDMESG /"')
+EQUIVALENT_BOOTS = (  # newest first
+    (_INIT_V2, "efi=debug panic=-1 quiet"),
+    (_INIT_V1, "efi=debug panic=-1 loglevel=7"),
+)
 
 
 def _cpio_newc(entries: list[tuple[str, int, bytes, int, int]]) -> bytes:
@@ -411,16 +437,29 @@ def esp_inputs(case: Case, dump: bool = False) -> dict[str, bytes | Path]:
     return files
 
 
-def case_key(case: Case, dump: bool = False) -> str:
-    """Hash of everything that decides the boot's outcome."""
+def case_key(case: Case, dump: bool = False, init: str | None = None,
+             linux_args: str | None = None) -> str:
+    """Hash of everything that decides the boot's outcome (``init`` and ``linux_args`` default
+    to the current /init script and kernel arguments)."""
     h = hashlib.sha256()
     h.update(json.dumps([HARNESS_VERSION, dataclasses.astuple(case), dump,
-                         package_versions()], sort_keys=True).encode())
+                         _versions_cached()], sort_keys=True).encode())
     h.update(_hash_files([INJECTOR_DIR / "inject.c", INJECTOR_DIR / "Makefile"]).encode())
-    h.update(INIT_SCRIPT.encode())
-    h.update(XEN_OPTIONS.encode() + LINUX_ARGS.encode())
+    h.update((INIT_SCRIPT if init is None else init).encode())
+    h.update(XEN_OPTIONS.encode() + (LINUX_ARGS if linux_args is None else linux_args).encode())
     h.update(encode_inject(records_for(case)))
     return h.hexdigest()[:20]
+
+
+_VERSIONS: dict[str, str] | None = None
+
+
+def _versions_cached() -> dict[str, str]:
+    """package_versions(), asked once per process (dpkg-query costs ~50 ms a call)."""
+    global _VERSIONS
+    if _VERSIONS is None:
+        _VERSIONS = package_versions()
+    return _VERSIONS
 
 
 def build_esp(case: Case, esp: Path, dump: bool = False) -> None:
@@ -605,6 +644,15 @@ def parse_serial(text: str) -> dict[str, Any]:
         if m:
             injected.append({"guid": m[1], "type": int(m[2]), "address": None,
                              "length": int(m[3]), "status": int(m[4], 16)})
+    rtmap = []
+    for line in lines:
+        if line.startswith("EHRTMAP "):
+            try:
+                t, phys, virt, pages, attr = (int(x, 16) for x in line.split()[1:6])
+            except ValueError:
+                continue
+            rtmap.append({"type": t, "phys_addr": phys, "virt_addr": virt, "num_pages": pages,
+                          "attribute": attr})
     ls = next((line[len("EHLS "):].split() for line in lines if line.startswith("EHLS ")), None)
     cmdline = next((line[len("EHCMDLINE "):] for line in lines
                     if line.startswith("EHCMDLINE ")), None)
@@ -619,6 +667,8 @@ def parse_serial(text: str) -> dict[str, Any]:
         "injected": injected,
         "efi_dir": ls,
         "cmdline": cmdline,
+        # dump mode: /sys/firmware/efi/runtime-map (native only), to translate virtual pointers
+        "runtime_map": rtmap or None,
     }
 
 
@@ -632,13 +682,21 @@ def _sysfs_order(path: str) -> tuple[int, int, str]:
 
 
 def cached_outcome(case: Case, dump: bool = False) -> dict[str, Any] | None:
-    """The cached RealOutcome of a case, or None when it has not been booted as it is now."""
-    result_file = CACHE / "results" / f"{case.id}.{case_key(case, dump)}.json"
-    if not result_file.exists():
-        return None
-    outcome = json.loads(result_file.read_text())
-    outcome["cached"] = True
-    return outcome
+    """The cached RealOutcome of a case, or None when it has not been booted as it is now
+    (or in an :data:`EQUIVALENT_BOOTS` way). With ``dump``, only a result whose dump file is
+    still there counts."""
+    keys = [case_key(case, dump)] + [case_key(case, dump, i, a) for i, a in EQUIVALENT_BOOTS]
+    for key in keys:
+        result_file = CACHE / "results" / f"{case.id}.{key}.json"
+        if not result_file.exists():
+            continue
+        outcome = json.loads(result_file.read_text())
+        if dump and not (outcome.get("dump") and Path(outcome["dump"]).exists()):
+            continue
+        outcome["cached"] = True
+        outcome.setdefault("runtime_map", None)
+        return outcome
+    return None
 
 
 def run_case(case: Case, timeout: float = DEFAULT_TIMEOUT, dump: bool = False,
@@ -709,20 +767,122 @@ def select(cases: Sequence[Case], pattern: str | None) -> list[Case]:
 
 
 class NoPrediction(NotImplementedError):
-    """The model cannot predict yet (efihandoff.paths has no ``simulate``)."""
+    """The model cannot predict this case."""
+
+
+# Linux 6.x drivers/firmware/efi/libstub/efi-stub-helper.c efi_load_initrd: on bare metal the
+# stub installs struct linux_efi_initrd {u64 base; u64 size} (LINUX_EFI_INITRD_MEDIA_GUID) in
+# EfiLoaderData pool once the initrd is loaded, after every firmware table (the real "efi:" line
+# ends with INITRD=). Xen loads the dom0 kernel itself: no stub runs, no INITRD table. The base
+# and size are those of the real boots' loader-data region; no rule compared here reads them.
+_INITRD_TABLE = struct.pack("<QQ", 0x3DD98000, 0xFC000)
+
+
+def case_tables(case: Case) -> list[dict[str, Any]]:
+    """The scenario tables the case adds to the base machine, in installation order: the
+    injector's ESRT (the case's bytes in the case's memory type), then the stub's INITRD on
+    bare metal."""
+    out: list[dict[str, Any]] = [
+        {"name": "ESRT", "memory_type": case.memory_type, "hex": esrt_bytes(case.content).hex()}
+    ]
+    if not case.xen:
+        out.append({"name": "INITRD", "memory_type": "EfiLoaderData",
+                    "hex": _INITRD_TABLE.hex()})
+    return out
+
+
+def scenario_for(case: Case, seed: int | None = None) -> dict[str, Any]:
+    """The scenario mapping (efihandoff.sources.scenario format) of a case: the base machine of
+    ``ovmf-q35.toml`` plus :func:`case_tables`."""
+    import tomllib
+
+    data = tomllib.loads(SCENARIO.read_text())
+    data["name"] = case.id
+    data["description"] = f"{data.get('description', '')}; {case.placement} {case.content}"
+    data["table"] = [*data.get("table", []), *case_tables(case)]
+    if seed is not None:
+        data["seed"] = seed
+    return data
+
+
+def scenario_toml(case: Case) -> str:
+    """The same scenario as TOML text (for ``efihandoff boot``): ``ovmf-q35.toml`` with the
+    case's tables appended."""
+    out = [SCENARIO.read_text().replace('name = "ovmf-q35"', f'name = "{case.id}"', 1)]
+    for t in case_tables(case):
+        out.append("\n[[table]]")
+        for k, v in t.items():
+            out.append(f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"')
+    return "\n".join(out) + "\n"
+
+
+# Two seeds of the "random" fill: a sysfs value that differs between them comes from memory
+# nobody wrote (e.g. the edk2 POOL_TAIL's Reserved word after Xen 4.17's short ESRT copy), so
+# the model cannot know it and predicts None.
+_SEEDS = (0, 1)
+_FWUPD_FROM_SYSFS = {"guid": "fw_class", "kind": "fw_type", "version": "fw_version",
+                     "lowest": "lowest_supported_fw_version", "flags": "capsule_flags",
+                     "update_state": "last_attempt_status"}
 
 
 def predict(case: Case) -> dict[str, Any]:
-    """efihandoff's prediction for a case: {sysfs_present, sysfs, esrt_lines, unusable}.
+    """efihandoff's prediction for a case, keyed like a RealOutcome: {sysfs_present, sysfs,
+    efi_lines, esrt_lines, unusable, injected, fwupd, verdict}.
 
-    The lead wires this to ``efihandoff.paths.simulate`` on path ``PATH_FOR_STACK[case.stack]``.
-    A sysfs value of None means "bytes the model cannot know" (the key must still exist).
+    ``efihandoff.paths.simulate`` over :func:`scenario_for` on ``PATH_FOR_STACK[case.stack]``.
+    A sysfs value of None means "bytes the model cannot know" (the key must still exist); a
+    ``fwupd`` device value of None means the same for what fwupd derives from such a file.
     """
-    import efihandoff.paths as paths
+    from efihandoff.paths.presets import parse_path
+    from efihandoff.paths.simulate import simulate
+    from efihandoff.sources.scenario import build_machine
+    from efihandoff.uefi.esrt import ESRT_GUID as MODEL_ESRT
 
-    if not hasattr(paths, "simulate"):
-        raise NoPrediction("efihandoff.paths.simulate is not there yet")
-    raise NoPrediction("predict() is not wired to efihandoff.paths.simulate yet")
+    spec = parse_path(PATH_FOR_STACK[case.stack])
+    runs = [simulate(build_machine(scenario_for(case, seed)), spec) for seed in _SEEDS]
+    res = runs[0]
+    trees = [{k[len("efi/esrt/"):]: v for k, v in (r.sysfs or {}).items()
+              if k.startswith("efi/esrt/") and v is not None} for r in runs]
+    sysfs: dict[str, str | None] = {
+        k: (v if all(t.get(k) == v for t in trees[1:]) else None) for k, v in trees[0].items()
+    }
+    present = res.esrt_sysfs
+    if present is None:
+        raise NoPrediction(f"the model cannot say whether the ESRT reaches sysfs: "
+                           f"{res.esrt.reason}")
+    efi_lines = [line[len("efi: "):] for line in res.log if line.startswith("efi: ")]
+    unusable: list[str] = []
+    for line in efi_lines:
+        for name in _UNUSABLE.findall(line):
+            if name not in unusable:
+                unusable.append(name)
+    fw = None
+    if res.fwupd_devices is not None:
+        fw = []
+        for d in res.fwupd_devices:
+            j = d.to_json()
+            dev = {k: j[k] for k in ("guid", "kind", "version", "lowest", "flags",
+                                     "update_state", "entry")}
+            for key, name in _FWUPD_FROM_SYSFS.items():
+                f = f"entries/{d.entry}/{name}"
+                if f in sysfs and sysfs[f] is None:
+                    dev[key] = None
+            fw.append(dev)
+    verdict = res.esrt
+    return {
+        "case": case.id,
+        "path": spec.id,
+        "sysfs_present": bool(present),
+        "sysfs": dict(sorted(sysfs.items(), key=lambda kv: _sysfs_order(kv[0]))),
+        "efi_lines": efi_lines,
+        "esrt_lines": [line[len("esrt: "):] for line in res.log if line.startswith("esrt: ")],
+        "unusable": unusable,
+        # where the model's firmware put the ESRT, for compare()'s "did it move" check
+        "injected": [{"guid": str(MODEL_ESRT), "type": case.memory_type,
+                      "address": verdict.address, "length": len(esrt_bytes(case.content))}],
+        "fwupd": fw,
+        "verdict": f"{verdict.verdict}: {verdict.reason}",
+    }
 
 
 _HEX_ADDR = re.compile(r"0x[0-9a-fA-F]{8,16}")
@@ -774,6 +934,53 @@ def compare(real: dict[str, Any], predicted: dict[str, Any],
     p_un = sorted(predicted.get("unusable") or [])
     if r_un != p_un:
         diffs.append(f"unusable: real {r_un} predicted {p_un}")
+    if "efi_lines" in real and "efi_lines" in predicted:
+        diffs += _compare_efi(real, predicted)
+    return diffs
+
+
+_CT_LINE = re.compile(r"(?:\s*\(?[A-Za-z][\w .]*?=0x[0-9a-fA-F]+(?: unusable\))?)+\s*")
+_CT_TOKEN = re.compile(r"(\()?([A-Za-z][\w .]*?)=0x([0-9a-fA-F]+)( unusable\))?")
+
+
+def config_tokens(efi_lines: Sequence[str]) -> list[tuple[str, int, bool]]:
+    """(label, address, unusable) of every table the kernel named in its ``efi:`` lines
+    (drivers/firmware/efi/efi.c efi_config_parse_tables: ``NAME=0x%lx `` or, in a Xen dom0 from
+    6.3, ``(NAME=0x%lx unusable) ``)."""
+    out = []
+    for line in efi_lines:
+        if _CT_LINE.fullmatch(line):
+            for m in _CT_TOKEN.finditer(line):
+                out.append((m[2].strip(), int(m[3], 16), bool(m[1] and m[4])))
+    return out
+
+
+def _esrt_moved(o: dict[str, Any]) -> bool | None:
+    """Does the ESRT the kernel names sit elsewhere than where the firmware put it?"""
+    inj = next((r for r in o.get("injected") or [] if r.get("guid") == str(ESRT_GUID)), None)
+    named = [a for label, a, _ in config_tokens(o.get("efi_lines") or []) if label == "ESRT"]
+    if inj is None or inj.get("address") is None or not named:
+        return None
+    return named[-1] != inj["address"]
+
+
+def _compare_efi(real: dict[str, Any], predicted: dict[str, Any]) -> list[str]:
+    """The ``efi:`` header line exactly, the named tables in order with their unusable marks
+    (addresses aside: the model lays memory out its own way), and whether the ESRT moved."""
+    diffs = []
+    rh = [line for line in real["efi_lines"] if line.startswith("EFI v")]
+    ph = [line for line in predicted["efi_lines"] if line.startswith("EFI v")]
+    if rh != ph:
+        diffs.append(f"efi header: real {rh} predicted {ph}")
+
+    def names(o: dict[str, Any]) -> list[str]:
+        return [f"({n} unusable)" if u else n for n, _, u in config_tokens(o["efi_lines"])]
+
+    if names(real) != names(predicted):
+        diffs.append(f"efi tables: real {names(real)} predicted {names(predicted)}")
+    rm, pm = _esrt_moved(real), _esrt_moved(predicted)
+    if rm != pm:
+        diffs.append(f"esrt moved: real {rm} predicted {pm}")
     return diffs
 
 
@@ -938,8 +1145,44 @@ def fwupd_diff(real: list[dict[str, Any]] | None,
         out.append(f"fwupd: {len(real)} real devices, {len(model)} in the model")
     for r, m in zip(real, model, strict=False):
         for k in ("guid", "kind", "version", "lowest", "flags", "update_state"):
+            if k in m and m[k] is None:
+                continue  # predict(): derived from bytes the model cannot know
             if r.get(k) != m.get(k):
                 out.append(f"fwupd {r.get('entry')} {k}: real {r.get(k)!r} model {m.get(k)!r}")
+    return out
+
+
+def model_tree(case: Case, root: Path) -> Path:
+    """The /sys/firmware tree the model writes for a case: ``efihandoff boot SCENARIO --path ID
+    --sysfs-out ROOT`` (the CLI, as a user runs it) on :func:`scenario_toml`; returns ROOT."""
+    scenario = root.parent / f"{case.id}.toml"
+    scenario.write_text(scenario_toml(case))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-m", "efihandoff", "boot", str(scenario), "--path",
+                           PATH_FOR_STACK[case.stack], "--sysfs-out", str(root), "--force"],
+                          capture_output=True, text=True, env=env, check=False, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"efihandoff boot failed ({proc.returncode}): {proc.stderr[-500:]}")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def fwupd_both_ways(case: Case, real: dict[str, Any],
+                    predicted: dict[str, Any] | None) -> list[str]:
+    """Issue 5 item 4: the real fwupdtool on the tree the real kernel exposed and on the tree
+    the model writes, and efihandoff's own fwupd model; every pair must agree (values the model
+    cannot know aside). Returns the differences, each prefixed by the pair it concerns."""
+    r_tool = fwupd_for_outcome(real)
+    out = [f"real tree, fwupdtool vs efihandoff.fwupd: {d}"
+           for d in fwupd_diff(r_tool, fwupd_model(real.get("sysfs"), real["sysfs_present"]))]
+    if predicted is None:
+        return out
+    with tempfile.TemporaryDirectory(prefix="realfw-model-") as tmp:
+        m_tool = fwupd_devices(model_tree(case, Path(tmp) / "firmware"))
+    model = predicted.get("fwupd")
+    out += [f"model tree, fwupdtool vs predicted: {d}" for d in fwupd_diff(m_tool, model)]
+    out += [f"fwupdtool, real tree vs predicted: {d}" for d in fwupd_diff(r_tool, model)]
     return out
 
 
@@ -1082,6 +1325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("realfw: missing " + ", ".join(missing_deps(want_fwupd)), file=sys.stderr)
             return 3
         subprocess.run([str(HERE / "install-deps")], check=True)
+        global _VERSIONS
+        _VERSIONS = None  # what install-deps installed belongs in the cache keys
         if missing_deps(want_fwupd):
             print("realfw: still missing " + ", ".join(missing_deps(want_fwupd)),
                   file=sys.stderr)
@@ -1109,11 +1354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row.diffs = compare(real, row.predicted)
                 row.explained = explain(case.id, row.diffs) if row.diffs else []
         if can_fwupd and real.get("booted"):
-            try:
+            if args.no_compare:  # shown in the report, not judged
                 row.fwupd = fwupd_diff(fwupd_for_outcome(real),
                                        fwupd_model(real.get("sysfs"), real["sysfs_present"]))
-            except ImportError:
-                row.fwupd = None
+            else:
+                row.fwupd = fwupd_both_ways(case, real, row.predicted)
         rows.append(row)
     seconds = time.monotonic() - start
     final = write_report(rows, args.out / "report.md", package_versions(), seconds)
