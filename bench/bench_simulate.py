@@ -2,7 +2,7 @@
 
 Baseline in the same run: the same simulation with every descriptor lookup done by a linear
 walk (Linux 6.3's lookup as a scan in place of ``MemoryMap.lookup``, Xen's MEM_INFO and the
-pre-6.3 lookup as a scan in place of ``paths.lookup.FirstMatch``).
+pre-6.3 lookup as a scan in place of ``uefi.memmap.FirstMatch``).
 
     .venv/bin/python bench/bench_simulate.py [--sizes 1000,10000,100000] [--repeat 3]
 
@@ -22,10 +22,10 @@ import time
 from collections.abc import Iterator
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths import lookup as lookup_mod
 from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PRESETS
 from efihandoff.paths.simulate import simulate
+from efihandoff.uefi import memmap as lookup_mod
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryMap, MemoryType

@@ -5,8 +5,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from efihandoff.paths.lookup import FirstMatch, first_match_scan, u64_span
-from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap
+from efihandoff.uefi.memmap import (
+    FirstMatch,
+    MemoryDescriptor,
+    MemoryMap,
+    first_match_scan,
+    u64_span,
+)
 
 U64 = (1 << 64) - 1
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.machine import PhysicalMemory
-from efihandoff.paths.lookup import FirstMatch
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.xen import BS_TYPES, XenBoot, release_deferred
 from efihandoff.uefi import tables as known_tables
@@ -38,6 +37,7 @@ from efihandoff.uefi.memmap import (
     PAGE_SHIFT,
     PAGE_SIZE,
     U64_MAX,
+    FirstMatch,
     MemoryAttribute,
     MemoryDescriptor,
     MemoryMap,

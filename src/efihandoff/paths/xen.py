@@ -17,7 +17,6 @@ from enum import IntEnum
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.firmware import BootServices, OutOfResources
-from efihandoff.paths.lookup import FirstMatch, u64_span
 from efihandoff.paths.presets import BootMode, PathSpec, Policy
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
@@ -26,10 +25,12 @@ from efihandoff.uefi.memmap import (
     PAGE_SHIFT,
     PAGE_SIZE,
     U64_MAX,
+    FirstMatch,
     MemoryAttribute,
     MemoryDescriptor,
     MemoryMap,
     MemoryType,
+    u64_span,
 )
 from efihandoff.uefi.systab import read_ucs2
 
