@@ -35,11 +35,9 @@ from efihandoff.uefi.memmap import (
 )
 from efihandoff.uefi.systab import (
     CONFIG_TABLE_SIZE_64,
-    EFI_SYSTEM_TABLE_SIGNATURE,
     SYSTEM_TABLE_SIZE_64,
     ConfigurationTable,
     SystemTable,
-    TableHeader,
     build_config_tables,
 )
 
@@ -56,9 +54,7 @@ POOL_ALIGN = 8
 CONFIG_TABLE_GROWTH = 0x10
 DEFAULT_ALLOCATION_LIMIT = 1 << 32  # OVMF allocates below 4 GiB unless asked otherwise
 
-RUNTIME_TYPES = frozenset(
-    {MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData}
-)
+RUNTIME_TYPES = frozenset({MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData})
 _CONVENTIONAL = int(MemoryType.EfiConventionalMemory)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
 _U64 = struct.Struct("<Q")
@@ -244,21 +240,7 @@ class BootServices:
         self.system_table_address = self.allocate_pool(
             MemoryType.EfiRuntimeServicesData, SYSTEM_TABLE_SIZE_64
         )
-        self.system_table = SystemTable(
-            hdr=TableHeader(EFI_SYSTEM_TABLE_SIGNATURE, revision, SYSTEM_TABLE_SIZE_64, 0, 0),
-            fw_vendor=vendor_addr,
-            fw_revision=0x10000,
-            con_in_handle=0,
-            con_in=0,
-            con_out_handle=0,
-            con_out=0,
-            stderr_handle=0,
-            stderr=0,
-            runtime=0,
-            boottime=0,
-            nr_tables=0,
-            tables=0,
-        )
+        self.system_table = SystemTable.new(revision, fw_vendor=vendor_addr, fw_revision=0x10000)
         self._write_system_table()
         return self.system_table_address
 

@@ -15,7 +15,7 @@ from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.uefi import tables as known_tables
-from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
+from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
     PAGE_SHIFT,
@@ -36,15 +36,6 @@ from efihandoff.uefi.systab import (
     parse_config_tables,
 )
 
-_ENTRY_FIELDS = (
-    "fw_class",
-    "fw_type",
-    "fw_version",
-    "lowest_supported_fw_version",
-    "capsule_flags",
-    "last_attempt_version",
-    "last_attempt_status",
-)
 # Where a machine known only from evidence gets a stand-in system table: above any real RAM.
 _SYNTHETIC_BASE = 0xFFFF_F000_0000
 _LINUX_RAM = frozenset(int(t) for t in xen.LOADER_TYPES | {MemoryType.EfiConventionalMemory})
@@ -228,21 +219,7 @@ def _synthesize_systab(bs: BootServices, machine: Machine) -> None:
     st = machine.system_table
     rev = st.hdr.revision if st is not None else 0x00020046
     bs.system_table_address = _SYNTHETIC_BASE
-    bs.system_table = SystemTable(
-        hdr=TableHeader(EFI_SYSTEM_TABLE_SIGNATURE, rev, SYSTEM_TABLE_SIZE_64, 0, 0),
-        fw_vendor=0,
-        fw_revision=0,
-        con_in_handle=0,
-        con_in=0,
-        con_out_handle=0,
-        con_out=0,
-        stderr_handle=0,
-        stderr=0,
-        runtime=0,
-        boottime=0,
-        nr_tables=len(tables),
-        tables=array,
-    )
+    bs.system_table = SystemTable.new(rev, nr_tables=len(tables), tables=array)
     bs.config_capacity = len(tables) + 16
 
 
@@ -497,7 +474,7 @@ def _esrt_diff(firmware: bytes, seen: bytes) -> list[str]:
     for i in range((n - 16) // 40):
         off = 16 + 40 * i
         a, b = EsrtEntry.unpack(firmware, off), EsrtEntry.unpack(seen, off)
-        fields = [f for f in _ENTRY_FIELDS if getattr(a, f) != getattr(b, f)]
+        fields = [f for f in ENTRY_FIELDS if getattr(a, f) != getattr(b, f)]
         if fields:
             out.append(f"entry{i} {', '.join(fields)} differ")
     return out

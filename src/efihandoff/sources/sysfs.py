@@ -43,7 +43,7 @@ from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.uefi import tables as known_tables
-from efihandoff.uefi.esrt import ESRT_GUID, Esrt, EsrtEntry
+from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap
 from efihandoff.uefi.systab import ConfigurationTable
@@ -63,15 +63,7 @@ MAX_LINK_HOPS = 40  # symlinks followed resolving one path (Linux MAXSYMLINKS)
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
-ESRT_ENTRY_FILES = (
-    "fw_class",
-    "fw_type",
-    "fw_version",
-    "lowest_supported_fw_version",
-    "capsule_flags",
-    "last_attempt_version",
-    "last_attempt_status",
-)
+ESRT_ENTRY_FILES = ENTRY_FIELDS  # Linux esrt.c names each file after its field
 RUNTIME_MAP_FILES = ("type", "phys_addr", "virt_addr", "num_pages", "attribute")
 # efi/ files copied and read (efivars contents never).
 EFI_TOP_FILES = ("systab", "config_table", "fw_platform_size", "fw_vendor", "runtime")

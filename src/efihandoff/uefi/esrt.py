@@ -149,6 +149,18 @@ def _need(data: Any, offset: int, size: int, what: str) -> int:
         raise ParseError(f"truncated: need {size} bytes, have {have}", offset=offset, what=what)
     return have
 
+# EFI_SYSTEM_RESOURCE_ENTRY fields in table order, named as Linux names them (and its
+# /sys/firmware/efi/esrt/entries/entryN files).
+ENTRY_FIELDS = (
+    "fw_class",
+    "fw_type",
+    "fw_version",
+    "lowest_supported_fw_version",
+    "capsule_flags",
+    "last_attempt_version",
+    "last_attempt_status",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class EsrtEntry:

@@ -275,6 +275,35 @@ class SystemTable:
     bits: int = 64
 
     @classmethod
+    def new(
+        cls,
+        revision: int,
+        *,
+        fw_vendor: int = 0,
+        fw_revision: int = 0,
+        nr_tables: int = 0,
+        tables: int = 0,
+    ) -> SystemTable:
+        """A 64-bit system table with the given fields and every other pointer NULL (CRC32
+        filled in by :meth:`build`)."""
+        hdr = TableHeader(EFI_SYSTEM_TABLE_SIGNATURE, revision, SYSTEM_TABLE_SIZE_64, 0, 0)
+        return cls(
+            hdr=hdr,
+            fw_vendor=fw_vendor,
+            fw_revision=fw_revision,
+            con_in_handle=0,
+            con_in=0,
+            con_out_handle=0,
+            con_out=0,
+            stderr_handle=0,
+            stderr=0,
+            runtime=0,
+            boottime=0,
+            nr_tables=nr_tables,
+            tables=tables,
+        )
+
+    @classmethod
     def layout_size(cls, bits: int = 64) -> int:
         """Bytes of the table in the given layout (120 or 72)."""
         _check_bits(bits)
