@@ -722,7 +722,7 @@ def _render_boot(
                 "ACPI: RSDP 6B2E0014, 0024 (r2 ALASKA)",
                 "System RAM: 16045MB (16430216kB)",
             ]
-            if kind == "xl" or rng.random() < 0.7:
+            if kind == "dom0-serial" or rng.random() < 0.7:
                 xen_lines += ["EFI memory map:", *xen_efi_map(final)]
                 map_printed = True
             xen_lines += ["Dom0 has maximum 4 VCPUs", "Scrubbing Free RAM in background"]
@@ -880,9 +880,9 @@ def _render_boot(
 # --------------------------------------------------------------------------------------------
 
 
-def _descriptor_count(rng: random.Random) -> int:
-    # 50 to 2,000, most maps small (median about 125, as laptops and desktops print)
-    return round(50 * 40 ** (rng.random() ** 2))
+def _descriptor_count(rng: random.Random, low: int = 50, high: int = 2000) -> int:
+    # low to high, most maps small (median about 125 for 50..2000, as laptops print)
+    return round(low * (high / low) ** (rng.random() ** 2))
 
 
 def _pick(rng: random.Random, mix: dict[str, int]) -> str:
@@ -914,9 +914,16 @@ def _garbage(rng: random.Random, what: str, target: int) -> bytes:
     return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + rng.randbytes(max(64, min(target, 4096)))
 
 
-def generate_log(seed: int, index: int, target: int, mix: dict[str, int] | None = None) -> tuple[bytes, Planted]:
+def generate_log(
+    seed: int,
+    index: int,
+    target: int,
+    mix: dict[str, int] | None = None,
+    descriptors: tuple[int, int] = (50, 2000),
+) -> tuple[bytes, Planted]:
     """The bytes of log ``index`` of the corpus of ``seed`` (about ``target`` bytes) and what
-    it planted. Depends only on its arguments."""
+    it planted: ``mix`` weighs the kinds (default :data:`DEFAULT_MIX`), ``descriptors`` bounds
+    the memory maps. Depends only on its arguments."""
     rng = random.Random(f"efihandoff-corpus/{seed}/{index}")
     kind = _pick(rng, mix or DEFAULT_MIX)
     style = rng.choice(STYLES)
@@ -928,7 +935,7 @@ def generate_log(seed: int, index: int, target: int, mix: dict[str, int] | None 
     if kind in ("dom0-serial", "xl"):
         style = "dmesg"
     esrt_type = None if rng.random() < 0.1 else _weighted(rng, _ESRT_TYPE_WEIGHTS)
-    fw = make_firmware(rng, _descriptor_count(rng), esrt_type)
+    fw = make_firmware(rng, _descriptor_count(rng, *descriptors), esrt_type)
     pool = _noise_pool(rng, 200)
     pr = _Printer(style, rng, rng.choice(_HOSTS))
     nboots = 2 if rng.random() < 0.12 and kind != "xl" else 1
@@ -969,9 +976,11 @@ def _targets(seed: int, logs: int, size_mb: float | None) -> list[int]:
     return [int(total * w / s) for w in weights]
 
 
-def _write_one(args: tuple[str, int, int, int, dict[str, int] | None]) -> Planted:
-    out, seed, index, target, mix = args
-    data, planted = generate_log(seed, index, target, mix)
+def _write_one(
+    args: tuple[str, int, int, int, dict[str, int] | None, tuple[int, int]],
+) -> Planted:
+    out, seed, index, target, mix, descriptors = args
+    data, planted = generate_log(seed, index, target, mix, descriptors)
     path = Path(out) / planted.path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -985,11 +994,13 @@ def make_corpus(
     seed: int,
     size_mb: float | None = None,
     mix: dict[str, int] | None = None,
+    descriptors: tuple[int, int] = (50, 2000),
     jobs: int = 1,
 ) -> list[Planted]:
-    """Write ``logs`` files under ``out`` and return what each planted (in index order)."""
+    """Write ``logs`` files under ``out`` and return what each planted (in index order).
+    ``size_mb`` spreads that many MiB over the logs (default: about 40 kB each, varied)."""
     targets = _targets(seed, logs, size_mb)
-    work = [(str(out), seed, i, targets[i], mix) for i in range(logs)]
+    work = [(str(out), seed, i, targets[i], mix, descriptors) for i in range(logs)]
     if jobs > 1 and logs > 1:
         with ProcessPoolExecutor(jobs) as ex:
             return list(ex.map(_write_one, work, chunksize=max(1, logs // (jobs * 8))))

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import statistics
+import sys
 import tarfile
 import zlib
 from collections import Counter
@@ -536,7 +537,7 @@ def _run_pool(
     """At most ``4 * jobs`` chunks in flight, so archives stream through bounded memory. When a
     worker dies, the chunks in flight are retried one input at a time in a worker of their own;
     an input that kills that worker too is skipped with the reason."""
-    ctx = get_context("forkserver")
+    ctx = _context()
     retry: list[list[_Unit]] = []
     pending: dict[Future[list[_Outcome]], list[_Unit]] = {}
     ex = ProcessPoolExecutor(jobs, mp_context=ctx)
@@ -555,6 +556,15 @@ def _run_pool(
                 ex = _fresh_pool(ex, pending, retry, jobs, ctx)
     finally:
         ex.shutdown(cancel_futures=True)
+    if not retry:
+        return
+    try:  # can a worker run at all? (else read here, one input at a time)
+        with ProcessPoolExecutor(1, mp_context=ctx) as probe:
+            probe.submit(int).result()
+    except BrokenProcessPool:
+        for chunk in retry:
+            finished(_work(chunk, specs))
+        return
     for chunk in retry:
         for unit in chunk:
             try:
@@ -562,6 +572,12 @@ def _run_pool(
                     finished(one.submit(_work, [unit], specs).result())
             except BrokenProcessPool:
                 finished([[Skipped(unit[1], "internal error: the worker process died reading it")]])
+
+
+def _context() -> Any:
+    """fork where it is the platform's safe default (Linux): workers start at once and a
+    calling script needs no ``__main__`` guard; elsewhere the platform's default."""
+    return get_context("fork") if sys.platform.startswith("linux") else get_context()
 
 
 def _fresh_pool(

@@ -1,0 +1,255 @@
+"""survey: counts on a seeded corpus against counts worked out here from what the generator
+planted and the rules of the facts file; the same output whatever the number of workers; the
+same verdicts as explain; archives, bad files, progress, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from efihandoff import survey
+from efihandoff.explain import explain
+from efihandoff.sources import read_source
+from efihandoff.uefi.esrt import ESRT_GUID
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
+sys.path.insert(0, str(BENCH))
+import make_corpus  # noqa: E402
+
+PRESET_IDS = [
+    "native",
+    "xen-4.16",
+    "xen-4.17",
+    "xen-4.17-linux-6.1",
+    "xen-fixed",
+    "keep-boot-services",
+    "relocate-known",
+    "reserve-hypercall",
+]
+# Kinds whose memory types the log states (an efi=debug map, or Xen's EFI map on a serial
+# console), so every verdict follows from the facts without guessing a type.
+TRUTH_MIX = {"efi-debug": 20, "dom0-serial": 8, "xl": 2, "garbage": 3}
+
+BS_DATA = "EfiBootServicesData"
+BS_CODE = "EfiBootServicesCode"
+RT_CODE = "EfiRuntimeServicesCode"
+RT_DATA = "EfiRuntimeServicesData"
+ACPI_RECLAIM = "EfiACPIReclaimMemory"
+ACPI_NVS = "EfiACPIMemoryNVS"
+RESERVED = "EfiReservedMemoryType"
+# Linux 6.3 drivers/firmware/efi/esrt.c efi_esrt_init: types taken without EFI_MEMORY_RUNTIME.
+ESRT_TYPES = {BS_DATA, RT_DATA, ACPI_RECLAIM, ACPI_NVS}
+# Linux 6.3 drivers/xen/efi.c xen_efi_config_table_is_usable.
+XEN_ALLOWLIST = {RT_CODE, RT_DATA, ACPI_RECLAIM, ACPI_NVS, RESERVED}
+
+
+def expected_esrt(boot: make_corpus.PlantedBoot, path: str) -> str:
+    """The ESRT's verdict on a preset path, from the facts file (Linux 6.3+ on every preset but
+    xen-4.17-linux-6.1), for the machine the log shows: the table where the log says it is
+    (after any Xen relocation), its header known only when the log printed 'Reserving'."""
+    if boot.seen_address is None:
+        return "absent"
+    t = boot.seen_type
+    runtime = boot.esrt_runtime and not boot.relocated
+    known = boot.reserving
+    linux_takes = t in ESRT_TYPES or runtime  # efi_esrt_init
+    if path == "xen-4.17-linux-6.1":
+        return "refused"  # 6.1: efi_esrt_init returns without EFI_MEMMAP in a PV dom0
+    if path == "native":
+        if not linux_takes:
+            return "refused"  # "ESRT header is not in the memory map."
+        return "intact" if known else "unknown"  # BS data kept by efi_mem_reserve
+    # Xen paths: 4.17.1+ and 4.22 copy a BS-data ESRT (with a readable header) into ACPI
+    # reclaim before ExitBootServices; 4.16.5 does not.
+    relocates = path in ("xen-4.17", "xen-fixed", "relocate-known")
+    if relocates and t == BS_DATA and known:
+        # get_esrt_size forgets the 16-byte header before 3ea44aa78c (4.19.5/4.20.3/4.21.1)
+        return "corrupt" if path == "xen-4.17" else "relocated"
+    allow = XEN_ALLOWLIST | ({BS_DATA, BS_CODE} if path == "reserve-hypercall" else set())
+    if t not in allow:
+        return "refused"  # "(ESRT=0x... unusable)"
+    if not linux_takes:
+        return "refused"
+    return "intact" if known else "unknown"
+
+
+@pytest.fixture(scope="module")
+def truth_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    root = tmp_path_factory.mktemp("corpus")
+    planted = make_corpus.make_corpus(
+        root, logs=40, seed=7, size_mb=0.6, mix=TRUTH_MIX, descriptors=(50, 70)
+    )
+    return root, planted
+
+
+@pytest.fixture(scope="module")
+def truth_result(truth_corpus: tuple[Path, list]) -> survey.SurveyResult:
+    return survey.run([str(truth_corpus[0])], jobs=1)
+
+
+def test_counts_match_the_planted_truth(
+    truth_corpus: tuple[Path, list], truth_result: survey.SurveyResult
+) -> None:
+    root, planted = truth_corpus
+    machines = [(p, i, b) for p in planted for i, b in enumerate(p.boots, 1)]
+    garbage = [p for p in planted if p.kind == "garbage"]
+    assert garbage and machines  # the seed gives both
+    doc = truth_result.to_json()
+    assert doc["machines"] == len(machines)
+    assert sorted(s["path"] for s in doc["skipped"]) == sorted(
+        os.path.join(str(root), p.path) for p in garbage
+    )
+    # every machine, path by path
+    table = csv.DictReader(io.StringIO(truth_result.to_csv()))
+    rows = {(r["path"], int(r["boot"])): r for r in table}
+    for p, i, b in machines:
+        row = rows[(os.path.join(str(root), p.path), i)]
+        for pid in PRESET_IDS:
+            assert row[pid] == expected_esrt(b, pid), (p.path, i, pid, b)
+    # and the totals
+    for pid in PRESET_IDS:
+        want = Counter(expected_esrt(b, pid) for _, _, b in machines)
+        assert doc["paths"][pid]["esrt"] == dict(want), pid
+    types = Counter(b.seen_type or "absent" for _, _, b in machines)
+    assert doc["esrt_memory_types"] == dict(types)
+
+
+def test_truth_corpus_covers_the_interesting_cases(truth_corpus: tuple[Path, list]) -> None:
+    """The seeded corpus plants what the rules above distinguish (else the test proves less)."""
+    boots = [b for p in truth_corpus[1] for b in p.boots]
+    kinds = Counter(b.kind for b in boots)
+    assert kinds["efi-debug"] and kinds["dom0-serial"] and kinds["xl"]
+    assert any(b.relocated for b in boots)
+    assert any(b.seen_type == BS_DATA and b.reserving for b in boots)
+    assert any(b.seen_type == RT_DATA for b in boots)
+    assert any(b.seen_type not in ESRT_TYPES | {None} for b in boots)
+    assert any(p for p in truth_corpus[1] if len(p.boots) == 2)
+    verdicts = {expected_esrt(b, pid) for b in boots for pid in PRESET_IDS}
+    assert {"intact", "refused", "absent", "corrupt", "relocated", "unknown"} <= verdicts
+
+
+def test_same_output_whatever_jobs(
+    truth_corpus: tuple[Path, list], truth_result: survey.SurveyResult
+) -> None:
+    two = survey.run([str(truth_corpus[0])], jobs=2)
+    assert json.dumps(two.to_json(), sort_keys=True) == json.dumps(
+        truth_result.to_json(), sort_keys=True
+    )
+    assert two.to_csv() == truth_result.to_csv()
+
+
+def test_verdicts_equal_explain(truth_corpus: tuple[Path, list]) -> None:
+    root = truth_corpus[0]
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and "garbage" not in p.name)[:12]
+    files += [str(LOGS / n) for n in ("x86-laptop-efi-debug.log", "two-boots.log")]
+    result = survey.run(files, jobs=1)
+    by_key = {m.key: m for m in result.machines}
+    for f in files:
+        views = read_source(f)
+        for i, view in enumerate(views, 1):
+            ex = explain([view])
+            rec = by_key[(f, survey._boot_number(view) if len(views) > 1 else 1)]
+            for p in rec.paths:
+                r = ex.results[p.id]
+                assert p.esrt == str(r.tables[ESRT_GUID].verdict), (f, i, p.id)
+                others = [(t.name, str(t.verdict)) for g, t in r.tables.items() if g != ESRT_GUID]
+                assert p.tables == tuple(others)
+                assert p.reserved_bytes == r.cost.reserved_bytes
+            assert set(rec.findings) == {f.code for f in ex.findings}
+
+
+def test_archive_of_logs_reads_like_the_directory(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    make_corpus.make_corpus(
+        corpus, logs=8, seed=3, size_mb=0.1, mix=TRUTH_MIX, descriptors=(50, 55)
+    )
+    tgz = tmp_path / "logs.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        tf.add(corpus, arcname="c")
+        evil = tarfile.TarInfo("../evil.log")
+        data = (LOGS / "two-boots.log").read_bytes()
+        evil.size = len(data)
+        tf.addfile(evil, io.BytesIO(data))
+        absolute = tarfile.TarInfo("/etc/abs.log")
+        absolute.size = len(data)
+        tf.addfile(absolute, io.BytesIO(data))
+    from_dir = survey.run([str(corpus)], jobs=1)
+    from_tar = survey.run([str(tgz)], jobs=2)
+    assert len(from_tar.machines) == len(from_dir.machines)
+    assert [m.path.split("::")[1] for m in from_tar.machines] == [
+        "c/" + os.path.relpath(m.path, corpus) for m in from_dir.machines
+    ]
+    assert [(m.paths, m.esrt_memory_type) for m in from_tar.machines] == [
+        (m.paths, m.esrt_memory_type) for m in from_dir.machines
+    ]
+    unsafe = [s for s in from_tar.skipped if "unsafe member" in s.reason]
+    assert sorted(s.path for s in unsafe) == [f"{tgz}::../evil.log", f"{tgz}::/etc/abs.log"]
+
+
+def test_bad_inputs_are_counted_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty.log").write_bytes(b"")
+    (tmp_path / "noise.bin").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "readme.txt").write_text("just some notes about firmware\n" * 20)
+    (tmp_path / "good.log").write_bytes((LOGS / "two-boots.log").read_bytes())
+    (tmp_path / "boom.log").write_bytes((LOGS / "two-boots.log").read_bytes())
+    real = survey._record
+
+    def record(path: str, views, specs):
+        if path.endswith("boom.log"):
+            raise RuntimeError("kaput")
+        return real(path, views, specs)
+
+    monkeypatch.setattr(survey, "_record", record)
+    result = survey.run([str(tmp_path), str(tmp_path / "missing")], jobs=1)
+    reasons = {os.path.basename(s.path): s.reason for s in result.skipped}
+    assert reasons["boom.log"] == "internal error: RuntimeError: kaput"
+    assert reasons["missing"] == "no such file or directory"
+    assert "empty file" in reasons["empty.log"]
+    assert "text" in reasons["readme.txt"]
+    assert set(reasons) == {"boom.log", "missing", "empty.log", "noise.bin", "readme.txt"}
+    assert [m.boot for m in result.machines] == [1, 2]
+
+
+def test_progress_reaches_the_total(truth_corpus: tuple[Path, list]) -> None:
+    seen: list[tuple[int, int]] = []
+    survey.run([str(truth_corpus[0])], jobs=1, progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1][0] == seen[-1][1] == len(truth_corpus[1])
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_json_and_csv_shape(truth_result: survey.SurveyResult) -> None:
+    doc = truth_result.to_json()
+    assert doc["schema"] == "efihandoff/survey/1"
+    assert list(doc["paths"])[: len(PRESET_IDS)] == PRESET_IDS
+    native = doc["paths"]["native"]
+    assert sum(native["esrt"].values()) == native["machines"] == doc["machines"]
+    assert set(native["cost"]) == {"reserved_bytes", "held_during_boot_bytes"}
+    assert set(native["cost"]["reserved_bytes"]) == {"median", "max"}
+    assert sum(doc["esrt_memory_types"].values()) == doc["machines"]
+    assert all(isinstance(v, int) for v in doc["findings"].values())
+    json.dumps(doc)  # serialisable as is
+    rows = list(csv.reader(io.StringIO(truth_result.to_csv())))
+    assert rows[0][: 2] == ["path", "boot"] and rows[0][11 : 11 + len(PRESET_IDS)] == PRESET_IDS
+    assert len(rows) == doc["machines"] + 1
+
+
+def test_medians_are_of_the_machines() -> None:
+    def rec(path: str, reserved: int) -> survey.MachineRecord:
+        p = survey.PathRecord("native", "intact", (), reserved, 0)
+        return survey.MachineRecord(
+            path, 1, "dmesg", None, None, None, None, False, None, "absent", "x", (p,), ()
+        )
+
+    machines = [rec("a", 0), rec("b", 8192), rec("c", 4096), rec("d", 0)]
+    result = survey.SurveyResult(machines, [], ["native"])
+    cost = result.to_json()["paths"]["native"]["cost"]["reserved_bytes"]
+    assert cost == {"median": 0, "max": 8192}  # lower middle of 0, 0, 4096, 8192
