@@ -798,7 +798,6 @@ def scenario_for(case: Case, seed: int | None = None) -> dict[str, Any]:
 
     data = tomllib.loads(SCENARIO.read_text())
     data["name"] = case.id
-    data["description"] = f"{data.get('description', '')}; {case.placement} {case.content}"
     data["table"] = [*data.get("table", []), *case_tables(case)]
     if seed is not None:
         data["seed"] = seed
@@ -1137,9 +1136,11 @@ def fwupd_model(sysfs: dict[str, str] | None, present: bool) -> list[dict[str, A
 
 def fwupd_diff(real: list[dict[str, Any]] | None,
                model: list[dict[str, Any]] | None) -> list[str]:
-    """Differences between two normalised device lists."""
-    if real is None or model is None:
-        return [] if real is model else [f"fwupd: real {real} model {model}"]
+    """Differences between two normalised device lists. No list and an empty list are the
+    same: fwupdtool prints "No detected devices" for both (an ESRT without entries/, and an
+    empty entries/)."""
+    if not real or not model:
+        return [] if not real and not model else [f"fwupd: real {real} model {model}"]
     out = []
     if len(real) != len(model):
         out.append(f"fwupd: {len(real)} real devices, {len(model)} in the model")
@@ -1165,7 +1166,17 @@ def model_tree(case: Case, root: Path) -> Path:
     if proc.returncode != 0:
         raise RuntimeError(f"efihandoff boot failed ({proc.returncode}): {proc.stderr[-500:]}")
     root.mkdir(parents=True, exist_ok=True)
+    for rel in MODEL_TREE_ADDS:
+        (root / rel).mkdir(parents=True, exist_ok=True)
     return root
+
+
+# What the bench adds to the model's tree before fwupdtool reads it. The model writes efi/esrt
+# only, but fwupd 2.0.20 (fu_uefi_capsule_plugin_startup) disables the plugin without
+# efi/efivars ("kernel efivars support missing"), which every real boot here has (efi_dir: the
+# efivarfs mount point Linux creates under /sys/firmware/efi, natively and in a Xen dom0).
+# tests/realfw/test_realfw_fwupd.py test_fwupd_needs_efivars pins this.
+MODEL_TREE_ADDS = ("efi/efivars",)
 
 
 def fwupd_both_ways(case: Case, real: dict[str, Any],

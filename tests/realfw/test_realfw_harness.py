@@ -4,6 +4,7 @@ comparison. No QEMU needed."""
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import harness
@@ -270,13 +271,89 @@ def test_report_final_line(tmp_path):
     assert "no prediction" in text
 
 
-def test_predict_is_not_wired_yet_or_returns_the_contract():
-    case = harness.Case.make("bsdata", "valid2", "linux-6.12")
-    try:
-        p = harness.predict(case)
-    except NotImplementedError:
-        return
-    assert {"sysfs_present", "sysfs", "esrt_lines", "unusable"} <= set(p)
+def test_config_tokens_hand_written():
+    # Linux drivers/firmware/efi/efi.c efi_config_parse_tables: "NAME=0x%lx " per table; a Xen
+    # dom0 from 6.3 prints "(NAME=0x%lx unusable) " for a table in memory it may not trust.
+    lines = ["EFI v2.7 by EDK II",
+             "SMBIOS=0x3f520000 ACPI 2.0=0x3f77d014 (MEMATTR=0x3e5e2018 unusable) ESRT=0x3f773018 ",
+             "Remove mem126: MMIO range=[0xffc00000-0xffffffff] (4MB) from e820 map"]
+    assert harness.config_tokens(lines) == [("SMBIOS", 0x3F520000, False),
+                                            ("ACPI 2.0", 0x3F77D014, False),
+                                            ("MEMATTR", 0x3E5E2018, True),
+                                            ("ESRT", 0x3F773018, False)]
+    assert harness.config_tokens(["mem00: [Conventional] range=[0x0-0x9ffff] (0MB)"]) == []
+
+
+def _efi(header, tables, esrt_at, injected_at):
+    return {"sysfs_present": False, "sysfs": {}, "esrt_lines": [], "unusable": [],
+            "efi_lines": [header, " ".join(tables).replace("ESRT", f"ESRT={esrt_at:#x}") + " "],
+            "injected": [{"guid": str(harness.ESRT_GUID), "address": injected_at}]}
+
+
+def test_compare_efi_header_tables_and_esrt_move():
+    real = _efi("EFI v2.70 by EDK II", ["ACPI=0x1000", "ESRT"], 0x3F773018, 0x3E673B18)
+    same = _efi("EFI v2.70 by EDK II", ["ACPI=0x2000", "ESRT"], 0x7000, 0x5000)
+    assert harness.compare(real, same) == []  # addresses differ, the shape does not
+    other = _efi("EFI v2.7 by EDK II", ["(ACPI=0x2000 unusable)", "ESRT"], 0x5000, 0x5000)
+    diffs = harness.compare(real, other)
+    assert [d.split(":")[0] for d in diffs] == ["efi header", "efi tables", "esrt moved"]
+    # a side without efi_lines (older outcomes, hand-made predictions) is not compared
+    assert harness.compare(real, {k: v for k, v in other.items() if k != "efi_lines"}) == []
+
+
+def test_parse_serial_runtime_map():
+    # drivers/firmware/efi/runtime-map.c: type "0x%x", the rest "0x%llx"; /init prints them in
+    # dump mode as EHRTMAP type phys virt pages attribute.
+    log = ("EHRTMAP 0xb 0xffc00000 0xfffffffeffc00000 0x400 0x8000000000000001\n"
+           "EHRTMAP junk\nEHMARK end\n")
+    o = harness.parse_serial(log)
+    assert o["runtime_map"] == [{"type": 11, "phys_addr": 0xFFC00000,
+                                 "virt_addr": 0xFFFFFFFEFFC00000, "num_pages": 0x400,
+                                 "attribute": 0x8000000000000001}]
+    assert harness.parse_serial("EHMARK end\n")["runtime_map"] is None
+
+
+def test_cached_outcome_takes_equivalent_earlier_boots(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "CACHE", tmp_path)
+    monkeypatch.setattr(harness, "_VERSIONS", {"ovmf": "x"})
+    case = harness.Case.make("bsdata", "valid2", "linux-6.1")
+    assert harness.cached_outcome(case) is None
+    init, args = harness.EQUIVALENT_BOOTS[-1]
+    old = tmp_path / "results" / f"{case.id}.{harness.case_key(case, False, init, args)}.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps({"case": case.id, "booted": True}))
+    assert harness.cached_outcome(case)["booted"] is True
+    # a dump result counts only while its dump file is there
+    dumped = tmp_path / "results" / f"{case.id}.{harness.case_key(case, True)}.json"
+    dumped.write_text(json.dumps({"case": "x", "dump": str(tmp_path / "gone.elf")}))
+    assert harness.cached_outcome(case, dump=True) is None
+    (tmp_path / "gone.elf").write_bytes(b"")
+    assert harness.cached_outcome(case, dump=True)["case"] == "x"
+    # the current key wins over an equivalent one
+    now = tmp_path / "results" / f"{case.id}.{harness.case_key(case)}.json"
+    now.write_text('{"case": "now"}')
+    assert harness.cached_outcome(case)["case"] == "now"
+
+
+def test_equivalent_boots_differ_only_where_documented():
+    (v2, a2), (v1, a1) = harness.EQUIVALENT_BOOTS
+    assert (a1, a2) == ("efi=debug panic=-1 loglevel=7", harness.LINUX_ARGS)
+    assert v1.replace('while IFS= read -r l; do echo "EHDMESG $l"; done',
+                      'sed "s/^/EHDMESG /"') == v2
+    now = harness.INIT_SCRIPT
+    assert now.split('echo "EHMARK end"')[0] == v2.split('echo "EHMARK end"')[0]
+    assert "EHRTMAP" in now and "EHRTMAP" not in v2
+
+
+def test_fwupd_diff_no_devices_and_unknown_values():
+    assert harness.fwupd_diff(None, []) == []
+    assert harness.fwupd_diff([], None) == []
+    dev = {"guid": "g", "kind": "system-firmware", "version": 1, "lowest": 0, "flags": 5,
+           "update_state": "success", "entry": "entry0"}
+    assert harness.fwupd_diff([dev], None) != []
+    assert harness.fwupd_diff([dev], [{**dev, "flags": None}]) == []
+    assert harness.fwupd_diff([dev], [{**dev, "flags": 6}]) == [
+        "fwupd entry0 flags: real 5 model 6"]
 
 
 def test_write_sysfs_tree(tmp_path):
