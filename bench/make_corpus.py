@@ -237,7 +237,7 @@ def make_firmware(rng: random.Random, n: int, esrt_type: int | None) -> Firmware
         Desc(RESERVED, 0x9F000, 0x61, 0),
     ]
     top_low = rng.choice((0x7F000000, 0x8F000000, 0xBF000000, 0xCF000000))
-    n_mid = max(8, n - 3 - 4 - 2)
+    n_mid = max(8, n - 3 - 4 - 1)
     addr = 0x100000
     # Sizes in pages: mostly small fragments, the remainder of low RAM spread over the
     # conventional ranges.
@@ -264,14 +264,14 @@ def make_firmware(rng: random.Random, n: int, esrt_type: int | None) -> Firmware
     descs.append(Desc(RESERVED, 0xFF000000, 0x1000, 0x4000000000000001 if rng.random() < 0.3 else 0))
     high_gib = rng.choice((4, 8, 12, 28, 60, 124))
     descs.append(Desc(CONVENTIONAL, 0x100000000, high_gib << 18, RAM_ATTR))
-    while len(descs) < n:  # top up with high-memory fragments
+    while len(descs) < n:  # top up: small boot-services fragments at the start of high RAM
         last = descs[-1]
-        split = max(1, last.pages // 2)
-        descs[-1] = replace(last, pages=split)
-        t = rng.choice((CONVENTIONAL, BS_DATA, RESERVED, PERSISTENT))
-        descs.append(Desc(t, last.start + split * PAGE, last.pages - split, _attr_for(t, rng)))
-        if last.pages - split < 2:
+        p = min(rng.choice((1, 2, 4, 16, 64)), last.pages - 1)
+        if p < 1:
             break
+        t = rng.choice((BS_DATA, BS_CODE, LOADER_DATA))
+        descs[-1] = Desc(t, last.start, p, RAM_ATTR)
+        descs.append(replace(last, start=last.start + p * PAGE, pages=last.pages - p))
     vendor, dmi = rng.choice(_VENDORS)
     fw = Firmware(descs, [], None, rng.randint(1, 8), vendor,
                   f"{dmi} {rng.randint(1, 12):02d}/{rng.randint(1, 28):02d}/{rng.randint(2019, 2025)}",
@@ -827,15 +827,13 @@ def _render_boot(
             clock.tick(True)
             if rng.random() < 0.15:
                 out.append(pr.kernel(clock, pool[rng.randrange(npool)]))
-        late_at = {rng.randrange(1, 40): m for m in late} if late else {}
+        late_start = rng.randrange(1, 40)  # the later messages, in order, from here on
         size = sum(len(x) + 1 for x in out)
         k = 0
-        while size < target or late_at:
+        while size < target or late:
             clock.tick(False)
             k += 1
-            msg = late_at.pop(k) if k in late_at else pool[rng.randrange(npool)]
-            if k > 40 and late_at:
-                msg = late_at.pop(next(iter(late_at)))
+            msg = late.pop(0) if late and k >= late_start else pool[rng.randrange(npool)]
             line = pr.kernel(clock, msg)
             if rng.random() < 0.02:
                 other = pr.other(clock, "Started Session of User root.")
