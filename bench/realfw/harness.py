@@ -1212,6 +1212,8 @@ def summarize_real(o: dict[str, Any]) -> str:
         parts.append(f"sysfs count={n} entries={ent}")
     else:
         parts.append("no sysfs")
+    if _esrt_moved(o):
+        parts.append("ESRT moved")
     if o.get("unusable"):
         parts.append("unusable " + ",".join(o["unusable"]))
     parts += [f"`esrt: {_short(line)}`" for line in o.get("esrt_lines") or []]
@@ -1219,10 +1221,17 @@ def summarize_real(o: dict[str, Any]) -> str:
 
 
 def summarize_predicted(p: dict[str, Any] | None) -> str:
-    """One table cell describing a prediction."""
+    """One table cell describing a prediction: as a real outcome, plus how many sysfs values
+    the model cannot know and its ESRT verdict word."""
     if p is None:
         return "no prediction"
-    return summarize_real({"booted": True, **p})
+    cell = summarize_real({"booted": True, **p})
+    unknown = sum(1 for v in (p.get("sysfs") or {}).values() if v is None)
+    if unknown:
+        cell += f"; {unknown} value{'s' if unknown > 1 else ''} unknowable"
+    if p.get("verdict"):
+        cell += f" [{p['verdict'].split(':')[0]}]"
+    return cell
 
 
 def _short(line: str, n: int = 60) -> str:
@@ -1260,7 +1269,8 @@ def final_line(rows: Sequence[Row]) -> str:
 
 
 def write_report(rows: Sequence[Row], path: Path | None = None,
-                 versions: dict[str, str] | None = None, seconds: float | None = None) -> str:
+                 versions: dict[str, str] | None = None, seconds: float | None = None,
+                 command: str | None = None) -> str:
     """Write the markdown report (case, real, predicted, agree); return the final line."""
     path = path or OUT / "report.md"
     final = final_line(rows)
@@ -1272,6 +1282,16 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
         f"Run on {time.strftime('%Y-%m-%d')}"
         + (f" in {seconds:.0f} s" if seconds is not None else "") + ". Versions: "
         + ", ".join(f"{k} {v}" for k, v in sorted((versions or {}).items())) + ".", "",
+        *([f"Command: `{command}` (boots from the cache where they were taken before; the "
+            "boot times are in `out/outcomes.json`)", ""] if command else []),
+        "Real: what the real kernel exposed and printed. Predicted: efihandoff's model of the "
+        "same machine (`bench/realfw/ovmf-q35.toml` + the case's ESRT) on the same path, its "
+        "ESRT verdict in brackets; an *unknowable* value is bytes the model cannot know (any "
+        "real value is accepted, the file must exist). Agree compares sysfs presence and every "
+        "value, the `esrt:` lines, the `efi:` header, the tables named in the `efi:` line with "
+        "their `unusable` marks, and whether the ESRT moved. fwupd is *same* when the real "
+        "`fwupdtool` on the real tree, the real `fwupdtool` on the tree `efihandoff boot "
+        "--sysfs-out` writes, and `efihandoff.fwupd` list the same devices.", "",
         "Addresses in `esrt:` lines are shown relative to the line's first address (A).", "",
         "| case | real | predicted | agree | fwupd |", "|---|---|---|---|---|",
     ]
@@ -1294,6 +1314,30 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
     tmp.write_text("\n".join(head + body + tail))
     tmp.replace(path)
     return final
+
+
+def judge(case: Case, real: dict[str, Any], compare_model: bool = True,
+          fwupd: bool = True) -> Row:
+    """One report row: the prediction, the differences and their explanations, and the fwupd
+    checks (with ``compare_model`` False: the fwupd column only, not judged)."""
+    row = Row(real)
+    if not real.get("booted"):
+        return row
+    if compare_model:
+        try:
+            row.predicted = predict(case)
+        except NotImplementedError:
+            row.predicted = None
+        if row.predicted is not None:
+            row.diffs = compare(real, row.predicted)
+            row.explained = explain(case.id, row.diffs) if row.diffs else []
+    if fwupd:
+        if compare_model:
+            row.fwupd = fwupd_both_ways(case, real, row.predicted)
+        else:
+            row.fwupd = fwupd_diff(fwupd_for_outcome(real),
+                                   fwupd_model(real.get("sysfs"), real["sysfs_present"]))
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1352,27 +1396,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outcomes = run_cases(cases, jobs=args.jobs, timeout=args.timeout, dump=args.dump,
                          use_cache=not args.no_cache, progress=progress)
-    rows = []
-    can_fwupd = want_fwupd
-    for case, real in zip(cases, outcomes, strict=True):
-        row = Row(real)
-        if not args.no_compare and real.get("booted"):
-            try:
-                row.predicted = predict(case)
-            except NotImplementedError:
-                row.predicted = None
-            if row.predicted is not None:
-                row.diffs = compare(real, row.predicted)
-                row.explained = explain(case.id, row.diffs) if row.diffs else []
-        if can_fwupd and real.get("booted"):
-            if args.no_compare:  # shown in the report, not judged
-                row.fwupd = fwupd_diff(fwupd_for_outcome(real),
-                                       fwupd_model(real.get("sysfs"), real["sysfs_present"]))
-            else:
-                row.fwupd = fwupd_both_ways(case, real, row.predicted)
-        rows.append(row)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(lambda cr: judge(*cr, compare_model=not args.no_compare,
+                                              fwupd=want_fwupd), zip(cases, outcomes,
+                                                                     strict=True)))
     seconds = time.monotonic() - start
-    final = write_report(rows, args.out / "report.md", package_versions(), seconds)
+    shown: list[str] = []
+    skip = False
+    for a in argv if argv is not None else sys.argv[1:]:  # the command, less --out DIR
+        if skip or a.startswith("--out="):
+            skip = False
+            continue
+        skip = a == "--out"
+        if not skip:
+            shown.append(a)
+    final = write_report(rows, args.out / "report.md", package_versions(), seconds,
+                         " ".join(["bench/realfw/run", *shown]))
     (args.out / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
     # --no-compare: the model is not judged at all (neither predict() nor efihandoff.fwupd)
     bad = [r for r in rows if r.verdict in ("did not boot", "**no**")
