@@ -140,3 +140,19 @@ def test_bare_metal_and_dom0_logs_of_one_machine() -> None:
 def test_two_boots_are_two_views() -> None:
     views = read_source(LOGS / "two-boots.log")
     assert [v.source.path.rsplit("#", 1)[1] for v in views] == ["boot1", "boot2"]
+
+
+def test_other_tables_of_a_bare_metal_log() -> None:
+    # x86-laptop-efi-debug.log: MEMATTR and TPMEventLog in Boot Data, RNG in Loader Data.
+    # Bare metal: efi_memattr_init and efi_tpm_eventlog_init memblock_reserve their table, so
+    # efi_reserve_boot_services keeps the region (facts 4.3 step 8) even though the log has no
+    # bytes; the RNG seed is used while parsing, before loader memory is reused. Under Xen 4.16
+    # + 6.3 all three sit in types the allowlist refuses (facts 5.7).
+    ex = _explain(LOGS / "x86-laptop-efi-debug.log")
+    native = {tv.name: tv.verdict.value for tv in ex.results["native"].tables.values()}
+    xen = {tv.name: tv.verdict.value for tv in ex.results["xen-4.16"].tables.values()}
+    assert native["MEMATTR"] == native["TPMEventLog"] == native["RNG"] == "intact"
+    assert xen["MEMATTR"] == xen["TPMEventLog"] == xen["RNG"] == "refused"
+    assert "assuming a valid table" in ex.results["native"].tables[
+        next(g for g, tv in ex.results["native"].tables.items() if tv.name == "MEMATTR")
+    ].reason

@@ -1165,18 +1165,7 @@ def model_tree(case: Case, root: Path) -> Path:
                           capture_output=True, text=True, env=env, check=False, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"efihandoff boot failed ({proc.returncode}): {proc.stderr[-500:]}")
-    root.mkdir(parents=True, exist_ok=True)
-    for rel in MODEL_TREE_ADDS:
-        (root / rel).mkdir(parents=True, exist_ok=True)
     return root
-
-
-# What the bench adds to the model's tree before fwupdtool reads it. The model writes efi/esrt
-# only, but fwupd 2.0.20 (fu_uefi_capsule_plugin_startup) disables the plugin without
-# efi/efivars ("kernel efivars support missing"), which every real boot here has (efi_dir: the
-# efivarfs mount point Linux creates under /sys/firmware/efi, natively and in a Xen dom0).
-# tests/realfw/test_realfw_fwupd.py test_fwupd_needs_efivars pins this.
-MODEL_TREE_ADDS = ("efi/efivars",)
 
 
 def fwupd_both_ways(case: Case, real: dict[str, Any],

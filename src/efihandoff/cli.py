@@ -155,7 +155,10 @@ def boot(scenario: str, path_id: str, sysfs_out: str | None, force: bool, as_jso
     spec = parse_path(path_id)
     result = simulate(machine, spec)
     if sysfs_out:
-        write_tree(result.sysfs or {"efi": None}, sysfs_out, force=force)
+        # efi/ and the efivarfs mount point exist whenever the kernel booted through EFI;
+        # fwupd 2.0 lists nothing without efi/efivars ("kernel efivars support missing").
+        tree = {"efi": None, "efi/efivars": None, **(result.sysfs or {})}
+        write_tree(tree, sysfs_out, force=force)
     data = path_json(result)
     if as_json:
         click.echo(json.dumps({"path": spec.id, **data}, indent=2))
@@ -236,3 +239,49 @@ def collect(out: str, as_json: bool) -> None:
     click.echo(f"kernel log: {report.kernel_log_source or 'not readable (run as root?)'}")
     for path, why in report.skipped:
         click.echo(f"  skipped {path}: {why}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--path",
+    "path_ids",
+    multiple=True,
+    metavar="ID",
+    help="Paths to judge (default: every preset).",
+)
+@click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core).")
+@click.option("--json", "as_json", is_flag=True, help="Print the survey/1 JSON document.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per machine.")
+@_errors
+def survey(
+    paths: tuple[str, ...], path_ids: tuple[str, ...], jobs: int | None, as_json: bool, as_csv: bool
+) -> None:
+    """Many machines at once: directories (recursive), files and .tar/.tar.gz archives of kernel
+    logs and /sys/firmware copies; per path, how many keep, lose or refuse each table, the ESRT
+    memory types, the proposals' memory cost and the findings. A bad file is counted, never fatal."""
+    from efihandoff import survey as survey_mod
+    from efihandoff.outputs.survey import render_survey
+
+    if as_json and as_csv:
+        raise UsageError("--json and --csv exclude each other")
+    specs = _specs(path_ids)
+    if sys.stderr.isatty() and not (as_json or as_csv):
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("reading", total=None)
+            result = survey_mod.run(
+                paths,
+                jobs=jobs,
+                specs=specs,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    else:
+        result = survey_mod.run(paths, jobs=jobs, specs=specs)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    elif as_csv:
+        click.echo(result.to_csv(), nl=False)
+    else:
+        render_survey(result, _console())

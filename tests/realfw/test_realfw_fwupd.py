@@ -110,16 +110,22 @@ def test_fwupd_model_matches_real_on_fixture(tmp_path):
 def test_fwupd_needs_efivars(tmp_path):
     # fwupd 2.0.20 fu_uefi_capsule_plugin_startup: without <root>/efi/efivars the plugin is
     # disabled ("kernel efivars support missing") and nothing is listed, however good the ESRT.
-    # Every real boot here has efi/efivars (efi_dir); the model's tree does not, so the bench
-    # adds it (harness.MODEL_TREE_ADDS) before fwupdtool reads a tree efihandoff wrote.
+    # Every real boot here has efi/efivars (efi_dir), so the tree `efihandoff boot --sysfs-out`
+    # writes has it too.
     root = _fixture_tree(tmp_path / "firmware")
     assert len(harness.fwupd_devices(root)) == 2
     (root / "efi" / "efivars").rmdir()
     assert harness.fwupd_devices(root) is None
-    assert harness.MODEL_TREE_ADDS == ("efi/efivars",)
     real = harness.parse_serial(
         (DATA / "bsdata-valid2-xen-4.17+linux-6.12.serial.txt").read_text())
     assert "efivars" in real["efi_dir"]
+
+
+def test_model_tree_has_efivars(tmp_path):
+    case = harness.Case.make("bsdata", "valid2", "linux-6.12")
+    root = harness.model_tree(case, tmp_path / "firmware")
+    assert (root / "efi" / "efivars").is_dir()
+    assert len(harness.fwupd_devices(root)) == 2
 
 
 EXCERPTS = sorted(DATA.glob("*.serial.txt"))

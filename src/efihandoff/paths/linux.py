@@ -122,6 +122,7 @@ class LinuxBoot:
     sysfs: dict[str, str | None] | None = None  # relative to /sys/firmware; None marks a dir
     esrt_bytes: bytes | None = None  # what esrt_sysfs_init mapped
     esrt_sysfs: bool = False  # /sys/firmware/efi/esrt exists (its files unknown without bytes)
+    assumed_valid: set[Guid] = field(default_factory=set)  # reserved without bytes to check
     mem_reserved: list[tuple[int, int]] = field(default_factory=list)  # efi_mem_reserve calls
 
 
@@ -281,6 +282,13 @@ def _parse_tables(
         assert kt is not None
         if use.refused or paravirt or kt.name not in _RESERVING or kt.name == "MOKvar":
             continue  # a PV dom0's memblock is its own pseudo-physical memory
+        if memory.read(use.address, 1) is None:
+            # The evidence lacks the table's bytes: a valid table is reserved from its first
+            # byte on, which is enough to keep its boot-services region (quirks.c
+            # efi_reserve_boot_services keeps any region a reservation intersects).
+            lb.reserved.append((use.address, use.address + 1))
+            lb.assumed_valid.add(use.guid)
+            continue
         if kt.name in ("TPMFinalLog", "CCFinalLog") and tpm_version != _TCG2_FORMAT:
             continue  # tpm.c: "TPM Final Events table not present / invalid"
         if kt.name == "MEMATTR" and not _version_at_most(memory, use.address, 2):

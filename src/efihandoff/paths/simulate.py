@@ -313,6 +313,14 @@ class _Judge:
                 f"Linux reads {diff} of {size} bytes changed: its {where} was reused before it "
                 "was read",
             )
+        recorded = use is not None and use.recorded and kt is not None
+        if recorded and self.xb is None and kt.name in linux.EARLY_CONSUMED:
+            # drivers/firmware/efi/efi.c efi_config_parse_tables: the RNG seed and the initrd
+            # location are used while parsing, long before efi_free_boot_services.
+            return v(
+                Verdict.INTACT,
+                f"in {where}; Linux consumes it while parsing, before that memory is reused",
+            )
         kept, why = self._kept(final)
         if not kept:
             return v(Verdict.CLOBBERED, f"in {where}: {why}")
@@ -321,8 +329,15 @@ class _Judge:
                 Verdict.RELOCATED,
                 f"Xen copied it to {final:#x} ({self._type_at(final)}), which stays reserved",
             )
-        if use is not None and use.recorded:
-            return v(Verdict.INTACT, f"in {where}, which stays reserved; Linux uses it in place")
+        if recorded:
+            assumed = (
+                " (its bytes are not in the evidence: assuming a valid table, which Linux reserves)"
+                if guid in self.lb.assumed_valid
+                else ""
+            )
+            return v(
+                Verdict.INTACT, f"in {where}, which stays reserved; Linux uses it in place{assumed}"
+            )
         parsed = kt is not None and kt.linux_parses
         return v(
             Verdict.INTACT,
