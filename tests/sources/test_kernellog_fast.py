@@ -170,7 +170,8 @@ def _line(draw: st.DrawFn) -> str:
     kind = draw(
         st.sampled_from(
             ["dmesg", "dmesg", "dmesg", "level", "caller", "human", "syslog", "syslog-ts",
-             "journal", "iso", "iso-other", "other", "xen", "quoted", "bare", "kmsg"]
+             "journal", "iso", "iso-other", "other", "xen", "quoted", "bare", "kmsg",
+             "syslog-spaces", "xen-stamped"]
         )
     )
     msg = draw(st.sampled_from(_MESSAGES))
@@ -185,6 +186,11 @@ def _line(draw: st.DrawFn) -> str:
         return f"[Tue Jun 18 09:58:0{draw(st.integers(0, 9))} 2024] {msg}"
     if kind == "syslog":
         return f"Jun 18 10:00:00 thinkpad kernel: {msg}"
+    if kind == "syslog-spaces":
+        return f"Jun 18 10:00:00  thinkpad  kernel: {msg}"
+    if kind == "xen-stamped":
+        stamp = draw(st.sampled_from(["[2024-06-18 10:00:00.123] ", "[    1.500000] ", " ", ""]))
+        return f"(XEN) {stamp}{msg}"
     if kind == "syslog-ts":
         return f"Jun 18 10:00:00 thinkpad kernel: {ts} {msg}"
     if kind == "journal":

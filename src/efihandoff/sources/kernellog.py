@@ -1126,13 +1126,15 @@ _SPAN = 8192  # bytes tried in bulk at once
 _F_TS = rb"\[( {0,12}(?:0|[1-9][0-9]{0,9})\.[0-9]{6})\] ?"
 _F_LEVEL = rb"(?:<[0-9]{1,3}>)?"  # _LEVEL
 _F_CALLER = rb"(?:\[ {0,12}[TC][0-9]{1,10}\] ?)?"  # _CALLER
+# Spaces the str patterns take greedily are taken possessively (``{1,4}+``), so no alternative
+# below can match by giving some back.
 _F_MONTH = (  # _SYSLOG
     rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}"
-    rb"(?:\.[0-9]{1,9})? {1,4}"
+    rb"(?:\.[0-9]{1,9})? {1,4}+"
 )
 _F_ISO = (  # _ISO
     rb"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?"
-    rb"(?:Z|[+-][0-9]{2}:?[0-9]{2})? {1,4}"
+    rb"(?:Z|[+-][0-9]{2}:?[0-9]{2})? {1,4}+"
 )
 _F_HOST = rb"[!-9;-Z\\^-~]{1,253} {1,4}"  # _HOST_TAG's host, printable ASCII only
 _F_PID = rb"(?:\[[0-9]{1,10}\])?: ?"
@@ -1216,6 +1218,11 @@ _STYLES: tuple[_Style, ...] = (
     _style("k|other", rb"\n" + _F_ISO, _F_HOST + rb"(kernel)" + _F_PID + _F_CALLER, "iso"),
     _style("k", rb"\n" + _F_HUMAN, _F_CALLER + rb"()"),  # dmesg -T
 )
+# Xen's console prefix as _split_prefix takes it: "(XEN)", one space, then Xen's own timestamp
+# if there is one (a '[' that neither ASCII form takes goes the slow way).
+_F_XEN_LINE = re.compile(
+    rb"\n\(XEN\) ?+(?:\[ {0,12}[0-9]{1,10}\.[0-9]{1,9}\] ?|" + _F_HUMAN + rb"|(?!\[))"
+)
 # bytes a line may hold without _clean changing it (everything but the ASCII controls)
 _NOT_CONTROL = bytes(range(0x20, 0x7F)) + b"\n" + bytes(range(0x80, 0x100))
 
@@ -1277,7 +1284,7 @@ class _Fast:
             n = buf.count(b"\n", pos, end)
             fields = self._fields(buf, pos, end, n)
             if fields is not None:
-                if self._account(n, fields):
+                if self._account(_STYLES[self.style].mode, n, fields):
                     return
             elif self.mixed:
                 self._mixed(buf, pos, end)
@@ -1329,9 +1336,9 @@ class _Fast:
                 k = buf.find(needle, k, end)
         return True
 
-    def _account(self, n: int, fields: list[bytes]) -> bool:
-        """Count ``n`` chatter lines with these fields at once, unless a timestamp falls."""
-        mode = _STYLES[self.style].mode
+    def _account(self, mode: str, n: int, fields: list[bytes]) -> bool:
+        """Count ``n`` chatter lines with these fields (of a style of ``mode``) at once, unless
+        a timestamp falls."""
         if mode in ("k", "k|other"):
             kernel = n if mode == "k" else n - fields.count(b"")
             self.r.plain_run(n, kernel, None)
@@ -1353,40 +1360,61 @@ class _Fast:
 
     def _mixed(self, buf: bytes, pos: int, end: int) -> None:
         """Runs of chatter lines in bulk, the lines between them one at a time."""
-        bulk = _STYLES[self.style].bulk
+        style = _STYLES[self.style]  # _lines may switch self.style; these fields are style's
+        bulk = style.bulk
         run_start = pos  # newline before the first line of the current run
         expected = pos  # newline before the next line
         fields: list[bytes] = []
         for m in bulk.finditer(buf, pos, end):
             start = m.start()
             if start != expected:
-                self._flush(buf, run_start, expected, fields)
+                self._flush(style.mode, buf, run_start, expected, fields)
                 self._lines(buf, expected, start)
                 run_start, fields = start, []
             fields.append(m[1] or b"")
             expected = buf.index(b"\n", m.end())
-        self._flush(buf, run_start, expected, fields)
+        self._flush(style.mode, buf, run_start, expected, fields)
         if expected < end:
             self._lines(buf, expected, end)
 
-    def _flush(self, buf: bytes, pos: int, end: int, fields: list[bytes]) -> None:
+    def _flush(self, mode: str, buf: bytes, pos: int, end: int, fields: list[bytes]) -> None:
         if not fields:
             return
         r = self.r
-        if r.pending_esrt is None and r.cur.linux_started and self._account(len(fields), fields):
+        ready = r.pending_esrt is None and r.cur.linux_started
+        if ready and self._account(mode, len(fields), fields):
             return
         self._lines(buf, pos, end)
 
     def _lines(self, buf: bytes, pos: int, end: int) -> None:
-        """One line at a time: prefixes of the current style taken here, the rest fed."""
-        style = _STYLES[self.style]
-        mode, parse = style.mode, style.parse
+        """One line at a time: prefixes taken here when a style (or Xen's console prefix)
+        takes them, the rest fed."""
         r = self.r
         while pos < end:
-            m = parse.match(buf, pos, end)
-            if m is None:
-                pos = self.slow(buf, pos)
+            if buf.startswith(b"(XEN)", pos + 1):
+                m = _F_XEN_LINE.match(buf, pos, end)
+                if m is None:
+                    pos = self.slow(buf, pos)
+                    continue
+                nxt = buf.index(b"\n", m.end())
+                raw = buf[m.end() : min(nxt, pos + 1 + MAX_LINE)]
+                self.ln += 1
+                r.lines_read += 1
+                r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), None, True, True)
+                pos = nxt
                 continue
+            style = _STYLES[self.style]
+            m = style.parse.match(buf, pos, end)
+            if m is None:
+                for i, other in enumerate(_STYLES):
+                    m = other.parse.match(buf, pos, end) if i != self.style else None
+                    if m is not None:
+                        self.style, style = i, other
+                        break
+                else:
+                    pos = self.slow(buf, pos)
+                    continue
+            mode = style.mode
             nxt = buf.index(b"\n", m.end())
             self.ln += 1
             field = m[1]
@@ -1530,7 +1558,9 @@ def looks_like_kernel_log(head: bytes) -> bool:
     reader = _Reader()
     for ln, raw in enumerate(_iter_lines(io.BytesIO(bytes(head[:_SNIFF_BYTES]))), 1):
         reader.feed(ln, raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
-    return reader.kernel_lines > 0 or reader.lines_used > 0
+        if reader.kernel_lines or reader.lines_used:
+            return True  # both only grow: the answer for the whole head
+    return False
 
 
 # --------------------------------------------------------------------------------------------
