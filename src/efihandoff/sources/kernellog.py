@@ -669,6 +669,8 @@ class _Reader:
         self.lines_used = 0
         self.kernel_lines = 0
         self.pending_esrt: tuple[int, int, str] | None = None
+        # efi_md_typeattr_format brackets repeat within a log; this reader's own memo
+        self._typeattrs: dict[str, tuple[int, int | None] | None] = {}
 
     # -- boots ------------------------------------------------------------------------------
 
@@ -729,6 +731,14 @@ class _Reader:
             self.lines_used += 1
             if b.first_line is None:
                 b.first_line = ln
+
+    def _typeattr(self, inner: str) -> tuple[int, int | None] | None:
+        memo = self._typeattrs
+        if inner not in memo:
+            if len(memo) > 4096:
+                memo.clear()
+            memo[inner] = _typeattr(inner)
+        return memo[inner]
 
     def _timestamp(self, b: _Boot, ln: int, ts: float) -> _Boot:
         # Linux timestamps restart at zero on a new boot.
@@ -874,7 +884,7 @@ class _Reader:
             m = _ARM_MAP.match(body)
             if m is None:
                 return False
-            ta = _typeattr(m[3])
+            ta = self._typeattr(m[3])
             start, last = int(m[1], 16), int(m[2], 16)
             if ta is None or last < start:
                 return False
@@ -900,7 +910,7 @@ class _Reader:
     def _memmap(self, b: _Boot, body: str, ln: int) -> bool:
         m = _MEM_NEW.match(body)
         if m:
-            ta = _typeattr(m[2])
+            ta = self._typeattr(m[2])
             start, last = int(m[3], 16), int(m[4], 16)
             if ta is None or last < start:
                 return False
