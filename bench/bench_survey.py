@@ -1,0 +1,192 @@
+"""Benchmark: ``efihandoff survey`` over a generated corpus of kernel logs against
+``grep -c 'efi:'`` over the same files, measured in the same run.
+
+    .venv/bin/python bench/bench_survey.py [--logs 10000] [--size-mb 1024] [--seed 1]
+        [--jobs 2] [--cache DIR] [--limit N] [--no-survey]
+
+The corpus (bench/make_corpus.py) is generated once into the cache directory (default
+``~/.cache/efihandoff-bench``) and reused. Before timing, every file is read once so the page
+cache is warm for every contender. Baselines: one ``grep -c 'efi:'`` after another over all the
+files (``find | xargs -0 grep``: one core) and ``xargs -0 -P JOBS -n 500`` (every core asked
+for). Then, with ``JOBS`` worker processes: reading every file with the kernel-log reader alone
+(``read_source``, no judging), and the whole survey (``survey.run``). Last, on one core and the
+first 100 MiB of logs, the line-by-line reader against the fast path. Each line prints the
+time, the throughput and the ratio to the grep baseline on every core. Times are wall-clock,
+best of ``--repeat`` for the short ones; the machine may be busy (nothing here asserts a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_corpus  # noqa: E402
+
+MiB = 1 << 20
+
+
+def corpus(cache: Path, logs: int, size_mb: float, seed: int) -> tuple[Path, float | None]:
+    """The corpus directory (generated now, or reused) and the seconds generating took."""
+    root = cache / f"corpus-s{seed}-n{logs}-m{size_mb:g}"
+    done = root.with_suffix(".complete")
+    if done.exists():
+        return root, None
+    t = time.perf_counter()
+    planted = make_corpus.make_corpus(
+        root, logs=logs, seed=seed, size_mb=size_mb, jobs=os.cpu_count() or 1
+    )
+    with open(root.with_suffix(".truth.jsonl"), "w", encoding="utf-8") as f:
+        for p in planted:
+            f.write(json.dumps(p.to_json(), sort_keys=True) + "\n")
+    done.write_text("ok\n")
+    return root, time.perf_counter() - t
+
+
+def files_of(root: Path, limit: int | None) -> list[str]:
+    out = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    return out[:limit] if limit else out
+
+
+def warm(files: list[str]) -> int:
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                total += len(chunk)
+    return total
+
+
+def grep(files: list[str], parallel: int) -> float:
+    """Seconds for grep -c 'efi:' over the files, fed by xargs (-P when parallel > 1)."""
+    args = ["xargs", "-0"] + (["-P", str(parallel), "-n", "500"] if parallel > 1 else [])
+    t = time.perf_counter()
+    subprocess.run(
+        [*args, "grep", "-c", "efi:"],
+        input="\0".join(files).encode(),
+        stdout=subprocess.DEVNULL,
+        check=False,  # grep exits 1 for a batch without a match
+    )
+    return time.perf_counter() - t
+
+
+def _read_one(path: str) -> int:
+    from efihandoff.errors import EfiHandoffError
+    from efihandoff.sources import read_source
+
+    try:
+        return len(read_source(path))
+    except EfiHandoffError:
+        return 0
+
+
+def read_only(files: list[str], jobs: int) -> tuple[float, int]:
+    t = time.perf_counter()
+    with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as ex:
+        views = sum(ex.map(_read_one, files, chunksize=max(1, len(files) // (jobs * 16))))
+    return time.perf_counter() - t, views
+
+
+def reader_speed(files: list[str], budget: int) -> tuple[int, float, float]:
+    """Bytes, seconds line by line, seconds with the fast path (one core, one file at a time)."""
+    from efihandoff.errors import EfiHandoffError
+    from efihandoff.sources.kernellog import read_kernel_log_file
+
+    chosen, size = [], 0
+    for f in files:
+        if "garbage" in f:
+            continue
+        chosen.append(f)
+        size += os.path.getsize(f)
+        if size >= budget:
+            break
+    times = []
+    for fast in (False, True):
+        t = time.perf_counter()
+        for f in chosen:
+            try:
+                read_kernel_log_file(f, fast=fast)
+            except EfiHandoffError:
+                pass
+        times.append(time.perf_counter() - t)
+    return size, times[0], times[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--logs", type=int, default=10_000)
+    ap.add_argument("--size-mb", type=float, default=1024)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cache", default=os.environ.get("EFIHANDOFF_BENCH_CACHE"))
+    ap.add_argument("--limit", type=int, default=None, help="survey only the first N files")
+    ap.add_argument("--no-survey", action="store_true", help="skip the (long) survey run")
+    a = ap.parse_args(argv)
+    cache = Path(a.cache or Path.home() / ".cache" / "efihandoff-bench")
+    cache.mkdir(parents=True, exist_ok=True)
+
+    print(f"cores: os.cpu_count() = {os.cpu_count()}; jobs = {a.jobs}")
+    root, gen = corpus(cache, a.logs, a.size_mb, a.seed)
+    files = files_of(root, a.limit)
+    size = warm(files)
+    mb = size / MiB
+    made = "reused" if gen is None else f"generated in {gen:.0f} s"
+    print(f"corpus: {root} ({made}); {len(files)} files, {mb:.0f} MiB; page cache warm")
+
+    g1 = min(grep(files, 1) for _ in range(a.repeat))
+    gp = min(grep(files, a.jobs) for _ in range(a.repeat))
+    print(f"grep -c 'efi:' (xargs, one process at a time): {g1:8.2f} s  {mb / g1:8.0f} MiB/s")
+    print(f"grep -c 'efi:' (xargs -P {a.jobs} -n 500):       {gp:8.2f} s  {mb / gp:8.0f} MiB/s")
+    summary: dict[str, object] = {
+        "cores": os.cpu_count(), "jobs": a.jobs, "files": len(files), "mib": round(mb, 1),
+        "grep_one_s": round(g1, 3), "grep_parallel_s": round(gp, 3),
+    }
+
+    rt, views = read_only(files, a.jobs)
+    print(
+        f"read only (kernel-log reader, {a.jobs} procs): {rt:8.2f} s  {mb / rt:8.0f} MiB/s"
+        f"  {views} machines  ratio to grep -P{a.jobs}: {rt / gp:.1f}x"
+    )
+    summary.update(read_s=round(rt, 2), read_ratio=round(rt / gp, 1))
+
+    if not a.no_survey:
+        from efihandoff import survey
+
+        t = time.perf_counter()
+        result = survey.run(files, jobs=a.jobs)
+        st = time.perf_counter() - t
+        n = len(result.machines)
+        print(
+            f"survey (jobs={a.jobs}): {st:8.1f} s  {mb / st:8.2f} MiB/s  {n} machines "
+            f"({n / st:.1f}/s), {len(result.skipped)} skipped  ratio to grep -P{a.jobs}: "
+            f"{st / gp:.0f}x"
+        )
+        doc = result.to_json()
+        print("  ESRT on native:", json.dumps(doc["paths"]["native"]["esrt"]))
+        print("  ESRT on xen-4.17:", json.dumps(doc["paths"]["xen-4.17"]["esrt"]))
+        summary.update(
+            survey_s=round(st, 1), survey_ratio=round(st / gp), machines=n,
+            skipped=len(result.skipped),
+        )
+
+    size1, slow, fast = reader_speed(files, 100 * MiB)
+    m1 = size1 / MiB
+    print(
+        f"reader, one core, {m1:.0f} MiB of logs: line by line {slow:.1f} s ({m1 / slow:.1f} MiB/s),"
+        f" fast path {fast:.1f} s ({m1 / fast:.1f} MiB/s), {slow / fast:.1f}x"
+    )
+    summary.update(reader_slow_mibs=round(m1 / slow, 1), reader_fast_mibs=round(m1 / fast, 1))
+    print("summary:", json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
