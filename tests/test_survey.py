@@ -253,3 +253,22 @@ def test_medians_are_of_the_machines() -> None:
     result = survey.SurveyResult(machines, [], ["native"])
     cost = result.to_json()["paths"]["native"]["cost"]["reserved_bytes"]
     assert cost == {"median": 0, "max": 8192}  # lower middle of 0, 0, 4096, 8192
+
+
+def test_render_survey_shows_each_question(truth_result: survey.SurveyResult) -> None:
+    from rich.console import Console
+
+    from efihandoff.outputs.survey import render_survey
+
+    console = Console(record=True, width=240, color_system=None)
+    render_survey(truth_result, console)
+    text = console.export_text()
+    doc = truth_result.to_json()
+    assert f"{doc['machines']} machines" in text
+    for title in ("ESRT by path", "Other configuration tables", "Where firmware put the ESRT",
+                  "Memory-map evidence", "Findings", "Skipped"):
+        assert title in text
+    native = doc["paths"]["native"]["esrt"]
+    intact_row = next(line for line in text.splitlines() if line.startswith("│ native"))
+    assert f"{native['intact']} (" in intact_row
+    assert "observed: Xen" in text  # dom0 logs' own stacks, apart
