@@ -272,3 +272,21 @@ def test_render_survey_shows_each_question(truth_result: survey.SurveyResult) ->
     intact_row = next(line for line in text.splitlines() if line.startswith("│ native"))
     assert f"{native['intact']} (" in intact_row
     assert "observed: Xen" in text  # dom0 logs' own stacks, apart
+
+
+def test_sysfs_copies_are_one_machine_each(tmp_path: Path) -> None:
+    sysfs = LOGS.parent / "sysfs"
+    tgz = tmp_path / "dom0.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        tf.add(sysfs / "xen-dom0", arcname="xen-dom0")
+    result = survey.run([str(sysfs / "native-laptop"), str(tgz)], jobs=1)
+    assert [m.path for m in result.machines] == sorted([str(sysfs / "native-laptop"), str(tgz)])
+    assert not result.skipped
+    for m in result.machines:
+        ex = explain(read_source(m.path))
+        assert {p.id: p.esrt for p in m.paths} == {
+            pid: str(r.tables[ESRT_GUID].verdict) for pid, r in ex.results.items()
+        }
+    # the copy shows the ESRT's entries but not where it was
+    laptop = next(m for m in result.machines if m.path.endswith("native-laptop"))
+    assert laptop.kind == "sysfs" and laptop.esrt_memory_type == "unknown"

@@ -237,7 +237,9 @@ def _record(path: str, views: Sequence[View], specs: Sequence[PathSpec]) -> Mach
     m = ex.machine
     esrt = m.table(ESRT_GUID)
     if esrt is None:
-        mtype = ABSENT
+        # a /sys/firmware copy shows an ESRT without saying where it is
+        shown = any(getattr(v, "sysfs", None) is not None and v.sysfs.esrt for v in views)
+        mtype = UNKNOWN if shown else ABSENT
     elif primary.log is not None and ESRT_GUID in primary.log.variants:
         mtype = UNKNOWN  # the log allows several types (explain judges each)
     else:
