@@ -259,7 +259,8 @@ def survey(
 ) -> None:
     """Many machines at once: directories (recursive), files and .tar/.tar.gz archives of kernel
     logs and /sys/firmware copies; per path, how many keep, lose or refuse each table, the ESRT
-    memory types, the proposals' memory cost and the findings. A bad file is counted, never fatal."""
+    memory types, the proposals' memory cost and the findings. A bad file is counted, never
+    fatal."""
     from efihandoff import survey as survey_mod
     from efihandoff.outputs.survey import render_survey
 

@@ -23,7 +23,6 @@ from efihandoff.uefi.memmap import type_name
 class Explanation:
     """Everything ``explain`` prints."""
 
-    sources: list[Source]
     views: list[View]
     machine: Machine
     results: dict[str, PathResult]
@@ -31,6 +30,10 @@ class Explanation:
     advice: list[str]
     memory_map_evidence: str
     observed: list[tuple[Source, Observed]] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[Source]:
+        return [v.source for v in self.views]
 
 
 def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> Explanation:
@@ -41,25 +44,24 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     findings = machine_findings(machine) + _agreement(primary, views)
     specs = list(specs) if specs else list(PRESETS.values())
     observed = [(v.source, v.log.observed) for v in views if v.log is not None]
-    for v in views:
-        if v.dom0 and v.log is not None:
-            spec = observed_spec(v.log.observed)
-            if spec is not None and all(s.id != spec.id for s in specs):
-                specs.append(spec)
+    # The stacks dom0 logs were printed on, judged too, then compared with what they printed.
+    dom0 = [
+        (v, spec)
+        for v in views
+        if v.dom0 and v.log is not None and (spec := observed_spec(v.log.observed)) is not None
+    ]
+    specs += [spec for _, spec in dom0 if all(s.id != spec.id for s in specs)]
     results: dict[str, PathResult] = {}
     if machine.memory_map is not None:
         for spec in specs:
             results[spec.id] = _judged(primary, spec)
     if machine.table(ESRT_GUID) is None and any(v.sysfs and v.sysfs.esrt for v in views):
         results = {pid: _esrt_without_address(r) for pid, r in results.items()}
-    for v in views:
-        if v.dom0 and v.log is not None:
-            spec = observed_spec(v.log.observed)
-            if spec is not None and spec.id in results:
-                findings += compare_dom0(v, results[spec.id])
+    for v, spec in dom0:
+        if spec.id in results:
+            findings += compare_dom0(v, results[spec.id])
     evidence = primary.log.memory_map_evidence if primary.log else primary.source.kind.value
     return Explanation(
-        sources=[v.source for v in views],
         views=list(views),
         machine=machine,
         results=results,
