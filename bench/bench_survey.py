@@ -18,6 +18,7 @@ best of ``--repeat`` for the short ones; the machine may be busy (nothing here a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_corpus  # noqa: E402
+import make_corpus
 
 MiB = 1 << 20
 
@@ -111,10 +112,8 @@ def reader_speed(files: list[str], budget: int) -> tuple[int, float, float]:
     for fast in (False, True):
         t = time.perf_counter()
         for f in chosen:
-            try:
+            with contextlib.suppress(EfiHandoffError):
                 read_kernel_log_file(f, fast=fast)
-            except EfiHandoffError:
-                pass
         times.append(time.perf_counter() - t)
     return size, times[0], times[1]
 
@@ -180,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     size1, slow, fast = reader_speed(files, 100 * MiB)
     m1 = size1 / MiB
     print(
-        f"reader, one core, {m1:.0f} MiB of logs: line by line {slow:.1f} s ({m1 / slow:.1f} MiB/s),"
-        f" fast path {fast:.1f} s ({m1 / fast:.1f} MiB/s), {slow / fast:.1f}x"
+        f"reader, one core, {m1:.0f} MiB of logs: line by line {slow:.1f} s "
+        f"({m1 / slow:.1f} MiB/s), fast path {fast:.1f} s ({m1 / fast:.1f} MiB/s), "
+        f"{slow / fast:.1f}x"
     )
     summary.update(reader_slow_mibs=round(m1 / slow, 1), reader_fast_mibs=round(m1 / fast, 1))
     print("summary:", json.dumps(summary))

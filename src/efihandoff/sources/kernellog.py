@@ -3,7 +3,9 @@
 Reads dmesg, ``journalctl -k``, syslog, serial-console captures, ``xl dmesg`` and mail-quoted
 excerpts, line by line, into plain data split by boot. Unknown lines are skipped; every per-line
 pattern is linear (no nested quantifiers, bounded repeats) and lines are cut at :data:`MAX_LINE`
-characters, so the whole read is O(size) in time and O(longest line) in memory.
+characters, so the whole read is O(size) in time and O(longest line) in memory. Bytes are read
+through a fast path (see "Fast path" below) that takes runs of chatter in bulk and gives the
+same result as feeding every line (``fast=False``).
 
 Message formats, as printed by (project, file, function):
 
