@@ -222,7 +222,6 @@ class _Window:
 
 
 _BLOCK = 1 << 20  # scan granularity: all-zero blocks are skipped after one compare
-_ZERO_BLOCK = bytes(_BLOCK)
 _TAIL = 128  # bytes past a block a table found at its end may need (120-byte system table)
 
 
@@ -260,9 +259,19 @@ def _blocks(mm: mmap.mmap, fd: int | None, seg: DumpSegment) -> Iterator[tuple[i
         pos = a - (a - start) % 8
         while pos < b:
             n = min(_BLOCK, b - pos)
-            if mm[pos : pos + n] != (_ZERO_BLOCK if n == _BLOCK else bytes(n)):
-                yield pos, n
+            yield pos, n  # holes were skipped by SEEK_DATA; find() is as fast as a zero check
+            _release(mm, pos, n)
             pos += n
+
+
+def _release(mm: mmap.mmap, pos: int, n: int) -> None:
+    """Unmap the scanned pages behind us so resident memory stays one block, whatever the size
+    of the dump (they come back from the page cache if read again)."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = pos - pos % mmap.PAGESIZE
+    with contextlib.suppress(OSError, ValueError):
+        mm.madvise(mmap.MADV_DONTNEED, start, pos + n - start)
 
 
 # --------------------------------------------------------------------------------------------
