@@ -68,3 +68,13 @@ def test_parse_path_keys() -> None:
 def test_parse_path_errors(text: str) -> None:
     with pytest.raises(UsageError):
         parse_path(text)
+
+
+def test_parse_path_refuses_a_repeated_key() -> None:
+    import pytest
+
+    from efihandoff.errors import UsageError
+    from efihandoff.paths.presets import parse_path
+
+    with pytest.raises(UsageError, match="twice"):
+        parse_path("xen=4.17,xen=4.16")

@@ -28,6 +28,8 @@ def render_explain(doc: Mapping[str, Any], console: Console, *, full_map: bool =
     m = doc.get("machine") or {}
     if m.get("description"):
         console.print(m["description"])
+    for note in m.get("notes") or ():
+        console.print(f"  [dim]{note}[/dim]", highlight=False)
     if doc["memory_map"] is not None:
         render_memory_map(doc["memory_map"], console, limit=None if full_map else 40)
     render_tables(doc["tables"], console)

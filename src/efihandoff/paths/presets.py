@@ -163,8 +163,12 @@ def parse_path(text: str) -> PathSpec:
     if "=" not in text and text not in ("mapbs", "prerelease"):
         raise UsageError(f"unknown path {text!r}; presets: {', '.join(PRESETS)}")
     spec = PathSpec(id=text)
+    seen: set[str] = set()
     for part in text.split(","):
         key, _, value = part.strip().partition("=")
+        if key in seen:
+            raise UsageError(f"path parameter {key!r} given twice in {text!r}")
+        seen.add(key)
         try:
             if key == "base":
                 spec = replace(PRESETS[value], id=text)
