@@ -156,3 +156,35 @@ def test_other_tables_of_a_bare_metal_log() -> None:
     assert "assuming a valid table" in ex.results["native"].tables[
         next(g for g, tv in ex.results["native"].tables.items() if tv.name == "MEMATTR")
     ].reason
+
+
+SYSFS = Path(__file__).parent / "fixtures" / "sysfs"
+
+
+def test_dom0_collect_archive_uses_the_allowlist_marks_and_the_hypervisor_version() -> None:
+    # The collect-style copy of a Qubes dom0: its dmesg.txt prints (ESRT=... unusable)
+    # (MEMATTR=... unusable) and no map reaching the tables; /sys/hypervisor/version says 4.17.3.
+    # An "unusable" mark means a type outside the 6.3 allowlist (facts 5.7), plain ones inside
+    # it, so the model must reproduce exactly the dom0's marks on the dom0's own stack.
+    ex = _explain(SYSFS / "xen-dom0")
+    observed = [pid for pid in ex.results if pid.startswith("observed")]
+    assert observed == ["observed: Xen 4.17.3 + Linux 6.6"]
+    codes = [f.code for f in ex.findings]
+    assert "model.agrees" in codes and "model.disagrees" not in codes
+    t = next(t for t in ex.machine.config_tables if str(t.guid) == ESRT)
+    assert "allowlist" in ex.machine.memory_type_evidence[t.table]
+
+
+def test_dom0_sysfs_presence_is_compared_with_the_model() -> None:
+    # The same dom0 copy has no efi/esrt; a model that predicted one would be reported.
+    from dataclasses import replace
+
+    from efihandoff.explain import compare_dom0_sysfs
+
+    ex = _explain(SYSFS / "xen-dom0")
+    view = next(v for v in ex.views if v.sysfs is not None)
+    result = ex.results["observed: Xen 4.17.3 + Linux 6.6"]
+    assert compare_dom0_sysfs(view, result) == []  # no tree, none predicted
+    wrong = replace(result, esrt_sysfs=True)
+    (finding,) = compare_dom0_sysfs(view, wrong)
+    assert finding.code == "model.disagrees" and "has no /sys/firmware/efi/esrt" in finding.message

@@ -60,6 +60,12 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     for v, spec in dom0:
         if spec.id in results:
             findings += compare_dom0(v, results[spec.id])
+            findings += [
+                f
+                for s in views
+                if s.sysfs is not None and s.dom0
+                for f in compare_dom0_sysfs(s, results[spec.id])
+            ]
     evidence = primary.log.memory_map_evidence if primary.log else primary.source.kind.value
     return Explanation(
         views=list(views),
@@ -247,6 +253,43 @@ def compare_dom0(view: View, predicted: PathResult) -> list[Finding]:
             )
         )
     return out
+
+
+def compare_dom0_sysfs(view: View, predicted: PathResult) -> list[Finding]:
+    """A dom0's /sys/firmware copy against the model: is there an ESRT tree, and (when the
+    model knows the bytes) does every file hold what the model predicts?"""
+    assert view.sysfs is not None
+    real = view.sysfs.esrt_tree()
+    has = "efi/esrt" in real or any(k.startswith("efi/esrt/") for k in real)
+    if predicted.esrt_sysfs is None:
+        return []
+    if has != predicted.esrt_sysfs:
+        return [
+            warning(
+                "model.disagrees",
+                f"{view.source.path}: the dom0 {'has' if has else 'has no'} "
+                "/sys/firmware/efi/esrt, the model predicts "
+                f"{'one' if predicted.esrt_sysfs else 'none'} for {predicted.spec.label()}",
+            )
+        ]
+    if not has or predicted.sysfs is None:
+        return []
+    differ = sorted(
+        k
+        for k, val in predicted.sysfs.items()
+        if val is not None and real.get(k) not in (None, val)
+    )
+    if differ:
+        return [
+            warning(
+                "model.disagrees",
+                f"{view.source.path}: {len(differ)} ESRT files differ from the model's prediction "
+                f"for {predicted.spec.label()}: {', '.join(differ[:4])}",
+            )
+        ]
+    return [
+        info("model.agrees", f"{view.source.path}: the dom0's ESRT tree is what the model predicts")
+    ]
 
 
 def _unusable_labels(log: Sequence[str]) -> set[str]:

@@ -130,11 +130,24 @@ def _sysfs_views(p: Path) -> list[View]:
 
     ev = read_sysfs(p)
     log_views = _log_views_from_bytes(ev.kernel_log, f"{p}:dmesg.txt") if ev.kernel_log else []
+    _xen_version_from_sysfs(log_views, ev)
     esrt_address = next(
         (v.log.boot.esrt_address for v in log_views if v.log and v.log.boot.esrt_address), None
     )
     machine = ev.to_machine(esrt_address)
     return [View(Source(str(p), SourceKind.SYSFS), machine, sysfs=ev), *log_views]
+
+
+def _xen_version_from_sysfs(logs: list[View], ev: SysfsEvidence) -> None:
+    """A dom0 log may not print the Xen version; /sys/hypervisor/version beside it does."""
+    from dataclasses import replace
+
+    from efihandoff.sources.logmachine import parse_version
+
+    xen = parse_version(ev.hypervisor_version, 3) if ev.hypervisor_type == "xen" else None
+    for v in logs:
+        if xen is not None and v.log is not None and v.log.observed.xen is None:
+            v.log.observed = replace(v.log.observed, xen=xen)
 
 
 def _dump_views(p: Path) -> list[View]:

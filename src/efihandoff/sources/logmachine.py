@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.paths.linux import XEN_USABLE_TYPES
 from efihandoff.sources.kernellog import BootLog, LoggedDescriptor, infer_memory_type
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
@@ -80,7 +81,7 @@ class LogEvidence:
     variants: dict[Guid, list[tuple[int, Machine]]] = field(default_factory=dict)
 
 
-def _version(text: str | None, width: int) -> tuple[int, ...] | None:
+def parse_version(text: str | None, width: int) -> tuple[int, ...] | None:
     if not text:
         return None
     m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
@@ -107,7 +108,8 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     clues = esrt_clues(boot)
     if clues.header is not None and esrt_addr is not None:
         memory.write(esrt_addr, clues.header)
-    mm, mm_evidence, type_evidence, ambiguous = _memory_map(boot, tables, clues)
+    allowlist = _allowlist_marks(boot)
+    mm, mm_evidence, type_evidence, ambiguous = _memory_map(boot, tables, clues, allowlist)
     machine = Machine(
         memory_map=mm,
         config_tables=tuple(tables),
@@ -193,8 +195,8 @@ def _observed(boot: BootLog) -> Observed:
     )
     loader = boot.xen.boot_loader if boot.xen else None
     return Observed(
-        linux=_version(boot.kernel_version, 2),
-        xen=_version(boot.xen.version if boot.xen else None, 3),
+        linux=parse_version(boot.kernel_version, 2),
+        xen=parse_version(boot.xen.version if boot.xen else None, 3),
         dom0=boot.is_xen_dom0,
         multiboot2=None if loader is None else "EFI" not in loader,
         efi_line=tokens,
@@ -213,8 +215,20 @@ def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]
     ]
 
 
+def _allowlist_marks(boot: BootLog) -> dict[int, bool]:
+    """For a Linux 6.3+ dom0 log: table address -> whether the allowlist accepted it (printed
+    plainly) or refused it (printed ``(NAME=0x... unusable)``)."""
+    version = parse_version(boot.kernel_version, 2)
+    if not boot.is_xen_dom0 or version is None or version < (6, 3):
+        return {}
+    return {t.address: not t.unusable for t in boot.config_tables}
+
+
 def _memory_map(
-    boot: BootLog, tables: list[ConfigurationTable], clues: EsrtClues
+    boot: BootLog,
+    tables: list[ConfigurationTable],
+    clues: EsrtClues,
+    allowlist: dict[int, bool],
 ) -> tuple[MemoryMap | None, str, dict[int, str], dict[int, list[int]]]:
     """The best map the log has: Linux's efi=debug map, Xen's EFI map, else one inferred from
     E820 (or, with no map at all, one page per table) with each table's page typed as the
@@ -248,12 +262,20 @@ def _memory_map(
         descs = [_free_gap(tables)]
     mm = MemoryMap(tuple(descs))
     for t in tables:
+        candidates, why = [], "no memory map in the log"
         if have_e820:
             inf = infer_memory_type(boot, t.table)
             candidates, why = list(inf.candidates), inf.evidence
-        else:
-            candidates, why = list(_REPRESENTATIVE), "no memory map in the log"
+        if not candidates:  # no map, or one that does not reach the table
+            candidates = list(_REPRESENTATIVE)
         end = None
+        if t.table in allowlist:
+            # drivers/xen/efi.c xen_efi_config_table_is_usable (6.3): a plain entry's type is
+            # one a dom0 may trust, an "unusable" one's is not.
+            kept = [c for c in candidates if (c in XEN_USABLE_TYPES) == allowlist[t.table]]
+            if kept:
+                candidates = kept
+                why += ", narrowed by the dom0's allowlist mark"
         if t.guid == ESRT_GUID:
             candidates = _narrow(candidates, clues.type_accepted)
             if clues.room is not None:

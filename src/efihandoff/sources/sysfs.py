@@ -305,7 +305,9 @@ class SysfsEvidence:
             else:
                 notes.append("ESRT bytes unknown: efi/esrt incomplete or absent")
         elif esrt is not None:
-            notes.append("ESRT address unknown from sysfs alone: add the kernel log of the same boot")
+            notes.append(
+                "ESRT address unknown from sysfs alone: add the kernel log of the same boot"
+            )
         for p in self.problems:
             notes.append(f"problem: {p}")
         return Machine(
