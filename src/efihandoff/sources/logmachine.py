@@ -124,13 +124,27 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     evidence = LogEvidence(boot, machine, _observed(boot), mm_evidence)
     if mm is not None:
         for addr, candidates in ambiguous.items():
-            guid = next(t.guid for t in tables if t.table == addr)
-            end = addr + clues.room if guid == ESRT_GUID and clues.room is not None else None
-            evidence.variants[guid] = [
-                (c, machine.with_(memory_map=_retype(mm, addr, c, end)))
-                for c in candidates[:_MAX_VARIANTS]
+            table = next(t for t in tables if t.table == addr)
+            end = addr + clues.room if table.guid == ESRT_GUID and clues.room is not None else None
+            evidence.variants[table.guid] = [
+                (c, _variant(machine, mm, table, c, end)) for c in candidates[:_MAX_VARIANTS]
             ]
     return evidence
+
+
+def _variant(
+    machine: Machine, mm: MemoryMap, table: ConfigurationTable, mtype: int, end: int | None
+) -> Machine:
+    """The machine as one candidate type of ``table`` would make it, reduced to what decides
+    that table's verdict: its own page(s) (already a descriptor of their own in a map inferred
+    from the log), free memory for firmware-side copies, and the table alone in the array."""
+    own = _retype(mm, table.table, mtype, end)
+    d = own[own.lookup_index(table.table)]  # type: ignore[index]
+    free = _free_gap([table])
+    if free.phys_addr < d.end and d.phys_addr < free.end:
+        return machine.with_(memory_map=own)  # a table region reaching the gap: keep it all
+    descs = tuple(sorted((d, free), key=lambda x: x.phys_addr))
+    return machine.with_(memory_map=MemoryMap(descs), config_tables=(table,))
 
 
 @dataclass(frozen=True)
