@@ -168,23 +168,23 @@ def _judged(view: View, spec: PathSpec) -> PathResult:
     tables = dict(result.tables)
     for guid, variants in view.log.variants.items():
         outcomes = []
-        for mtype, m in variants:
+        for types, m in variants:
             tv = simulate(m, spec).tables.get(guid)
             if tv is not None:
-                outcomes.append((mtype, tv))
+                outcomes.append(("/".join(type_name(t) for t in types), tv))
         words = {tv.verdict for _, tv in outcomes}
         current = tables.get(guid)
         if current is None:
             continue
         if len(words) <= 1:
-            names = ", ".join(type_name(t) for t, _ in outcomes)
+            names = ", ".join(t for t, _ in outcomes)
             tables[guid] = replace(
                 current,
                 reason=f"{current.reason} (the log does not show its memory type; every "
                 f"candidate, {names}, gives {current.verdict})",
             )
             continue
-        detail = "; ".join(f"{type_name(t)}: {tv.verdict}" for t, tv in outcomes)
+        detail = "; ".join(f"{t}: {tv.verdict}" for t, tv in outcomes)
         tables[guid] = replace(
             current,
             verdict=Verdict.UNKNOWN,

@@ -78,7 +78,8 @@ class LogEvidence:
     machine: Machine
     observed: Observed
     memory_map_evidence: str
-    variants: dict[Guid, list[tuple[int, Machine]]] = field(default_factory=dict)
+    # Per ambiguous table: (the candidate types one machine stands for, that machine).
+    variants: dict[Guid, list[tuple[tuple[int, ...], Machine]]] = field(default_factory=dict)
 
 
 def parse_version(text: str | None, width: int) -> tuple[int, ...] | None:
@@ -127,9 +128,34 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
             table = next(t for t in tables if t.table == addr)
             end = addr + clues.room if table.guid == ESRT_GUID and clues.room is not None else None
             evidence.variants[table.guid] = [
-                (c, _variant(machine, mm, table, c, end)) for c in candidates[:_MAX_VARIANTS]
+                (group, _variant(machine, mm, table, group[0], end))
+                for group in _behaviour_groups(candidates)[:_MAX_VARIANTS]
             ]
     return evidence
+
+
+# Types no modelled step tells apart (firmware allocation, Xen efi_arch_process_memory_map and
+# the relocate-known proposal, Linux's lookups, allowlist, ESRT check and freeing): one of each
+# group is simulated for all of them.
+_SAME_BEHAVIOUR = (
+    frozenset({MemoryType.EfiLoaderCode, MemoryType.EfiLoaderData}),
+    frozenset(
+        {
+            MemoryType.EfiMemoryMappedIO,
+            MemoryType.EfiMemoryMappedIOPortSpace,
+            MemoryType.EfiPalCode,
+        }
+    ),
+)
+
+
+def _behaviour_groups(candidates: list[int]) -> list[tuple[int, ...]]:
+    """The candidates grouped by :data:`_SAME_BEHAVIOUR`, in first-seen order."""
+    groups: dict[object, list[int]] = {}
+    for c in candidates:
+        key = next((g for g in _SAME_BEHAVIOUR if c in g), c)
+        groups.setdefault(key, []).append(c)
+    return [tuple(g) for g in groups.values()]
 
 
 def _variant(
