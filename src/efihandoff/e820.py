@@ -49,14 +49,6 @@ class E820Range:
     def size(self) -> int:
         return self.end - self.start
 
-    def linux_line(self) -> str:
-        """``BIOS-e820: [mem 0x...-0x...] usable`` (Linux e820__print_table, inclusive end)."""
-        try:
-            name = E820Type(self.type).linux_name
-        except ValueError:
-            name = f"type {self.type}"
-        return f"[mem {self.start:#018x}-{self.end - 1:#018x}] {name}"
-
 
 def merge(ranges: list[E820Range]) -> list[E820Range]:
     """Sort and merge adjacent ranges of the same type."""

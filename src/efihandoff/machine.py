@@ -258,21 +258,6 @@ def _fill_bytes(fill: Fill, addr: int, length: int, seed: int) -> bytes | None:
     return None
 
 
-class ByteEvidence(StrEnum):
-    """How much of a machine's memory contents a source gave."""
-
-    FULL = "full"  # a scenario: every byte
-    DUMP = "dump"  # a memory dump: what the dump holds
-    NONE = "none"  # a log or sysfs copy: addresses only
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """One configuration table as a Machine knows it (a ``<GUID, address>`` pair plus evidence)."""
-
-    guid: Guid
-    address: int
-    label: str | None = None  # the name a source used for it (e.g. a log's ``ACPI 2.0``)
 
 
 @dataclass

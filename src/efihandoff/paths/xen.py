@@ -152,10 +152,6 @@ class XenBoot:
             size = end - addr
         return 0, MemInfo(addr, size, d.attribute, d.type)
 
-    @property
-    def reclaimed_bytes(self) -> int:
-        return sum(e - s for s, e in self.reclaimed)
-
 
 def get_esrt_size(
     spec: PathSpec, memory: PhysicalMemory, esrt: int | None, d: MemoryDescriptor
