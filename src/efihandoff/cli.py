@@ -29,6 +29,7 @@ from efihandoff.sources import (
     live_views,
     read_machine,
     read_source,
+    read_sources,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,7 +69,7 @@ def _console() -> Console:
 
 def _views(sources: Sequence[str]) -> list[View]:
     if sources:
-        return [v for s in sources for v in read_source(s)]
+        return read_sources(sources)
     live = live_views()
     if live is not None:
         return live

@@ -3,6 +3,7 @@ machine; and the dispatcher that tells them apart."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Machine
+from efihandoff.uefi.memmap import MemoryDescriptor
 
 if TYPE_CHECKING:
     from efihandoff.sources.kernellog import KernelLog
@@ -113,6 +115,27 @@ def live_views(root: str | Path = "/") -> list[View] | None:
     return views + logs
 
 
+def read_sources(paths: Sequence[str | Path]) -> list[View]:
+    """Every source of one machine. A dump is read again with a /sys/firmware copy's runtime
+    map when one is given, to translate the virtual pointers SetVirtualAddressMap left in it."""
+    views = [v for p in paths for v in read_source(p)]
+    runtime_map = next(
+        (v.sysfs.runtime_map for v in views if v.sysfs is not None and v.sysfs.runtime_map),
+        None,
+    )
+    if runtime_map is None:
+        return views
+    return [
+        w
+        for v in views
+        for w in (
+            _dump_views(Path(v.source.path), runtime_map)
+            if v.source.kind is SourceKind.DUMP
+            else [v]
+        )
+    ]
+
+
 def read_machine(path: str | Path) -> tuple[Machine, Source]:
     """The first machine a source describes."""
     view = read_source(path)[0]
@@ -150,10 +173,10 @@ def _xen_version_from_sysfs(logs: list[View], ev: SysfsEvidence) -> None:
             v.log.observed = replace(v.log.observed, xen=xen)
 
 
-def _dump_views(p: Path) -> list[View]:
+def _dump_views(p: Path, runtime_map: Sequence[MemoryDescriptor] | None = None) -> list[View]:
     from efihandoff.sources.dump import read_dump
 
-    ev = read_dump(p)
+    ev = read_dump(p, runtime_map=runtime_map)
     if ev.system_table_address is None:
         raise SourceError(f"{p}: not a source efihandoff knows (no EFI system table in it)")
     found = ev.boot_memory_map()
