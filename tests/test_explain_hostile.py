@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from efihandoff.errors import EfiHandoffError
@@ -53,6 +53,12 @@ _line = st.builds(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_line, min_size=1, max_size=25))
+@example(  # regression: a table in the last page of the address space (its page wraps)
+    [
+        "[    0.000000] Linux version 0.0.0 (x@y) #1 SMP",
+        "[    0.000000] efi: ACPI 2.0=0x0 ESRT=0x0 MEMATTR=0x0 SMBIOS 3.0=0xfffffffffffff000 ",
+    ]
+)
 def test_explain_never_crashes_on_hostile_logs(lines: list[str]) -> None:
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "dmesg.txt"

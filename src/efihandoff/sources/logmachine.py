@@ -165,7 +165,10 @@ def _variant(
     that table's verdict: its own page(s) (already a descriptor of their own in a map inferred
     from the log), free memory for firmware-side copies, and the table alone in the array."""
     own = _retype(mm, table.table, mtype, end)
-    d = own[own.lookup_index(table.table)]  # type: ignore[index]
+    i = own.lookup_index(table.table)
+    if i is None:  # e.g. a page at the top of the address space: no descriptor Linux would use
+        return machine.with_(memory_map=own)
+    d = own[i]
     free = _free_gap([table])
     if free.phys_addr < d.end and d.phys_addr < free.end:
         return machine.with_(memory_map=own)  # a table region reaching the gap: keep it all
