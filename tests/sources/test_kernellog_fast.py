@@ -93,7 +93,7 @@ _MESSAGES = [
     "ACPI: SSDT 0x000000009A2B3000 0004B2 (v02 LENOVO CB-01)",
     "ACPI: RSDP 0x00000000000F05B0 000024 (v02 ALASKA)",
     "ACPI in unprivileged domain disabled",
-    "Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) #1 SMP",
+    "Linux version 6.1.0-18-amd64 (debian-kernel@lists.example.org) #1 SMP",
     "Linux version 6.6.13-amd64 (x) #1",
     "Command line: BOOT_IMAGE=/boot/vmlinuz root=/dev/sda2 ro quiet",
     "Kernel command line: root=/dev/sda2",
