@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from efihandoff.uefi.esrt import CapsuleFlags
+from efihandoff.uefi.esrt import CapsuleFlags, LastAttemptStatus
 
 G_MAXUINT64 = (1 << 64) - 1
 G_MAXUINT32 = (1 << 32) - 1
@@ -55,18 +55,9 @@ class DeviceKind(IntEnum):
     DELL_TPM_FIRMWARE = 5
 
 
-class DeviceStatus(IntEnum):
-    """FuUefiCapsuleDeviceStatus (fwupd plugins/uefi-capsule/fu-uefi.rs): ESRT
-    LastAttemptStatus 0..7."""
-
-    SUCCESS = 0
-    ERROR_UNSUCCESSFUL = 1
-    ERROR_INSUFFICIENT_RESOURCES = 2
-    ERROR_INCORRECT_VERSION = 3
-    ERROR_INVALID_FORMAT = 4
-    ERROR_AUTH_ERROR = 5
-    ERROR_PWR_EVT_AC = 6
-    ERROR_PWR_EVT_BATT = 7
+# FuUefiCapsuleDeviceStatus (fwupd plugins/uefi-capsule/fu-uefi.rs) is ESRT LastAttemptStatus
+# 0..7 in the same order; fwupd knows no value above ERROR_PWR_EVT_BATT.
+DeviceStatus = LastAttemptStatus
 
 
 @dataclass(frozen=True)

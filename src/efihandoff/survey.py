@@ -32,7 +32,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from efihandoff.errors import EfiHandoffError, SourceError
+from efihandoff.errors import EfiHandoffError
 from efihandoff.paths.presets import PRESETS, PathSpec
 from efihandoff.paths.verdict import Verdict
 from efihandoff.sources import SourceKind, View
@@ -43,7 +43,6 @@ SCHEMA = "efihandoff/survey/1"
 MAX_MEMBER_BYTES = 256 << 20  # one archive member read into memory (our bound)
 MAX_MEMBERS = 1_000_000  # members listed from one archive
 MAX_CHUNK = 32  # inputs handed to a worker at once
-_HEAD = 65536
 _BOOT_SUFFIX = re.compile(r"#boot(\d+)$")
 # Verdict words in the order the outputs list them (DESIGN.md "Verdicts").
 VERDICT_ORDER = tuple(str(v) for v in (
@@ -312,14 +311,9 @@ def _views_of_unit(unit: _Unit) -> list[View]:
         from efihandoff.sources import read_source
 
         return read_source(unit[1])
-    from efihandoff.sources import _describe, _views_of
-    from efihandoff.sources.kernellog import looks_like_kernel_log, read_kernel_log
+    from efihandoff.sources import log_views
 
-    display, data = unit[1], unit[2]
-    if not looks_like_kernel_log(data[:_HEAD]):
-        raise SourceError(f"not a kernel log ({_describe(data[:_HEAD])})")
-    log = read_kernel_log(data, name=display)
-    return _views_of(log, display, display.rsplit("/", 1)[-1])
+    return log_views(unit[2], unit[1])
 
 
 def survey_unit(unit: _Unit, specs: Sequence[PathSpec]) -> _Outcome:

@@ -107,11 +107,9 @@ def live_views(root: str | Path = "/") -> list[View] | None:
         return None
     logs = []
     if ev.kernel_log.data:
-        logs = _log_views_from_bytes(ev.kernel_log.data, f"live:{ev.kernel_log.source}")
-    esrt_address = next(
-        (v.log.boot.esrt_address for v in logs if v.log and v.log.boot.esrt_address), None
-    )
-    views = [View(Source(str(root), SourceKind.LIVE), ev.to_machine(esrt_address), sysfs=ev.sysfs)]
+        logs = log_views(ev.kernel_log.data, f"live:{ev.kernel_log.source}", required=False)
+    machine = ev.to_machine(_esrt_address(logs))
+    views = [View(Source(str(root), SourceKind.LIVE), machine, sysfs=ev.sysfs)]
     return views + logs
 
 
@@ -152,13 +150,15 @@ def _sysfs_views(p: Path) -> list[View]:
     from efihandoff.sources.sysfs import read_sysfs
 
     ev = read_sysfs(p)
-    log_views = _log_views_from_bytes(ev.kernel_log, f"{p}:dmesg.txt") if ev.kernel_log else []
-    _xen_version_from_sysfs(log_views, ev)
-    esrt_address = next(
-        (v.log.boot.esrt_address for v in log_views if v.log and v.log.boot.esrt_address), None
-    )
-    machine = ev.to_machine(esrt_address)
-    return [View(Source(str(p), SourceKind.SYSFS), machine, sysfs=ev), *log_views]
+    logs = log_views(ev.kernel_log, f"{p}:dmesg.txt", required=False) if ev.kernel_log else []
+    _xen_version_from_sysfs(logs, ev)
+    machine = ev.to_machine(_esrt_address(logs))
+    return [View(Source(str(p), SourceKind.SYSFS), machine, sysfs=ev), *logs]
+
+
+def _esrt_address(logs: list[View]) -> int | None:
+    """Where the logs of the same boot say the ESRT is (nothing under /sys/firmware does)."""
+    return next((v.log.boot.esrt_address for v in logs if v.log and v.log.boot.esrt_address), None)
 
 
 def _xen_version_from_sysfs(logs: list[View], ev: SysfsEvidence) -> None:
@@ -200,10 +200,15 @@ def _log_views(p: Path) -> list[View]:
     return _views_of(read_kernel_log_file(p), str(p), p.name)
 
 
-def _log_views_from_bytes(data: bytes, name: str) -> list[View]:
-    from efihandoff.sources.kernellog import read_kernel_log
+def log_views(data: bytes, name: str, *, required: bool = True) -> list[View]:
+    """A kernel log held in memory (an archive member, a copy's dmesg.txt, the live log); with
+    ``required``, SourceError unless it is a kernel log with EFI or memory-map lines."""
+    from efihandoff.sources.kernellog import looks_like_kernel_log, read_kernel_log
 
-    return _views_of(read_kernel_log(data, name=name), name, name, required=False)
+    if required and not looks_like_kernel_log(data[:65536]):
+        raise SourceError(f"{name}: not a kernel log ({_describe(data[:4096])})")
+    log = read_kernel_log(data, name=name)
+    return _views_of(log, name, name.rsplit("/", 1)[-1], required=required)
 
 
 def _views_of(log: KernelLog, path: str, label: str, *, required: bool = True) -> list[View]:
