@@ -277,6 +277,12 @@ class Machine:
     name: str = "machine"
     description: str = ""
     memory_type_evidence: dict[int, str] = field(default_factory=dict)  # table address -> evidence
+    # Table address -> every memory type the evidence leaves open, when more than one (the map
+    # holds the first as a stand-in).
+    memory_type_candidates: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # ESRT header fields whose bytes are stand-ins the evidence does not give (e.g. max from an
+    # "esrt: Reserving" line): they pass or fail the same checks, but are not facts.
+    esrt_stand_ins: frozenset[str] = frozenset()
     notes: list[str] = field(default_factory=list)
 
     def read(self, addr: int, length: int) -> bytes | None:

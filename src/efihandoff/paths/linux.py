@@ -99,6 +99,7 @@ class TableUse:
     known: known_tables.KnownTable | None
     recorded: bool = False  # efi.<table> set
     refused: str | None = None  # why Linux does not use it
+    unusable: bool = False  # refused by the Xen allowlist: printed "(NAME=0x... unusable)"
     parse_bytes: bytes | None = None  # what the parser saw (early consumers)
 
 
@@ -242,6 +243,7 @@ def _parse_tables(
             if not usable:
                 if label:
                     cur += f"({label}={ct.table:#x} unusable) "
+                use.unusable = True
                 use.refused = (
                     f"Linux {_v(spec.linux)} xen_efi_config_table_is_usable: its memory type "
                     "is not one a dom0 may trust"

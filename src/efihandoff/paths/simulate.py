@@ -77,6 +77,10 @@ class PathResult:
     # efi_free_boot_services), Xen's efi_memmap (what MEM_INFO answers from) under Xen.
     memmap: MemoryMap | None = None
     esrt_bytes: bytes | None = None  # what esrt_sysfs_init mapped, as it was then
+    # Structured facts of the dom0/kernel side, for comparing with what a real kernel printed:
+    # the tables the Xen allowlist marked unusable, and whether efi_esrt_init reserved the ESRT.
+    unusable: tuple[Guid, ...] = ()
+    esrt_reserving: bool = False
 
     @property
     def esrt(self) -> TableVerdict:
@@ -131,6 +135,8 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         reclaimed=judge.reclaimed.spans,
         memmap=lb.memmap if xb is None else xb.efi_memmap,
         esrt_bytes=lb.esrt_bytes,
+        unusable=tuple(u.guid for u in lb.uses if u.unusable),
+        esrt_reserving=lb.esrt_data is not None,
     )
 
 

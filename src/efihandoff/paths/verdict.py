@@ -41,12 +41,19 @@ class TableVerdict:
     reason: str
     address: int | None = None  # where firmware put it
     final_address: int | None = None  # what the consumer is pointed at
+    # When the evidence leaves several placements open: (placement, verdict) for each.
+    candidates: tuple[tuple[str, Verdict], ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "verdict": str(self.verdict),
             "reason": self.reason,
             "name": self.name,
             "address": self.address,
             "final_address": self.final_address,
         }
+        if self.candidates:
+            out["candidates"] = [
+                {"placement": label, "verdict": str(v)} for label, v in self.candidates
+            ]
+        return out

@@ -30,6 +30,15 @@ class SourceKind(StrEnum):
     EXAMPLE = "example"
 
 
+class Role(StrEnum):
+    """Who printed or exposed a view's evidence (``machine.role`` in ``explain --json``)."""
+
+    BARE_METAL = "bare-metal"
+    XEN_DOM0 = "xen-dom0"
+    XEN_HYPERVISOR = "xen-hypervisor"  # (XEN) console lines alone: xl dmesg, a serial capture
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a Machine came from."""
@@ -64,9 +73,19 @@ class View:
 
     @property
     def dom0(self) -> bool:
+        return self.role is Role.XEN_DOM0
+
+    @property
+    def role(self) -> Role:
+        """Who printed this view: from the log's own lines, a copy's /sys/hypervisor and
+        efi/ files; a scenario describes what firmware hands to bare metal."""
         if self.sysfs is not None:
-            return self.sysfs.is_xen_dom0
-        return self.log is not None and self.log.observed.dom0
+            return self.sysfs.role
+        if self.log is not None:
+            return self.log.observed.role
+        if self.source.kind in (SourceKind.SCENARIO, SourceKind.EXAMPLE):
+            return Role.BARE_METAL
+        return Role.UNKNOWN
 
 
 def read_source(path: str | Path) -> list[View]:
@@ -151,6 +170,8 @@ def _sysfs_views(p: Path) -> list[View]:
 
     ev = read_sysfs(p)
     logs = log_views(ev.kernel_log, f"{p}:dmesg.txt", required=False) if ev.kernel_log else []
+    if ev.xen_log:  # `xl dmesg` of a dom0 (collect): the hypervisor's own boot lines
+        logs += log_views(ev.xen_log, f"{p}:xl-dmesg.txt", required=False)
     _xen_version_from_sysfs(logs, ev)
     machine = ev.to_machine(_esrt_address(logs))
     return [View(Source(str(p), SourceKind.SYSFS), machine, sysfs=ev), *logs]

@@ -8,11 +8,12 @@ whose memory type only an E820 kind hints at gets every candidate type the evide
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths.linux import XEN_USABLE_TYPES
-from efihandoff.sources.kernellog import BootLog, LoggedDescriptor, infer_memory_type
+from efihandoff.paths.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
+from efihandoff.sources import Role
+from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor, infer_memory_type
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
 from efihandoff.uefi.guid import Guid
@@ -45,15 +46,23 @@ _REPRESENTATIVE = (
     MemoryType.EfiLoaderData,
     MemoryType.EfiConventionalMemory,
 )
-_ESRT_ACCEPTED = frozenset(
-    {
-        MemoryType.EfiBootServicesData,
-        MemoryType.EfiRuntimeServicesData,
-        MemoryType.EfiACPIReclaimMemory,
-        MemoryType.EfiACPIMemoryNVS,
-        MemoryType.EfiRuntimeServicesCode,
-    }
-)
+# Linux esrt.c efi_esrt_init's type check by kernel version (6.3 01de145dc7fb added the ACPI
+# types); RT code stands for the types that always carry EFI_MEMORY_RUNTIME. BS code passes in
+# neither (only with a RUNTIME attribute, which no inferred map shows).
+_ESRT_ACCEPTED = {
+    (6, 1): ESRT_TYPES_61 | {MemoryType.EfiRuntimeServicesCode},
+    (6, 3): ESRT_TYPES_63 | {MemoryType.EfiRuntimeServicesCode},
+}
+# Header fields each esrt: message gives (the rest of the header bytes it implies are stand-ins
+# that pass or fail the same checks): efi_esrt_init checks the version before the count.
+ESRT_HEADER_FIELDS = ("fw_resource_count", "fw_resource_count_max", "fw_resource_version")
+_GIVES = {
+    "reserving": ("fw_resource_count", "fw_resource_version"),
+    "unsupported-version": ("fw_resource_version",),
+    "only-header": ("fw_resource_version",),
+    "count-too-large": ("fw_resource_count", "fw_resource_version"),
+    "does-not-fit": ("fw_resource_version",),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,9 @@ class Observed:
     unusable: tuple[str, ...]
     esrt_kinds: tuple[str, ...]
     esrt_reserved: tuple[int, int] | None  # (address, size)
+    role: Role = Role.UNKNOWN
+    xen_text: str | None = None  # the version as printed, e.g. "4.17.7"
+    lists_tables: bool = False  # the log prints the efi: configuration-table line
 
 
 @dataclass
@@ -106,23 +118,32 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     if esrt_addr is not None and not any(t.guid == ESRT_GUID for t in tables):
         tables.append(ConfigurationTable(ESRT_GUID, esrt_addr))  # "Reserving ESRT space" alone
     memory = PhysicalMemory(background=Fill.UNKNOWN)
+    observed = _observed(boot)
     clues = esrt_clues(boot)
     if clues.header is not None and esrt_addr is not None:
         memory.write(esrt_addr, clues.header)
     allowlist = _allowlist_marks(boot)
-    mm, mm_evidence, type_evidence, ambiguous = _memory_map(boot, tables, clues, allowlist)
+    mm, mm_evidence, type_evidence, ambiguous = _memory_map(
+        boot, tables, clues, allowlist, observed.linux
+    )
     machine = Machine(
+        # No efi: table line: the log says nothing about which tables exist (xl dmesg never
+        # prints them), which is not "none".
+        config_tables=tuple(tables) if (boot.config_tables or tables) else None,
         memory_map=mm,
-        config_tables=tuple(tables),
         memory=memory,
         firmware_vendor=boot.efi_vendor,
         name=name,
         description=_describe(boot),
         memory_type_evidence=type_evidence,
+        memory_type_candidates={a: tuple(c) for a, c in ambiguous.items()},
+        esrt_stand_ins=frozenset(ESRT_HEADER_FIELDS) - clues.given
+        if clues.header is not None
+        else frozenset(),
     )
-    if boot.is_xen_dom0:
+    if observed.role is Role.XEN_DOM0:
         machine.notes.append("tables as a Xen dom0 sees them: addresses after any Xen relocation")
-    evidence = LogEvidence(boot, machine, _observed(boot), mm_evidence)
+    evidence = LogEvidence(boot, machine, observed, mm_evidence)
     if mm is not None:
         for addr, candidates in ambiguous.items():
             table = next(t for t in tables if t.table == addr)
@@ -185,6 +206,7 @@ class EsrtClues:
     header: bytes | None = None
     room: int | None = None
     type_accepted: bool | None = None
+    given: frozenset[str] = frozenset()  # header fields the messages really give
 
 
 def esrt_clues(boot: BootLog) -> EsrtClues:
@@ -196,7 +218,8 @@ def esrt_clues(boot: BootLog) -> EsrtClues:
         if m.kind == "reserving" and boot.esrt_reserved is not None:
             size = boot.esrt_reserved[1]
             count, rest = divmod(size - ESRT_HEADER_SIZE, ESRT_ENTRY_SIZE)
-            if count >= 0 and rest == 0:
+            # efi_esrt_init reserves at most 128 entries: a larger span is no real message.
+            if 0 <= count <= 128 and rest == 0:
                 # fw_resource_count_max is not printed; Linux and Xen never read it.
                 header = EsrtHeader(count, count, 1).pack()
             accepted = True
@@ -215,8 +238,13 @@ def esrt_clues(boot: BootLog) -> EsrtClues:
         elif m.kind == "does-not-fit" and len(v) == 2:
             room, accepted = v[1], True
             smallest = (room - ESRT_HEADER_SIZE) // ESRT_ENTRY_SIZE + 1  # the least that fails
-            header = EsrtHeader(smallest, smallest, 1).pack()
-    return EsrtClues(header, room, accepted)
+            if 0 < smallest <= 0xFFFFFFFF:
+                header = EsrtHeader(smallest, smallest, 1).pack()
+    given = next(
+        (frozenset(_GIVES.get(m.kind, ())) for m in boot.esrt_messages if m.kind in _GIVES),
+        frozenset(),
+    )
+    return EsrtClues(header, room, accepted, given if header is not None else frozenset())
 
 
 def _describe(boot: BootLog) -> str:
@@ -231,22 +259,57 @@ def _describe(boot: BootLog) -> str:
     return "; ".join(parts)
 
 
+def role_of(boot: BootLog) -> Role:
+    """Who printed one boot's lines. Only a Xen initial domain sees EFI tables through Xen and
+    prints ``(NAME=0x... unusable)`` marks (Linux 6.3 match_config_table) or its memory map as
+    ``Xen: [mem ...]`` (arch/x86/xen/setup.c xen_memory_setup); Linux lines on Xen's own
+    console come from dom0. A printed EFI memory map (efi=debug: EFI_MEMMAP, never set in a PV
+    dom0) or a ``BIOS-e820`` table means no Xen between the firmware and Linux."""
+    linux = bool(
+        boot.config_tables
+        or boot.esrt_messages
+        or boot.memory_map
+        or boot.e820
+        or boot.kernel_version
+    )
+    xen_console = boot.xen is not None and boot.xen.lines > 0
+    if boot.is_xen_dom0 or boot.dom0_unusable or (xen_console and linux):
+        return Role.XEN_DOM0
+    if boot.e820_source == "Xen" and (boot.config_tables or boot.esrt_messages):
+        return Role.XEN_DOM0
+    if xen_console:
+        return Role.XEN_HYPERVISOR
+    if boot.memory_map or boot.e820_source == "BIOS-e820":
+        return Role.BARE_METAL
+    return Role.UNKNOWN
+
+
 def _observed(boot: BootLog) -> Observed:
     tokens = tuple(
         f"({t.label}={t.address:#x} unusable)" if t.unusable else f"{t.label}={t.address:#x}"
         for t in boot.config_tables
     )
     loader = boot.xen.boot_loader if boot.xen else None
+    role = role_of(boot)
+    xen_text = boot.xen.version if boot.xen else None
     return Observed(
         linux=parse_version(boot.kernel_version, 2),
-        xen=parse_version(boot.xen.version if boot.xen else None, 3),
-        dom0=boot.is_xen_dom0,
+        xen=parse_version(xen_text, 3),
+        dom0=role is Role.XEN_DOM0,
         multiboot2=None if loader is None else "EFI" not in loader,
         efi_line=tokens,
         unusable=boot.dom0_unusable,
         esrt_kinds=boot.esrt_kinds(),
         esrt_reserved=boot.esrt_reserved,
+        role=role,
+        xen_text=_version_text(xen_text),
+        lists_tables=bool(boot.config_tables),
     )
+
+
+def _version_text(text: str | None) -> str | None:
+    m = re.match(r"\d+\.\d+(?:\.\d+)?", text or "")
+    return m[0] if m else None
 
 
 def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]:
@@ -260,11 +323,32 @@ def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]
 
 def _allowlist_marks(boot: BootLog) -> dict[int, bool]:
     """For a Linux 6.3+ dom0 log: table address -> whether the allowlist accepted it (printed
-    plainly) or refused it (printed ``(NAME=0x... unusable)``)."""
+    plainly) or refused it (printed ``(NAME=0x... unusable)``). A mark proves a 6.3+ dom0
+    even where the log lacks the version line."""
     version = parse_version(boot.kernel_version, 2)
-    if not boot.is_xen_dom0 or version is None or version < (6, 3):
+    if boot.dom0_unusable and version is None:
+        version = (6, 3)
+    if role_of(boot) is not Role.XEN_DOM0 or version is None or version < (6, 3):
         return {}
     return {t.address: not t.unusable for t in boot.config_tables}
+
+
+def host_e820_boot(boot: BootLog) -> BootLog:
+    """The boot with its E820 as the host's: a PV dom0's own table (``Xen: [mem ...]``) is its
+    pseudo-physical view, where ``unusable`` is host RAM withheld by dom0_mem (Linux
+    arch/x86/xen/setup.c xen_memory_setup), so Xen's console E820 is preferred, and without it
+    the dom0's ``unusable`` ranges count as RAM of unknown type, never as EfiUnusableMemory."""
+    if boot.e820_source != "Xen":
+        return boot
+    if boot.xen is not None and boot.xen.e820:
+        return replace(boot, e820=())
+    return replace(
+        boot,
+        e820=tuple(
+            E820Entry(e.start, e.end, "usable", None, e.line) if e.kind == "unusable" else e
+            for e in boot.e820
+        ),
+    )
 
 
 def _memory_map(
@@ -272,6 +356,7 @@ def _memory_map(
     tables: list[ConfigurationTable],
     clues: EsrtClues,
     allowlist: dict[int, bool],
+    linux: tuple[int, ...] | None,
 ) -> tuple[MemoryMap | None, str, dict[int, str], dict[int, list[int]]]:
     """The best map the log has: Linux's efi=debug map, Xen's EFI map, else one inferred from
     E820 (or, with no map at all, one page per table) with each table's page typed as the
@@ -286,6 +371,7 @@ def _memory_map(
             for t in tables:
                 type_evidence[t.table] = what
             return MemoryMap(tuple(_descriptors(printed))), what, type_evidence, ambiguous
+    boot = host_e820_boot(boot)
     e820 = boot.e820 or (boot.xen.e820 if boot.xen else ())
     descs = [
         MemoryDescriptor(
@@ -320,7 +406,7 @@ def _memory_map(
                 candidates = kept
                 why += ", narrowed by the dom0's allowlist mark"
         if t.guid == ESRT_GUID:
-            candidates = _narrow(candidates, clues.type_accepted)
+            candidates = _narrow(candidates, clues.type_accepted, linux)
             if clues.room is not None:
                 end = t.table + clues.room
             if clues.type_accepted is not None:
@@ -341,12 +427,17 @@ def _free_gap(tables: list[ConfigurationTable]) -> MemoryDescriptor:
     return MemoryDescriptor(MemoryType.EfiConventionalMemory, base, size // PAGE_SIZE, _RAM_ATTR)
 
 
-def _narrow(candidates: list[int], accepted: bool | None) -> list[int]:
-    """Keep the types efi_esrt_init's type check agrees with (Linux 6.3 esrt.c; RT code stands
-    for the types that always carry EFI_MEMORY_RUNTIME)."""
+def _narrow(
+    candidates: list[int], accepted: bool | None, linux: tuple[int, ...] | None
+) -> list[int]:
+    """Keep the types efi_esrt_init's type check of the printing kernel agrees with (esrt.c,
+    6.1 or 6.3+); with the version unknown, a type either kernel agrees with."""
     if accepted is None:
         return candidates
-    ok = [c for c in candidates if (c in _ESRT_ACCEPTED) == accepted]
+    rules = list(_ESRT_ACCEPTED.values())
+    if linux is not None:
+        rules = [_ESRT_ACCEPTED[(6, 3) if linux >= (6, 3) else (6, 1)]]
+    ok = [c for c in candidates if any((c in r) == accepted for r in rules)]
     return ok or candidates
 
 

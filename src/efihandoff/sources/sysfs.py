@@ -42,6 +42,7 @@ from typing import Generic, TypeVar
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.sources import Role
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
@@ -53,11 +54,11 @@ T = TypeVar("T")
 # Bounds (our choice): sysfs attributes hold at most one page; a real /sys/firmware copy has a few
 # thousand files (efivars and ACPI tables included).
 MAX_VALUE_BYTES = 64 << 10  # one value file
-MAX_LOG_BYTES = 64 << 20  # dmesg.txt
+MAX_LOG_BYTES = 64 << 20  # dmesg.txt, xl-dmesg.txt (each)
 MAX_MEMBERS = 100_000  # archive members
 MAX_MEMBER_BYTES = 256 << 20  # one archive member's claimed size
 MAX_ARCHIVE_BYTES = 1 << 30  # sum of claimed member sizes
-MAX_KEPT_BYTES = 32 << 20  # small files kept in memory from an archive
+MAX_KEPT_BYTES = 32 << 20  # small files kept in memory from an archive (plus two logs)
 MAX_DIR_ENTRIES = 65_536  # names listed from one directory
 MAX_LINK_HOPS = 40  # symlinks followed resolving one path (Linux MAXSYMLINKS)
 U32_MAX = (1 << 32) - 1
@@ -195,7 +196,7 @@ class FirmwareMemmapEntry:
 @dataclass(frozen=True)
 class SysfsEvidence:
     """What a copy of ``/sys/firmware`` tells (and, beside it, ``/sys/hypervisor``,
-    ``/proc/xen`` and a ``dmesg.txt`` when the copy holds them)."""
+    ``/proc/xen``, a ``dmesg.txt`` and an ``xl-dmesg.txt`` when the copy holds them)."""
 
     path: str
     layout: str  # "directory" or "tar"
@@ -213,6 +214,7 @@ class SysfsEvidence:
     hypervisor_version: str | None = None
     xen_capabilities: str | None = None
     kernel_log: bytes | None = field(default=None, repr=False)
+    xen_log: bytes | None = field(default=None, repr=False)  # xl-dmesg.txt: Xen's console ring
     manifest: str | None = None
     problems: tuple[str, ...] = ()
     _esrt_files: tuple[tuple[str, str | None], ...] = field(default=(), repr=False)
@@ -252,6 +254,16 @@ class SysfsEvidence:
     def is_xen_dom0(self) -> bool:
         """Whether this looks like a Xen dom0 (see :attr:`xen_dom0_evidence` for why)."""
         return self.xen_dom0_evidence[0]
+
+    @property
+    def role(self) -> Role:
+        """Who exposed this copy: a Xen dom0, a kernel that owns an EFI memory map (bare metal
+        as far as Xen goes), or unknown."""
+        if self.is_xen_dom0:
+            return Role.XEN_DOM0
+        if self.efi and (self.runtime_map is not None or self.fw_vendor.present):
+            return Role.BARE_METAL
+        return Role.UNKNOWN
 
     # -- views -------------------------------------------------------------------------------
 
@@ -576,7 +588,7 @@ class _TarTree(_Tree):
                     cap = MAX_LOG_BYTES if name.endswith(".txt") else MAX_VALUE_BYTES
                     if member.size > cap:
                         node.note = f"larger than {cap} bytes"
-                    elif kept + member.size > MAX_KEPT_BYTES + MAX_LOG_BYTES:
+                    elif kept + member.size > MAX_KEPT_BYTES + 2 * MAX_LOG_BYTES:
                         node.note = "not kept: archive holds too much data"
                     else:
                         f = tf.extractfile(member)
@@ -956,12 +968,14 @@ def _read(tree: _Tree, layout: _Layout, path: str, kind: str, extras: bool = Tru
     esrt, esrt_files = _read_esrt(r)
     htype, hversion, caps = _read_hypervisor(r)
     base = layout.root if layout.root is not None else (layout.sys or "")
-    log = manifest = None
+    logs: dict[str, bytes | None] = {}
+    manifest = None
     if extras:
-        try:
-            log = tree.read(_join(base, "dmesg.txt"), MAX_LOG_BYTES)
-        except _Unreadable as exc:
-            r.problems.append(f"{_join(base, 'dmesg.txt')}: {exc}")
+        for name in ("dmesg.txt", "xl-dmesg.txt"):
+            try:
+                logs[name] = tree.read(_join(base, name), MAX_LOG_BYTES)
+            except _Unreadable as exc:
+                r.problems.append(f"{_join(base, name)}: {exc}")
         manifest = r.raw("MANIFEST.txt", base=base)
     return SysfsEvidence(
         path=path,
@@ -979,7 +993,8 @@ def _read(tree: _Tree, layout: _Layout, path: str, kind: str, extras: bool = Tru
         hypervisor_type=htype,
         hypervisor_version=hversion,
         xen_capabilities=caps,
-        kernel_log=log,
+        kernel_log=logs.get("dmesg.txt"),
+        xen_log=logs.get("xl-dmesg.txt"),
         manifest=manifest,
         problems=tuple(dict.fromkeys(r.problems)),
         _esrt_files=esrt_files,
@@ -991,8 +1006,8 @@ def read_sysfs(path: str | os.PathLike[str], *, extras: bool = True) -> SysfsEvi
     or ``sys/firmware/``), or a ``.tar``/``.tar.gz`` of one. Raises ParseError when ``path`` is
     not such a copy, or is a hostile archive; SourceError when it cannot be opened at all.
 
-    ``extras``: also read the ``dmesg.txt`` and ``MANIFEST.txt`` that ``collect`` puts beside
-    the tree (off for the live machine, where no such files belong).
+    ``extras``: also read the ``dmesg.txt``, ``xl-dmesg.txt`` and ``MANIFEST.txt`` that
+    ``collect`` puts beside the tree (off for the live machine, where no such files belong).
     """
     p = Path(path)
     if p.is_dir():
