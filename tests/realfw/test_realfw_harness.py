@@ -336,13 +336,29 @@ def test_cached_outcome_takes_equivalent_earlier_boots(tmp_path, monkeypatch):
 
 
 def test_equivalent_boots_differ_only_where_documented():
-    (v2, a2), (v1, a1) = harness.EQUIVALENT_BOOTS
-    assert (a1, a2) == ("efi=debug panic=-1 loglevel=7", harness.LINUX_ARGS)
+    (v3, a3), (v2, a2), (v1, a1) = harness.EQUIVALENT_BOOTS
+    assert (a1, a2, a3) == ("efi=debug panic=-1 loglevel=7", harness.LINUX_ARGS,
+                            harness.LINUX_ARGS)
     assert v1.replace('while IFS= read -r l; do echo "EHDMESG $l"; done',
                       'sed "s/^/EHDMESG /"') == v2
+    assert v3.split('echo "EHMARK end"')[0] == v2.split('echo "EHMARK end"')[0]
+    assert "EHRTMAP" in v3 and "EHRTMAP" not in v2
+    # the current script only adds the EHFILEX lines before the dmesg dump
     now = harness.INIT_SCRIPT
-    assert now.split('echo "EHMARK end"')[0] == v2.split('echo "EHMARK end"')[0]
-    assert "EHRTMAP" in now and "EHRTMAP" not in v2
+    assert "EHFILEX" in now and "EHFILEX" not in v3
+    start, end = now.index("for f in /sys/firmware/efi/systab"), now.index("dmesg | sed")
+    assert now[:start] + now[end:] == v3
+
+
+def test_parse_serial_ehfilex_lines():
+    log = ("EHFILEX firmware/efi/systab 414350493d3078310a534d42494f533d3078320a\n"
+           "EHFILEX hypervisor/type 78656e0a\n"
+           "EHFILEX firmware/efi/runtime zz\n"  # not hex: left out
+           "EHMARK end\n")
+    o = harness.parse_serial(log)
+    assert o["files"] == {"firmware/efi/systab": "ACPI=0x1\nSMBIOS=0x2\n",
+                          "hypervisor/type": "xen\n"}
+    assert harness.parse_serial("EHMARK end\n")["files"] == {}
 
 
 def test_fwupd_diff_no_devices_and_unknown_values():
