@@ -40,6 +40,7 @@ Message formats, as printed by (project, file, function):
 from __future__ import annotations
 
 import gzip
+import html
 import io
 import re
 import zlib
@@ -57,6 +58,22 @@ from efihandoff.uefi.memmap import (
 )
 
 MAX_LINE = 4096  # characters kept of one line; the rest of an overlong line is skipped
+# Caps: each well above what any real machine prints, so only a hostile or corrupt log meets
+# them; what is cut is said in BootLog.cut (and the log stays O(1) in memory per boot).
+# - EFI memory maps: the largest real maps (multi-socket servers, efi=debug) hold a few
+#   thousand descriptors; 32768 descriptors are 1.5 MiB of firmware map at edk2's 48-byte stride.
+MAX_DESCRIPTORS = 32768
+# - E820: Linux arch/x86/include/asm/e820/types.h E820_MAX_ENTRIES is 128 + 3 * MAX_NUMNODES
+#   (3200 with the largest NODES_SHIFT, 10): no Linux prints a longer table.
+MAX_E820 = 8192
+MAX_TABLES = 1024  # one config-table line of a real system lists 5..40 tables
+MAX_ESRT_MESSAGES = 1024
+MAX_UPDATES = 8192  # "e820: update"/"remove" lines
+MAX_UNPARSED = 256  # UnparsedLine records kept per boot (the rest counted)
+UNPARSED_TEXT = 240  # characters of an unparsed line's message kept
+MAX_BOOTS = 4096  # boots kept per log (a journal of every boot of a year has ~1000)
+MAX_JOINS = 4  # continuation lines one wrapped line may take
+_SEEN_CAP = 65536  # (timestamp, message) pairs remembered per boot to drop pasted repeats
 _U64 = (1 << 64) - 1
 _SNIFF_BYTES = 65536
 _BLOCK = 65536
@@ -159,6 +176,18 @@ class XenInfo:
     command_line: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UnparsedLine:
+    """A line that looks like one efihandoff reads but does not parse (even joined with the
+    lines after it): what it would have said is unknown. ``what`` names the kind of line it
+    looked like ("efi config-table line", "efi memory map", "e820", "esrt", "xen map");
+    ``text`` is the message (prefixes off, cut at :data:`UNPARSED_TEXT` characters)."""
+
+    line: int
+    text: str
+    what: str
+
+
 @dataclass(frozen=True)
 class BootLog:
     """Everything one boot printed that efihandoff uses."""
@@ -180,6 +209,12 @@ class BootLog:
     dom0_unusable: tuple[str, ...]
     command_line: str | None = None
     e820_source: str | None = None  # "BIOS-e820", "Xen", ...: the WHO of the printed table
+    # Lines that looked relevant but did not parse, in line order (at most MAX_UNPARSED kept;
+    # ``unparsed_more`` counts the rest).
+    unparsed: tuple[UnparsedLine, ...] = ()
+    unparsed_more: int = 0
+    # What was cut at a cap (one sentence each: what, how many printed, how many kept, why).
+    cut: tuple[str, ...] = ()
 
     def table(self, label: str) -> LoggedTable | None:
         """The first logged table with this label."""
@@ -209,6 +244,7 @@ class KernelLog:
     lines_read: int
     lines_used: int
     name: str = "<log>"
+    boots_dropped: int = 0  # boots past MAX_BOOTS: read (their lines counted), not kept
 
 
 ESRT_KINDS = (
@@ -245,6 +281,12 @@ _HUMAN = re.compile(
     r")\] ?"
 )
 _LEVEL = re.compile(r"<\d{1,3}>")
+# RFC 5424 syslog (rsyslog RSYSLOG_SyslogProtocol23Format, syslog-ng IETF): "<PRI>1 TIMESTAMP
+# HOST APP PROCID MSGID STRUCTURED-DATA MSG"; group 1 is APP.
+_RFC5424 = re.compile(
+    r"<\d{1,3}>\d{1,2} \S{1,64} \S{1,255} (\S{1,48}) \S{1,128} \S{1,32}"
+    r" (?:-|(?:\[[^\]]{0,512}\]){1,8}) ?"
+)
 _KMSG = re.compile(r"\d{1,3},\d{1,20},(\d{1,20}),[^;]{0,32};")  # /dev/kmsg record
 _ISO = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)? {1,4}")
 _SYSLOG = re.compile(
@@ -277,11 +319,14 @@ def _clean(text: str) -> str:
 
 
 def _unquote(text: str) -> tuple[str, bool]:
-    """Drop mail quoting (``> ``, ``> > ``) and leading blanks."""
+    """Drop mail quoting (``> ``, ``> > ``), markdown inline-code backticks and leading blanks;
+    an HTML-escaped paste (``&gt; [    0.000000] ...``) is unescaped first."""
     s = text.lstrip(" ")
+    if s.startswith("&") and ";" in s[:8]:
+        s = html.unescape(s).lstrip(" ")
     quoted = False
     depth = 0
-    while s.startswith(">") and depth < _MAX_QUOTE:
+    while s[:1] in (">", "`") and s and depth < _MAX_QUOTE:
         s = s[1:].lstrip(" ")
         quoted = True
         depth += 1
@@ -314,6 +359,13 @@ def _split_prefix(s: str) -> _Split | None:
                 continue
             break
         if c == "<":
+            m = _RFC5424.match(s)
+            if m:
+                if m[1] != "kernel":
+                    return None  # another program's syslog line
+                kernel = True
+                s = s[m.end() :]
+                continue
             m = _LEVEL.match(s)
             if m:
                 kernel = True
@@ -387,6 +439,33 @@ def _strip(line: str) -> _Split | None:
     return split
 
 
+# Known kernel message starts: a line whose prefix the loop above does not know (dmesg -T in
+# another locale, journalctl -o short-full/short-unix/with-unit, localized syslog months, bare
+# times, verbose MESSAGE=) is read from the first of these found after a blank, ']', '>', ':'
+# or '='. Keep in step with _Reader._linux.
+_BODY = re.compile(
+    r"(?<=[\s\]>:=])(?:efi: |esrt: |BIOS-e820: |e820: |Xen: \[mem |Linux version |EFI v\d"
+    r"|EFI: mem|Kernel command line: |Command line: |DMI: |Booting paravirtualized kernel "
+    r"|Hypervisor detected: Xen|xen_mcelog: |Xen version: |ACPI in unprivileged domain)"
+)
+_BODY_SEARCH = 160  # characters of an unknown prefix searched
+# A prefix ending in another program's "tag[pid]: " is that program's line, not the kernel's.
+_TAG_END = re.compile(r"([^\s:\[\]]{1,64})(?:\[\d{1,10}\])?: ?$")
+_KERNEL_TAG = re.compile(r"kernel(?:\[\d{1,10}\])?: ?")  # journalctl --no-hostname forms
+
+
+def _recognise(msg: str) -> str | None:
+    """The kernel message after a prefix nothing above knows, or None."""
+    m = _BODY.search(msg, 1, _BODY_SEARCH + 32)
+    if m is None:
+        return None
+    head = msg[: m.start()]
+    t = _TAG_END.search(head)
+    if t is not None and t[1] != "kernel":
+        return None
+    return msg[m.start() :]
+
+
 # --------------------------------------------------------------------------------------------
 # Message patterns
 # --------------------------------------------------------------------------------------------
@@ -428,9 +507,17 @@ _XEN_RAM_MAP = re.compile(r"(Initial )?\S{1,32} RAM map:$")
 _XEN_E820_NEW = re.compile(rf" {{0,4}}\[({_H}), ({_H})\] (.{{1,64}})$")
 _XEN_E820_OLD = re.compile(rf" {{0,4}}({_H}) - ({_H}) (.{{1,64}})$")
 _XEN_EFI_DESC = re.compile(rf" {{0,4}}({_H})-({_H}) type=(\d{{1,10}}) attr=({_H}) {{0,4}}$")
-_ESRT_WRAPPED = re.compile(rf"Reserving ESRT space from 0x({_H}) to$")
-_HEX_ONLY = re.compile(rf"0x({_H})\.?$")
-_LINUX_FIRST = frozenset("eBmLCKDXHAx")  # first letters of the messages read below
+_MEM_START = re.compile(r"mem\d{1,6}: ")
+_XEN_EFI_START = re.compile(rf" {{0,4}}{_H}-")  # the start of a Xen EFI map line
+_XEN_E820_START = re.compile(rf" {{0,4}}(?:\[{_H},|{_H} - )")
+# A config-table line: NAME=... tokens, maybe "(NAME=... unusable)" (wider than _TABLE_TOKEN).
+_TABLEISH = re.compile(r" {0,8}\(?[^=():\s][^=():]{0,63}=")
+# First letters of the messages read below ("kernel: " is one _Reader.message strips).
+_LINUX_FIRST = frozenset("eBmLCKDXHAxEMSUk")
+# The labels of the pre-3.14 config-table line (no "efi: " prefix), as its first token.
+_OLD_TABLES = re.compile(
+    r"(?:MPS|ACPI 2\.0|ACPI|SMBIOS 3\.0|SMBIOS|UVsystab|HCDP|UGA|SALsystab|ESRT)="
+)
 
 # (kind, pattern, how to read each group: x = hex, p = pointer (hex or hashed), d = decimal)
 _ESRT_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
@@ -491,6 +578,31 @@ def _read_values(groups: tuple[str | None, ...], how: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+# Linux drivers/firmware/efi/efi.c memory_type_name[], every set it has printed:
+# - 3.18 ("efi: Introduce efi_md_typeattr_format()", Laszlo Ersek, 2014; x86 efi_print_memmap and
+#   arm64 efi-init.c reserve_regions print through it): char[20] names, printed "%-19s";
+# - the change that added EFI_MEMORY_CPU_CRYPTO to efi_md_typeattr_format (5.x) cut them to
+#   char[13] ("%-12s"): the short names of uefi.memmap.LINUX_TYPE_NAMES;
+# - 6.5 (unaccepted memory) adds "Unaccepted"; any type past the table prints "[type=%u".
+# The long names that differ from the short ones:
+_LONG_TYPE_NAMES: dict[str, int] = {
+    "Conventional Memory": int(MemoryType.EfiConventionalMemory),
+    "Unusable Memory": int(MemoryType.EfiUnusableMemory),
+    "ACPI Reclaim Memory": int(MemoryType.EfiACPIReclaimMemory),
+    "ACPI Memory NVS": int(MemoryType.EfiACPIMemoryNVS),
+    "Memory Mapped I/O": int(MemoryType.EfiMemoryMappedIO),
+    "MMIO Port Space": int(MemoryType.EfiMemoryMappedIOPortSpace),
+    "Persistent Memory": int(MemoryType.EfiPersistentMemory),
+}
+
+
+def _type_by_name(name: str) -> int | None:
+    t = MemoryType.from_linux_name(name)
+    if t is not None:
+        return int(t)
+    return _LONG_TYPE_NAMES.get(name.strip())
+
+
 def _typeattr(inner: str) -> tuple[int, int | None] | None:
     """Type and attribute from the bracket ``efi_md_typeattr_format`` prints."""
     parts = inner.split("|")
@@ -503,10 +615,10 @@ def _typeattr(inner: str) -> tuple[int, int | None] | None:
         if mtype > 0xFFFFFFFF:
             return None
     else:
-        t = MemoryType.from_linux_name(name)
-        if t is None:
+        found = _type_by_name(name)
+        if found is None:
             return None
-        mtype = int(t)
+        mtype = found
     rest = [p.strip() for p in parts[1:]]
     if not rest:
         return mtype, None
@@ -619,6 +731,14 @@ class _Boot:
         self.xen_e820_initial: list[E820Entry] = []
         self.xen_efi: list[LoggedDescriptor] = []
         self.xen_efi_done = False
+        # lines that did not parse, what was cut at a cap, repeats dropped
+        self.unparsed: list[UnparsedLine] = []
+        self.unparsed_more = 0
+        self.dropped: dict[str, int] = {}
+        self.seen: set[tuple[float, str]] = set()
+
+    def drop(self, what: str) -> None:
+        self.dropped[what] = self.dropped.get(what, 0) + 1
 
     def keep(self) -> bool:
         return self.used > 0 or self.kernel_lines > 0
@@ -660,33 +780,87 @@ class _Boot:
             dom0_unusable=tuple(t.label for t in self.tables if t.unusable),
             command_line=self.command_line or self.kcommand_line,
             e820_source=self.e820_source,
+            unparsed=tuple(self.unparsed),
+            unparsed_more=self.unparsed_more,
+            cut=tuple(
+                f"{what}: {n} more printed than the cap of {_CAPS[what]} kept"
+                for what, n in self.dropped.items()
+            ),
         )
+
+
+_CAPS = {
+    "EFI memory map": MAX_DESCRIPTORS,
+    "EFI runtime memory map": MAX_DESCRIPTORS,
+    "Xen's EFI memory map": MAX_DESCRIPTORS,
+    "E820 table": MAX_E820,
+    "Xen's E820 table": MAX_E820,
+    "config tables": MAX_TABLES,
+    "esrt messages": MAX_ESRT_MESSAGES,
+    "e820 updates": MAX_UPDATES,
+}
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A line that may continue on the next (hard-wrapped) line: ``text`` is what it says so
+    far (a trailing quoted-printable soft break "=" removed, ``qp`` set); ``done`` when it
+    already parsed (a config-table line whose tail may follow)."""
+
+    kind: str
+    ln: int
+    text: str
+    done: bool
+    qp: bool = False
+    joins: int = 0
+    taken: int = 0  # config-table tokens already recorded
+
+
+# What each pending kind looked like, for UnparsedLine.what.
+_WHAT = {
+    "tables": "efi config-table line",
+    "memmap": "efi memory map",
+    "arm-map": "efi memory map",
+    "e820": "e820",
+    "esrt": "esrt",
+    "xen-efi": "xen map",
+    "xen-e820": "xen map",
+}
+# A continuation line: what a wrapped config-table, map, e820 or esrt line carries (no ':').
+_CONT = re.compile(r"[\w |\[\]()\-=.,*/;+]{1,4096}")
 
 
 class _Reader:
     def __init__(self) -> None:
         self.boots: list[BootLog] = []
+        self.boots_dropped = 0
         self.cur = _Boot(None)
         self.lines_read = 0
         self.lines_used = 0
         self.kernel_lines = 0
-        self.pending_esrt: tuple[int, int, str] | None = None
+        self.pending: _Pending | None = None
         # efi_md_typeattr_format brackets repeat within a log; this reader's own memo
         self._typeattrs: dict[str, tuple[int, int | None] | None] = {}
 
     # -- boots ------------------------------------------------------------------------------
 
-    def _new_boot(self, ln: int) -> _Boot:
+    def _keep_boot(self) -> None:
         if self.cur.keep():
-            self.boots.append(self.cur.freeze())
+            if len(self.boots) < MAX_BOOTS:
+                self.boots.append(self.cur.freeze())
+            else:
+                self.boots_dropped += 1
+
+    def _new_boot(self, ln: int) -> _Boot:
+        self._resolve()
+        self._keep_boot()
         self.cur = _Boot(ln)
-        self.pending_esrt = None
         return self.cur
 
     def finish(self) -> tuple[BootLog, ...]:
-        if self.cur.keep():
-            self.boots.append(self.cur.freeze())
-            self.cur = _Boot(None)
+        self._resolve()
+        self._keep_boot()
+        self.cur = _Boot(None)
         return tuple(self.boots)
 
     # -- one line ---------------------------------------------------------------------------
@@ -709,18 +883,41 @@ class _Reader:
 
     def message(self, ln: int, msg: str, ts: float | None, is_xen: bool, kernel: bool) -> None:
         """The rest of :meth:`feed` once the line's prefixes are off."""
+        if "=3D" in msg:
+            msg = msg.replace("=3D", "=")  # a quoted-printable mail archive
+        if msg.endswith("`"):
+            msg = msg.rstrip("`")  # the end of a markdown inline-code paste
+        p = self.pending
+        if p is not None:
+            if not kernel and not is_xen and ts is None and self._continue(p, msg):
+                return
+            self._resolve()
+        if not is_xen:
+            if not kernel:
+                body = _recognise(msg)
+                if body is not None:
+                    msg, kernel = body, True
+            elif msg.startswith("kernel"):
+                m = _KERNEL_TAG.match(msg)
+                if m is not None:
+                    msg = msg[m.end() :]
         b = self.cur
         if is_xen:
             used = self._xen(b, msg, ln)
             b = self.cur
             b.xen_lines += 1
         else:
+            key: tuple[float, str] | None = None
             if ts is not None:
                 b = self._timestamp(b, ln, ts)
-            used = self._linux(b, msg, ln)
+                key = (ts, msg)
+            # the same line at the same time again is a paste repeated
+            used = False if key is not None and key in b.seen else self._linux(b, msg, ln)
             b = self.cur
             if used:
                 b.linux_used += 1
+                if key is not None and len(b.seen) < _SEEN_CAP:
+                    b.seen.add(key)
             if used or kernel:
                 b.linux_started = True
         if kernel:
@@ -733,6 +930,96 @@ class _Reader:
             self.lines_used += 1
             if b.first_line is None:
                 b.first_line = ln
+
+    # -- wrapped lines ----------------------------------------------------------------------
+
+    def _hold(self, kind: str, ln: int, text: str, done: bool = False, taken: int = 0) -> None:
+        """Keep a line that may continue on the next one."""
+        qp = text.endswith("=")  # a quoted-printable soft line break (or a wrap after '=')
+        self.pending = _Pending(kind, ln, text[:-1] if qp else text, done, qp, 0, taken)
+
+    def _continue(self, p: _Pending, msg: str) -> bool:
+        """Join a prefix-less line to the held one when it is plainly its continuation."""
+        cont = msg.strip()
+        if not cont or p.joins >= MAX_JOINS or len(p.text) + len(cont) > MAX_LINE:
+            return False
+        if _CONT.fullmatch(cont) is None:
+            return False
+        tries = [p.text + cont] if p.qp else [p.text.rstrip() + " " + cont, p.text + cont]
+        for joined in tries:
+            if self._try(p, joined):
+                self.cur.used += 1
+                self.lines_used += 1
+                return True
+        if p.done:
+            return False  # a complete line followed by something else
+        text = tries[0]
+        p.qp = text.endswith("=")
+        p.text = text[:-1] if p.qp else text
+        p.joins += 1
+        return True
+
+    def _try(self, p: _Pending, text: str) -> bool:
+        """Read the held line's joined text; True when it parsed (and went into the boot)."""
+        b = self.cur
+        kind = p.kind
+        if kind == "tables":
+            tokens = _scan_tables(text)
+            if tokens is None or len(tokens) <= p.taken:
+                return False
+            self._add_tables(b, tokens[p.taken :], p.ln)
+            p.text, p.taken, p.done, p.qp = text, len(tokens), True, False
+            p.joins += 1
+            return True  # stays held: its tail may follow too
+        self.pending = None
+        done: bool | None = None
+        if kind == "memmap":
+            done = self._memmap(b, text, p.ln)
+        elif kind == "arm-map":
+            done = self._arm_map(b, text, p.ln)
+        elif kind == "e820":
+            m = _E820.match(text)
+            if m is not None and _e820_kind(m[5])[1] is not None:
+                done = self._e820(b, m, p.ln)
+        elif kind == "esrt":
+            m = _ESRT_PATTERNS[0][1].match(text)
+            if m is not None:
+                self._esrt_record(b, "reserving", text, p.ln, _read_values(m.groups(), "xx"))
+                done = True
+        elif kind == "xen-efi":
+            done = self._xen_efi_desc(b, text, p.ln)
+        elif kind == "xen-e820":
+            done = self._xen_e820_entry(b, text, p.ln, strict=True)
+        if done is None:
+            self.pending = p
+            return False
+        return True
+
+    def _resolve(self) -> None:
+        """The held line is complete: record it as unparsed unless it parsed."""
+        p = self.pending
+        if p is None:
+            return
+        self.pending = None
+        if p.done:
+            return
+        b = self.cur
+        # What a line with an unknown type word says is kept (the word as printed), and the
+        # line is recorded too.
+        if p.kind == "e820":
+            m = _E820.match(p.text)
+            if m is not None:
+                self._e820(b, m, p.ln)
+        elif p.kind == "xen-e820":
+            self._xen_e820_entry(b, p.text, p.ln, strict=False)
+        self._unparsed(b, p.ln, p.text, _WHAT[p.kind])
+
+    @staticmethod
+    def _unparsed(b: _Boot, ln: int, text: str, what: str) -> None:
+        if len(b.unparsed) < MAX_UNPARSED:
+            b.unparsed.append(UnparsedLine(ln, text[:UNPARSED_TEXT], what))
+        else:
+            b.unparsed_more += 1
 
     def _typeattr(self, inner: str) -> tuple[int, int | None] | None:
         memo = self._typeattrs
@@ -753,10 +1040,10 @@ class _Reader:
         """What :meth:`feed` does with a kernel line whose message nothing reads: line
         ``ln`` had a kernel prefix (with timestamp ``ts``) and a message ``_linux`` ignores."""
         self.lines_read += 1
+        self._resolve()
         b = self.cur
         if ts is not None:
             b = self._timestamp(b, ln, ts)
-        self.pending_esrt = None
         b.linux_started = True
         b.kernel_lines += 1
         self.kernel_lines += 1
@@ -778,17 +1065,20 @@ class _Reader:
     # -- Linux ------------------------------------------------------------------------------
 
     def _linux(self, b: _Boot, msg: str, ln: int) -> bool:
-        pending = self.pending_esrt
-        if pending is not None:
-            self.pending_esrt = None
-            m = _HEX_ONLY.match(msg.strip())
-            if m:
-                start, pln, text = pending
-                end = int(m[1], 16)
-                self._esrt_record(b, "reserving", f"{text} {msg.strip()}", pln, (start, end))
-                return True
         c = msg[:1]
         if c not in _LINUX_FIRST:
+            return False
+        if c in "AMSUHE" and _OLD_TABLES.match(msg):
+            # Linux before 3.14 (x86 arch/x86/platform/efi/efi.c efi_init, ia64, the Xen
+            # pvops dom0): printk(KERN_INFO) then " NAME=0x%lx " per table, no "efi: ".
+            return self._tables(b, msg, ln)
+        if c == "E":
+            # Linux before the "efi: " pr_fmt (2.6.x-3.x x86 efi.c): "EFI v2.00 by X",
+            # "EFI: mem00: type=..." (print_efi_memmap).
+            if msg.startswith("EFI v"):
+                return self._efi(b, msg, ln)
+            if msg.startswith("EFI: mem"):
+                return self._memmap_line(b, msg[5:].strip(), ln)
             return False
         if c == "e":
             if msg.startswith("efi:"):
@@ -800,15 +1090,14 @@ class _Reader:
             return False
         if c == "B":
             if msg.startswith("BIOS-"):
-                m = _E820.match(msg)
-                return self._e820(b, m, ln) if m else False
+                return self._e820_line(b, msg, ln)
             # xen_banner: "on Xen" for a PV domain; "Xen HVM"/"Xen PVH" are other modes.
             if msg.startswith("Booting paravirtualized kernel on ") and msg[34:].strip() == "Xen":
                 b.on_xen_pv = True
                 return True
             return False
         if c == "m":
-            return self._memmap(b, msg.strip(), ln)  # kernels without the "efi: " pr_fmt
+            return self._memmap_line(b, msg.strip(), ln)  # kernels without the "efi: " pr_fmt
         if c == "L":
             if msg.startswith("Linux version "):
                 if b.kernel_version is not None or b.linux_used > 0:
@@ -865,9 +1154,8 @@ class _Reader:
                     b.dom0_marker = True
                 return True
             return False
-        m = _E820.match(msg)
-        if m:
-            return self._e820(b, m, ln)
+        if msg.startswith("Xen: ["):
+            return self._e820_line(b, msg, ln)
         return False
 
     def _efi(self, b: _Boot, body: str, ln: int) -> bool:
@@ -881,17 +1169,13 @@ class _Reader:
                 return True
             return False
         if body.startswith("mem"):
-            return self._memmap(b, body, ln)
+            return self._memmap_line(b, body, ln)
         if body.startswith("0x"):
-            m = _ARM_MAP.match(body)
-            if m is None:
+            done = self._arm_map(b, body, ln)
+            if done is None:
+                self._hold("arm-map", ln, body)
                 return False
-            ta = self._typeattr(m[3])
-            start, last = int(m[1], 16), int(m[2], 16)
-            if ta is None or last < start:
-                return False
-            desc = LoggedDescriptor(ta[0], start, (last + 1 - start) >> PAGE_SHIFT, ta[1], ln)
-            return self._add_desc(b, None, desc)
+            return done
         if body == "EFI runtime memory map:":
             b.runtime_mode = True
             b.map_done = True
@@ -900,34 +1184,70 @@ class _Reader:
             if b.memory_map:
                 b.map_done = True
             return True
-        if "=0x" in body:
-            tokens = _scan_tables(body)
-            if tokens is None:
-                return False
-            for label, addr, unusable in tokens:
-                b.tables.append(LoggedTable(label, addr, unusable, ln))
-            return True
+        if "=" in body and _TABLEISH.match(body):
+            return self._tables(b, body, ln)
         return False
 
-    def _memmap(self, b: _Boot, body: str, ln: int) -> bool:
+    def _tables(self, b: _Boot, body: str, ln: int) -> bool:
+        """A config-table line (held: a mail client may have wrapped its tail)."""
+        tokens = _scan_tables(body)
+        if tokens is None:
+            self._hold("tables", ln, body)
+            return False
+        self._add_tables(b, tokens, ln)
+        self._hold("tables", ln, body, done=True, taken=len(tokens))
+        return True
+
+    @staticmethod
+    def _add_tables(b: _Boot, tokens: list[tuple[str, int, bool]], ln: int) -> None:
+        for label, addr, unusable in tokens:
+            if len(b.tables) < MAX_TABLES:
+                b.tables.append(LoggedTable(label, addr, unusable, ln))
+            else:
+                b.drop("config tables")
+
+    def _memmap_line(self, b: _Boot, body: str, ln: int) -> bool:
+        done = self._memmap(b, body, ln)
+        if done is None:
+            if _MEM_START.match(body):
+                self._hold("memmap", ln, body)
+            return False
+        return done
+
+    def _arm_map(self, b: _Boot, body: str, ln: int) -> bool | None:
+        """An arm64 ``reserve_regions`` line: None when it does not parse, else whether it
+        went into the map."""
+        m = _ARM_MAP.match(body)
+        if m is None:
+            return None
+        ta = self._typeattr(m[3])
+        start, last = int(m[1], 16), int(m[2], 16)
+        if ta is None or last < start:
+            return None
+        desc = LoggedDescriptor(ta[0], start, (last + 1 - start) >> PAGE_SHIFT, ta[1], ln)
+        return self._add_desc(b, None, desc)
+
+    def _memmap(self, b: _Boot, body: str, ln: int) -> bool | None:
+        """An x86 ``efi_print_memmap`` line: None when it does not parse, else whether it went
+        into the map."""
         m = _MEM_NEW.match(body)
         if m:
             ta = self._typeattr(m[2])
             start, last = int(m[3], 16), int(m[4], 16)
             if ta is None or last < start:
-                return False
+                return None
             pages = (last + 1 - start) >> PAGE_SHIFT
             return self._add_desc(b, int(m[1]), LoggedDescriptor(ta[0], start, pages, ta[1], ln))
         m = _MEM_OLD.match(body)
         if m:
             start, end = int(m[4], 16), int(m[5], 16)
             if end < start:
-                return False
+                return None
             desc = LoggedDescriptor(
                 int(m[2]), start, (end - start) >> PAGE_SHIFT, int(m[3], 16) & _U64, ln
             )
             return self._add_desc(b, int(m[1]), desc)
-        return False
+        return None
 
     @staticmethod
     def _add_desc(b: _Boot, index: int | None, desc: LoggedDescriptor) -> bool:
@@ -938,12 +1258,18 @@ class _Reader:
             if index == 0 and b.runtime_map:
                 b.runtime_done = True
                 return False
+            if len(b.runtime_map) >= MAX_DESCRIPTORS:
+                b.drop("EFI runtime memory map")
+                return False
             b.runtime_map.append(desc)
             return True
         if b.map_done:
             return False
         if index == 0 and b.memory_map:
             b.map_done = True
+            return False
+        if len(b.memory_map) >= MAX_DESCRIPTORS:
+            b.drop("EFI memory map")
             return False
         b.memory_map.append(desc)
         return True
@@ -956,15 +1282,18 @@ class _Reader:
             if m:
                 self._esrt_record(b, kind, body, ln, _read_values(m.groups(), how))
                 return True
-        m = _ESRT_WRAPPED.match(body)
-        if m:  # "... to" with the end address on the next (mail-wrapped) line
-            self.pending_esrt = (int(m[1], 16), ln, body)
-            return True
+        if body.startswith("Reserving ESRT space from"):
+            # the end address (or more) on the next, mail-wrapped line
+            self._hold("esrt", ln, body)
+            return False
         self._esrt_record(b, "other", body, ln, ())
         return True
 
     @staticmethod
     def _esrt_record(b: _Boot, kind: str, text: str, ln: int, values: tuple[int, ...]) -> None:
+        if len(b.esrt) >= MAX_ESRT_MESSAGES:
+            b.drop("esrt messages")
+            return
         b.esrt.append(EsrtMessage(kind, text, ln, values))
         if kind == "reserving" and b.esrt_reserved is None and len(values) == 2:
             start, end = values
@@ -981,10 +1310,26 @@ class _Reader:
             return False
         kind, code = _e820_kind(rest)
         b.e820_source = who
+        if len(b.e820) >= MAX_E820:
+            b.drop("E820 table")
+            return False
         b.e820.append(E820Entry(start, last + 1, kind, code, ln))
         if who == "Xen":
             b.on_xen_pv = True
         return True
+
+    def _e820_line(self, b: _Boot, msg: str, ln: int) -> bool:
+        """``BIOS-e820: [mem a-b] kind`` (``Xen: ...`` in a PV dom0); a line cut before its
+        end or its type word is held for a wrapped continuation."""
+        m = _E820.match(msg)
+        if m is None:
+            if msg.startswith(("BIOS-e820: [", "Xen: [")):
+                self._hold("e820", ln, msg)
+            return False
+        if m[2] == "mem" and m[1] in ("BIOS-e820", "Xen") and _e820_kind(m[5])[1] is None:
+            self._hold("e820", ln, msg)  # an unknown type word: the rest may be wrapped
+            return False
+        return self._e820(b, m, ln)
 
     def _e820_change(self, b: _Boot, body: str, ln: int) -> bool:
         m = _E820_CHANGE.match(body)
@@ -1003,6 +1348,9 @@ class _Reader:
             new = _e820_kind(right)[0]
         else:
             old = _e820_kind(rest)[0] if rest else None
+        if len(b.e820_updates) >= MAX_UPDATES:
+            b.drop("e820 updates")
+            return False
         b.e820_updates.append(E820Update(op, start, last + 1, old, new, ln))
         return True
 
@@ -1048,35 +1396,63 @@ class _Reader:
             return True
         mode = b.xen_map_mode
         if mode == "efi":
-            m = _XEN_EFI_DESC.match(msg)
-            if m and not b.xen_efi_done:
-                start, last = int(m[1], 16), int(m[2], 16)
-                if last >= start:
-                    b.xen_efi.append(
-                        LoggedDescriptor(
-                            int(m[3]),
-                            start,
-                            (last + 1 - start) >> PAGE_SHIFT,
-                            int(m[4], 16) & _U64,
-                            ln,
-                        )
-                    )
-                    return True
+            done = self._xen_efi_desc(b, msg, ln)
+            if done is not None:
+                return done
+            if _XEN_EFI_START.match(msg):
+                self._hold("xen-efi", ln, msg)  # the rest may be on a wrapped line
+                return False
         elif mode in ("final", "initial"):
-            m = _XEN_E820_NEW.match(msg)
-            if m:
-                start, end = int(m[1], 16), int(m[2], 16) + 1  # inclusive end
-            else:
-                m = _XEN_E820_OLD.match(msg)
-                if m:
-                    start, end = int(m[1], 16), int(m[2], 16)  # exclusive end
-            if m is not None and end > start:
-                kind, code = _xen_e820_kind(m[3])
-                target = b.xen_e820 if mode == "final" else b.xen_e820_initial
-                target.append(E820Entry(start, end, kind, code, ln))
-                return True
+            done = self._xen_e820_entry(b, msg, ln, strict=True)
+            if done is not None:
+                return done
+            if _XEN_E820_START.match(msg):
+                self._hold("xen-e820", ln, msg)
+                return False
         b.xen_map_mode = None
         return False
+
+    @staticmethod
+    def _xen_efi_desc(b: _Boot, text: str, ln: int) -> bool | None:
+        """One line of Xen's ``EFI memory map:``: None unless it parses."""
+        m = _XEN_EFI_DESC.match(text)
+        if m is None:
+            return None
+        start, last = int(m[1], 16), int(m[2], 16)
+        if last < start:
+            return None
+        if b.xen_efi_done:
+            return False
+        if len(b.xen_efi) >= MAX_DESCRIPTORS:
+            b.drop("Xen's EFI memory map")
+            return False
+        pages = (last + 1 - start) >> PAGE_SHIFT
+        b.xen_efi.append(LoggedDescriptor(int(m[3]), start, pages, int(m[4], 16) & _U64, ln))
+        return True
+
+    @staticmethod
+    def _xen_e820_entry(b: _Boot, text: str, ln: int, strict: bool) -> bool | None:
+        """One line of Xen's ``... RAM map:``: None unless it parses (``strict``: with a type
+        word Xen prints)."""
+        m = _XEN_E820_NEW.match(text)
+        if m:
+            start, end = int(m[1], 16), int(m[2], 16) + 1  # inclusive end
+        else:
+            m = _XEN_E820_OLD.match(text)
+            if m is None:
+                return None
+            start, end = int(m[1], 16), int(m[2], 16)  # exclusive end
+        if end <= start:
+            return None
+        kind, code = _xen_e820_kind(m[3])
+        if strict and code is None:
+            return None
+        target = b.xen_e820 if b.xen_map_mode == "final" else b.xen_e820_initial
+        if len(target) >= MAX_E820:
+            b.drop("Xen's E820 table")
+            return False
+        target.append(E820Entry(start, end, kind, code, ln))
+        return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -1175,7 +1551,8 @@ _F_STOP = (
 _F_IGNORED = (
     rb"(?!e(?:fi:|srt:|820: )|B(?:IOS-|ooting paravirtualized)|mem|Linux version |Command line: "
     rb"|Kernel command line: |DMI: |Xen|Hypervisor detected: Xen PV"
-    rb"|ACPI in unprivileged domain disabled|ACPI: RSDP |xen_mcelog: )"
+    rb"|ACPI in unprivileged domain disabled|ACPI: RSDP |xen_mcelog: |EFI(?: v|: mem)|kernel"
+    rb"|(?:MPS|ACPI 2\.0|ACPI|SMBIOS 3\.0|SMBIOS|UVsystab|HCDP|UGA|SALsystab|ESRT)=)"
 )
 
 
@@ -1292,7 +1669,7 @@ class _Fast:
 
     def _part(self, buf: bytes, pos: int, end: int) -> None:
         r = self.r
-        if r.pending_esrt is None and r.cur.linux_started:
+        if r.pending is None and r.cur.linux_started:
             n = buf.count(b"\n", pos, end)
             fields = self._fields(buf, pos, end, n)
             if fields is not None:
@@ -1393,7 +1770,7 @@ class _Fast:
         if not fields:
             return
         r = self.r
-        ready = r.pending_esrt is None and r.cur.linux_started
+        ready = r.pending is None and r.cur.linux_started
         if ready and self._account(mode, len(fields), fields):
             return
         self._lines(buf, pos, end)
@@ -1440,7 +1817,7 @@ class _Fast:
                 continue
             ts = float(field) if field and mode in ("ts", "ts|other") else None
             start = m.end()
-            if r.pending_esrt is None and buf[start : start + 1] not in _LINUX_FIRST_B:
+            if r.pending is None and buf[start : start + 1] not in _LINUX_FIRST_B:
                 r.plain(self.ln, ts)
             else:
                 raw = buf[start : min(nxt, pos + 1 + MAX_LINE)]
