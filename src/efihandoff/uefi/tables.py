@@ -819,6 +819,21 @@ def by_linux_label(label: str) -> KnownTable | None:
     return _BY_LABEL.get(label)
 
 
+# Labels an older Linux printed in its config-table line for a GUID today's Linux does not list
+# (so KnownTable.linux_label stays None): x86 arch/x86/platform/efi/efi.c efi_init (to 3.13),
+# then drivers/firmware/efi/efi.c common_tables[], printed " MPS=0x%lx " until the cleanup that
+# dropped HCDP and MPS from common_tables[] (5.x; the release is not verified here).
+FORMER_LINUX_LABELS: Mapping[str, str] = MappingProxyType({"MPS": "MPS"})
+
+
+def by_any_linux_label(label: str) -> KnownTable | None:
+    """:func:`by_linux_label`, or the table a label of an older Linux (``MPS``) names."""
+    table = _BY_LABEL.get(label)
+    if table is None and label in FORMER_LINUX_LABELS:
+        table = _BY_NAME.get(FORMER_LINUX_LABELS[label])
+    return table
+
+
 def by_name(name: str) -> KnownTable | None:
     """The table with our short ``name``."""
     return _BY_NAME.get(name)
