@@ -212,14 +212,26 @@ def memmap(source: str, svg_out: str | None, path_id: str | None, as_json: bool)
 
 
 @main.command()
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False), required=False)
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--print-script",
+    is_flag=True,
+    help="Print the POSIX sh collector (same archive, no Python needed) and exit.",
+)
 @_errors
-def collect(out: str, as_json: bool) -> None:
-    """Copy this machine's /sys/firmware (ESRT, systab, runtime map, memmap; no efivars) and
-    kernel log into OUT (.tar.gz), read-only, for a bug report."""
+def collect(out: str | None, as_json: bool, print_script: bool) -> None:
+    """Copy this machine's /sys/firmware (ESRT, systab, runtime map, memmap; no efivars),
+    /sys/hypervisor, kernel log and, in a Xen dom0, xl dmesg into OUT (.tar.gz), read-only, for
+    a bug report."""
     from efihandoff.sources.collect import collect as do_collect
+    from efihandoff.sources.collect import collector_script
 
+    if print_script:
+        click.echo(collector_script(), nl=False)
+        return
+    if out is None:
+        raise UsageError("collect: give OUT (.tar.gz), or --print-script")
     report = do_collect(out)
     if as_json:
         click.echo(

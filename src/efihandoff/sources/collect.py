@@ -5,14 +5,24 @@ The archive holds, under the paths they have on the machine (so :func:`read_sysf
 - ``sys/firmware/efi/{systab,config_table,fw_platform_size,fw_vendor,runtime}``,
   ``sys/firmware/efi/esrt/**``, ``sys/firmware/efi/runtime-map/**`` (never ``efivars``),
 - ``sys/firmware/memmap/**``,
-- ``sys/hypervisor/type``, ``sys/hypervisor/version/{major,minor,extra}``,
-  ``proc/xen/capabilities``,
-- ``dmesg.txt`` (the kernel log, see :mod:`efihandoff.sources.live`) and ``MANIFEST.txt`` (what
-  was collected, from where, and what could not be read and why).
+- ``sys/hypervisor/{type,guest_type}``, ``sys/hypervisor/version/{major,minor,extra}``,
+  ``sys/hypervisor/properties/*``, ``sys/hypervisor/compilation/{compiler,compile_date}``,
+  ``sys/hypervisor/start_flags/**`` (never ``uuid``: a serial-like identifier; nor
+  ``compilation/compiled_by``: a person's login), ``proc/xen/capabilities``,
+- ``dmesg.txt`` (the kernel log, see :mod:`efihandoff.sources.live`),
+- ``xl-dmesg.txt`` (a Xen dom0 only: what ``xl dmesg`` prints, Xen's own console ring) and
+  ``MANIFEST.txt`` (what was collected, from where, what was run, and what could not be read
+  and why).
 
-Sources are only opened read-only. The archive is written to a temporary file beside the target
-and renamed into place; nothing is ever written under ``/sys``, ``/dev`` or ``/proc`` (nor under
-``root``'s, when ``root`` is a fake tree).
+Sources are only opened read-only, and ``xl dmesg`` only reads (never ``-c``, which would clear
+the ring); it runs without a shell, for at most ``XL_TIMEOUT`` seconds and ``MAX_XL_BYTES`` of
+output. The archive is written to a temporary file beside the target and renamed into place;
+nothing is ever written under ``/sys``, ``/dev`` or ``/proc`` (nor under ``root``'s, when
+``root`` is a fake tree).
+
+Machines without Python 3.11 (a Qubes dom0 is offline, XCP-ng's dom0 runs an old Python) use
+``data/efihandoff-collect.sh`` instead (``efihandoff collect --print-script`` prints it): the
+same layout with nothing but ``sh``, ``cat`` and ``tar``.
 """
 
 from __future__ import annotations
@@ -20,15 +30,19 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import selectors
+import shutil
+import subprocess
 import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from efihandoff import __version__
 from efihandoff.errors import OutputError
-from efihandoff.sources.live import read_live_kernel_log
+from efihandoff.sources.live import _is_real_root, read_live_kernel_log
 from efihandoff.sources.sysfs import (
     EFI_TOP_FILES,
     MAX_DIR_ENTRIES,
@@ -38,16 +52,38 @@ from efihandoff.sources.sysfs import (
 )
 
 FORBIDDEN_ROOTS = ("/sys", "/dev", "/proc")
-SUBTREES = ("sys/firmware/efi/esrt", "sys/firmware/efi/runtime-map", "sys/firmware/memmap")
+SUBTREES = (
+    "sys/firmware/efi/esrt",
+    "sys/firmware/efi/runtime-map",
+    "sys/firmware/memmap",
+    "sys/hypervisor/start_flags",
+)
+# Linux drivers/xen/sys-hypervisor.c: type, guest_type; the version, properties and compilation
+# groups. Left out: uuid (the domain handle, serial-like), compilation/compiled_by (a login).
+HYPERVISOR_FILES = (
+    "type",
+    "guest_type",
+    "version/major",
+    "version/minor",
+    "version/extra",
+    "properties/capabilities",
+    "properties/changeset",
+    "properties/features",
+    "properties/pagesize",
+    "properties/virtual_start",
+    "properties/buildid",
+    "compilation/compiler",
+    "compilation/compile_date",
+)
 SINGLE_FILES = (
     *(f"sys/firmware/efi/{name}" for name in EFI_TOP_FILES),
-    "sys/hypervisor/type",
-    "sys/hypervisor/version/major",
-    "sys/hypervisor/version/minor",
-    "sys/hypervisor/version/extra",
+    *(f"sys/hypervisor/{name}" for name in HYPERVISOR_FILES),
     "proc/xen/capabilities",
 )
 MAX_FILES = 20_000  # files taken from the subtrees (a real machine has a few hundred)
+XL_TIMEOUT = 10  # seconds for `xl dmesg`
+MAX_XL_BYTES = 16 << 20  # `xl dmesg` output kept (Xen's console ring is far smaller)
+SCRIPT = "efihandoff-collect.sh"  # the sh collector, in efihandoff/data/
 
 
 @dataclass(frozen=True)
@@ -59,6 +95,23 @@ class CollectReport:
     skipped: tuple[tuple[str, str], ...]  # (path on the machine, why)
     kernel_log_source: str | None
     size: int  # bytes of the archive
+    xen_log: XenLogRead | None = None  # `xl dmesg`: what was run and what happened
+
+
+@dataclass(frozen=True)
+class XenLogRead:
+    """``xl dmesg`` on a Xen dom0: the command run (None: not run), its output, and one line
+    saying what happened."""
+
+    command: str | None
+    data: bytes | None
+    note: str
+    dom0: bool = False  # the machine is a Xen dom0 (so a missing log is worth reporting)
+
+
+def collector_script() -> bytes:
+    """The POSIX ``sh`` collector shipped with the package (see module docstring)."""
+    return resources.files("efihandoff").joinpath("data", SCRIPT).read_bytes()
 
 
 def _under(path: str, roots: tuple[str, ...]) -> str | None:
@@ -98,9 +151,125 @@ def _osrelease(tree: _DirTree) -> str | None:
     return data.decode("utf-8", "replace").strip() if data else None
 
 
-def collect(out_path: str | os.PathLike[str], root: str | os.PathLike[str] = "/") -> CollectReport:
+def _xen_dom0(tree: _DirTree) -> tuple[bool, str]:
+    """Whether the machine is a Xen dom0: ``proc/xen/capabilities`` decides when readable
+    (Linux drivers/xen/xenfs/super.c capabilities_show prints control_d in the initial domain),
+    else ``sys/hypervisor/type`` being xen (drivers/xen/sys-hypervisor.c type_show)."""
+
+    def text(rel: str) -> str | None:
+        try:
+            data = tree.read(rel, MAX_VALUE_BYTES)
+        except _Unreadable:
+            return None
+        return None if data is None else data.decode("utf-8", "replace").strip("\0\n ")
+
+    caps = text("proc/xen/capabilities")
+    if caps is not None:
+        if "control_d" in caps:
+            return True, "/proc/xen/capabilities contains control_d"
+        return False, "/proc/xen/capabilities lacks control_d (a domU)"
+    if text("sys/hypervisor/type") == "xen":
+        return True, "/sys/hypervisor/type is xen"
+    return False, "not on Xen"
+
+
+def _run_bounded(argv: list[str], timeout: float, cap: int) -> tuple[bytes, bytes, int, str | None]:
+    """Run ``argv`` (no shell, stdin closed): (stdout up to ``cap`` bytes, the end of stderr,
+    exit status, problem). The child is killed once it passes ``timeout`` seconds or ``cap``
+    bytes; the problem then says which."""
+    env = {"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out = bytearray()
+    err = bytearray()
+    problem = None
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while sel.get_map() and problem is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    problem = f"timed out after {timeout:g} s"
+                    break
+                for key, _ in sel.select(left):
+                    chunk = os.read(key.fd, 1 << 16)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                    elif key.fileobj is proc.stdout:
+                        out += chunk
+                        if len(out) > cap:
+                            problem = f"output cut at {cap} bytes"
+                            del out[cap:]
+                            break
+                    else:
+                        err += chunk
+                        del err[:-4096]
+        if problem is None:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                problem = f"timed out after {timeout:g} s"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return bytes(out), bytes(err), proc.returncode, problem
+
+
+def read_xen_log(
+    root: str | os.PathLike[str] = "/",
+    xl: str | None = None,
+    *,
+    timeout: float = XL_TIMEOUT,
+    cap: int = MAX_XL_BYTES,
+) -> XenLogRead:
+    """``xl dmesg`` when ``root`` shows a Xen dom0. ``xl`` names the command (a name looked up
+    on PATH, or a path); by default ``xl`` on PATH, run only when ``root`` is the real ``/``
+    (a fake tree is not this machine)."""
+    base = Path(root)
+    dom0, why = _xen_dom0(_DirTree(base))
+    if not dom0:
+        return XenLogRead(None, None, f"not run: not a Xen dom0 ({why})")
+    if xl is None and not _is_real_root(base):
+        return XenLogRead(None, None, "not run (root is not /)", True)
+    name = xl or "xl"
+    exe = shutil.which(name)
+    if exe is None:
+        return XenLogRead(None, None, f"not run: {name} not found on PATH", True)
+    command = f"{exe} dmesg"
+    try:
+        out, err, status, problem = _run_bounded([exe, "dmesg"], timeout, cap)
+    except OSError as exc:
+        return XenLogRead(command, None, f"could not run: {exc.strerror or exc}", True)
+    if problem is not None and not out:
+        return XenLogRead(command, None, problem, True)
+    if problem is None and status != 0:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        why = f"exit status {status}" + (f": {lines[-1].strip()}" if lines else "")
+        if hasattr(os, "geteuid") and os.geteuid() != 0:
+            why += " (xl dmesg needs root)"
+        return XenLogRead(command, None, why, True)
+    if not out.strip():
+        return XenLogRead(command, None, "printed nothing", True)
+    note = f"read, {len(out)} bytes" + (f" ({problem}: incomplete)" if problem else "")
+    return XenLogRead(command, out, note, True)
+
+
+def collect(
+    out_path: str | os.PathLike[str],
+    root: str | os.PathLike[str] = "/",
+    *,
+    xl: str | None = None,
+) -> CollectReport:
     """Write the archive to ``out_path`` (see module docstring). Raises OutputError when the
-    target is refused or cannot be written; unreadable sources are noted, not fatal."""
+    target is refused or cannot be written; unreadable sources are noted, not fatal. ``xl``:
+    the ``xl`` command to run on a dom0 (see :func:`read_xen_log`)."""
     base = Path(root)
     target = _check_target(Path(out_path), base)
     tree = _DirTree(base)
@@ -166,12 +335,17 @@ def collect(out_path: str | os.PathLike[str], root: str | os.PathLike[str] = "/"
     log = read_live_kernel_log(base)
     if log.data is not None:
         members.append(("dmesg.txt", log.data))
+    xen = read_xen_log(base, xl)
+    if xen.data is not None:
+        members.append(("xl-dmesg.txt", xen.data))
+    elif xen.dom0:
+        skipped.append(("xl dmesg", xen.note))
     files = [name for name, data in members if data is not None]
-    manifest = _manifest(base, tree, now, files, skipped, log.source, log.notes)
+    manifest = _manifest(base, tree, now, files, skipped, log.source, log.notes, xen)
     members.append(("MANIFEST.txt", manifest))
     files.append("MANIFEST.txt")
     size = _write(target, members, now)
-    return CollectReport(str(target), tuple(files), tuple(skipped), log.source, size)
+    return CollectReport(str(target), tuple(files), tuple(skipped), log.source, size, xen)
 
 
 def _manifest(
@@ -182,6 +356,7 @@ def _manifest(
     skipped: list[tuple[str, str]],
     log_source: str | None,
     log_notes: tuple[str, ...],
+    xen: XenLogRead,
 ) -> bytes:
     lines = [
         f"efihandoff collect {__version__}",
@@ -191,6 +366,7 @@ def _manifest(
         f"kernel log: {log_source or 'not readable'}",
     ]
     lines += [f"  {note}" for note in log_notes]
+    lines.append(f"xl dmesg: {xen.command + ': ' if xen.command else ''}{xen.note}")
     lines.append(f"files ({len(files)}):")
     lines += [f"  {name}" for name in files]
     lines.append(f"skipped ({len(skipped)}):")
