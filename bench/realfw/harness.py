@@ -27,6 +27,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -1226,6 +1227,7 @@ EXPLAIN_SETS: dict[str, tuple[str, ...]] = {
     "ex": ("excerpt.txt",),  # the efi:/esrt:/(XEN) lines people paste
     "t": ("tree",),  # a /sys/firmware copy as collect archives it, without its dmesg.txt
     "t+d": ("tree", "dmesg.txt"),
+    "tgz": ("collect.tar.gz",),  # the tree and dmesg.txt in one archive, as collect writes it
 }
 # When explain's JSON has no ``paths.observed`` (the stack that printed the evidence), the ESRT
 # verdict is read from the preset the case's stack corresponds to, and the report says so. Linux
@@ -1253,6 +1255,7 @@ KNOWN_EXPLAIN_WRONG: tuple[tuple[str, str, str, str], ...] = (
     ("bsdata-*-xen-4.17+linux-6.12", "d", "intact", _COPY_AS_ORIGINAL),
     ("bsdata-*-xen-4.17+linux-6.12", "ex", "intact", _COPY_AS_ORIGINAL),
     ("bsdata-*-xen-4.17+linux-6.12", "t+d", "intact", _COPY_AS_ORIGINAL),
+    ("bsdata-*-xen-4.17+linux-6.12", "tgz", "intact", _COPY_AS_ORIGINAL),
 )
 
 
@@ -1280,7 +1283,9 @@ def write_evidence(text: str, root: Path) -> dict[str, Path]:
     - ``tree``: a directory laid out like ``efihandoff collect``'s archive (``sys/firmware/efi``
       with the top-level files, ``esrt/**``, ``runtime-map/**``, ``sys/firmware/memmap/**``,
       ``sys/hypervisor/{type,version/*}``), without ``dmesg.txt``. The real kernel always
-      creates ``esrt/entries/``, so it is there (empty for a count-0 ESRT) whenever ``esrt/`` is.
+      creates ``esrt/entries/``, so it is there (empty for a count-0 ESRT) whenever ``esrt/`` is;
+    - ``collect.tar.gz``: that tree with ``dmesg.txt`` beside ``sys/``, in one archive, as
+      ``efihandoff collect`` writes it.
     """
     lines = serial_lines(text)
     real = parse_serial(text)
@@ -1313,6 +1318,11 @@ def write_evidence(text: str, root: Path) -> dict[str, Path]:
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(value.encode("latin-1"))
         out["tree"] = tree
+        out["collect.tar.gz"] = root / "collect.tar.gz"
+        with tarfile.open(out["collect.tar.gz"], "w:gz") as tf:
+            tf.add(tree / "sys", arcname="sys")
+            if "dmesg.txt" in out:
+                tf.add(out["dmesg.txt"], arcname="dmesg.txt")
     return out
 
 
@@ -1475,7 +1485,8 @@ def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
 
 def explain_cell(result: dict[str, Any] | None) -> str:
     """The report's explain cell: ``d:ok xl+d:ok xl:unk ...``; a wrong verdict in bold (known
-    ones in italics), then the truth; ``(preset ID)`` when explain gave no observed stack."""
+    ones in italics), then the truth; ``(preset ID for SETS)`` for the sets whose JSON had no
+    ``paths.observed``."""
     if result is None:
         return "-"
     parts = []
@@ -1484,9 +1495,11 @@ def explain_cell(result: dict[str, Any] | None) -> str:
         if s["status"] == "disagree" or s["status"] == "error":
             code = f"*{code}*" if s.get("known") else f"**{code}**"
         parts.append(f"{s['set']}:{code}")
-    fallback = sorted({s["from"] for s in result["sets"] if str(s.get("from", "")).startswith(
-        "preset")})
-    tail = f" ({', '.join(fallback)})" if fallback else ""
+    by_preset: dict[str, list[str]] = {}
+    for s in result["sets"]:
+        if str(s.get("from", "")).startswith("preset"):
+            by_preset.setdefault(s["from"], []).append(s["set"])
+    tail = "".join(f" ({p} for {','.join(sets)})" for p, sets in sorted(by_preset.items()))
     return " ".join(parts) + f" = {result['truth']}{tail}"
 
 

@@ -131,7 +131,7 @@ def test_expected_sysfs_by_hand():
 def test_evidence_of_a_dom0_boot(tmp_path):
     files = harness.write_evidence(_text(DATA / "bsdata-valid2-xen-4.17+linux-6.12.serial.log"),
                                    tmp_path)
-    assert set(files) == {"dmesg.txt", "xl-dmesg.txt", "excerpt.txt", "tree"}
+    assert set(files) == {"dmesg.txt", "xl-dmesg.txt", "excerpt.txt", "tree", "collect.tar.gz"}
     dmesg = files["dmesg.txt"].read_text().splitlines()
     assert dmesg[0].startswith("[    0.000000] Linux version 6.12")
     assert all(line.startswith("[") for line in dmesg)
@@ -150,11 +150,15 @@ def test_evidence_of_a_dom0_boot(tmp_path):
     assert ev.systab == {"ACPI20": 0x3F77D014, "ACPI": 0x3F77D000, "SMBIOS": 0x3F520000}
     assert ev.kernel_log is None  # the tree alone: no dmesg.txt inside it
     assert not (files["tree"] / "sys/firmware/efi/efivars").exists()  # collect never copies it
+    # the archive: the same tree, with the dmesg inside as collect puts it
+    arc = read_sysfs(files["collect.tar.gz"])
+    assert arc.kernel_log == files["dmesg.txt"].read_bytes()
+    assert arc.esrt_tree() == ev.esrt_tree() and arc.hypervisor_version == "4.17.7"
 
 
 def test_evidence_of_a_bare_metal_boot(tmp_path):
     files = harness.write_evidence(_text(DATA / "bsdata-valid2-linux-6.12.serial.log"), tmp_path)
-    assert set(files) == {"dmesg.txt", "excerpt.txt", "tree"}
+    assert set(files) == {"dmesg.txt", "excerpt.txt", "tree", "collect.tar.gz"}
     ev = read_sysfs(files["tree"])
     assert ev.hypervisor_type is None
     assert ev.runtime_map  # x86 native with kexec: /sys/firmware/efi/runtime-map
@@ -251,7 +255,7 @@ def test_every_evidence_set_is_checked():
     dom0 = _checks("bsdata-valid2-xen-4.17+linux-6.12.serial.log")
     assert [s["set"] for s in dom0["sets"]] == list(harness.EXPLAIN_SETS)
     native = _checks("bsdata-valid2-linux-6.12.serial.log")
-    assert [s["set"] for s in native["sets"]] == ["d", "ex", "t", "t+d"]
+    assert [s["set"] for s in native["sets"]] == ["d", "ex", "t", "t+d", "tgz"]
 
 
 def test_the_judge_catches_a_wrong_explain(monkeypatch):
@@ -297,7 +301,7 @@ def test_report_has_the_explain_column(tmp_path, monkeypatch):
     assert final.endswith("; explain: 4 checks, 1 ok, 0 unknown, 1 weak, 2 disagree (1 known)")
     text = (tmp_path / "r.md").read_text()
     assert "| case | real | predicted | agree | fwupd | explain |" in text
-    assert ("d:ok xl:*absent* t:**intact** ex:unk? = corrupt (preset xen-4.17)" in text)
+    assert "d:ok xl:*absent* t:**intact** ex:unk? = corrupt (preset xen-4.17 for t) |" in text
     assert "| a-valid2-xen-4.17+linux-6.12 | t | intact | corrupt | preset xen-4.17 | r |" in text
     fails = harness.explain_failures([row])
     assert len(fails) == 1 and fails[0].startswith("a-valid2-xen-4.17+linux-6.12 t: intact")
