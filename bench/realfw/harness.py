@@ -1227,7 +1227,7 @@ EXPLAIN_SETS: dict[str, tuple[str, ...]] = {
     "ex": ("excerpt.txt",),  # the efi:/esrt:/(XEN) lines people paste
     "t": ("tree",),  # a /sys/firmware copy as collect archives it, without its dmesg.txt
     "t+d": ("tree", "dmesg.txt"),
-    "tgz": ("collect.tar.gz",),  # the tree and dmesg.txt in one archive, as collect writes it
+    "tgz": ("collect.tar.gz",),  # tree, dmesg.txt (+ xl-dmesg.txt) in one archive, as collect
 }
 # When explain's JSON has no ``paths.observed`` (the stack that printed the evidence), the ESRT
 # verdict is read from the preset the case's stack corresponds to, and the report says so. Linux
@@ -1252,6 +1252,7 @@ KNOWN_EXPLAIN_WRONG: tuple[tuple[str, str, str, str], ...] = (
     ("*-xen-4.17+linux-6.*", "xl", "absent", _ABSENT_XL),
     ("*-xen-4.17+linux-6.*", "xl+d", "absent", _ABSENT_XL),
     ("*-xen-4.17+linux-6.*", "t", "absent", _ABSENT_TREE),
+    ("*-xen-4.17+linux-6.*", "tgz", "absent", _ABSENT_XL),
     ("bsdata-*-xen-4.17+linux-6.12", "d", "intact", _COPY_AS_ORIGINAL),
     ("bsdata-*-xen-4.17+linux-6.12", "ex", "intact", _COPY_AS_ORIGINAL),
     ("bsdata-*-xen-4.17+linux-6.12", "t+d", "intact", _COPY_AS_ORIGINAL),
@@ -1284,8 +1285,8 @@ def write_evidence(text: str, root: Path) -> dict[str, Path]:
       with the top-level files, ``esrt/**``, ``runtime-map/**``, ``sys/firmware/memmap/**``,
       ``sys/hypervisor/{type,version/*}``), without ``dmesg.txt``. The real kernel always
       creates ``esrt/entries/``, so it is there (empty for a count-0 ESRT) whenever ``esrt/`` is;
-    - ``collect.tar.gz``: that tree with ``dmesg.txt`` beside ``sys/``, in one archive, as
-      ``efihandoff collect`` writes it.
+    - ``collect.tar.gz``: that tree with ``dmesg.txt`` (and, from a dom0, ``xl-dmesg.txt``)
+      beside ``sys/``, in one archive, as ``efihandoff collect`` writes it.
     """
     lines = serial_lines(text)
     real = parse_serial(text)
@@ -1321,8 +1322,9 @@ def write_evidence(text: str, root: Path) -> dict[str, Path]:
         out["collect.tar.gz"] = root / "collect.tar.gz"
         with tarfile.open(out["collect.tar.gz"], "w:gz") as tf:
             tf.add(tree / "sys", arcname="sys")
-            if "dmesg.txt" in out:
-                tf.add(out["dmesg.txt"], arcname="dmesg.txt")
+            for name in ("dmesg.txt", "xl-dmesg.txt"):
+                if name in out:
+                    tf.add(out[name], arcname=name)
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import struct
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,13 @@ def test_evidence_of_a_dom0_boot(tmp_path):
     assert ev.systab == {"ACPI20": 0x3F77D014, "ACPI": 0x3F77D000, "SMBIOS": 0x3F520000}
     assert ev.kernel_log is None  # the tree alone: no dmesg.txt inside it
     assert not (files["tree"] / "sys/firmware/efi/efivars").exists()  # collect never copies it
-    # the archive: the same tree, with the dmesg inside as collect puts it
+    # the archive: the same tree, with both logs inside as collect puts them in a dom0
+    with tarfile.open(files["collect.tar.gz"]) as tf:
+        names = tf.getnames()
+        assert tf.extractfile("xl-dmesg.txt").read() == files["xl-dmesg.txt"].read_bytes()
+    assert {"dmesg.txt", "xl-dmesg.txt", "sys/firmware/efi/esrt/entries/entry1/fw_class",
+            "sys/hypervisor/type"} <= set(names)
+    assert not any(n.startswith(("/", "tree")) for n in names)
     arc = read_sysfs(files["collect.tar.gz"])
     assert arc.kernel_log == files["dmesg.txt"].read_bytes()
     assert arc.esrt_tree() == ev.esrt_tree() and arc.hypervisor_version == "4.17.7"
