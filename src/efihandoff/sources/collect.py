@@ -226,12 +226,15 @@ def read_xen_log(
     root: str | os.PathLike[str] = "/",
     xl: str | None = None,
     *,
-    timeout: float = XL_TIMEOUT,
-    cap: int = MAX_XL_BYTES,
+    timeout: float | None = None,
+    cap: int | None = None,
 ) -> XenLogRead:
     """``xl dmesg`` when ``root`` shows a Xen dom0. ``xl`` names the command (a name looked up
     on PATH, or a path); by default ``xl`` on PATH, run only when ``root`` is the real ``/``
-    (a fake tree is not this machine)."""
+    (a fake tree is not this machine). ``timeout`` and ``cap`` default to ``XL_TIMEOUT`` and
+    ``MAX_XL_BYTES``."""
+    timeout = XL_TIMEOUT if timeout is None else timeout
+    cap = MAX_XL_BYTES if cap is None else cap
     base = Path(root)
     dom0, why = _xen_dom0(_DirTree(base))
     if not dom0:
