@@ -148,6 +148,34 @@ _MESSAGES = [
     "-- Boot 0123456789abcdef --",
     "-- Reboot --",
     "x" * 5000,
+    # real-log shapes (tests/sources/FORMATS.md): wraps, quoted-printable, old labels
+    "efi: ACPI=0xca39b000 ACPI 2.0=0xca39b014 ",
+    "TPMFinalLog=0xcaa33000 SMBIOS=0xcb7fb000 SMBIOS 3.0=0xcb7fa000 ",
+    "MEMATTR=0xc657d018 ESRT=0xc823dd18",
+    "efi: ACPI=0x1000 ACPI",
+    "2.0=0x1014 ESRT=0x2000",
+    "efi: ESRT=3D0xdef87998 ACPI=3D0xde816000 ACPI 2.0=3D0xde816=",
+    "000 SMBIOS=3D0xdef87598",
+    "BIOS-e820: [mem 0x00000000fed20000-0x00000000fed7ffff] reser=",
+    "ved",
+    "BIOS-e820: [mem ",
+    "0x0000000100000000-0x00000004b07fffff] usable",
+    "efi: mem07: [Conventional Memory|   |  |  |  |  |  |  |",
+    " |   |WB|WT|WC|UC] range=[0x0000000001400000-0x00000000b9855fff]",
+    "(2948MB)",
+    "efi:   0x000000001000-0x000000307fff [ACPI Memory NVS    |   |  |  |  |  |  |  |   "
+    "|WB|  |  |  ]",
+    "EFI v2.00 by Phoenix Technologies Ltd.",
+    "EFI: mem00: type=3, attr=0xf, range=[0x0000000000000000-0x0000000000001000) (0MB)",
+    " ACPI 2.0=0xa73fe014  ACPI=0xa73fe000  SMBIOS=0xa7310000  MPS=0xfd4c0 ",
+    "kernel: efi: ESRT=0x45d39118 ",
+    "kernel[1]: usb 1-1: chatter",
+    " 0000000000000-000000009dfff type=3D7 attr=3D000000000000000f",
+    " 0000040000000-00000403fffff type=3D0 attr=3D000000000000000=",
+    "f",
+    "efi: mem05: [Bogus|WB] range=[0x1000-0x1fff] (0MB)",
+    "> RTPROP=0xf0ea7040 SMBIOS=0xf0ea3000",
+    "ESRT=0xf0ea5040 `",
 ]
 
 
@@ -171,7 +199,8 @@ def _line(draw: st.DrawFn) -> str:
         st.sampled_from(
             ["dmesg", "dmesg", "dmesg", "level", "caller", "human", "syslog", "syslog-ts",
              "journal", "iso", "iso-other", "other", "xen", "quoted", "bare", "kmsg",
-             "syslog-spaces", "xen-stamped"]
+             "syslog-spaces", "xen-stamped", "human-de", "mono-nohost", "zh", "bare-time",
+             "rfc5424", "html", "backtick", "short-full"]
         )
     )
     msg = draw(st.sampled_from(_MESSAGES))
@@ -206,6 +235,23 @@ def _line(draw: st.DrawFn) -> str:
         return f"(XEN) {msg}"
     if kind == "quoted":
         return f"> {ts} {msg}"
+    if kind == "human-de":
+        return f"[Di Okt 15 09:12:0{draw(st.integers(0, 9))} 2024] {msg}"
+    if kind == "mono-nohost":
+        return f"{ts} kernel: {msg}"
+    if kind == "zh":
+        return f"1月 06 16:39:14 host {draw(st.sampled_from(['kernel', 'fwupd[3]']))}: {msg}"
+    if kind == "bare-time":
+        return f"10:00:0{draw(st.integers(0, 9))} {msg}"
+    if kind == "rfc5424":
+        app = draw(st.sampled_from(["kernel", "fwupd"]))
+        return f"<6>1 2024-06-18T10:00:00.000001+02:00 host {app} - - - {ts} {msg}"
+    if kind == "html":
+        return f"&gt; {ts} {msg}"
+    if kind == "backtick":
+        return f"`{ts} {msg}"
+    if kind == "short-full":
+        return f"Tue 2024-06-18 10:00:00 CEST host kernel: {msg}"
     if kind == "kmsg":
         return f"6,{draw(st.integers(0, 999))},{draw(st.integers(0, 10**8))},-;{msg}"
     return msg

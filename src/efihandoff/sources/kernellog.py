@@ -289,6 +289,7 @@ _RFC5424 = re.compile(
 )
 _KMSG = re.compile(r"\d{1,3},\d{1,20},(\d{1,20}),[^;]{0,32};")  # /dev/kmsg record
 _ISO = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)? {1,4}")
+_BARE_TIME = re.compile(r"\d\d:\d\d:\d\d(?:[.,]\d{1,9})? {1,4}")  # minicom/ts(1) captures
 _SYSLOG = re.compile(
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d"
     r"(?:\.\d{1,9})? {1,4}"
@@ -393,7 +394,7 @@ def _split_prefix(s: str) -> _Split | None:
                 kernel = True
                 s = s[m.end() :]
                 continue
-            m = _ISO.match(s)
+            m = _ISO.match(s) or _BARE_TIME.match(s)
             if m:
                 s = s[m.end() :]
                 t = _HOST_TAG.match(s)
@@ -883,8 +884,10 @@ class _Reader:
 
     def message(self, ln: int, msg: str, ts: float | None, is_xen: bool, kernel: bool) -> None:
         """The rest of :meth:`feed` once the line's prefixes are off."""
-        if "=3D" in msg:
-            msg = msg.replace("=3D", "=")  # a quoted-printable mail archive
+        if "=3D" in msg:  # a quoted-printable mail archive (RFC 2045): '=' and a trailing blank
+            msg = msg.replace("=3D", "=")
+            if msg.endswith("=20"):
+                msg = msg[:-3] + " "
         if msg.endswith("`"):
             msg = msg.rstrip("`")  # the end of a markdown inline-code paste
         p = self.pending
