@@ -784,21 +784,21 @@ class _Boot:
             unparsed=tuple(self.unparsed),
             unparsed_more=self.unparsed_more,
             cut=tuple(
-                f"{what}: {n} more printed than the cap of {_CAPS[what]} kept"
+                f"{what}: {n} more printed than the cap of {globals()[_CAPS[what]]} kept"
                 for what, n in self.dropped.items()
             ),
         )
 
 
-_CAPS = {
-    "EFI memory map": MAX_DESCRIPTORS,
-    "EFI runtime memory map": MAX_DESCRIPTORS,
-    "Xen's EFI memory map": MAX_DESCRIPTORS,
-    "E820 table": MAX_E820,
-    "Xen's E820 table": MAX_E820,
-    "config tables": MAX_TABLES,
-    "esrt messages": MAX_ESRT_MESSAGES,
-    "e820 updates": MAX_UPDATES,
+_CAPS = {  # what was cut -> the name of its cap
+    "EFI memory map": "MAX_DESCRIPTORS",
+    "EFI runtime memory map": "MAX_DESCRIPTORS",
+    "Xen's EFI memory map": "MAX_DESCRIPTORS",
+    "E820 table": "MAX_E820",
+    "Xen's E820 table": "MAX_E820",
+    "config tables": "MAX_TABLES",
+    "esrt messages": "MAX_ESRT_MESSAGES",
+    "e820 updates": "MAX_UPDATES",
 }
 
 
@@ -948,7 +948,10 @@ class _Reader:
             return False
         if _CONT.fullmatch(cont) is None:
             return False
-        tries = [p.text + cont] if p.qp else [p.text.rstrip() + " " + cont, p.text + cont]
+        if p.qp:  # a soft line break, or a wrap right after a real '='
+            tries = [p.text + cont, p.text + "=" + cont]
+        else:  # a wrap at a blank (the usual), or inside a token
+            tries = [p.text.rstrip() + " " + cont, p.text + cont]
         for joined in tries:
             if self._try(p, joined):
                 self.cur.used += 1

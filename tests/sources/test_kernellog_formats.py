@@ -1,0 +1,438 @@
+"""Real-log shapes (tests/sources/FORMATS.md): each fixture read both ways (fast path and line
+by line, bytes) to values worked out by hand from the fixture text; prefixes, wraps, old labels,
+unparsed lines and caps on message lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from efihandoff.sources import kernellog
+from efihandoff.sources.kernellog import (
+    BootLog,
+    E820Entry,
+    KernelLog,
+    UnparsedLine,
+    looks_like_kernel_log,
+    read_kernel_log,
+    read_kernel_log_file,
+)
+
+LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+WB_WT_WC_UC = 0xF
+WB = 0x8
+UC = 0x1
+RUN = 0x8000_0000_0000_0000
+NV = 0x8000
+
+
+def read(name: str) -> KernelLog:
+    """The fixture read both ways; the two results must be equal."""
+    path = LOGS / name
+    fast = read_kernel_log_file(path, fast=True)
+    assert fast == read_kernel_log_file(path, fast=False)
+    assert looks_like_kernel_log(path.read_bytes()[:4096])
+    return fast
+
+
+def boot(name: str) -> BootLog:
+    log = read(name)
+    assert len(log.boots) == 1
+    return log.boots[0]
+
+
+def labels(b: BootLog) -> list[tuple[str, int]]:
+    return [(t.label, t.address) for t in b.config_tables]
+
+
+def desc(b: BootLog) -> list[tuple[int, int, int, int | None]]:
+    return [(d.type, d.phys_addr, d.num_pages, d.attribute) for d in b.memory_map]
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "slow"])
+def fast(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def one(text: str, fast: bool) -> BootLog:
+    log = read_kernel_log(text.encode(), fast=fast)
+    assert log == read_kernel_log(text)  # the str reader agrees
+    assert len(log.boots) == 1
+    return log.boots[0]
+
+
+# -- prefixes ------------------------------------------------------------------------------------
+
+
+def test_journal_short_monotonic_without_host() -> None:
+    b = boot("journal-monotonic-nohost.log")
+    assert b.efi_version == "2.9" and b.efi_vendor == "HP"
+    assert labels(b) == [
+        ("ACPI", 0x48FF6000), ("ACPI 2.0", 0x48FF6014), ("SMBIOS", 0x45DA4000),
+        ("SMBIOS 3.0", 0x45DA2000), ("TPMFinalLog", 0x48E9F000), ("ESRT", 0x45D39118),
+        ("RTPROP", 0x45D39898), ("MEMATTR", 0x38488418), ("MOKvar", 0x45DCD000),
+        ("RNG", 0x48F71F18), ("INITRD", 0x2DEECF98), ("TPMEventLog", 0x48F66018),
+    ]
+    assert b.e820 == (
+        E820Entry(0, 0x9F000, "usable", 1, 1),
+        E820Entry(0x9F000, 0x100000, "reserved", 2, 2),
+        E820Entry(0x100000, 0x45D39000, "usable", 1, 3),
+        E820Entry(0x45D39000, 0x48FFF000, "reserved", 2, 4),
+    )
+    # 0x45d391a0 - 0x45d39118 = 0x88: a 16-byte header and three 40-byte entries
+    assert b.esrt_reserved == (0x45D39118, 16 + 3 * 40)
+    assert b.unparsed == ()
+
+
+def test_journal_short_in_a_chinese_locale() -> None:
+    b = boot("journal-short-zh-locale.log")
+    assert b.kernel_version == "6.12.8-2-cachyos"
+    assert [t.label for t in b.config_tables] == [
+        "ACPI", "ACPI 2.0", "SMBIOS", "SMBIOS 3.0", "TPMFinalLog", "MEMATTR", "INITRD", "RNG",
+        "TPMEventLog",
+    ]
+    assert b.table("ESRT") is None  # systemd's "efi: ESRT=0x1" is not the kernel's
+    assert [(e.start, e.end, e.kind) for e in b.e820] == [
+        (0x9F00000, 0x9F28000, "ACPI NVS"),
+        (0xB9D7E000, 0xBAD7E000, "ACPI NVS"),
+        (0xBAD7E000, 0xBADFE000, "ACPI data"),
+    ]
+
+
+def test_dmesg_T_in_a_german_locale() -> None:
+    b = boot("dmesg-T-de-locale.log")
+    assert b.kernel_version == "6.8.0-45-generic"
+    assert b.efi_version == "2.7" and b.efi_vendor == "INSYDE Corp."
+    assert b.table("ESRT") is not None and b.table("ESRT").address == 0x37B78818  # type: ignore[union-attr]
+    assert len(b.config_tables) == 9
+    assert b.esrt_reserved == (0x37B78818, 0x88)
+    (u,) = b.e820_updates
+    assert (u.start, u.end) == (0x37B78000, 0x37B79000)
+    assert (u.old_kind, u.new_kind) == ("usable", "reserved")
+
+
+def test_journal_short_full_and_short_unix_with_boot_markers() -> None:
+    log = read("journal-short-full.log")
+    first, second = log.boots
+    assert first.kernel_version == "6.9.4-200.fc40.x86_64"
+    assert first.efi_vendor == "Lenovo" and first.dmi is None  # systemd's DMI line is not read
+    assert second.kernel_version == "6.9.5-200.fc40.x86_64"
+    assert first.table("MEMATTR").address == 0x41020018  # type: ignore[union-attr]
+    assert second.table("MEMATTR").address == 0x40C1D018  # type: ignore[union-attr]
+    assert first.esrt_address == second.esrt_address == 0x4105A018
+
+
+def test_rfc5424_syslog() -> None:
+    b = boot("syslog-rfc5424.log")
+    assert b.kernel_version == "6.6.30"
+    assert b.efi_vendor == "EDK II"
+    assert b.esrt_address == 0x7E1B2018  # not fwupd's 0x12345678
+    assert [t.label for t in b.config_tables] == ["ACPI", "ACPI 2.0", "SMBIOS", "MEMATTR", "ESRT"]
+    assert b.esrt_reserved == (0x7E1B2018, 0x60)
+
+
+def test_html_escaped_forum_paste() -> None:
+    b = boot("forum-html-escaped.log")
+    assert labels(b) == [
+        ("ACPI", 0x9C7E6000), ("ACPI 2.0", 0x9C7E6014), ("SMBIOS", 0x9D0F5000),
+        ("ESRT", 0x9A26B918),
+    ]
+    assert b.dmi is not None and b.dmi.startswith("Gigabyte Technology")  # "&lt;6&gt;" level
+    assert b.esrt_reserved == (0x9A26B918, 0x88)
+
+
+def test_markdown_inline_code_and_fences_qubes_dom0() -> None:
+    b = boot("qubes-markdown-inline.log")
+    assert b.kernel_version == "4.9.45-21.pvops.qubes.x86_64"
+    assert b.e820_source == "Xen" and b.is_xen_dom0
+    # the last e820 line ends with the closing backtick
+    assert b.e820 == (
+        E820Entry(0, 0x9D000, "usable", 1, 6),
+        E820Entry(0x9D000, 0x100000, "reserved", 2, 7),
+        E820Entry(0x100000, 0x10000000, "usable", 1, 8),
+    )
+    assert labels(b) == [
+        ("ACPI", 0x9ED77000), ("ACPI 2.0", 0x9ED77000), ("SMBIOS", 0xF0000), ("MPS", 0xFD590),
+    ]
+
+
+def test_serial_capture_with_bare_times() -> None:
+    b = boot("serial-bare-times.log")
+    assert b.efi_version == "2.10" and b.efi_vendor == "Das U-Boot"
+    assert labels(b) == [("RTPROP", 0x78F30040), ("SMBIOS", 0x78F2A000), ("MEMRESERVE", 0x6A1FA040)]
+    assert b.esrt_reserved == (0x7AEF9040, 0x78)  # 16 + 40 * 2.6: whatever it says, as printed
+    assert b.esrt_address == 0x7AEF9040
+
+
+def test_tabs_and_caller_ids_in_a_quoted_arm64_log() -> None:
+    b = boot("dmesg-tabs-caller-arm64.log")
+    assert labels(b) == [
+        ("ACPI 2.0", 0x9FF5B40000), ("SMBIOS 3.0", 0x9FF686FD98), ("ESRT", 0x9FF1D18298),
+        ("MEMRESERVE", 0x9FE6DACD98),
+    ]
+    assert desc(b) == [(7, 0x90000000, 0x2000, WB_WT_WC_UC), (6, 0x92000000, 0x900, RUN | 0xF)]
+
+
+# -- wrapped lines ----------------------------------------------------------------------------
+
+
+def test_journal_wrapped_by_a_mail_client() -> None:
+    b = boot("journal-wrapped-mail.log")
+    assert labels(b) == [
+        ("ACPI", 0x44FFE000), ("ACPI 2.0", 0x44FFE014), ("TPMFinalLog", 0x44EC5000),
+        ("SMBIOS", 0x42E5E000), ("SMBIOS 3.0", 0x42E5C000), ("ESRT", 0x3C78EA98),
+        ("MOKvar", 0x3C70C000),
+    ]
+    assert {t.line for t in b.config_tables} == {8}  # one logical line, where it starts
+    # "[mem " / "0x...-0x...] usable" is one e820 line
+    assert b.e820 == (
+        E820Entry(0x44FFF000, 0x45800000, "reserved", 2, 3),
+        E820Entry(0x100000000, 0x4B0800000, "usable", 1, 4),
+    )
+    assert b.unparsed == ()
+
+
+def test_quoted_printable_mail_archive() -> None:
+    b = boot("lkml-quoted-printable.log")
+    assert labels(b) == [
+        ("ACPI", 0x93BFE000), ("ACPI 2.0", 0x93BFE014), ("SMBIOS", 0x8FCBC000),
+        ("SMBIOS 3.0", 0x8FCAF000), ("TPMFinalLog", 0x93990000), ("MEMATTR", 0x8A432018),
+        ("ESRT", 0x87EC1C18), ("RNG", 0x8FE2EB18),
+    ]
+    assert b.e820 == (
+        E820Entry(0xFED20000, 0xFED80000, "reserved", 2, 1),  # "reser=" / "ved"
+        E820Entry(0x100000000, 0x85F800000, "usable", 1, 3),
+    )
+    assert b.esrt_reserved == (0x87EC1C18, 0x60)  # "0x0000000=" / "087ec1c78."
+    assert b.unparsed == ()
+
+
+def test_quoted_and_wrapped_arm64_table_line() -> None:
+    b = boot("lkml-quoted-arm64-uboot.log")
+    assert labels(b) == [
+        ("ESRT", 0xF0EA5040), ("TPMFinalLog", 0xF0EA9040), ("RTPROP", 0xF0EA7040),
+        ("SMBIOS", 0xF0EA3000), ("TPMEventLog", 0xEB3B3040), ("INITRD", 0xEB3B2040),
+        ("RNG", 0xE5C0F040), ("MEMRESERVE", 0xE5C0E040),
+    ]
+
+
+def test_xl_dmesg_quoted_printable_and_wrapped() -> None:
+    b = boot("xl-dmesg-quoted-printable.log")
+    assert b.xen is not None and b.xen.version == "4.16.2"
+    assert [(d.type, d.phys_addr, d.num_pages, d.attribute) for d in b.xen.efi_memory_map] == [
+        (7, 0, 0x9E, 0xF),
+        (0, 0x9E000, 1, 0xF),
+        (3, 0x9F000, 1, 0xF),
+        (7, 0x100000, 0x3FF00, 0xF),
+        (0, 0x40000000, 0x400, 0xF),  # "attr=3D000000000000000=" / "f"
+        (7, 0x40400000, 0x1DF5A, 0xF),
+    ]
+
+
+def test_xl_dmesg_double_spaced() -> None:
+    b = boot("xl-dmesg-double-spaced.log")
+    assert b.xen is not None
+    assert [(d.type, d.phys_addr, d.num_pages) for d in b.xen.efi_memory_map] == [
+        (7, 0, 0x9C), (2, 0x9C000, 2), (0, 0x9E000, 1), (4, 0x9F000, 1),
+        (7, 0x100000, 0x174A7), (4, 0x175A7000, 0x40),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("efi: ACPI=0x1000 ACPI\n2.0=0x1014 ESRT=0x2000\n", [("ACPI", 0x1000), ("ACPI 2.0", 0x1014),
+                                                          ("ESRT", 0x2000)]),
+        ("efi: ACPI=0x1000 ESRT=\n0x2000\n", [("ACPI", 0x1000), ("ESRT", 0x2000)]),
+        ("efi: ACPI=0x1000 ESRT=0x20=\n00\n", [("ACPI", 0x1000), ("ESRT", 0x2000)]),
+        ("efi: ACPI=0x1000\n> ESRT=0x2000\n", [("ACPI", 0x1000), ("ESRT", 0x2000)]),
+    ],
+)
+def test_wrapped_config_table_lines(text: str, expected: list[tuple[str, int]], fast: bool) -> None:
+    b = one("[    0.000000] " + text, fast)
+    assert labels(b) == expected
+    assert b.unparsed == ()
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["efi: mem07: [Conventional|   |  |  |  |  |  |  |  |  |", "|   |WB|WT|WC|UC]",
+         "range=[0x0000000001400000-0x00000000b9855fff] (2948MB)"],
+        ["efi: mem07: [Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC] range=",
+         "[0x0000000001400000-0x00000000b9855fff] (2948MB)"],
+        ["efi: mem07: [Conventional Memory|   |  |  |  |  |  |  |   |WB|WT|WC|UC]",
+         "range=[0x0000000001400000-0x00000000b9855fff] (2948MB)"],
+    ],
+)
+def test_wrapped_memory_map_line(lines: list[str], fast: bool) -> None:
+    b = one("[    0.000000] " + "\n".join(lines) + "\n", fast)
+    # 0x1400000..0xb9855fff inclusive: 0xb8456000 bytes, 0xb8456 pages
+    assert desc(b) == [(7, 0x1400000, 0xB8456, WB_WT_WC_UC)]
+    assert b.memory_map[0].line == 1
+
+
+def test_e820_type_word_wrapped(fast: bool) -> None:
+    b = one("[    0.000000] BIOS-e820: [mem 0x0000000009f00000-0x0000000009f27fff] ACPI\nNVS\n",
+            fast)
+    assert b.e820 == (E820Entry(0x9F00000, 0x9F28000, "ACPI NVS", 4, 1),)
+
+
+def test_e820_unknown_word_kept_and_recorded(fast: bool) -> None:
+    text = "[    0.000000] BIOS-e820: [mem 0x0000000009f00000-0x0000000009f27fff] ACPI\n"
+    text += "[    0.000001] usb 1-1: chatter\n"
+    b = one(text, fast)
+    assert b.e820 == (E820Entry(0x9F00000, 0x9F28000, "ACPI", None, 1),)
+    line = "BIOS-e820: [mem 0x0000000009f00000-0x0000000009f27fff] ACPI"
+    assert b.unparsed == (UnparsedLine(1, line, "e820"),)
+
+
+def test_complete_line_then_unrelated_prefixless_line(fast: bool) -> None:
+    b = one("efi: ACPI=0x1000 ESRT=0x2000\nsomething (else)\nefi: mem00: broken\n", fast)
+    assert labels(b) == [("ACPI", 0x1000), ("ESRT", 0x2000)]
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+
+def test_long_memory_type_names_of_linux_3_18_to_5_x() -> None:
+    b = boot("efi-debug-long-labels-no-timestamps.log")
+    assert b.efi_vendor == "American Megatrends"
+    assert desc(b) == [
+        (7, 0x0, 1, WB_WT_WC_UC),
+        (2, 0x1000, 5, WB_WT_WC_UC),
+        (7, 0x6000, 0x98, WB_WT_WC_UC),
+        (0, 0x9E000, 2, WB_WT_WC_UC),
+        (4, 0x74DD6000, 1, WB_WT_WC_UC),
+        (9, 0x79993000, 0x21, WB_WT_WC_UC),
+        (10, 0x799B4000, 0x93, WB_WT_WC_UC),
+        (6, 0x79A47000, 0xD0, RUN | WB_WT_WC_UC),
+        (8, 0x79B17000, 1, WB_WT_WC_UC),
+        (11, 0xF0000000, 0x8000, RUN | UC),
+        (12, 0xFD000000, 0x1000, RUN | UC),
+        (14, 0x480000000, 0x80000, NV | WB_WT_WC_UC),
+    ]
+    assert b.esrt_address == 0x74DD6F98
+    assert kernellog.infer_memory_type(b, 0x74DD6F98).memory_type == 4  # Boot Data, exact
+    assert b.esrt_reserved == (0x74DD6F98, 0x38)
+
+
+def test_arm64_long_names_quoted_with_memblock_lines() -> None:
+    b = boot("arm64-uboot-long-labels-quoted.log")
+    assert labels(b) == [("SMBIOS", 0x3CB62000), ("MEMRESERVE", 0x3CB3D040)]
+    assert desc(b) == [
+        (0, 0, 1, WB),
+        (7, 0x1000, 0x307, WB),
+        (4, 0x308000, 0x2000, WB),
+        (9, 0x3CB3D000, 1, WB),
+        (6, 0x3CB62000, 1, RUN | WB),  # the old trailing '*'
+    ]
+
+
+def test_linux_3_13_syslog_with_mps_and_type_numbers() -> None:
+    b = boot("syslog-linux313-mps.log")
+    assert b.kernel_version == "3.13.0-170-generic"
+    assert labels(b) == [
+        ("ACPI", 0x8F094000), ("ACPI 2.0", 0x8F094000), ("SMBIOS", 0xF05E0), ("MPS", 0xFC470),
+    ]
+    # "range=[a-b)" exclusive; the CRON line between is another program's
+    assert desc(b) == [
+        (3, 0, 8, 0xF), (7, 0x8000, 0x50, 0xF), (0, 0x58000, 1, 0xF),
+        (10, 0x8F094000, 0x31, 0xF), (11, 0xF8000000, 0x4000, RUN | UC),
+    ]
+    assert [d.line for d in b.memory_map] == [5, 6, 7, 9, 10]
+
+
+def test_linux_2_6_38_uppercase_prefix_and_bare_table_line() -> None:
+    b = boot("dmesg-linux2638-uppercase.log")
+    assert b.efi_version == "2.00" and b.efi_vendor == "Phoenix Technologies Ltd."
+    assert labels(b) == [("ACPI", 0xA73FE000), ("ACPI 2.0", 0xA73FE014), ("SMBIOS", 0xA7310000)]
+    assert desc(b) == [
+        (3, 0, 1, 0xF), (7, 0x1000, 0x53, 0xF), (4, 0x54000, 1, 0xF),
+        (5, 0xA6F0B000, 0x85, RUN | 0xF), (9, 0xA739B000, 0x46, 0xF), (11, 0xFED80000, 1, RUN | UC),
+    ]
+
+
+# -- nothing dropped silently, repeats --------------------------------------------------------
+
+
+def test_unparsed_lines_are_recorded() -> None:
+    b = boot("unparsed-lines.log")
+    assert b.kernel_version == "6.1.0-21-amd64"
+    assert b.config_tables == ()  # the line was cut: what it says is unknown, not absent
+    assert desc(b) == [(3, 0, 1, WB_WT_WC_UC)]
+    assert b.e820 == (E820Entry(0, 0x9F000, "usable", 1, 2),)
+    assert [(u.line, u.what) for u in b.unparsed] == [
+        (3, "e820"),
+        (5, "efi config-table line"),
+        (7, "efi memory map"),
+        (8, "esrt"),
+    ]
+    assert b.unparsed[1].text.endswith("SMBIOS=0x6a5d0000 ESR")
+
+
+def test_repeated_paste_reads_once() -> None:
+    b = boot("repeated-paste.log")
+    assert [t.label for t in b.config_tables] == ["ACPI", "ACPI 2.0", "SMBIOS", "MEMATTR",
+                                                  "ESRT", "RNG"]
+    assert len(b.esrt_messages) == 1 and b.esrt_reserved == (0x5869BF98, 0x38)
+
+
+def test_same_line_at_another_time_is_kept(fast: bool) -> None:
+    b = one("[    0.000000] efi: ESRT=0x1 \n[    0.000001] efi: ESRT=0x1 \n", fast)
+    assert [t.line for t in b.config_tables] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "[Di Okt 15 09:12:03 2024] ",
+        "[lun. juin 17 10:00:00 2024] ",
+        "[    0.738473] kernel: ",
+        "[    0.738473] kernel[0]: ",
+        "1月 06 16:39:14 host kernel: ",
+        "Tue 2024-06-18 10:00:00 CEST host kernel: ",
+        "1718697600.123456 host kernel: ",
+        "10:00:01 ",
+        "10:00:01.123 [    0.000000] ",
+        "<6>1 2024-06-18T10:00:00.1+02:00 host kernel - - - ",
+        "&gt; [    0.000000] ",
+        "&lt;6&gt;[    0.000000] ",
+        "`[    0.000000] ",
+        "    MESSAGE=",
+    ],
+)
+def test_more_prefix_forms(prefix: str, fast: bool) -> None:
+    b = one(prefix + "efi: ESRT=0x12345000 \n", fast)
+    assert labels(b) == [("ESRT", 0x12345000)]
+    assert looks_like_kernel_log((prefix + "efi: ESRT=0x12345000 \n").encode())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1月 06 16:39:14 host fwupd[12]: efi: ESRT=0x1 ",
+        "Tue 2024-06-18 10:00:00 CEST host systemd[1]: efi: ESRT=0x1 ",
+        "<30>1 2024-06-18T10:00:00+02:00 host fwupd 812 - - efi: ESRT=0x1 ",
+    ],
+)
+def test_other_programs_in_other_formats(line: str, fast: bool) -> None:
+    log = read_kernel_log((line + "\n").encode(), fast=fast)
+    assert all(b.config_tables == () for b in log.boots)
+
+
+# -- caps ---------------------------------------------------------------------------------------
+
+
+def test_a_map_past_the_cap_is_cut_and_said(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    monkeypatch.setattr(kernellog, "MAX_DESCRIPTORS", 3)
+    lines = [
+        f"[    0.000000] efi: mem{i:02d}: [Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT|WC"
+        "|UC]"
+        f" range=[0x{i << 12:016x}-0x{(i << 12) + 0xFFF:016x}] (0MB)"
+        for i in range(5)
+    ]
+    b = one("\n".join(lines) + "\n", fast)
+    assert [d.phys_addr for d in b.memory_map] == [0, 0x1000, 0x2000]
+    assert b.cut == ("EFI memory map: 2 more printed than the cap of 3 kept",)
