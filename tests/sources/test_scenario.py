@@ -165,3 +165,88 @@ def test_every_bundled_example_loads() -> None:
         m = load_scenario(p)
         assert m.memory_map is not None and m.system_table is not None, p
         assert f"scenario {p.name}" in m.notes
+
+
+# -- hostile scenarios (issue 15): every one ends in ParseError naming the key, nothing built --
+
+HOSTILE_TOML = {
+    "deep-array": "name = " + "[" * 1000 + "]" * 1000,
+    "deep-inline-table": "seed = " + "{a = " * 1000 + "1" + "}" * 1000,
+    "plain-table-not-array": '[table]\nname = "ESRT"\n',
+    "entry-not-tables": '[[table]]\nname = "ESRT"\nentry = [1]\n',
+    "size-inf": '[[table]]\nguid = "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9"\nsize = "infT"\n',
+    "size-2G": '[[table]]\nguid = "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9"\nsize = "2G"\n',
+    "size-1T": '[[table]]\nguid = "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9"\nsize = "1T"\n',
+    "seed-inf": "seed = inf\n",
+    "seed-negative": "seed = -1\n",
+    "desc-size-2-64": "desc_size = 18446744073709551616\n",
+    "smbios-major-256": '[[table]]\nname = "SMBIOS 3.0"\nmajor = 256\n',
+    "acpi-revision-256": '[[table]]\nname = "ACPI 2.0"\nrevision = 256\n',
+    "tpm-log-size": '[[table]]\nname = "TPMEventLog"\nlog_size = 4294967295\n',
+    "uefi-revision": 'uefi_revision = "99999999.1"\n',
+    "oem-id-unicode": '[[table]]\nname = "ACPI 2.0"\noem_id = "ÉÉ"\n',
+}
+REGIONS_TOML = (
+    '[[region]]\nstart = 0x100000\nend = 0x3ffffff\ntype = "EfiConventionalMemory"\n'
+    '[[region]]\nstart = 0x4000000\nsize = "1M"\ntype = "Boot Data"\n'
+)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_TOML))
+def test_hostile_scenario_files_raise_parse_error(tmp_path: Path, name: str) -> None:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(HOSTILE_TOML[name] + "\n" + REGIONS_TOML)
+    with pytest.raises(ParseError) as info:
+        load_scenario(p)
+    assert "bad scenario" in str(info.value) or "not a scenario" in str(info.value)
+
+
+def test_attribute_above_64_bits_on_the_esrt_region_is_refused() -> None:
+    data = _base(table=[{"name": "ESRT", "entry": [E0]}])
+    data["region"][1]["attribute"] = "UC|WB|0x1ffffffffffffffff"
+    with pytest.raises(ParseError, match=r"region\[1\]\.attribute"):
+        build_machine(data)
+    data["region"][1]["attribute"] = 1 << 64
+    with pytest.raises(ParseError, match="out of range"):
+        build_machine(data)
+
+
+def test_schema_error_names_key_path_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text(
+        REGIONS_TOML
+        + '[[table]]\nname = "ESRT"\n[[table.entry]]\nfw_class = "'
+        + E0["fw_class"]
+        + '"\n[[table.entry]]\nfw_class = "'
+        + E0["fw_class"]
+        + '"\nfw_version = 4294967296\n'
+    )
+    with pytest.raises(ParseError) as info:
+        load_scenario(p)
+    assert "table[0].entry[1].fw_version" in str(info.value)
+    assert info.value.line == 15
+
+
+def test_nesting_depth_is_reported_with_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text(REGIONS_TOML + 'description = "[[[[[[[[[[[[[[[[[[[[ in a string"\n'
+                 + "# [[[[[[[[[[[[[[[[[[[[[[[ in a comment\nname = " + "[" * 17 + "]" * 17 + "\n")
+    with pytest.raises(ParseError, match="nested 17 deep") as info:
+        load_scenario(p)
+    assert info.value.line == 11  # 8 region lines, the string, the comment, then this
+    p.write_text(REGIONS_TOML + 'description = "[[[[[[[[[[[[[[[[[[[[[[[[["\n')
+    load_scenario(p)  # brackets in strings are not nesting
+
+
+def test_unknown_keys_are_reported_not_fatal() -> None:
+    m = build_machine(_base(bogus=1, table=[{"name": "ESRT", "entry": [E0 | {"fw_versoin": 3}]}]))
+    assert "scenario: unknown key bogus ignored" in m.notes
+    assert "scenario: unknown key table[0].entry[0].fw_versoin ignored" in m.notes
+
+
+def test_numbers_as_strings_and_sizes_with_fractions_still_parse() -> None:
+    m = build_machine(
+        _base(seed="0x10", table=[{"guid": "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9", "size": "1.5K"}])
+    )
+    addr = m.config_tables[-1].table
+    assert m.read(addr, 1536) == b"\x5a" * 1536

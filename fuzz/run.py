@@ -1,0 +1,444 @@
+"""The fuzz driver: a parent that hands case ranges to one worker process at a time, watches
+it with a wall-clock deadline per case, and restarts it after a hang or a crash; the worker runs
+each case in-process under an address-space limit (``RLIMIT_AS``) and a CPU-time limit per case.
+
+Outcomes per case: ``ok`` (a result or the project's own error), ``escape`` (any other
+exception, or an output that fails its check), ``hang`` (CPU limit or wall deadline), ``memory``
+(MemoryError, or the worker killed by the kernel). An escape's signature is its exception type
+and the innermost efihandoff frame (module and function, not the line, so it survives edits);
+one minimal reproducer per distinct signature is saved under ``fuzz/reproducers/<target>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPRODUCERS = HERE / "reproducers"
+KNOWN = HERE / "known.toml"
+
+
+class CaseTimeout(BaseException):
+    """Raised in the worker when a case uses up its CPU time (BaseException: no ``except
+    Exception`` in the code under test swallows it)."""
+
+
+# --------------------------------------------------------------------------------------------
+# worker side
+
+
+def _signature(target: str, exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    inner = next(
+        (f for f in reversed(frames) if "/efihandoff/" in f.filename.replace(os.sep, "/")),
+        frames[-1] if frames else None,
+    )
+    where = "?"
+    if inner is not None:
+        path = inner.filename.replace(os.sep, "/")
+        mod = path.split("/src/", 1)[-1].removesuffix(".py").replace("/", ".")
+        where = f"{mod}:{inner.name}"
+    return f"{target}|{type(exc).__name__}|{where}"
+
+
+def classify(target: str, data: bytes, work: Path, cpu_seconds: float) -> tuple[str, str, str]:
+    """(outcome, signature, message) of one case, run here under a CPU-time limit."""
+    from efihandoff.errors import EfiHandoffError
+    from fuzz.targets import TARGETS, Rejected
+
+    t = TARGETS[target]
+    used = _cpu()
+    soft = int(used + cpu_seconds) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(
+        resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard)
+    )
+    try:
+        t.run(data, work)
+    except Rejected:
+        return "ok", "", "rejected by the harness"
+    except EfiHandoffError:
+        return "ok", "", ""
+    except CaseTimeout:
+        return "hang", f"{target}|hang", f"more than {cpu_seconds:g} s of CPU"
+    except MemoryError as exc:
+        return "memory", _signature(target, exc), "MemoryError"
+    except RecursionError as exc:
+        return "escape", _signature(target, exc), "RecursionError: " + str(exc)[:200]
+    except Exception as exc:
+        return "escape", _signature(target, exc), f"{type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, hard))
+    return "ok", "", ""
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _on_xcpu(signum: int, frame: object) -> None:
+    raise CaseTimeout()
+
+
+def minimise(target: str, data: bytes, sig: str, work: Path, cpu: float, budget_s: float) -> bytes:
+    """Smaller input with the same signature: drop line runs, then byte runs (ddmin-like), within
+    ``budget_s`` seconds."""
+    deadline = time.monotonic() + budget_s
+
+    def same(candidate: bytes) -> bool:
+        if time.monotonic() > deadline:
+            return False
+        outcome, s, _ = classify(target, candidate, work, cpu)
+        return s == sig and outcome != "ok"
+
+    best = data
+    for unit in (b"\n", None):
+        pieces = best.split(b"\n") if unit else [best[i : i + 64] for i in range(0, len(best), 64)]
+        if unit is None and len(best) > 1 << 20:
+            break  # byte-level on large binaries costs more than it saves
+        join = (lambda ps: b"\n".join(ps)) if unit else (lambda ps: b"".join(ps))
+        chunk = max(1, len(pieces) // 2)
+        while chunk >= 1 and time.monotonic() < deadline:
+            i, shrunk = 0, False
+            while i < len(pieces) and time.monotonic() < deadline:
+                trial = pieces[:i] + pieces[i + chunk :]
+                if trial and same(join(trial)):
+                    pieces, shrunk = trial, True
+                else:
+                    i += chunk
+            if not shrunk:
+                chunk //= 2
+        best = join(pieces)
+    return best
+
+
+def save_reproducer(target: str, sig: str, data: bytes, outcome: str, message: str) -> Path:
+    from fuzz.targets import TARGETS
+
+    digest = hashlib.sha256(sig.encode()).hexdigest()[:12]
+    d = REPRODUCERS / target
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{outcome}-{digest}.{TARGETS[target].ext}"
+    p.write_bytes(data)
+    (d / f"{outcome}-{digest}.txt").write_text(f"{sig}\n{message}\n")
+    return p
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Read ``target start end`` lines, print one JSON line per case (and one before it)."""
+    from fuzz.targets import TARGETS, make_case
+
+    limit = args.memory_mib << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    signal.signal(signal.SIGXCPU, _on_xcpu)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
+    work = Path(tempfile.mkdtemp(prefix="efihandoff-fuzz-"))
+    seen: set[str] = set(args.seen or ())
+    out = sys.stdout
+    for line in sys.stdin:
+        target, start, end = line.split()
+        t = TARGETS[target]
+        for i in range(int(start), int(end)):
+            print(json.dumps({"start": i}), file=out, flush=True)
+            data = make_case(t, args.seed, i)
+            outcome, sig, msg = classify(target, data, work, args.cpu)
+            rec: dict[str, object] = {"i": i, "outcome": outcome}
+            if outcome != "ok":
+                rec.update(sig=sig, msg=msg)
+                if sig not in seen and args.save:
+                    seen.add(sig)
+                    small = data
+                    if outcome == "escape":
+                        small = minimise(target, data, sig, work, args.cpu, args.minimise_s)
+                    rec["saved"] = str(save_reproducer(target, sig, small, outcome, msg))
+            print(json.dumps(rec), file=out, flush=True)
+        print(json.dumps({"batch": "done"}), file=out, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# parent side
+
+
+@dataclass
+class Tally:
+    cases: int = 0
+    escapes: int = 0
+    hangs: int = 0
+    memory: int = 0
+    signatures: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def known() -> dict[str, str]:
+    """Open defects in code this harness does not own: ``exception|module:function`` (the
+    signature without its target) -> who owns it. Reported, but they do not fail the run."""
+    if not KNOWN.exists():
+        return {}
+    return {k: str(v) for k, v in tomllib.loads(KNOWN.read_text()).get("known", {}).items()}
+
+
+def is_known(sig: str, table: dict[str, str] | None = None) -> bool:
+    table = known() if table is None else table
+    return sig.split("|", 1)[-1] in table
+
+
+def replay(paths: list[str], args: argparse.Namespace) -> int:
+    """Run saved reproducers (``fuzz/reproducers/<target>/<file>``) under the limits; exit 1
+    when any still escapes, hangs or blows up."""
+    limit = args.memory_mib << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    signal.signal(signal.SIGXCPU, _on_xcpu)
+    work = Path(tempfile.mkdtemp(prefix="efihandoff-fuzz-"))
+    bad = 0
+    for name in paths:
+        p = Path(name)
+        outcome, sig, msg = classify(p.parent.name, p.read_bytes(), work, args.cpu)
+        print(f"{p}: {outcome} {sig} {msg}".rstrip())
+        bad += outcome != "ok"
+    return 1 if bad else 0
+
+
+def _saved_signatures() -> list[str]:
+    return [p.read_text().split("\n", 1)[0] for p in REPRODUCERS.glob("*/*.txt")]
+
+
+class Worker:
+    def __init__(self, args: argparse.Namespace) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "fuzz",
+            "--worker",
+            "--seed",
+            str(args.seed),
+            "--cpu",
+            str(args.cpu),
+            "--memory-mib",
+            str(args.memory_mib),
+            "--minimise-s",
+            str(args.minimise_s),
+        ]
+        if args.save:
+            cmd.append("--save")
+        for s in _saved_signatures():
+            cmd += ["--seen", s]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=HERE.parent,
+            bufsize=1,
+        )
+        self.buf = b""
+
+    def send(self, target: str, start: int, end: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{target} {start} {end}\n")
+        self.proc.stdin.flush()
+
+    def readline(self, timeout: float) -> str | None:
+        """One line, '' at EOF, None on timeout (raw reads: select() cannot see what a
+        buffered reader already holds)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return ""
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode() + "\n"
+
+    def kill(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        return self.proc.returncode
+
+
+def _record(tally: dict[str, Tally], target: str, rec: dict[str, object]) -> None:
+    t = tally[target]
+    t.cases += 1
+    outcome = rec["outcome"]
+    if outcome == "ok":
+        return
+    t.escapes += outcome == "escape"
+    t.hangs += outcome == "hang"
+    t.memory += outcome == "memory"
+    sig = str(rec["sig"])
+    entry = t.signatures.setdefault(sig, {"outcome": outcome, "count": 0, "msg": rec.get("msg")})
+    entry["count"] = int(entry["count"]) + 1  # type: ignore[call-overload]
+    if "saved" in rec:
+        entry["saved"] = rec["saved"]
+
+
+def drive(args: argparse.Namespace) -> int:
+    from fuzz.targets import TARGETS
+
+    names = args.targets or list(TARGETS)
+    per_target = max(1, args.cases // len(names))
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    per_target_s = args.seconds / len(names) if args.seconds else None
+    tally = {n: Tally() for n in names}
+    started = time.monotonic()
+    worker = Worker(args)
+    for name in names:
+        t_end = time.monotonic() + per_target_s if per_target_s else None
+        i = args.start
+        stop = args.start + per_target
+        while i < stop:
+            if (t_end and time.monotonic() > t_end) or (deadline and time.monotonic() > deadline):
+                break
+            batch_end = min(stop, i + args.batch)
+            worker.send(name, i, batch_end)
+            current = None
+            while True:
+                line = worker.readline(args.wall)
+                if line is None or line == "":  # hang past the wall deadline, or worker died
+                    rc = worker.kill()
+                    if current is not None:
+                        outcome = "hang" if line is None else "memory"
+                        why = (
+                            f"no answer in {args.wall:g} s"
+                            if line is None
+                            else f"worker died (exit {rc}; RLIMIT_AS or the OOM killer)"
+                        )
+                        rec = {
+                            "i": current,
+                            "outcome": outcome,
+                            "sig": f"{name}|{outcome}",
+                            "msg": why,
+                        }
+                        if args.save:
+                            from fuzz.targets import make_case
+
+                            rec["saved"] = str(
+                                save_reproducer(
+                                    name,
+                                    f"{name}|{outcome}|{current}",
+                                    make_case(TARGETS[name], args.seed, current),
+                                    outcome,
+                                    why,
+                                )
+                            )
+                        _record(tally, name, rec)
+                        i = current + 1
+                    worker = Worker(args)
+                    break
+                msg = json.loads(line)
+                if "start" in msg:
+                    current = msg["start"]
+                elif "batch" in msg:
+                    i = batch_end
+                    break
+                else:
+                    _record(tally, name, msg)
+                    current = None
+                    if args.verbose and msg["outcome"] != "ok":
+                        print(
+                            f"  {name} #{msg['i']}: {msg['outcome']} {msg.get('sig')}", flush=True
+                        )
+        if not args.quiet:
+            t = tally[name]
+            distinct = sum(e["outcome"] == "escape" for e in t.signatures.values())
+            print(
+                f"{name:10} {t.cases:7} cases  {t.escapes} escapes ({distinct} distinct)  "
+                f"{t.hangs} hangs  {t.memory} memory",
+                flush=True,
+            )
+    worker.kill()
+    return report(tally, time.monotonic() - started, args)
+
+
+def report(tally: dict[str, Tally], elapsed: float, args: argparse.Namespace) -> int:
+    table = known()
+    new = []
+    total = sum(t.cases for t in tally.values())
+    for t in tally.values():
+        for sig, e in sorted(t.signatures.items()):
+            tag = "known" if is_known(sig, table) else "NEW"
+            if tag == "NEW":
+                new.append(sig)
+            print(
+                f"  [{tag}] {sig} x{e['count']}: {e['msg']}"
+                + (f" -> {e['saved']}" if e.get("saved") else "")
+            )
+    print(
+        f"total: {total} cases in {elapsed:.0f} s, "
+        f"{sum(t.escapes for t in tally.values())} escapes, "
+        f"{sum(t.hangs for t in tally.values())} hangs, "
+        f"{sum(t.memory for t in tally.values())} memory blow-ups; "
+        f"{len(new)} new distinct"
+    )
+    if args.json_out:
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    n: {
+                        "cases": t.cases,
+                        "escapes": t.escapes,
+                        "hangs": t.hangs,
+                        "memory": t.memory,
+                        "signatures": t.signatures,
+                    }
+                    for n, t in tally.items()
+                },
+                indent=2,
+            )
+        )
+    return 1 if new else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fuzz.targets import TARGETS
+
+    ap = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "targets",
+        nargs="*",
+        choices=[[], *TARGETS],
+        metavar="TARGET",
+        help=f"targets to run (default: all): {', '.join(TARGETS)}",
+    )
+    ap.add_argument("--cases", type=int, default=2000, help="case budget, split across targets")
+    ap.add_argument("--seconds", type=float, default=0, help="time budget, split across targets")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0, help="first case index")
+    ap.add_argument("--cpu", type=float, default=10.0, help="CPU seconds per case")
+    ap.add_argument("--wall", type=float, default=30.0, help="wall seconds per case")
+    ap.add_argument("--memory-mib", type=int, default=1024, help="address-space limit")
+    ap.add_argument("--minimise-s", type=float, default=20.0)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--save", action="store_true", help="save a reproducer per new signature")
+    ap.add_argument("--json-out", help="write per-target figures here")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--quiet", "-q", action="store_true")
+    ap.add_argument("--replay", nargs="+", metavar="FILE", help="run saved reproducers")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--seen", action="append", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    if args.replay:
+        return replay(args.replay, args)
+    return drive(args)
