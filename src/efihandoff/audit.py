@@ -7,7 +7,16 @@ from efihandoff.findings import Finding, error, info, warning
 from efihandoff.machine import Machine
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
-from efihandoff.uefi.memmap import MemoryType
+from efihandoff.uefi.memmap import MemoryType, type_name
+
+_REUSABLE = frozenset(
+    {
+        MemoryType.EfiBootServicesData,
+        MemoryType.EfiBootServicesCode,
+        MemoryType.EfiLoaderData,
+        MemoryType.EfiLoaderCode,
+    }
+)
 
 
 def machine_findings(machine: Machine) -> list[Finding]:
@@ -50,16 +59,18 @@ def machine_findings(machine: Machine) -> list[Finding]:
                     f"{md.type_name} descriptor at {md.end:#x}",
                 )
             )
-        if (
-            md.type
-            in (
-                MemoryType.EfiBootServicesData,
-                MemoryType.EfiBootServicesCode,
-                MemoryType.EfiLoaderData,
-                MemoryType.EfiLoaderCode,
-            )
-            and t.guid != ESRT_GUID
-        ):
+        guessed = machine.memory_type_candidates.get(t.table)
+        if t.guid != ESRT_GUID and guessed:
+            reusable = [c for c in guessed if c in _REUSABLE]
+            if reusable:
+                out.append(
+                    info(
+                        "table.reclaimable",
+                        f"{name} may be in {' / '.join(type_name(c) for c in reusable)} (the "
+                        "evidence leaves its type open), memory a hypervisor may reuse",
+                    )
+                )
+        elif md.type in _REUSABLE and t.guid != ESRT_GUID:
             out.append(
                 info(
                     "table.reclaimable",
@@ -73,7 +84,10 @@ def machine_findings(machine: Machine) -> list[Finding]:
 
 
 def _esrt_findings(machine: Machine, addr: int) -> list[Finding]:
-    md = machine.lookup(addr)
+    if machine.esrt_stand_ins:
+        return []  # the header bytes stand in for what the log's messages imply
+    # A type the evidence only guesses is no fact to judge the table's placement by.
+    md = None if addr in machine.memory_type_candidates else machine.lookup(addr)
     room = md.end - addr if md else None
     head = machine.read(addr, 16)
     if head is None:

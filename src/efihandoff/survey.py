@@ -229,33 +229,29 @@ def _machines_of(views: Sequence[View]) -> list[list[View]]:
 
 
 def _record(path: str, views: Sequence[View], specs: Sequence[PathSpec]) -> MachineRecord:
-    from efihandoff.explain import explain, observed_spec
+    from efihandoff.explain import OBSERVED, explain
 
     ex = explain(views, specs)
     primary = next((v for v in views if v.machine is ex.machine), views[0])
     m = ex.machine
     esrt = m.table(ESRT_GUID)
     if esrt is None:
-        # a /sys/firmware copy shows an ESRT without saying where it is
-        shown = any(getattr(v, "sysfs", None) is not None and v.sysfs.esrt for v in views)
-        mtype = UNKNOWN if shown else ABSENT
-    elif primary.log is not None and ESRT_GUID in primary.log.variants:
+        # absent only where explain found it absent (xl dmesg, say, lists no tables at all)
+        verdicts = {r.tables[ESRT_GUID].verdict for r in ex.results.values()}
+        mtype = ABSENT if verdicts == {Verdict.ABSENT} else UNKNOWN
+    elif esrt.table in m.memory_type_candidates:
         mtype = UNKNOWN  # the log allows several types (explain judges each)
     else:
         md = m.lookup(esrt.table)
         mtype = type_name(md.type) if md is not None else UNKNOWN
     boot = primary.log.boot if primary.log is not None else None
-    observed = None
-    for v in views:
-        if v.dom0 and v.log is not None:
-            spec = observed_spec(v.log.observed)
-            if spec is not None and spec.id in ex.results:
-                observed = spec.id
+    # Survey counts each observed stack apart: its id names the stack.
+    observed = f"observed: {ex.observed_label}" if OBSERVED in ex.results else None
     records = []
     for pid, r in ex.results.items():
         records.append(
             PathRecord(
-                id=pid,
+                id=observed if pid == OBSERVED and observed else pid,
                 esrt=str(r.tables[ESRT_GUID].verdict),
                 tables=tuple(
                     (tv.name, str(tv.verdict)) for g, tv in r.tables.items() if g != ESRT_GUID

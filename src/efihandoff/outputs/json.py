@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from efihandoff.errors import ParseError
-from efihandoff.explain import Explanation
+from efihandoff.explain import OBSERVED, Explanation
 from efihandoff.machine import Machine
 from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
+from efihandoff.uefi.memmap import type_name
 
 SCHEMA = "efihandoff/explain/1"
 
@@ -19,17 +21,24 @@ def explain_document(ex: Explanation) -> dict[str, Any]:
     machine = ex.machine
     return {
         "schema": SCHEMA,
-        "sources": [s.to_json() for s in ex.sources],
+        "sources": [{**v.source.to_json(), "role": str(v.role)} for v in ex.views],
         "machine": {
             "name": machine.name,
             "description": machine.description,
             "firmware_vendor": machine.firmware_vendor,
             "notes": machine.notes,
+            "role": str(ex.who.role),
+            "xen_version": ex.who.xen_text,
+            "xen_boot": None if ex.who.xen_boot is None else str(ex.who.xen_boot),
+            "linux_version": ex.who.linux_text,
         },
         "memory_map": memory_map_json(machine, ex.memory_map_evidence),
         "tables": tables_json(machine),
         "esrt": esrt_json(machine) or _sysfs_esrt_json(ex),
-        "paths": {pid: path_json(r) for pid, r in ex.results.items()},
+        "paths": {
+            pid: path_json(r, ex.observed_label if pid == OBSERVED else None)
+            for pid, r in ex.results.items()
+        },
         "findings": [f.to_json() for f in ex.findings],
         "advice": ex.advice,
     }
@@ -58,6 +67,9 @@ def tables_json(machine: Machine) -> list[dict[str, Any]]:
         size = known_tables.table_size(
             t.guid, machine.read, t.table, md.end - t.table if md else None
         )
+        types = machine.memory_type_candidates.get(t.table)
+        if t.guid == ESRT_GUID and "fw_resource_count" in machine.esrt_stand_ins:
+            size = replace(size, size=None)  # the header's count is a stand-in
         out.append(
             {
                 "guid": str(t.guid),
@@ -66,7 +78,9 @@ def tables_json(machine: Machine) -> list[dict[str, Any]]:
                 "address": t.table,
                 "size": size.size,
                 "size_reason": size.reason,
-                "memory_type": md.type_name if md else None,
+                # several candidate types: none is a fact
+                "memory_type": md.type_name if md and not types else None,
+                "memory_type_candidates": [type_name(c) for c in types] if types else None,
                 "memory_type_evidence": machine.memory_type_evidence.get(
                     t.table, "memory map" if md else None
                 ),
@@ -91,10 +105,13 @@ def esrt_json(machine: Machine) -> dict[str, Any] | None:
         return out
     hdr = Esrt.parse_header(head)
     out.update(
-        fw_resource_count=hdr.fw_resource_count,
-        fw_resource_count_max=hdr.fw_resource_count_max,
-        fw_resource_version=hdr.fw_resource_version,
+        {
+            name: None if name in machine.esrt_stand_ins else getattr(hdr, name)
+            for name in ("fw_resource_count", "fw_resource_count_max", "fw_resource_version")
+        }
     )
+    if machine.esrt_stand_ins:
+        return out  # the bytes are stand-ins for checks, not the firmware's
     raw = machine.read(ct.table, min(hdr.size, 16 + 40 * 4096))
     try:
         table = Esrt.parse(raw) if raw is not None else None
@@ -134,9 +151,9 @@ def _esrt_fields(table: Esrt) -> dict[str, Any]:
     }
 
 
-def path_json(r: PathResult) -> dict[str, Any]:
+def path_json(r: PathResult, label: str | None = None) -> dict[str, Any]:
     return {
-        "label": r.spec.label(),
+        "label": label or r.spec.label(),
         "description": r.spec.description,
         "tables": {str(g): tv.to_json() for g, tv in r.tables.items()},
         "esrt_sysfs": r.esrt_sysfs,

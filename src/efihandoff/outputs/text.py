@@ -28,6 +28,11 @@ def render_explain(doc: Mapping[str, Any], console: Console, *, full_map: bool =
     m = doc.get("machine") or {}
     if m.get("description"):
         console.print(m["description"])
+    if m.get("role"):
+        console.print(f"Printed by: {_who(m)}", highlight=False)
+    observed = (doc.get("paths") or {}).get("observed")
+    if observed is not None:
+        console.print(f"Observed stack: {observed['label']}", highlight=False)
     for note in m.get("notes") or ():
         console.print(f"  [dim]{note}[/dim]", highlight=False)
     if doc["memory_map"] is not None:
@@ -47,6 +52,16 @@ def render_explain(doc: Mapping[str, Any], console: Console, *, full_map: bool =
         console.print(t)
     for line in doc.get("advice", []):
         console.print(f"→ {line}")
+
+
+def _who(m: Mapping[str, Any]) -> str:
+    parts = []
+    if m.get("xen_version") or m["role"].startswith("xen"):
+        boot = f" ({m['xen_boot']})" if m.get("xen_boot") else ""
+        parts.append(f"Xen {m.get('xen_version') or '?'}{boot}")
+    if m.get("linux_version"):
+        parts.append(f"Linux {m['linux_version']}")
+    return m["role"] + (f" — {', '.join(parts)}" if parts else "")
 
 
 def render_memory_map(
@@ -82,7 +97,9 @@ def render_tables(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
             r["guid"],
             f"{r['address']:#x}",
             "?" if r["size"] is None else str(r["size"]),
-            r["memory_type"] or "?",
+            r["memory_type"]
+            or ("? (" + " / ".join(r["memory_type_candidates"]) + ")"
+                if r.get("memory_type_candidates") else "?"),
             r["memory_type_evidence"] or "",
         )
     console.print(t)

@@ -149,7 +149,7 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
             table = next(t for t in tables if t.table == addr)
             end = addr + clues.room if table.guid == ESRT_GUID and clues.room is not None else None
             evidence.variants[table.guid] = [
-                (group, _variant(machine, mm, table, group[0], end))
+                (group, candidate_machine(machine, mm, table, group[0], end))
                 for group in _behaviour_groups(candidates)[:_MAX_VARIANTS]
             ]
     return evidence
@@ -179,13 +179,13 @@ def _behaviour_groups(candidates: list[int]) -> list[tuple[int, ...]]:
     return [tuple(g) for g in groups.values()]
 
 
-def _variant(
+def candidate_machine(
     machine: Machine, mm: MemoryMap, table: ConfigurationTable, mtype: int, end: int | None
 ) -> Machine:
     """The machine as one candidate type of ``table`` would make it, reduced to what decides
     that table's verdict: its own page(s) (already a descriptor of their own in a map inferred
     from the log), free memory for firmware-side copies, and the table alone in the array."""
-    own = _retype(mm, table.table, mtype, end)
+    own = retype(mm, table.table, mtype, end)
     i = own.lookup_index(table.table)
     if i is None:  # e.g. a page at the top of the address space: no descriptor Linux would use
         return machine.with_(memory_map=own)
@@ -414,7 +414,7 @@ def _memory_map(
         type_evidence[t.table] = why
         if not candidates:
             continue
-        mm = _retype(mm, t.table, candidates[0], end)
+        mm = retype(mm, t.table, candidates[0], end)
         if len(candidates) > 1:
             ambiguous[t.table] = candidates
     return mm, evidence, type_evidence, ambiguous
@@ -441,7 +441,7 @@ def _narrow(
     return ok or candidates
 
 
-def _retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> MemoryMap:
+def retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> MemoryMap:
     """The map with the pages holding ``addr`` (up to ``end`` when known, else one page) given
     type ``mtype``: split out of the descriptor covering them, or added where none does."""
     page = addr & ~(PAGE_SIZE - 1)
