@@ -30,11 +30,11 @@ DOM0_E820 = """\
 [    0.000000] Xen: [mem 0x000000003f76c000-0x000000003f77dfff] ACPI data
 [    0.000000] Xen: [mem 0x000000003f77e000-0x000000003f7fdfff] ACPI NVS
 """
-EFI = """\
-[    0.000000] efi: EFI v2.7 by EDK II
-[    0.000000] efi: SMBIOS=0x3f520000 ACPI=0x3f77d000 ACPI 2.0=0x3f77d014 \
-(MEMATTR=0x3e5e2018 unusable) ESRT=0x3f773018 
-"""
+EFI = (  # match_config_table ends every entry with a space, the last one too
+    "[    0.000000] efi: EFI v2.7 by EDK II\n"
+    "[    0.000000] efi: SMBIOS=0x3f520000 ACPI=0x3f77d000 ACPI 2.0=0x3f77d014 "
+    "(MEMATTR=0x3e5e2018 unusable) ESRT=0x3f773018 \n"
+)
 RESERVING = (
     "[    0.082369] esrt: Reserving ESRT space from 0x000000003f773018 to 0x000000003f773078.\n"
 )
