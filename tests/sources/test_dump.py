@@ -476,3 +476,51 @@ def test_sniff():
     assert looks_like_elf_core(IDENT64 + b"\x04\x00")
     assert not looks_like_elf_core(IDENT64 + b"\x02\x00")
     assert not looks_like_elf_core(b"IBI SYST" * 3)
+
+
+def test_aliasing_pt_loads_are_scanned_once(tmp_path, laptop, monkeypatch):
+    # Issue 15: 60,000 PT_LOAD headers over the same bytes cost headers x size before. Each file
+    # byte is now scanned once per alignment class, and the table is still found.
+    from efihandoff.sources import dump as dump_mod
+
+    machine, pages = laptop
+    (base, blob), *_ = _runs(pages)
+    n = 60_000
+    data_off = EHDR64.size + n * PHDR64.size
+    head = EHDR64.pack(
+        IDENT64, 4, 62, 1, 0, EHDR64.size, 0, 0, EHDR64.size, PHDR64.size, n, 0, 0, 0
+    )
+    phdr = PHDR64.pack(1, 6, data_off, 0, base, len(blob), len(blob), 4096)
+    path = tmp_path / "alias.core"
+    path.write_bytes(head + phdr * n + blob)
+    scanned: list[tuple[int, int]] = []
+    real = dump_mod._scan_range
+
+    def counting(mm, fd, start, end, bits):  # type: ignore[no-untyped-def]
+        scanned.append((start, end))
+        return real(mm, fd, start, end, bits)
+
+    monkeypatch.setattr(dump_mod, "_scan_range", counting)
+    with read_dump(path) as ev:
+        assert len(ev.segments) == n
+        assert ev.system_table_address == machine.system_table_address
+    assert scanned == [(data_off, data_off + len(blob))]  # once, 64-bit layout found
+
+
+def test_aliasing_at_shifted_offsets_stays_bounded(tmp_path, laptop):
+    # Segments mapping the same bytes at 8-byte shifts give distinct candidates: capped.
+    _, pages = laptop
+    (base, blob), *_ = _runs(pages)
+    n = 2000
+    data_off = EHDR64.size + n * PHDR64.size
+    head = EHDR64.pack(
+        IDENT64, 4, 62, 1, 0, EHDR64.size, 0, 0, EHDR64.size, PHDR64.size, n, 0, 0, 0
+    )
+    phdrs = b"".join(
+        PHDR64.pack(1, 6, data_off, 0, base + 8 * i, len(blob), len(blob), 4096) for i in range(n)
+    )
+    path = tmp_path / "shift.core"
+    path.write_bytes(head + phdrs + blob)
+    with read_dump(path) as ev:
+        assert len(ev.candidates) <= 64
+        assert any("candidates" in p or "alias" in p for p in ev.problems)

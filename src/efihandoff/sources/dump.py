@@ -579,30 +579,49 @@ def _find_config_array_by_content(
     page_off = pointer & (PAGE_SIZE - 1)
     best: dict[int, int] = {}
     hits = 0
+    # Each file byte searched once however many segments alias it (see _scan).
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for seg in memory.segments:
+        if seg.file_bytes:
+            groups.setdefault(seg.phys - seg.offset, []).append(
+                (seg.offset, seg.offset + seg.file_bytes)
+            )
+    merged = {delta: _merge(spans) for delta, spans in groups.items()}
+    spans = _merge([span for g in merged.values() for span in g])
+    work = 0
     for anchor in _ANCHOR_GUIDS:
         needle = anchor.to_bytes()
-        for seg in memory.segments:
-            for block, n in _blocks(mm, fd, seg):
+        for a, b in spans:
+            whole = DumpSegment(0, b - a, a, b - a, b - a)
+            for block, n in _blocks(mm, fd, whole):
                 pos = block
-                stop = min(block + n + len(needle) - 1, seg.offset + seg.file_bytes)
+                stop = min(block + n + len(needle) - 1, b)
                 while hits < MAX_CONTENT_HITS:
                     hit = mm.find(needle, pos, stop)
                     if hit < 0:
                         break
-                    hits += 1
                     pos = hit + 1
-                    phys = seg.phys + (hit - seg.offset)
-                    for i in range(count):
-                        start = phys - i * size
-                        if start < 0 or start & (PAGE_SIZE - 1) != page_off:
-                            continue
-                        data = memory.read(start, count * size)
-                        if data is None:
-                            continue
-                        entries = parse_config_tables(data, count, bits=bits)
-                        known = sum(known_tables.known(t.guid) is not None for t in entries)
-                        if known >= min(2, count):
-                            best[start] = known
+                    places = []
+                    for delta, g in merged.items():
+                        work += 1
+                        k = bisect.bisect_right(g, (hit, U64_MAX + 1)) - 1
+                        if k >= 0 and g[k][0] <= hit < g[k][1]:
+                            places.append(hit + delta)
+                    hits += max(1, len(places))
+                    if work > _SCAN_WORK:
+                        hits = MAX_CONTENT_HITS  # segments alias too much: stop looking
+                    for phys in places:
+                        for i in range(count):
+                            start = phys - i * size
+                            if start < 0 or start & (PAGE_SIZE - 1) != page_off:
+                                continue
+                            data = memory.read(start, count * size)
+                            if data is None:
+                                continue
+                            entries = parse_config_tables(data, count, bits=bits)
+                            known = sum(known_tables.known(t.guid) is not None for t in entries)
+                            if known >= min(2, count):
+                                best[start] = known
         if best:
             break
     if not best:
@@ -672,32 +691,100 @@ def _scan(
     mm: mmap.mmap, fd: int | None, memory: DumpMemory, problems: list[str]
 ) -> list[tuple[int, int]]:
     """(address, bits) of every plausible system table: one pass over the non-zero blocks for
-    the 64-bit layout, a second for the 32-bit layout only when the first found nothing."""
+    the 64-bit layout, a second for the 32-bit layout only when the first found nothing.
+
+    Each file byte is scanned once per alignment class however many segments map it (ELF cores
+    whose PT_LOAD headers alias the same bytes cost one scan, not one per header); a hit is then
+    mapped to the physical address of every segment holding it, in bounded work."""
     if hasattr(mmap, "MADV_SEQUENTIAL"):
         mm.madvise(mmap.MADV_SEQUENTIAL)
+    # Segments grouped by phys - offset (one physical address per file byte in a group), their
+    # file ranges merged; and the ranges to scan per class (offset - phys) % 8.
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for seg in memory.segments:
+        if seg.file_bytes:
+            groups.setdefault(seg.phys - seg.offset, []).append(
+                (seg.offset, seg.offset + seg.file_bytes)
+            )
+    merged = {delta: _merge(spans) for delta, spans in groups.items()}
+    by_class: dict[int, list[int]] = {}
+    for delta in merged:
+        by_class.setdefault(-delta % 8, []).append(delta)
     found: dict[tuple[int, int], None] = {}
+    budget = [_SCAN_WORK]
     try:
         for bits in (64, 32):
-            for seg in memory.segments:
-                if seg.file_bytes == 0 or seg.phys % 8:
-                    continue
-                for pos, n in _blocks(mm, fd, seg):
-                    tail = min(n + _TAIL, seg.offset + seg.file_bytes - pos)
-                    for hit in find_system_table(_Window(mm, pos, tail), bits=bits):
-                        if hit >= n:
-                            break  # found again, whole, in the next block
-                        found[(seg.phys + (pos - seg.offset) + hit, bits)] = None
-                        if len(found) >= MAX_CANDIDATES:
-                            problems.append(
-                                f"more than {MAX_CANDIDATES} system-table candidates; rest ignored"
-                            )
-                            return list(found)
+            for cls in sorted(by_class):
+                deltas = by_class[cls]
+                spans = _merge([span for d in deltas for span in merged[d]])
+                for a, b in spans:
+                    start = a + (cls - a) % 8
+                    if start >= b:
+                        continue
+                    for hit in _scan_range(mm, fd, start, b, bits):
+                        if not _place(hit, bits, deltas, merged, found, budget, problems):
+                            return sorted(found)
             if found:
                 break
     finally:
         if hasattr(mmap, "MADV_NORMAL"):
             mm.madvise(mmap.MADV_NORMAL)
-    return list(found)
+    return sorted(found)
+
+
+_SCAN_WORK = 1 << 20  # (hit, segment group) pairs examined before the scan gives up
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _scan_range(mm: mmap.mmap, fd: int | None, start: int, end: int, bits: int) -> Iterator[int]:
+    """File offsets of plausible system tables in ``[start, end)`` (8-aligned from start)."""
+    seg = DumpSegment(0, end - start, start, end - start, end - start)
+    for pos, n in _blocks(mm, fd, seg):
+        tail = min(n + _TAIL, end - pos)
+        for hit in find_system_table(_Window(mm, pos, tail), bits=bits):
+            if hit >= n:
+                break  # found again, whole, in the next block
+            yield pos + hit
+
+
+def _place(
+    hit: int,
+    bits: int,
+    deltas: list[int],
+    merged: dict[int, list[tuple[int, int]]],
+    found: dict[tuple[int, int], None],
+    budget: list[int],
+    problems: list[str],
+) -> bool:
+    """Add the physical address of file offset ``hit`` in every segment group holding it;
+    False once the candidates or the work budget run out."""
+    for delta in deltas:
+        budget[0] -= 1
+        if budget[0] < 0:
+            problems.append("segments alias too much: system-table scan stopped")
+            return False
+        spans = merged[delta]
+        k = bisect.bisect_right(spans, (hit, U64_MAX + 1)) - 1
+        if k < 0 or not spans[k][0] <= hit < spans[k][1]:
+            continue
+        phys = hit + delta
+        if phys < 0 or phys > U64_MAX:
+            continue
+        found[(phys, bits)] = None
+        if len(found) >= MAX_CANDIDATES:
+            problems.append(f"more than {MAX_CANDIDATES} system-table candidates; rest ignored")
+            return False
+    return True
 
 
 def _read(
