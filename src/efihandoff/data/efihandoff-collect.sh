@@ -128,6 +128,21 @@ NULL=$work/discard
 have() {
     command -v "$1" >"$NULL" 2>&1
 }
+
+find_cmd() { # NAME: the first executable NAME on PATH, else what `command -v` finds (BusyBox sh
+    #          runs its own applets before PATH: the dmesg, journalctl, xl run are PATH's)
+    _ifs=$IFS
+    IFS=:
+    for _d in $PATH; do
+        if [ -f "${_d:-.}/$1" ] && [ -x "${_d:-.}/$1" ]; then
+            IFS=$_ifs
+            printf '%s\n' "${_d:-.}/$1"
+            return 0
+        fi
+    done
+    IFS=$_ifs
+    command -v "$1" 2>"$NULL"
+}
 HEAD_C=
 if printf 'ab' | head -c 1 >"$NULL" 2>&1 && [ "$(printf 'ab' | head -c 1)" = a ]; then
     HEAD_C=1
@@ -294,8 +309,8 @@ starts_boot() { # FILE: its first lines hold the boot's first kernel message
 
 log_source=
 partial=
-if have dmesg; then
-    run_capped $MAX_LOG $LOG_TIMEOUT "$work/log.dmesg" dmesg
+if dmesg_cmd=$(find_cmd dmesg); then
+    run_capped $MAX_LOG $LOG_TIMEOUT "$work/log.dmesg" "$dmesg_cmd"
     if [ "$run_status" -ne 0 ]; then
         _why=$(last_error "$work/err")
         lognote "dmesg: ${_why:-exit status $run_status}"
@@ -313,8 +328,9 @@ else
     lognote "dmesg: not found"
 fi
 if [ -z "$log_source" ]; then
-    if have journalctl; then
-        run_capped $MAX_LOG $LOG_TIMEOUT "$work/log.journal" journalctl -k -b 0 --no-pager -q
+    if journalctl_cmd=$(find_cmd journalctl); then
+        run_capped $MAX_LOG $LOG_TIMEOUT "$work/log.journal" "$journalctl_cmd" -k -b 0 \
+            --no-pager -q
         if [ "$run_status" -ne 0 ]; then
             _why=$(last_error "$work/err")
             lognote "journalctl -k -b 0: ${_why:-exit status $run_status}"
@@ -372,11 +388,10 @@ elif [ -f "$R/sys/hypervisor/type" ] && [ "$(cat "$R/sys/hypervisor/type" 2>"$NU
 fi
 if [ -z "$dom0" ]; then
     xl_note="not run: not a Xen dom0 ($dom0_why)"
-elif ! have xl; then
+elif ! xl=$(find_cmd xl); then
     xl_note="not run: xl not found on PATH"
     skip "xl dmesg" "$xl_note"
 else
-    xl=$(command -v xl)
     run_capped $MAX_XL $XL_TIMEOUT "$work/xl.out" "$xl" dmesg
     _size=$(size_of "$work/xl.out")
     if [ -n "$TIMEOUT" ] && [ "$run_status" -eq 124 ]; then
