@@ -12,6 +12,7 @@ one minimal reproducer per distinct signature is saved under ``fuzz/reproducers/
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -134,9 +135,24 @@ def save_reproducer(target: str, sig: str, data: bytes, outcome: str, message: s
     d = REPRODUCERS / target
     d.mkdir(parents=True, exist_ok=True)
     p = d / f"{outcome}-{digest}.{TARGETS[target].ext}"
+    if len(data) > 256 << 10:  # big inputs are repetitive: kept compressed (read by load())
+        p = p.with_name(p.name + ".gz")
+        data = gzip.compress(data, mtime=0)
     p.write_bytes(data)
     (d / f"{outcome}-{digest}.txt").write_text(f"{sig}\n{message}\n")
     return p
+
+
+def load(path: Path) -> bytes:
+    """A saved reproducer's input (``.gz`` files are stored compressed)."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def signature_of(path: Path) -> str:
+    """The signature saved beside a reproducer (first line of its .txt)."""
+    txt = path.parent / (path.name.split(".", 1)[0] + ".txt")
+    return txt.read_text().split("\n", 1)[0] if txt.exists() else ""
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -206,7 +222,7 @@ def replay(paths: list[str], args: argparse.Namespace) -> int:
     bad = 0
     for name in paths:
         p = Path(name)
-        outcome, sig, msg = classify(p.parent.name, p.read_bytes(), work, args.cpu)
+        outcome, sig, msg = classify(p.parent.name, load(p), work, args.cpu)
         print(f"{p}: {outcome} {sig} {msg}".rstrip())
         bad += outcome != "ok"
     return 1 if bad else 0

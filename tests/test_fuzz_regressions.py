@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fuzz package lives at the repository root
 
-from fuzz.run import is_known  # noqa: E402
+from fuzz.run import is_known, load, signature_of  # noqa: E402
 from fuzz.targets import TARGETS, Rejected  # noqa: E402
 
 from efihandoff.errors import EfiHandoffError  # noqa: E402
@@ -28,16 +28,10 @@ REPRODUCERS = sorted(
 
 
 def _case(p: Path) -> object:
-    sig = (
-        p.with_suffix(".txt").read_text().split("\n", 1)[0]
-        if p.with_suffix(".txt").exists()
-        else ""
-    )
-    marks = (
-        [pytest.mark.xfail(reason=f"known open defect: {sig}", strict=False)]
-        if is_known(sig)
-        else []
-    )
+    sig = signature_of(p)
+    marks = []
+    if is_known(sig):
+        marks = [pytest.mark.xfail(reason=f"known open defect: {sig}", strict=False)]
     return pytest.param(p, id=f"{p.parent.name}/{p.name}", marks=marks)
 
 
@@ -48,7 +42,7 @@ def test_every_reproducer_names_a_target() -> None:
 @pytest.mark.parametrize("path", [_case(p) for p in REPRODUCERS if p.name.startswith("escape-")])
 def test_escape_reproducer_ends_in_project_error(path: Path, tmp_path: Path) -> None:
     with contextlib.suppress(EfiHandoffError, Rejected):  # anything else fails the test
-        TARGETS[path.parent.name].run(path.read_bytes(), tmp_path)
+        TARGETS[path.parent.name].run(load(path), tmp_path)
 
 
 @pytest.mark.parametrize(

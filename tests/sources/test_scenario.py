@@ -250,3 +250,12 @@ def test_numbers_as_strings_and_sizes_with_fractions_still_parse() -> None:
     )
     addr = m.config_tables[-1].table
     assert m.read(addr, 1536) == b"\x5a" * 1536
+
+
+def test_scenario_file_over_8_mib_is_refused_unread(tmp_path: Path) -> None:
+    # Issue 15 fuzz: a 36 MB mutated scenario took longer than the case's time limit.
+    p = tmp_path / "big.toml"
+    p.write_text(REGIONS_TOML + "# " + "x" * (8 << 20) + "\n")
+    with pytest.raises(ParseError, match="more than 8 MiB") as info:
+        load_scenario(p)
+    assert info.value.offset == 8 << 20

@@ -43,9 +43,17 @@ def load_scenario(path: str | Path) -> Machine:
     """Read a scenario file and build its Machine."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"{p}: cannot read scenario: {exc}") from exc
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ParseError(
+            f"not a scenario file: more than {MAX_SCENARIO_BYTES >> 20} MiB",
+            offset=MAX_SCENARIO_BYTES,
+            what=str(p),
+        )
     depth, line = _nesting(text)
     if depth > MAX_NESTING:
         raise ParseError(
@@ -94,6 +102,7 @@ def build_machine(
 
 U8, U16, U32, U64 = (1 << 8) - 1, (1 << 16) - 1, (1 << 32) - 1, (1 << 64) - 1
 MAX_NESTING = 16  # brackets and braces; a scenario needs 3
+MAX_SCENARIO_BYTES = 8 << 20  # the file; the largest table (16 MiB) is written with repeat
 MAX_TABLES = 4096
 _MAX_ENTRIES = _MAX_TABLE_BYTES // 40  # ESRT entries (40 bytes each) in the largest table
 _MAX_PAGES = 1 << 52  # 2^64 bytes
@@ -139,7 +148,7 @@ _TABLE_COMMON = {
     "memory_type": Key("memory_type"),
     "address": Key("int", 0, U64),
     "install": Key("bool"),
-    "hex": Key("hex", 0, 2 * _MAX_TABLE_BYTES, doc="raw bytes (whitespace ignored)"),
+    "hex": Key("hex", 0, MAX_SCENARIO_BYTES, doc="raw bytes (whitespace ignored)"),
 }
 # Keys of a table's contents, by the kind _content() builds (ESRT by GUID, others by name).
 TABLE_KINDS: Mapping[str, Mapping[str, Key]] = {
@@ -444,6 +453,8 @@ def _nesting(text: str) -> tuple[int, int | None]:
             depth += 1
             if depth > deepest:
                 deepest, at = depth, line
+                if deepest > MAX_NESTING:
+                    break  # enough to refuse it
         elif tok in "]}":
             depth = max(0, depth - 1)
     return deepest, at
