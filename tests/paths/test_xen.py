@@ -15,6 +15,7 @@ from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate
 from efihandoff.sources.scenario import build_machine, load_scenario
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryMap, MemoryType
+from efihandoff.uefi.tables import by_name
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 U64_MAX = (1 << 64) - 1
@@ -393,3 +394,29 @@ def test_reserve_hypercall_defers_then_releases_what_dom0_did_not_reserve() -> N
     # The reserved bytes' page stays; the rest of the region goes to the heap.
     assert (0x41001000, 0x41400000) in xb.reclaimed
     assert not any(s <= 0x41000018 < e for s, e in xb.reclaimed)
+
+
+@pytest.mark.parametrize("claim", [855_000_000, 4 << 20])
+def test_relocate_known_copies_no_claim_beyond_the_tables_descriptor(claim: int) -> None:
+    # Issue 15: an 11-byte TPMEventLog whose header claims 855 MB made relocate-known copy the
+    # claim (1.7 GB RSS). A claim past the table's descriptor is not copied, and says so.
+    m = build_machine(
+        {
+            "memory_fill": "zeros",
+            "region": [
+                {"start": 0x100000, "end": 0x3FFFFFF, "type": "EfiConventionalMemory"},
+                {"start": 0x4000000, "size": "1M", "type": "EfiBootServicesData"},
+            ],
+            "table": [
+                {
+                    "guid": str(by_name("TPMEventLog").guid),
+                    "address": 0x4000000,
+                    "hex": struct.pack("<IIB", claim, 0, 2).hex() + "0000",
+                }
+            ],
+        }
+    )
+    bs = BootServices.from_machine(m)
+    xb = xen.boot(bs, PRESETS["relocate-known"])
+    assert xb.relocations == []
+    assert any(f"claims {claim + 12} bytes" in line for line in xb.log)

@@ -220,11 +220,21 @@ def test_address_near_top_of_memory() -> None:
     assert res.size is None and res.reason.startswith(BYTES_NOT_AVAILABLE)
 
 
-def test_size_beyond_descriptor_is_kept_with_reason() -> None:
+def test_size_beyond_descriptor_is_bounded_by_it_claim_kept() -> None:
+    # Issue 15: a size rule never returns more than the bytes its descriptor holds.
     esrt = struct.pack("<IIQ", 2, 2, 1) + b"\x00" * 80  # 16 + 2 * 40 = 96 bytes
     res = size_of("ESRT", esrt, limit=80)
-    assert res.size == 96
+    assert (res.size, res.claimed) == (80, 96)
     assert "exceeds its memory descriptor by 16 bytes" in res.reason
+    within = size_of("ESRT", esrt, limit=96)
+    assert (within.size, within.claimed) == (96, None)
+    assert size_of("ESRT", esrt).size == 96  # no descriptor known: the claim
+
+
+def test_tpm_log_claiming_855_mb_is_bounded_by_its_descriptor() -> None:
+    log = struct.pack("<IIB", 855_000_000, 0, 2) + b"\x00" * 2  # 11 bytes
+    res = size_of("TPMEventLog", log, limit=4096)
+    assert res.size == 4096 and res.claimed == 12 + 855_000_000
 
 
 # --------------------------------------------------------------------------------------------

@@ -376,6 +376,9 @@ def _relocate_esrt(
     return reloc
 
 
+RELOCATE_MAX_BYTES = 1 << 24  # relocate-known copies no table larger than 16 MiB
+
+
 def _relocate_known(bs: BootServices, log: list[str]) -> list[Relocation]:
     """relocate-known proposal: before ExitBootServices, copy every table in boot-services or
     loader memory whose GUID has a size rule into EfiACPIReclaimMemory and re-install it (the
@@ -390,6 +393,12 @@ def _relocate_known(bs: BootServices, log: list[str]) -> list[Relocation]:
             continue
         res = known_tables.table_size(t.guid, bs.memory.read, t.table, d.end - t.table)
         if res.size is None or res.size <= 0:
+            continue
+        if res.claimed is not None or res.size > RELOCATE_MAX_BYTES:
+            # Our proposal: a claim beyond the table's own descriptor (or absurdly large) is
+            # not trusted; copying it would read other memory and cost what the field says.
+            claim = res.claimed if res.claimed is not None else res.size
+            log.append(f"Table {t.guid} claims {claim} bytes, more than it can hold: not copied")
             continue
         before = _bytes_of(bs, reclaim)
         try:

@@ -7,8 +7,9 @@ A configuration table is only a ``<GUID, address>`` pair; its byte length is typ
 Size rules never raise on bad bytes and stay bounded whatever a count or length field claims.
 Conventions, the same for every rule:
 
-- the size returned is what the table claims for itself, even when it runs past the end of its
-  memory descriptor (``limit``); :func:`table_size` then says so in the reason;
+- a rule answers what the table claims for itself; :func:`table_size` never returns more than
+  the bytes its memory descriptor holds (``limit``): a larger claim is kept in
+  ``SizeResult.claimed`` and the reason says by how much it exceeds the descriptor;
 - a reason starting with :data:`BYTES_NOT_AVAILABLE` means the reader had no bytes to answer;
 - fixed-size tables need no bytes at all (a kernel log alone is enough to size them);
 - checksums (RSDP, SMBIOS, RCI2) are not verified: they do not change the size.
@@ -50,6 +51,7 @@ class SizeResult:
 
     size: int | None
     reason: str
+    claimed: int | None = None  # the table's own claim, when more than its descriptor holds
 
 
 SizeRule = Callable[[Reader, int, int | None], SizeResult]
@@ -861,6 +863,9 @@ def table_size(guid: Guid, read: Reader, addr: int, limit: int | None = None) ->
     if result.size is not None and limit is not None and result.size > limit:
         over = result.size - limit
         return SizeResult(
-            result.size, f"{result.reason}; exceeds its memory descriptor by {over} bytes"
+            limit,
+            f"{result.reason}; exceeds its memory descriptor by {over} bytes (only the {limit} "
+            "it holds are counted)",
+            claimed=result.size,
         )
     return result
