@@ -196,3 +196,17 @@ def test_dom0_sysfs_presence_is_compared_with_the_model() -> None:
     wrong = replace(result, esrt_sysfs=True)
     (finding,) = compare_dom0_sysfs(view, wrong)
     assert finding.code == "model.disagrees" and "has no /sys/firmware/efi/esrt" in finding.message
+
+
+def test_unparsed_lines_are_findings_and_leave_the_esrt_unknown(tmp_path: Path) -> None:
+    # A config-table line whose ESRT address is not hex: what it named is unknown, so the ESRT
+    # is neither found nor absent; the line is reported with its number.
+    log = tmp_path / "broken.txt"
+    log.write_text(
+        "[    0.000000] Linux version 6.12.1 (x@example.org) #1\n"
+        "[    0.000000] efi: ACPI=0x3f77d000 ESRT=0x3f7g73018 SMBIOS=0x3f52\n"
+    )
+    ex = _explain(log)
+    unparsed = [f for f in ex.findings if f.code == "log.unparsed-line"]
+    assert unparsed and "broken.txt:2:" in unparsed[0].message
+    assert {_esrt(ex, pid) for pid in ex.results} == {"unknown"}

@@ -88,7 +88,7 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     who = _who(merged)
     primary = _primary(merged)
     machine = _firmware_machine(primary, merged)
-    findings = machine_findings(machine) + _agreement(primary, merged)
+    findings = machine_findings(machine) + _agreement(primary, merged) + _log_findings(merged)
     shorts = _short_copies(merged)
     findings += [short_copy_finding(v.source.path, s) for v, s in shorts]
     cands = _candidates(primary, machine, who, shorts)
@@ -284,6 +284,33 @@ def _agreement(primary: View, views: Sequence[View]) -> list[Finding]:
                         "firmware?",
                     )
                 )
+    return out
+
+
+def _log_findings(views: Sequence[View]) -> list[Finding]:
+    """Nothing dropped silently: a line that looks relevant but does not parse, and what a
+    reader's cap cut, are findings."""
+    out: list[Finding] = []
+    for v in views:
+        if v.log is None:
+            continue
+        boot = v.log.boot
+        for u in boot.unparsed:
+            out.append(
+                warning(
+                    "log.unparsed-line",
+                    f"{v.source.path}:{u.line}: looks like {u.what} but does not parse; what "
+                    f"it would have said is unknown: {u.text!r}",
+                )
+            )
+        if boot.unparsed_more:
+            out.append(
+                warning(
+                    "log.unparsed-line",
+                    f"{v.source.path}: {boot.unparsed_more} more lines like that",
+                )
+            )
+        out += [warning("log.cut", f"{v.source.path}: {why}") for why in boot.cut]
     return out
 
 
@@ -529,7 +556,10 @@ def _absence_decidable(views: Sequence[View], machine: Machine) -> tuple[bool, s
     for v in views:
         if v.log is None and v.sysfs is None and v.machine.config_tables is not None:
             return True, ""
-        if v.log is not None and v.log.observed.lists_tables:
+        unreadable = v.log is not None and any(
+            u.what == "efi config-table line" for u in v.log.boot.unparsed
+        )
+        if v.log is not None and v.log.observed.lists_tables and not unreadable:
             linux = v.log.observed.linux
             if (linux is not None and linux >= _ESRT_LABEL_SINCE) or v.log.observed.unusable:
                 return True, ""

@@ -238,7 +238,12 @@ def _views_of(log: KernelLog, path: str, label: str, *, required: bool = True) -
     views = []
     for i, boot in enumerate(log.boots):
         if not (
-            boot.config_tables or boot.memory_map or boot.e820 or boot.xen or boot.esrt_messages
+            boot.config_tables
+            or boot.memory_map
+            or boot.e820
+            or boot.xen
+            or boot.esrt_messages
+            or boot.unparsed  # lines that look relevant but did not parse: a finding, not nothing
         ):
             continue
         name = path if len(log.boots) == 1 else f"{path}#boot{i + 1}"
