@@ -823,6 +823,7 @@ def advise(
         and fixed is not None
         and old.verdict is Verdict.CORRUPT
         and fixed.verdict in _GOOD
+        and not any(_FIXED_XEN in line for line in out)  # the dom0's own advice said it
     ):
         out.append(
             f"on Xen 4.17.1 … 4.21.0 the last entry arrives corrupt; {_FIXED_XEN} with "
@@ -882,12 +883,12 @@ def _advise_dom0(
         return []
     upgrades = []
     if spec.xen is not None and not spec.xen_esrt_size_fixed:
-        upgrades.append((f"Xen to {_FIXED_XEN}", replace(spec, xen=(4, 22, 0))))
+        upgrades.append((f"to {_FIXED_XEN}", replace(spec, xen=(4, 22, 0))))
     if spec.linux < (6, 3):
         upgrades.append(("the dom0 kernel to Linux 6.3+", replace(spec, linux=(6, 3))))
     if len(upgrades) == 2:
         both = replace(spec, xen=(4, 22, 0), linux=(6, 3))
-        upgrades.append((f"Xen to {_FIXED_XEN} and the dom0 kernel to Linux 6.3+", both))
+        upgrades.append((f"to {_FIXED_XEN} and the dom0 kernel to Linux 6.3+", both))
     now = f"this dom0 ({label}): ESRT {tv.verdict}"
     helps, open_ = [], []
     for what, s in upgrades:
