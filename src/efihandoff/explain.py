@@ -214,16 +214,18 @@ def _numeric(version: str | None) -> str | None:
 
 def _primary(views: Sequence[View]) -> View:
     """The view closest to the firmware: a dump or scenario (bytes and a map), then a view that
-    lists the configuration tables (bare metal before a dom0, with a map first), then the rest;
-    a view that lists no tables (xl dmesg) never stands for the firmware's tables."""
+    lists the configuration tables (one that places the ESRT first, bare metal before a dom0,
+    with a map first), then the rest; a view that lists no tables (xl dmesg) never stands for
+    the firmware's tables."""
     order = {Role.BARE_METAL: 0, Role.UNKNOWN: 1, Role.XEN_DOM0: 2, Role.XEN_HYPERVISOR: 3}
 
-    def rank(v: View) -> tuple[int, int, int, int]:
+    def rank(v: View) -> tuple[int, int, int, int, int]:
         m = v.machine
         has_bytes = v.log is None and v.sysfs is None and m.memory is not None
         return (
             0 if has_bytes and m.memory_map is not None else 1,
             0 if m.config_tables is not None else 1,
+            0 if m.table(ESRT_GUID) is not None else 1,  # a sysfs copy never says where
             order[v.role],
             0 if m.memory_map is not None else 1,
         )
@@ -649,6 +651,7 @@ def _observed_from_tree(spec: PathSpec, view: View, found: ShortCopy | None) -> 
     assert view.sysfs is not None
     has = view.sysfs.esrt is not None
     tree = view.sysfs.esrt_tree() if has else {}
+    candidates: tuple[tuple[str, Verdict], ...] = ()
     if found is not None:
         verdict, reason = Verdict.CORRUPT, (
             f"entry{found.entry} ends in edk2's POOL_TAIL: Xen copied the ESRT 16 bytes short; "
@@ -660,14 +663,24 @@ def _observed_from_tree(spec: PathSpec, view: View, found: ShortCopy | None) -> 
             "this dom0 exposes an ESRT (what fwupd reads), but not whether those are the "
             "firmware's bytes: add the dom0's dmesg and xl dmesg of the same boot"
         )
+        candidates = (
+            ("the firmware's own table, in a type a dom0 trusts", Verdict.INTACT),
+            ("Xen's whole copy of a boot-services-data table", Verdict.RELOCATED),
+        )
     else:
         verdict, reason = Verdict.UNKNOWN, (
             "this dom0 exposes no /sys/firmware/efi/esrt, so fwupd finds nothing; whether the "
             "kernel refused the ESRT or the firmware has none, the dom0's dmesg tells"
         )
+        candidates = (
+            ("an ESRT the dom0 kernel refused", Verdict.REFUSED),
+            ("no ESRT from the firmware", Verdict.ABSENT),
+        )
     return PathResult(
         spec=spec,
-        tables={ESRT_GUID: TableVerdict(ESRT_GUID, "ESRT", verdict, reason)},
+        tables={
+            ESRT_GUID: TableVerdict(ESRT_GUID, "ESRT", verdict, reason, candidates=candidates)
+        },
         log=[],
         esrt_sysfs=has,
         sysfs=tree if has else None,
