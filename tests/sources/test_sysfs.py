@@ -500,3 +500,33 @@ def test_fifo_in_directory_copy_does_not_block(tmp_path):
     ev = read_sysfs(fw)
     assert ev.systab == {}
     assert any("not a regular file" in x for x in ev.problems)
+
+
+@pytest.mark.parametrize("how", ["xz", "bz2"])
+def test_other_compressions_are_the_readers_own_error(tmp_path, how):
+    # Issue 15: a corrupt xz-compressed tar escaped as LZMAError; a valid one was read though
+    # README names .tar and .tar.gz only. Both are now the reader's ParseError at offset 0.
+    import bz2
+    import lzma
+
+    plain = _tar(tmp_path, NATIVE, "", "copy.tar").read_bytes()
+    packed = lzma.compress(plain) if how == "xz" else bz2.compress(plain)
+    valid = tmp_path / f"copy.tar.{how}"
+    valid.write_bytes(packed)
+    corrupt = tmp_path / f"corrupt.tar.{how}"
+    corrupt.write_bytes(packed[:40] + bytes(64) + packed[104:])
+    for p in (valid, corrupt):
+        with pytest.raises(ParseError, match=r"\.tar and \.tar\.gz") as info:
+            read_sysfs(p)
+        assert info.value.offset == 0
+    assert looks_like_sysfs(corrupt) is False
+
+
+def test_corrupt_gzip_tar_is_the_readers_own_error(tmp_path):
+    import gzip
+
+    packed = gzip.compress(_tar(tmp_path, NATIVE, "", "copy.tar").read_bytes())
+    p = tmp_path / "corrupt.tar.gz"
+    p.write_bytes(packed[:30] + b"\xff" * 40 + packed[70:])
+    with pytest.raises(ParseError):
+        read_sysfs(p)

@@ -36,8 +36,9 @@ import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, field
+from lzma import LZMAError
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import ParseError, SourceError
@@ -519,6 +520,20 @@ def _norm_target(link_dir: str, target: str, member: str) -> str:
     return "/".join(out)
 
 
+def _tar_mode(raw: BinaryIO, path: Path) -> str:
+    """``.tar`` and ``.tar.gz`` only (what README.md and ``collect`` promise): other
+    compressions are refused here, so no other decompressor's errors can escape."""
+    head = raw.read(6)
+    raw.seek(0)
+    if head.startswith((b"\xfd7zXZ\x00", b"BZh", b"\x28\xb5\x2f\xfd")):
+        raise ParseError(
+            "a compressed archive other than gzip: efihandoff reads .tar and .tar.gz",
+            offset=0,
+            what=str(path),
+        )
+    return "r:gz" if head.startswith(b"\x1f\x8b") else "r:"
+
+
 class _TarTree(_Tree):
     """An archive's members, indexed once; small files kept in memory, nothing extracted."""
 
@@ -530,7 +545,7 @@ class _TarTree(_Tree):
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
         try:
-            with raw, tarfile.open(fileobj=raw, mode="r:*") as tf:
+            with raw, tarfile.open(fileobj=raw, mode=_tar_mode(raw, path)) as tf:
                 self._load(tf, path)
         except ParseError:
             raise
@@ -1026,5 +1041,5 @@ def looks_like_sysfs(path: str | os.PathLike[str]) -> bool:
             _dir_layout(p)
             return True
         return tarfile.is_tarfile(p)
-    except (ParseError, OSError, tarfile.TarError, EOFError, zlib.error, ValueError):
+    except (ParseError, OSError, tarfile.TarError, EOFError, zlib.error, ValueError, LZMAError):
         return False
