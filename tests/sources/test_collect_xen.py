@@ -271,3 +271,22 @@ def test_explain_reads_xl_dmesg_of_an_archive_like_a_separate_log(tmp_path):
     assert {p: r.tables[ESRT_GUID].verdict for p, r in whole.results.items()} == {
         p: r.tables[ESRT_GUID].verdict for p, r in separate.results.items()
     }
+
+
+def test_default_xl_is_also_looked_for_in_sbin(tmp_path, monkeypatch):
+    # A user's PATH often lacks /usr/sbin, where xl lives; the real-root default looks there too.
+    root = _dom0_root(tmp_path)
+    xl = _printing_xl(tmp_path)
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    os.symlink(xl, sbin / "xl")
+    no_xl = tmp_path / "no-xl-bin"  # what the fake xl runs, and no xl
+    no_xl.mkdir()
+    os.symlink(shutil.which("cat"), no_xl / "cat")
+    monkeypatch.setenv("PATH", str(no_xl))
+    monkeypatch.setattr(collect_mod, "_is_real_root", lambda _root: True)
+    monkeypatch.setattr(collect_mod, "SBIN", (str(sbin),))
+    read = read_xen_log(root)
+    assert read.command == f"{sbin / 'xl'} dmesg" and read.data == XL_DMESG
+    # a command named explicitly is looked for on PATH only
+    assert read_xen_log(root, "xl").note == "not run: xl not found on PATH"

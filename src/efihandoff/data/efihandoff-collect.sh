@@ -129,11 +129,12 @@ have() {
     command -v "$1" >"$NULL" 2>&1
 }
 
-find_cmd() { # NAME: the first executable NAME on PATH, else what `command -v` finds (BusyBox sh
-    #          runs its own applets before PATH: the dmesg, journalctl, xl run are PATH's)
+find_cmd() { # NAME [DIRS]: the first executable NAME on PATH (then DIRS), else what
+    #          `command -v` finds (BusyBox sh runs its own applets before PATH: the dmesg,
+    #          journalctl, xl run are PATH's)
     _ifs=$IFS
     IFS=:
-    for _d in $PATH; do
+    for _d in $PATH${2:+:$2}; do
         if [ -f "${_d:-.}/$1" ] && [ -x "${_d:-.}/$1" ]; then
             IFS=$_ifs
             printf '%s\n' "${_d:-.}/$1"
@@ -375,6 +376,8 @@ fi
 [ -z "$log_source" ] || took dmesg.txt
 
 # -- xl dmesg (a Xen dom0) ---------------------------------------------------------------------
+sbin= # a user's PATH may lack the sbin directories, where xl lives (not for a fake tree)
+[ -n "$R" ] || sbin=/usr/local/sbin:/usr/sbin:/sbin
 dom0=
 dom0_why="not on Xen"
 caps=
@@ -388,7 +391,7 @@ elif [ -f "$R/sys/hypervisor/type" ] && [ "$(cat "$R/sys/hypervisor/type" 2>"$NU
 fi
 if [ -z "$dom0" ]; then
     xl_note="not run: not a Xen dom0 ($dom0_why)"
-elif ! xl=$(find_cmd xl); then
+elif ! xl=$(find_cmd xl "$sbin"); then
     xl_note="not run: xl not found on PATH"
     skip "xl dmesg" "$xl_note"
 else

@@ -83,6 +83,7 @@ SINGLE_FILES = (
 MAX_FILES = 20_000  # files taken from the subtrees (a real machine has a few hundred)
 XL_TIMEOUT = 10  # seconds for `xl dmesg`
 MAX_XL_BYTES = 16 << 20  # `xl dmesg` output kept (Xen's console ring is far smaller)
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # where xl lives, searched after PATH
 SCRIPT = "efihandoff-collect.sh"  # the sh collector, in efihandoff/data/
 
 
@@ -230,9 +231,9 @@ def read_xen_log(
     cap: int | None = None,
 ) -> XenLogRead:
     """``xl dmesg`` when ``root`` shows a Xen dom0. ``xl`` names the command (a name looked up
-    on PATH, or a path); by default ``xl`` on PATH, run only when ``root`` is the real ``/``
-    (a fake tree is not this machine). ``timeout`` and ``cap`` default to ``XL_TIMEOUT`` and
-    ``MAX_XL_BYTES``."""
+    on PATH, or a path); by default ``xl`` on PATH or in the sbin directories (a user's PATH
+    may lack them), run only when ``root`` is the real ``/`` (a fake tree is not this machine).
+    ``timeout`` and ``cap`` default to ``XL_TIMEOUT`` and ``MAX_XL_BYTES``."""
     timeout = XL_TIMEOUT if timeout is None else timeout
     cap = MAX_XL_BYTES if cap is None else cap
     base = Path(root)
@@ -242,7 +243,10 @@ def read_xen_log(
     if xl is None and not _is_real_root(base):
         return XenLogRead(None, None, "not run (root is not /)", True)
     name = xl or "xl"
-    exe = shutil.which(name)
+    search = os.environ.get("PATH", "")
+    if xl is None:
+        search = os.pathsep.join([search, *SBIN])
+    exe = shutil.which(name, path=search)
     if exe is None:
         return XenLogRead(None, None, f"not run: {name} not found on PATH", True)
     command = f"{exe} dmesg"
