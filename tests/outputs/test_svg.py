@@ -350,3 +350,76 @@ def test_two_thousand_descriptors() -> None:
     root = parse(memmap_svg(d))
     assert len(bands(root)) == 2000
     assert len({b.get("y") for b in bands(root)}) > 20
+
+
+# -- label lanes: bounded (issue 15: 1,200 tables took 32 s, cubic) and unchanged below the cap --
+
+
+def _reference_lanes(ms: list[Any], right: float) -> list[int]:
+    """The placement rule as first written (quadratic per label), for comparison."""
+    labels: list[list[tuple[float, float]]] = []
+    leaders: list[list[tuple[float, float]]] = []
+    out = {}
+    for m in sorted(ms, key=lambda m: (-m.x, m.lx)):
+        lane = 0
+        while True:
+            while len(labels) <= lane:
+                labels.append([])
+                leaders.append([])
+            clash = any(a < m.rx + 6 and m.lx - 6 < b for a, b in labels[lane] + leaders[lane])
+            crossed = any(a < m.x + 1 and m.x - 1 < b for lo in labels[:lane] for a, b in lo)
+            if (not clash and not crossed) or lane > len(ms):
+                break
+            lane += 1
+        out[id(m)] = lane
+        labels[lane].append((m.lx, m.rx))
+        for lo in leaders[:lane]:
+            lo.append((m.x - 1, m.x + 1))
+    return [out[id(m)] for m in ms]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(20, 1180), st.text("ESRTMEMAT0x123 ", min_size=1, max_size=30)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_lanes_match_the_reference_rule(spec: list[tuple[int, str]]) -> None:
+    from efihandoff.outputs import svg as svg_mod
+
+    pic = svg_mod._Picture({"memory_map": None, "tables": []}, None)
+    pic.markers = [
+        svg_mod._Marker(None, 0, "t", label, "#000000", "", "", x=float(x)) for x, label in spec
+    ]
+    pic._lanes()
+    ref = [copy.copy(m) for m in pic.markers]
+    assert [m.lane for m in pic.markers] == _reference_lanes(ref, svg_mod.WIDTH - svg_mod.MARGIN)
+
+
+def test_many_tables_at_one_place_are_bounded_and_said() -> None:
+    from efihandoff.outputs import svg as svg_mod
+
+    pic = svg_mod._Picture({"memory_map": None, "tables": []}, None)
+    pic.markers = [
+        svg_mod._Marker(None, 0, "t", f"ESRT {i:#x}", "#000000", "", "", x=100.0)
+        for i in range(1200)
+    ]
+    calls = 0
+    real = svg_mod._Spans.hits
+
+    def counting(self, lo, hi):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return real(self, lo, hi)
+
+    svg_mod._Spans.hits = counting  # type: ignore[method-assign]
+    try:
+        lanes = pic._lanes()
+    finally:
+        svg_mod._Spans.hits = real  # type: ignore[method-assign]
+    assert lanes == {0: svg_mod.MAX_LANES}
+    assert calls <= 1200 * svg_mod.MAX_LANES * 3
+    assert sum(m.label == "" for m in pic.markers) == 1200 - svg_mod.MAX_LANES
+    assert any("not drawn" in n for n in pic.notes)

@@ -323,6 +323,32 @@ class _Marker:
         return text_width(self.label, 11)
 
 
+MAX_LANES = 48  # label lanes tried per row; more labels at one place are not drawn
+
+
+class _Spans:
+    """Open intervals ``(a, b)`` of one lane, kept by start (descending, so the right-to-left
+    placement appends); ``hits`` is exact when no two intervals nest (a lane's labels never
+    overlap; its leaders all have the same width)."""
+
+    __slots__ = ("ends", "neg_starts")
+
+    def __init__(self) -> None:
+        self.neg_starts: list[float] = []
+        self.ends: list[float] = []
+
+    def add(self, a: float, b: float) -> None:
+        k = bisect.bisect_right(self.neg_starts, -a)
+        self.neg_starts.insert(k, -a)
+        self.ends.insert(k, b)
+
+    def hits(self, lo: float, hi: float) -> bool:
+        """Whether an interval ``(a, b)`` has ``a < hi`` and ``lo < b``: the one with the
+        largest start below ``hi`` has the largest end of those."""
+        k = bisect.bisect_right(self.neg_starts, -hi)
+        return k < len(self.ends) and self.ends[k] > lo
+
+
 class _Picture:
     def __init__(self, doc: Mapping[str, Any], path_id: str | None) -> None:
         self.doc = doc
@@ -345,6 +371,8 @@ class _Picture:
         self.items: list[_Item] = []
         self._bands: list[_Item] = []
         self._starts: list[int] = []
+        self._others: list[_Item] = []
+        self._other_starts: list[int] = []
         self.markers: list[_Marker] = []
         self.out: list[str] = []
 
@@ -380,6 +408,9 @@ class _Picture:
                 it.w = text_width("outside the map", 9) + 8
         self._bands = [it for it in self.items if it.kind == "band"]
         self._starts = [it.start for it in self._bands]
+        # Gaps and outside slots are disjoint and in address order: found by bisect too.
+        self._others = [it for it in self.items if it.kind in ("gap", "outside")]
+        self._other_starts = [it.start for it in self._others]
 
     def _layout(self) -> None:
         """Rows left to right; a slot whose table labels would run past the right edge starts a
@@ -420,10 +451,10 @@ class _Picture:
                 hit = bands[j]
         if hit is not None:
             return hit
-        for it in self.items:
-            if it.kind in ("gap", "outside") and it.start <= addr < it.end:
-                return it
-        return next((it for it in self.items if it.kind == "outside"), None)
+        k = bisect.bisect_right(self._other_starts, addr) - 1
+        if k >= 0 and self._others[k].start <= addr < self._others[k].end:
+            return self._others[k]
+        return next((it for it in self._others if it.kind == "outside"), None)
 
     def _build_markers(self) -> None:
         verdicts = (self.path or {}).get("tables") or {}
@@ -476,15 +507,20 @@ class _Picture:
                 self.markers.append(copy)
 
     def _lanes(self) -> dict[int, int]:
-        """Stack labels in lanes below each row so none overlaps another or a leader line."""
+        """Stack labels in lanes below each row so none overlaps another or a leader line.
+
+        Bounded: at most MAX_LANES lanes are tried per label, each in O(log n) (a lane's labels
+        never overlap, and leaders all have one width, so the nearest neighbour by start
+        decides); labels that find no lane are not drawn and a note says how many."""
         right = WIDTH - MARGIN
         lanes_used: dict[int, int] = {}
         by_line: dict[int, list[_Marker]] = {}
         for m in self.markers:
             by_line.setdefault(m.line, []).append(m)
+        hidden = 0
         for line, ms in by_line.items():
-            labels: list[list[tuple[float, float]]] = []  # per lane: label extents
-            leaders: list[list[tuple[float, float]]] = []  # per lane: leaders passing through
+            labels: list[_Spans] = []  # per lane: label extents
+            leaders: list[_Spans] = []  # per lane: leaders passing through
             for m in ms:
                 if m.x + 3 + m.width <= right or m.x - 3 - m.width < MARGIN:
                     m.lx, m.rx = m.x + 3, m.x + 3 + m.width
@@ -494,24 +530,33 @@ class _Picture:
             # belong to markers already placed. Leaders may overlap each other.
             for m in sorted(ms, key=lambda m: (-m.x, m.lx)):
                 lane = 0
+                crossed = False
                 while True:
                     while len(labels) <= lane:
-                        labels.append([])
-                        leaders.append([])
-                    clash = any(
-                        a < m.rx + 6 and m.lx - 6 < b for a, b in labels[lane] + leaders[lane]
+                        labels.append(_Spans())
+                        leaders.append(_Spans())
+                    if lane:
+                        crossed = crossed or labels[lane - 1].hits(m.x - 1, m.x + 1)
+                    clash = labels[lane].hits(m.lx - 6, m.rx + 6) or leaders[lane].hits(
+                        m.lx - 6, m.rx + 6
                     )
-                    crossed = any(
-                        a < m.x + 1 and m.x - 1 < b for lo in labels[:lane] for a, b in lo
-                    )
-                    if (not clash and not crossed) or lane > len(ms):
+                    if (not clash and not crossed) or lane > len(ms) or lane == MAX_LANES - 1:
                         break
                     lane += 1
+                if lane == MAX_LANES - 1 and (clash or crossed) and lane <= len(ms):
+                    m.lane, m.label = MAX_LANES - 1, ""
+                    hidden += 1
+                    continue
                 m.lane = lane
-                labels[lane].append((m.lx, m.rx))
+                labels[lane].add(m.lx, m.rx)
                 for lo in leaders[:lane]:
-                    lo.append((m.x - 1, m.x + 1))
+                    lo.add(m.x - 1, m.x + 1)
             lanes_used[line] = max(m.lane for m in ms) + 1
+        if hidden:
+            self.notes.append(
+                f"{hidden} table labels not drawn (more than {MAX_LANES} lanes at one place); "
+                "hover a marker for its table"
+            )
         return lanes_used
 
     # -- drawing -------------------------------------------------------------------------------

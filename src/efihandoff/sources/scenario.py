@@ -32,6 +32,7 @@ from efihandoff.uefi.memmap import (
     MemoryType,
     parse_type_name,
 )
+from efihandoff.uefi.systab import NR_TABLES_SANE_MAX
 
 _RAM_ATTR = MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB
 _MAX_TABLE_BYTES = 16 << 20
@@ -103,7 +104,7 @@ def build_machine(
 U8, U16, U32, U64 = (1 << 8) - 1, (1 << 16) - 1, (1 << 32) - 1, (1 << 64) - 1
 MAX_NESTING = 16  # brackets and braces; a scenario needs 3
 MAX_SCENARIO_BYTES = 8 << 20  # the file; the largest table (16 MiB) is written with repeat
-MAX_TABLES = 4096
+MAX_TABLES = NR_TABLES_SANE_MAX  # the firmware model installs each table in O(tables)
 _MAX_ENTRIES = _MAX_TABLE_BYTES // 40  # ESRT entries (40 bytes each) in the largest table
 _MAX_PAGES = 1 << 52  # 2^64 bytes
 
