@@ -112,7 +112,7 @@ class XenLogRead:
 
 def collector_script() -> bytes:
     """The POSIX ``sh`` collector shipped with the package (see module docstring)."""
-    return resources.files("efihandoff").joinpath("data", SCRIPT).read_bytes()
+    return resources.files("efihandoff").joinpath("data").joinpath(SCRIPT).read_bytes()
 
 
 def _under(path: str, roots: tuple[str, ...]) -> str | None:
