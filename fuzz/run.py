@@ -167,9 +167,12 @@ def worker(args: argparse.Namespace) -> None:
     seen: set[str] = set(args.seen or ())
     out = sys.stdout
     for line in sys.stdin:
-        target, start, end = line.split()
+        target, start, end, until = line.split()
         t = TARGETS[target]
+        i = int(start)
         for i in range(int(start), int(end)):
+            if time.time() > float(until):
+                break
             print(json.dumps({"start": i}), file=out, flush=True)
             data = make_case(t, args.seed, i)
             outcome, sig, msg = classify(target, data, work, args.cpu)
@@ -183,7 +186,9 @@ def worker(args: argparse.Namespace) -> None:
                         small = minimise(target, data, sig, work, args.cpu, args.minimise_s)
                     rec["saved"] = str(save_reproducer(target, sig, small, outcome, msg))
             print(json.dumps(rec), file=out, flush=True)
-        print(json.dumps({"batch": "done"}), file=out, flush=True)
+        else:
+            i = int(end)
+        print(json.dumps({"batch": "done", "next": i}), file=out, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,9 +267,10 @@ class Worker:
         )
         self.buf = b""
 
-    def send(self, target: str, start: int, end: int) -> None:
+    def send(self, target: str, start: int, end: int, until: float) -> None:
+        """Run cases [start, end) of target, stopping at wall-clock time ``until``."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{target} {start} {end}\n")
+        self.proc.stdin.write(f"{target} {start} {end} {until!r}\n")
         self.proc.stdin.flush()
 
     def readline(self, timeout: float) -> str | None:
@@ -325,7 +331,9 @@ def drive(args: argparse.Namespace) -> int:
             if (t_end and time.monotonic() > t_end) or (deadline and time.monotonic() > deadline):
                 break
             batch_end = min(stop, i + args.batch)
-            worker.send(name, i, batch_end)
+            ends = [e for e in (t_end, deadline) if e is not None]
+            until = time.time() + (min(ends) - time.monotonic() if ends else 1e9)
+            worker.send(name, i, batch_end, until)
             current = None
             while True:
                 line = worker.readline(args.wall)
@@ -364,7 +372,9 @@ def drive(args: argparse.Namespace) -> int:
                 if "start" in msg:
                     current = msg["start"]
                 elif "batch" in msg:
-                    i = batch_end
+                    i = batch_end if msg["next"] >= batch_end else msg["next"]
+                    if i < batch_end:
+                        stop = i  # the time budget ran out inside the batch
                     break
                 else:
                     _record(tally, name, msg)
