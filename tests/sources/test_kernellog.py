@@ -17,6 +17,7 @@ from efihandoff.sources.kernellog import (
     BootLog,
     E820Entry,
     E820Update,
+    KernelLog,
     LoggedDescriptor,
     LoggedTable,
     infer_memory_type,
@@ -38,6 +39,17 @@ RESERVED, LOADER_CODE, LOADER_DATA, BS_CODE, BS_DATA = 0, 1, 2, 3, 4
 RT_CODE, RT_DATA, CONVENTIONAL, ACPI_RECLAIM, ACPI_NVS, MMIO = 5, 6, 7, 9, 10, 11
 
 
+def read_both(data: str | bytes) -> KernelLog:
+    """Read ``data`` every way there is (text; bytes through the fast path and line by line)
+    and check the results agree, so every message test covers both readers."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fast = read_kernel_log(raw, fast=True)
+    assert fast == read_kernel_log(raw, fast=False)
+    if isinstance(data, str):
+        assert read_kernel_log(data) == fast
+    return fast
+
+
 def only_boot(name: str) -> BootLog:
     log = read_kernel_log_file(LOGS / name)
     assert len(log.boots) == 1
@@ -45,7 +57,7 @@ def only_boot(name: str) -> BootLog:
 
 
 def one(text: str) -> BootLog:
-    log = read_kernel_log(text)
+    log = read_both(text)
     assert len(log.boots) == 1
     return log.boots[0]
 
@@ -364,7 +376,7 @@ def test_prefix_forms(prefix: str) -> None:
     for end in ("\n", "\r\n"):
         b = one(prefix + ESRT_LINE + end)
         assert b.config_tables == (LoggedTable("ESRT", 0x12345000, False, 1),)
-        raw = read_kernel_log((prefix + ESRT_LINE + end).encode())
+        raw = read_both((prefix + ESRT_LINE + end).encode())
         assert raw.boots[0].config_tables == b.config_tables
 
 
@@ -377,7 +389,7 @@ def test_prefix_forms(prefix: str) -> None:
     ],
 )
 def test_other_programs_lines_are_not_kernel_lines(line: str) -> None:
-    assert read_kernel_log(line + "\n").boots == ()
+    assert read_both(line + "\n").boots == ()
 
 
 def test_non_utf8_and_xen_timestamps() -> None:
@@ -385,7 +397,7 @@ def test_non_utf8_and_xen_timestamps() -> None:
         b"(XEN) [2024-06-18 10:00:00.123] Xen version 4.20.3 (user@host) (gcc) debug=n\n"
         b"(XEN) [2024-06-18 10:00:00.124] Bootloader: GRUB \xff\xfe2.12\n"
     )
-    (b,) = read_kernel_log(data).boots
+    (b,) = read_both(data).boots
     assert b.xen is not None and b.xen.version == "4.20.3"
     assert b.xen.boot_loader == "GRUB \ufffd\ufffd2.12"
 
@@ -480,7 +492,7 @@ def test_e820_other_tables_and_gaps_are_not_the_firmware_map() -> None:
         "[    0.000000] user: [mem 0x0000000000000000-0x0000000000000fff] reserved\n"
         "[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009ffff] usable\n"
     )
-    (b,) = read_kernel_log(text).boots
+    (b,) = read_both(text).boots
     assert b.e820 == (E820Entry(0, 0xA0000, "usable", 1, 5),)
 
 
@@ -514,7 +526,7 @@ def test_config_table_line_forms() -> None:
     ],
 )
 def test_lines_that_look_close_but_are_not_read(line: str) -> None:
-    log = read_kernel_log(f"[    0.000000] {line}\n")
+    log = read_both(f"[    0.000000] {line}\n")
     (b,) = log.boots
     assert b.config_tables == () and b.memory_map == ()
     assert log.lines_used == 0
@@ -547,7 +559,7 @@ def test_xen_old_e820_format_and_initial_map() -> None:
         "(XEN) System RAM: 4095MB (4193280kB)\n"
         "(XEN)  0000000000001000 - 0000000000002000 (usable)\n"
     )
-    (b,) = read_kernel_log(text).boots
+    (b,) = read_both(text).boots
     assert b.xen is not None
     assert b.xen.e820 == (
         E820Entry(0, 0x9FC00, "usable", 1, 3),
@@ -582,7 +594,7 @@ def test_timestamp_reset_starts_a_boot_without_linux_version() -> None:
         "[    0.000000] efi: ESRT=0x2000 \n"
         "[    0.000000] efi: ESRT=0x3000 \n"
     )
-    log = read_kernel_log(text)
+    log = read_both(text)
     assert [[t.address for t in b.config_tables] for b in log.boots] == [[0x1000], [0x2000, 0x3000]]
     assert [b.first_line for b in log.boots] == [1, 3]
 
@@ -597,7 +609,7 @@ def test_journal_boot_markers_and_command_line_repeat() -> None:
         "Jun 18 12:00:00 host kernel: Command line: b\n"
         "Jun 18 12:00:00 host kernel: Command line: c\n"
     )
-    log = read_kernel_log(text)
+    log = read_both(text)
     assert [b.command_line for b in log.boots] == ["a", "b", "c"]
     assert [b.first_line for b in log.boots] == [2, 5, 7]
 
@@ -610,7 +622,7 @@ def test_xen_console_then_dom0_is_one_boot_and_next_xen_starts_another() -> None
         "(XEN) Xen version 4.19.5 (u@h) (gcc) debug=n\n"
         "[    0.000000] Linux version 6.6.2 (u@h)\n"
     )
-    log = read_kernel_log(text)
+    log = read_both(text)
     assert [(b.xen.version if b.xen else None, b.kernel_version) for b in log.boots] == [
         ("4.17.3", "6.6.1"),
         ("4.19.5", "6.6.2"),
@@ -653,7 +665,7 @@ def test_inference_single_candidate_from_e820() -> None:
 
 def test_nothing_recognisable() -> None:
     assert read_kernel_log(b"").boots == ()
-    assert read_kernel_log("hello world\nsecond line\n").boots == ()
+    assert read_both("hello world\nsecond line\n").boots == ()
     with pytest.raises(ParseError):
         read_kernel_log(b"hello world\n", strict=True)
     assert read_kernel_log(b"[    0.000000] efi: ESRT=0x1 \n", strict=True).boots
@@ -666,7 +678,7 @@ def test_nothing_recognisable() -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4000))
 def test_random_bytes_never_crash(data: bytes) -> None:
-    log = read_kernel_log(data)
+    log = read_both(data)
     assert log.lines_read >= 0
     looks_like_kernel_log(data)
 
@@ -684,7 +696,7 @@ TOKENS = [
 @given(st.lists(st.sampled_from(TOKENS), max_size=300))
 def test_random_log_like_text_never_crashes(tokens: list[str]) -> None:
     text = "".join(tokens)
-    log = read_kernel_log(text)
+    log = read_both(text)
     assert log == read_kernel_log(text.encode("utf-8"))
 
 
@@ -705,7 +717,7 @@ def test_random_log_like_text_never_crashes(tokens: list[str]) -> None:
     ],
 )
 def test_pathological_lines_complete(line: str) -> None:
-    log = read_kernel_log((line + "\n[    0.000000] efi: ESRT=0x1 \n").encode())
+    log = read_both((line + "\n[    0.000000] efi: ESRT=0x1 \n").encode())
     assert log.lines_read == 2
     assert log.boots[-1].config_tables[-1] == LoggedTable("ESRT", 1, False, 2)
 
