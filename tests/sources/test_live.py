@@ -311,3 +311,24 @@ def test_collect_file_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(collect_mod, "MAX_FILES", 4)
     report = collect(tmp_path / "r.tar.gz", _root(tmp_path))
     assert any("more than 4 files" in why for _, why in report.skipped)
+
+
+def test_live_dom0_reads_xl_dmesg(tmp_path, monkeypatch):
+    # On a live dom0, explain with no source also takes `xl dmesg` (collect's read_xen_log):
+    # its (XEN) lines join the views as the hypervisor's, and the Xen version comes from them.
+    from efihandoff.explain import explain
+    from efihandoff.sources import Role, live_views
+
+    xl = b"(XEN) Xen version 4.17.5 (x@example.org) debug=n\n(XEN) Bootloader: GRUB 2.06\n"
+    calls = []
+
+    def fake(root, xl_cmd=None, **kw):
+        calls.append(root)
+        return collect_mod.XenLogRead("xl dmesg", xl, "ran", True)
+
+    monkeypatch.setattr(collect_mod, "read_xen_log", fake)
+    views = live_views(_root(tmp_path, dom0=True))
+    assert calls and views is not None
+    assert Role.XEN_HYPERVISOR in [v.role for v in views]
+    who = explain(views).who
+    assert (who.role, who.xen_text, str(who.xen_boot)) == (Role.XEN_DOM0, "4.17.5", "multiboot2")

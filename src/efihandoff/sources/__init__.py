@@ -127,6 +127,11 @@ def live_views(root: str | Path = "/") -> list[View] | None:
     logs = []
     if ev.kernel_log.data:
         logs = log_views(ev.kernel_log.data, f"live:{ev.kernel_log.source}", required=False)
+    from efihandoff.sources.collect import read_xen_log
+
+    xen = read_xen_log(root)  # a dom0's hypervisor log (xl dmesg), when this is one
+    if xen.data:
+        logs += log_views(xen.data, "live:xl dmesg", required=False)
     machine = ev.to_machine(_esrt_address(logs))
     views = [View(Source(str(root), SourceKind.LIVE), machine, sysfs=ev.sysfs)]
     return views + logs
