@@ -200,7 +200,7 @@ def _line(draw: st.DrawFn) -> str:
             ["dmesg", "dmesg", "dmesg", "level", "caller", "human", "syslog", "syslog-ts",
              "journal", "iso", "iso-other", "other", "xen", "quoted", "bare", "kmsg",
              "syslog-spaces", "xen-stamped", "human-de", "mono-nohost", "zh", "bare-time",
-             "rfc5424", "html", "backtick", "short-full"]
+             "rfc5424", "html", "backtick", "short-full", "logread", "busybox"]
         )
     )
     msg = draw(st.sampled_from(_MESSAGES))
@@ -252,6 +252,12 @@ def _line(draw: st.DrawFn) -> str:
         return f"`{ts} {msg}"
     if kind == "short-full":
         return f"Tue 2024-06-18 10:00:00 CEST host kernel: {msg}"
+    if kind == "logread":
+        tag = draw(st.sampled_from(["kern.info kernel", "daemon.info procd", "kernel"]))
+        return f"Wed Jun 19 08:00:01 2024 {tag}: {ts} {msg}"
+    if kind == "busybox":
+        tag = draw(st.sampled_from(["kern.info kernel", "user.info app[88]", "kern.notice kernel"]))
+        return f"Jan  1 00:00:03 buildroot {tag}: {ts} {msg}"
     if kind == "kmsg":
         return f"6,{draw(st.integers(0, 999))},{draw(st.integers(0, 10**8))},-;{msg}"
     return msg

@@ -174,6 +174,26 @@ def test_tabs_and_caller_ids_in_a_quoted_arm64_log() -> None:
     assert desc(b) == [(7, 0x90000000, 0x2000, WB_WT_WC_UC), (6, 0x92000000, 0x900, RUN | 0xF)]
 
 
+def test_openwrt_logread() -> None:
+    b = boot("openwrt-logread-x86.log")
+    assert b.kernel_version == "6.6.32"
+    assert labels(b) == [
+        ("SMBIOS", 0x7F9A8000), ("ACPI", 0x7F77E000), ("ACPI 2.0", 0x7F77E014),
+        ("MEMATTR", 0x7E1B1018), ("ESRT", 0x7E1B2018),  # not netifd's 0x1
+    ]
+    assert b.e820 == (
+        E820Entry(0, 0xA0000, "usable", 1, 3),
+        E820Entry(0x100000, 0x7E1B2000, "usable", 1, 4),
+    )
+
+
+def test_busybox_syslogd_with_facility_and_level() -> None:
+    b = boot("busybox-syslogd.log")
+    assert b.kernel_version == "6.1.44"
+    assert b.efi_vendor == "Das U-Boot"
+    assert labels(b) == [("RTPROP", 0xBBF0C040), ("SMBIOS", 0xBBF08000), ("MEMRESERVE", 0xB9B5A040)]
+
+
 # -- wrapped lines ----------------------------------------------------------------------------
 
 
@@ -370,6 +390,11 @@ def test_unparsed_lines_are_recorded() -> None:
         (8, "esrt"),
     ]
     assert b.unparsed[1].text.endswith("SMBIOS=0x6a5d0000 ESR")
+    assert b.tables_unknown  # the ESRT is not absent: the line that would say is unreadable
+
+
+def test_tables_known_when_every_table_line_parsed() -> None:
+    assert not boot("journal-wrapped-mail.log").tables_unknown
 
 
 def test_repeated_paste_reads_once() -> None:

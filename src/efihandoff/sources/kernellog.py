@@ -231,6 +231,12 @@ class BootLog:
             return t.address
         return self.esrt_reserved[0] if self.esrt_reserved else None
 
+    @property
+    def tables_unknown(self) -> bool:
+        """A config-table line did not parse: a table missing from ``config_tables`` may be
+        on it, so its absence is unknown, not proven."""
+        return any(u.what == "efi config-table line" for u in self.unparsed)
+
     def esrt_kinds(self) -> tuple[str, ...]:
         """Kinds of the ``esrt:`` messages, in order."""
         return tuple(m.kind for m in self.esrt_messages)
@@ -294,7 +300,18 @@ _SYSLOG = re.compile(
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d"
     r"(?:\.\d{1,9})? {1,4}"
 )
-_HOST_TAG = re.compile(r"([^\s:\[\]]{1,253}) {1,4}([^\s:\[\]]{1,64})(?:\[\d{1,10}\])?: ?")
+# "host tag[pid]: "; BusyBox syslogd (-S off) and OpenWrt logread put "facility.level " before
+# the tag.
+_HOST_TAG = re.compile(
+    r"([^\s:\[\]]{1,253}) {1,4}(?:[a-z0-9]{1,12}\.[a-z]{1,8} {1,4})?([^\s:\[\]]{1,64})"
+    r"(?:\[\d{1,10}\])?: ?"
+)
+# OpenWrt logread: "Mon Nov  6 20:30:21 2023 kern.info kernel: " (ctime, facility.level, tag).
+_LOGREAD = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" [ \d]\d \d\d:\d\d:\d\d \d{4} {1,4}(?:[a-z0-9]{1,12}\.[a-z]{1,8} {1,4})?"
+    r"([^\s:\[\]]{1,64})(?:\[\d{1,10}\])?: ?"
+)
 _HOST_KERNEL = re.compile(r"[^\s:\[\]]{1,253} {1,4}kernel(?:\[\d{1,10}\])?: ?")
 _FACILITY = re.compile(  # dmesg -x
     r"(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local[0-7]) {0,8}:"
@@ -303,6 +320,7 @@ _FACILITY = re.compile(  # dmesg -x
 _MONTHS = frozenset(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 )
+_DAYS = frozenset(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
 _FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron")
 _FACILITIES += ("authpriv", "ftp", "local")
 _MIDLINE = re.compile(r"\(XEN\)|\[ {0,12}\d{1,10}\.\d{6}\]")
@@ -412,6 +430,13 @@ def _split_prefix(s: str) -> _Split | None:
                     return None  # another program's syslog line
                 kernel = True
                 s = s[t.end() :]
+                continue
+            m = _LOGREAD.match(s) if s[:3] in _DAYS else None
+            if m:
+                if m[1] != "kernel":
+                    return None  # another program's line
+                kernel = True
+                s = s[m.end() :]
                 continue
             m = _FACILITY.match(s) if s.startswith(_FACILITIES) else None
             if m is None and "kernel" in s[:280]:
@@ -1537,7 +1562,9 @@ _F_HUMAN = (  # _HUMAN's dmesg -T form
     rb" [0-9]{4}\] ?"
 )
 # A host and tag _HOST_TAG could read as "kernel" (wider than it is).
-_F_ANY_KERNEL = rb"[^\s:\[\]]{1,1012} {1,4}kernel(?:\[[^\]\n]{0,40}\])?:"
+_F_ANY_KERNEL = (
+    rb"[^\s:\[\]]{1,1012} {1,4}(?:[^\s:\[\]]{1,64} {1,4})?kernel(?:\[[^\]\n]{0,40}\])?:"
+)
 # _HOST_KERNEL (wider): a word, spaces, "kernel", maybe a pid, a colon.
 _F_NOT_WORD_KERNEL = rb"(?![^\s:\[\]]{1,1012} {1,4}kernel(?:\[[^\]\n]{0,40}\])?:)"
 # Nothing _MIDLINE could find further on: "(XEN)", a timestamp, brackets holding non-ASCII
