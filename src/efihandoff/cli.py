@@ -103,7 +103,7 @@ def main() -> None:
 @click.option(
     "--html",
     "html_out",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),  # a wrong kind of target is the writer's one-line OutputError (exit 1)
     help="Also write a self-contained report page (picture, tables, verdicts) to this file.",
 )
 @_errors
@@ -143,7 +143,7 @@ def explain(
 )
 @click.option(
     "--sysfs-out",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # a wrong kind of target is the writer's one-line OutputError (exit 1)
     help="Write the /sys/firmware tree the kernel would expose here.",
 )
 @click.option("--force", is_flag=True, help="Replace a non-empty --sysfs-out directory.")
@@ -185,7 +185,7 @@ def esrt(source: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("source")
-@click.option("--svg", "svg_out", type=click.Path(dir_okay=False), help="Write the picture here.")
+@click.option("--svg", "svg_out", type=click.Path(), help="Write the picture here.")
 @click.option("--path", "path_id", metavar="ID", help="Hatch what this path reclaims.")
 @click.option("--json", "as_json", is_flag=True)
 @_errors

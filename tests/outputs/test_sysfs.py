@@ -202,9 +202,80 @@ def test_injected_rename_failure_restores_old_tree(tmp_path, monkeypatch):
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.setattr(sysfs, "_exchange", lambda a, b: False)  # the two-rename fallback
     with pytest.raises(OutputError, match="Input/output error"):
         write_tree(TREE, out, force=True)
     monkeypatch.undo()
+    assert listing(out) == {"old": b"1\n"}
+    assert leftovers(tmp_path, {"fw"}) == []
+
+
+def test_force_swaps_in_one_step(tmp_path, monkeypatch):
+    # Issue 15: killed between the two renames, --force left no output directory. Now the old
+    # and new trees are exchanged by one renameat2(RENAME_EXCHANGE): never a moment without it.
+    if sysfs._renameat2() is None:
+        pytest.skip("no renameat2 in this C library")
+    out = tmp_path / "fw"
+    write_tree({"old": "1\n"}, out)
+    seen: list[bool] = []
+    real = sysfs._exchange
+
+    def exchange(a, b):  # type: ignore[no-untyped-def]
+        done = real(a, b)
+        seen.append(done)
+        assert out.is_dir() and (a / "old").exists()  # a now holds the old tree
+        return done
+
+    def no_rename(self, target):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"renamed {self} -> {target}: not a single-step swap")
+
+    monkeypatch.setattr(sysfs, "_exchange", exchange)
+    monkeypatch.setattr(Path, "rename", no_rename)
+    write_tree(TREE, out, force=True)
+    monkeypatch.undo()
+    assert seen == [True]
+    assert "efi" in listing(out) and "old" not in listing(out)
+    assert leftovers(tmp_path, {"fw"}) == []
+
+
+def test_failed_swap_keeps_old_tree_and_removes_temporary(tmp_path, monkeypatch):
+    out = tmp_path / "fw"
+    write_tree({"old": "1\n"}, out)
+
+    def exchange(a, b):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sysfs, "_exchange", exchange)
+    with pytest.raises(OutputError, match="No space left"):
+        write_tree(TREE, out, force=True)
+    assert listing(out) == {"old": b"1\n"}
+    assert leftovers(tmp_path, {"fw"}) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_while_writing_leaves_no_temporary(tmp_path, sig):
+    # A child writes a big tree and is interrupted in the middle; nothing hidden is left.
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from efihandoff.outputs import sysfs\n"
+        "real = sysfs._fill\n"
+        "def slow(tmp, entries):\n"
+        "    real(tmp, entries[:5]); print('writing', flush=True); time.sleep(30)\n"
+        "sysfs._fill = slow\n"
+        "sysfs.write_tree({f'd/f{i}': 'x' for i in range(50)}, sys.argv[1], force=True)\n"
+    )
+    out = tmp_path / "fw"
+    write_tree({"old": "1\n"}, out)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
     assert listing(out) == {"old": b"1\n"}
     assert leftovers(tmp_path, {"fw"}) == []
 

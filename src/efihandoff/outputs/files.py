@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from efihandoff.errors import OutputError
-from efihandoff.outputs.sysfs import check_target
+from efihandoff.outputs.sysfs import check_target, removed_on_signal
 
 
 def write_text(out: str | Path, text: str) -> Path:
@@ -16,18 +16,23 @@ def write_text(out: str | Path, text: str) -> Path:
     target = check_target(out)
     if target.is_dir():
         raise OutputError(f"{target} is a directory")
+    if not target.parent.is_dir():
+        raise OutputError(f"cannot write {target}: {target.parent} is not a directory")
     tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an output is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    with removed_on_signal():
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an output is an ordinary file
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, target)
+            tmp = None
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:  # on an error, KeyboardInterrupt or SIGTERM: no temporary file left behind
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
     return target

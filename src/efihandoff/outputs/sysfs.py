@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import errno
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from efihandoff.errors import OutputError
@@ -64,38 +70,139 @@ def write_tree(tree: Tree, out: str | Path, *, force: bool = False) -> Path:
     tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        for rel, data in entries:
-            p = tmp.joinpath(*rel.parts)
-            if data is None:
-                p.mkdir(parents=True, exist_ok=True)
-            else:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                with open(p, "xb") as f:
-                    f.write(data)
-        os.chmod(tmp, 0o755)  # mkdtemp made it 0700
-        _replace(tmp, target)
-        tmp = None
+        if not target.parent.is_dir():
+            raise OutputError(f"{target.parent} is not a directory")
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with removed_on_signal():
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            _fill(tmp, entries)
+            os.chmod(tmp, 0o755)  # mkdtemp made it 0700
+            _replace(tmp, target)
+            tmp = None
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
+def _fill(tmp: Path, entries: list[tuple[PurePosixPath, bytes | None]]) -> None:
+    for rel, data in entries:
+        p = tmp.joinpath(*rel.parts)
+        if data is None:
+            p.mkdir(parents=True, exist_ok=True)
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "xb") as f:
+                f.write(data)
+
+
 def _replace(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and put back
-    if the rename fails."""
+    """Put ``new`` at ``target``. An existing ``target`` is swapped with ``new`` in one step
+    (Linux renameat2 RENAME_EXCHANGE: there is no moment without ``target``) and the old tree
+    removed after; where the kernel or file system cannot exchange, ``target`` is moved aside,
+    ``new`` renamed in and the old one put back if that fails, with SIGINT and SIGTERM held
+    off between the two renames."""
     if not target.exists():
         new.rename(target)
         return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # new now holds the old tree
+        return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
     old.rmdir()
-    target.rename(old)
     try:
-        new.rename(target)
-    except OSError:
-        old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        with _signals_held():
+            target.rename(old)
+            try:
+                new.rename(target)
+            except OSError:
+                old.rename(target)
+                raise
+    finally:
+        if old.exists() and target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths; False when the system cannot (then nothing happened)."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+_RENAMEAT2: list[Callable[..., int] | None] = []
+
+
+def _renameat2() -> Callable[..., int] | None:
+    if not _RENAMEAT2:
+        fn = None
+        name = ctypes.util.find_library("c")
+        if name:
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(name, use_errno=True)
+                fn = libc.renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                               ctypes.c_uint]
+                fn.restype = ctypes.c_int
+        _RENAMEAT2.append(fn)
+    return _RENAMEAT2[0]
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM delivered only after the block (main thread, POSIX)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class Interrupted(BaseException):
+    """SIGTERM while an output is being written: unwinds like KeyboardInterrupt so temporary
+    files are removed, then the process ends as SIGTERM would have ended it."""
+
+
+@contextlib.contextmanager
+def removed_on_signal() -> Iterator[None]:
+    """While the block writes temporary files: SIGTERM unwinds it (``finally`` clauses run, so
+    the temporaries are removed) and is then delivered again with its default action; SIGINT
+    unwinds as KeyboardInterrupt already does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except Interrupted:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        if signal.getsignal(signal.SIGTERM) is on_term:
+            signal.signal(signal.SIGTERM, previous)
