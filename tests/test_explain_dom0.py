@@ -248,3 +248,12 @@ def test_advice_is_never_repeated(tmp_path: Path) -> None:
     dmesg = _write(tmp_path, "dmesg.txt", LINUX + DOM0_E820 + EFI + RESERVING)
     ex = _explain(dmesg, _tree(tmp_path, short=True))
     assert len(ex.advice) == len(set(ex.advice))
+
+
+def test_html_names_who_printed_it(tmp_path: Path) -> None:
+    from efihandoff.outputs.html import explain_html
+
+    dmesg = _write(tmp_path, "dmesg.txt", LINUX + DOM0_E820 + EFI + RESERVING)
+    page = explain_html(explain_document(_explain(dmesg, _write(tmp_path, "xl.txt", XL_DMESG))))
+    assert "printed by <b>xen-dom0</b> (Xen 4.17.7, boot efi, Linux 6.12.118)" in page
+    assert "observed stack <b>Xen 4.17.7 (efi), Linux 6.12.118 dom0</b>" in page

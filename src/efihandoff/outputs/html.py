@@ -101,6 +101,16 @@ def _header(doc: Mapping[str, Any], title: str) -> list[str]:
     facts = []
     if m.get("firmware_vendor"):
         facts.append(f"firmware vendor <b>{esc(m['firmware_vendor'])}</b>")
+    if m.get("role"):
+        stack = ", ".join(
+            f"{k} {esc(m[v])}"
+            for k, v in (("Xen", "xen_version"), ("boot", "xen_boot"), ("Linux", "linux_version"))
+            if m.get(v)
+        )
+        facts.append(f"printed by <b>{esc(m['role'])}</b>" + (f" ({stack})" if stack else ""))
+    observed = (doc.get("paths") or {}).get("observed")
+    if observed is not None:
+        facts.append(f"observed stack <b>{esc(observed.get('label', '?'))}</b>")
     srcs = doc.get("sources") or []
     if srcs:
         facts.append(
