@@ -258,6 +258,20 @@ def test_explain_on_real_evidence(name, label):
         f"explain says {st['cell']} ({st.get('from')}): {st.get('reason') or st.get('error')}")
 
 
+@pytest.mark.parametrize("case", harness.smoke(), ids=lambda c: c.id)
+def test_explain_on_cached_smoke_boot(case):
+    real = harness.cached_outcome(case)
+    if real is None or not Path(real["serial_log"]).exists():
+        pytest.skip("not booted yet: bench/realfw/run --smoke")
+    result = harness.explain_checks(case, _text(Path(real["serial_log"])))
+    assert result is not None
+    wrong = [s for s in result["sets"] if s["status"] in ("disagree", "error")]
+    known = [s for s in wrong if s.get("known")]
+    if known and len(known) == len(wrong):
+        pytest.xfail("; ".join(f"{s['set']}: {s['known']}" for s in known))
+    assert wrong == []
+
+
 def test_every_evidence_set_is_checked():
     dom0 = _checks("bsdata-valid2-xen-4.17+linux-6.12.serial.log")
     assert [s["set"] for s in dom0["sets"]] == list(harness.EXPLAIN_SETS)
