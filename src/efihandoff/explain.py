@@ -73,7 +73,6 @@ class Explanation:
     findings: list[Finding]
     advice: list[str]
     memory_map_evidence: str
-    observed: list[tuple[Source, Observed]] = field(default_factory=list)
     who: Who = field(default_factory=lambda: Who(Role.UNKNOWN))
     observed_label: str | None = None
 
@@ -88,12 +87,14 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     who = _who(merged)
     primary = _primary(merged)
     machine = _firmware_machine(primary, merged)
-    findings = machine_findings(machine) + _agreement(primary, merged) + _log_findings(merged)
     shorts = _short_copies(merged)
-    findings += [short_copy_finding(v.source.path, s) for v, s in shorts]
     cands = _candidates(primary, machine, who, shorts)
     if ESRT_GUID in cands and len(cands[ESRT_GUID]) == 1:
         machine = cands.pop(ESRT_GUID)[0].machine  # the evidence decides the placement
+    # Findings about the firmware's handoff, on the machine the evidence decided (a proven
+    # short copy's tail is Xen's, not the firmware's values).
+    findings = machine_findings(machine) + _agreement(primary, merged) + _log_findings(merged)
+    findings += [short_copy_finding(v.source.path, s) for v, s in shorts]
     specs = list(specs) if specs else list(PRESETS.values())
     results: dict[str, PathResult] = {}
     if machine.memory_map is not None:
@@ -121,7 +122,6 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     if OBSERVED in results:
         findings += _cross_check(merged, results[OBSERVED], label or "")
     evidence = primary.log.memory_map_evidence if primary.log else primary.source.kind.value
-    observed = [(v.source, v.log.observed) for v in merged if v.log is not None]
     advice = _not_efi(merged) + advise(machine, results, who, cands, observed_specs, label)
     return Explanation(
         views=list(views),
@@ -130,7 +130,6 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
         findings=findings,
         advice=list(dict.fromkeys(advice)),
         memory_map_evidence=evidence,
-        observed=observed,
         who=who,
         observed_label=label,
     )
