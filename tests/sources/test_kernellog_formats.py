@@ -194,6 +194,27 @@ def test_busybox_syslogd_with_facility_and_level() -> None:
     assert labels(b) == [("RTPROP", 0xBBF0C040), ("SMBIOS", 0xBBF08000), ("MEMRESERVE", 0xB9B5A040)]
 
 
+def test_journalctl_json_kernel_records_only() -> None:
+    b = boot("journal-json.log")
+    assert b.kernel_version == "6.10.3-arch1-2"
+    assert b.efi_vendor == "Lenovo"
+    assert b.esrt_address == 0x4105A018  # fwupd's record (0x1) is not the kernel's
+    assert len(b.config_tables) == 7
+    assert b.esrt_reserved == (0x4105A018, 0x60)  # MESSAGE as a byte array
+
+
+def test_windows_utf16le_capture() -> None:
+    b = boot("windows-utf16le.log")  # PowerShell "dmesg > file" through WSL/ssh: UTF-16LE, CRLF
+    assert b.kernel_version == "6.5.0-41-generic"
+    assert b.esrt_address == 0x43EA7E98
+    assert [t.label for t in b.config_tables][-1] == "TPMEventLog"
+    assert b.e820 == (
+        E820Entry(0, 0x9F000, "usable", 1, 2),
+        E820Entry(0x9F000, 0x100000, "reserved", 2, 3),
+    )
+    assert b.esrt_reserved == (0x43EA7E98, 0x60)
+
+
 # -- wrapped lines ----------------------------------------------------------------------------
 
 

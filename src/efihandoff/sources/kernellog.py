@@ -42,6 +42,7 @@ from __future__ import annotations
 import gzip
 import html
 import io
+import json
 import re
 import zlib
 from collections.abc import Iterator
@@ -492,6 +493,25 @@ def _recognise(msg: str) -> str | None:
     return msg[m.start() :]
 
 
+def _journal_json(line: str) -> _Split | None:
+    """One ``journalctl -o json`` record (systemd journal export fields): the kernel's when
+    ``_TRANSPORT`` is "kernel" (or ``SYSLOG_IDENTIFIER`` "kernel"); MESSAGE may be a byte array."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(rec, dict):
+        return None
+    if rec.get("_TRANSPORT") != "kernel" and rec.get("SYSLOG_IDENTIFIER") != "kernel":
+        return None
+    msg = rec.get("MESSAGE")
+    if isinstance(msg, list) and all(isinstance(x, int) and 0 <= x < 256 for x in msg):
+        msg = bytes(msg).decode("utf-8", "replace")
+    if not isinstance(msg, str):
+        return None
+    return _clean(msg), None, False, True
+
+
 # --------------------------------------------------------------------------------------------
 # Message patterns
 # --------------------------------------------------------------------------------------------
@@ -902,7 +922,10 @@ class _Reader:
             if self.cur.keep() or self.cur.linux_started or self.cur.xen_started:
                 self._new_boot(ln + 1)
             return
-        split = _strip(text)
+        if head.startswith("{") and '"MESSAGE"' in head:
+            split = _journal_json(head)
+        else:
+            split = _strip(text)
         if split is None:
             return
         self.message(ln, *split)
