@@ -313,3 +313,42 @@ def test_sysfs_copies_are_one_machine_each(tmp_path: Path) -> None:
     # the copy shows the ESRT's entries but not where it was
     laptop = next(m for m in result.machines if m.path.endswith("native-laptop"))
     assert laptop.kind == "sysfs" and laptop.esrt_memory_type == "unknown"
+
+
+# -- issue 15: symlinks followed once per real path; names and text echoed escaped --------------
+
+
+def test_symlink_to_the_directory_counts_each_log_once(tmp_path: Path) -> None:
+    shutil_copy = (LOGS / "x86-laptop-efi-debug.log").read_bytes()
+    (tmp_path / "dmesg.log").write_bytes(shutil_copy)
+    (tmp_path / "l").symlink_to(".")
+    (tmp_path / "z-alias.log").symlink_to("dmesg.log")  # sorted after: the first name wins
+    once = survey.run([str(tmp_path)], jobs=1)
+    assert [m.path for m in once.machines] == [str(tmp_path / "dmesg.log")]
+    # Two loops made the walk exponential before: it ends, with the same single machine.
+    (tmp_path / "m").symlink_to(".")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("..")
+    twice = survey.run([str(tmp_path), str(tmp_path / "l")], jobs=1)
+    assert [m.path for m in twice.machines] == [str(tmp_path / "dmesg.log")]
+    assert twice.skipped == []
+
+
+def test_echoed_names_and_text_are_escaped(tmp_path: Path) -> None:
+    log = (LOGS / "x86-laptop-efi-debug.log").read_bytes()
+    archive = tmp_path / "logs.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name, data in (("evil\nname\x1b[2J.log", log), ("bad\rname.log", b"\x00" * 64)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    result = survey.run([str(archive)], jobs=1)
+    names = [m.path for m in result.machines] + [s.path for s in result.skipped]
+    assert f"{archive}::evil\\nname\\x1b[2J.log" in names
+    assert f"{archive}::bad\\rname.log" in names
+    for text in names + [s.reason for s in result.skipped]:
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text), text
+    out = io.StringIO()
+    csv.writer(out).writerows(result.csv_rows())
+    assert "\x1b" not in out.getvalue()
+    assert survey.echo_safe("a\udcffb\u2028") == "a\\udcffb\\u2028"

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -355,21 +355,29 @@ def _tar_kind(p: Path) -> str | None:
 
 def _walk(roots: Sequence[str], skipped: list[Skipped]) -> Iterator[tuple[str, str]]:
     """(kind, path): "source" for something read_source reads whole, "archive" for a tar of
-    logs (or a tar read_source sorts out itself), in sorted order under each root."""
+    logs (or a tar read_source sorts out itself), in sorted order under each root. Symlinks
+    are followed, but each real file or directory is visited once, under the first name that
+    reaches it (no loops, no machine counted twice)."""
+    seen: set[tuple[int, int]] = set()
     for root in roots:
         p = Path(root)
         if not p.exists() and not p.is_symlink():
             skipped.append(Skipped(root, "no such file or directory"))
             continue
-        yield from _walk_one(p, root, skipped)
+        yield from _walk_one(p, root, skipped, seen)
 
 
-def _walk_one(p: Path, display: str, skipped: list[Skipped]) -> Iterator[tuple[str, str]]:
+def _walk_one(
+    p: Path, display: str, skipped: list[Skipped], seen: set[tuple[int, int]]
+) -> Iterator[tuple[str, str]]:
     try:
         st = p.stat()
     except OSError as exc:
         skipped.append(Skipped(display, f"cannot read: {exc.strerror or exc}"))
         return
+    if (st.st_dev, st.st_ino) in seen:
+        return  # reached again through a symlink (or named twice): read once
+    seen.add((st.st_dev, st.st_ino))
     if stat.S_ISDIR(st.st_mode):
         if _is_sysfs_dir(p):
             yield "source", display
@@ -380,7 +388,7 @@ def _walk_one(p: Path, display: str, skipped: list[Skipped]) -> Iterator[tuple[s
             skipped.append(Skipped(display, f"cannot read: {exc.strerror or exc}"))
             return
         for name in names:
-            yield from _walk_one(p / name, os.path.join(display, name), skipped)
+            yield from _walk_one(p / name, os.path.join(display, name), skipped, seen)
         return
     if not stat.S_ISREG(st.st_mode):
         skipped.append(Skipped(display, "not a regular file"))
@@ -514,10 +522,41 @@ def run(
             finished(_work(chunk, specs))
     else:
         _run_pool(_chunks(units(), size), specs, jobs, finished)
-    machines = sorted((o for o in outcomes if isinstance(o, MachineRecord)), key=lambda m: m.key)
+    machines = sorted(
+        (_echo_record(o) for o in outcomes if isinstance(o, MachineRecord)), key=lambda m: m.key
+    )
     skipped += [o for o in outcomes if isinstance(o, Skipped)]
+    skipped = [Skipped(echo_safe(s.path), echo_safe(s.reason)) for s in skipped]
     skipped.sort(key=lambda s: (s.path, s.reason))
     return SurveyResult(machines, skipped, [s.id for s in specs])
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def echo_safe(text: str) -> str:
+    """``text`` with what a terminal, a CSV row or a JSON encoder would not show as written
+    escaped: control characters (newlines included), DEL, C1, line separators and the lone
+    surrogates an undecodable file name becomes (``\\n``, ``\\x1b``, ``\\udcff``)."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+    if c in named:
+        return named[c]
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def _echo_record(m: MachineRecord) -> MachineRecord:
+    """A record's names and the text read from the machine, made safe to echo."""
+    fields = {
+        name: echo_safe(value)
+        for name in ("path", "vendor", "dmi", "kernel", "xen")
+        if isinstance(value := getattr(m, name), str) and _UNSAFE.search(value)
+    }
+    return replace(m, **fields) if fields else m
 
 
 def _run_pool(
