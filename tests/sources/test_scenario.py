@@ -259,3 +259,15 @@ def test_scenario_file_over_8_mib_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="more than 8 MiB") as info:
         load_scenario(p)
     assert info.value.offset == 8 << 20
+
+
+def test_readme_names_every_schema_key() -> None:
+    from efihandoff.sources.scenario import SCHEMA, TABLE_KINDS
+
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme[readme.index("## Scenario files") : readme.index("## Layout")]
+    keys = set(SCHEMA) | {k for kind in TABLE_KINDS.values() for k in kind}
+    keys |= {k for kind in TABLE_KINDS.values() for key in kind.values() for k in key.keys}
+    written = ("`{}`", "{} =", "[[{}]]", ".{}]]")
+    missing = sorted(k for k in keys if not any(w.format(k) in section for w in written))
+    assert missing == []
