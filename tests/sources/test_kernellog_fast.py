@@ -176,6 +176,11 @@ _MESSAGES = [
     "efi: mem05: [Bogus|WB] range=[0x1000-0x1fff] (0MB)",
     "> RTPROP=0xf0ea7040 SMBIOS=0xf0ea3000",
     "ESRT=0xf0ea5040 `",
+    "e820: update [mem 0x00000000-0x00000fff] usable =3D=3D> rese=",
+    "rved",
+    "e820: update [mem 0x00000000-0x00000fff] usable ==> rese",
+    '{"_TRANSPORT":"kernel","MESSAGE":"efi: ESRT=0x1234 "}',
+    '{"_TRANSPORT":"syslog","MESSAGE":"efi: ESRT=0x99 "}',
 ]
 
 

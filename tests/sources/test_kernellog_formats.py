@@ -249,6 +249,43 @@ def test_quoted_printable_mail_archive() -> None:
     assert b.unparsed == ()
 
 
+def test_quoted_printable_thinkpad_mail_every_wrap() -> None:
+    """A whole QP mail (linux-wireless, 2022): e820 type words, the table line, the ESRT end
+    address and the e820 update's new type all split by soft breaks."""
+    b = boot("lkml-qp-thinkpad-x1.log")
+    assert b.kernel_version == "5.17.3-arch1-1"
+    assert [(e.start, e.end, e.kind) for e in b.e820] == [
+        (0x0, 0x9F000, "usable"),
+        (0x9F000, 0x100000, "reserved"),
+        (0x100000, 0x8DF6F000, "usable"),
+        (0x8DF6F000, 0x92F2F000, "reserved"),
+        (0x92F2F000, 0x93B2F000, "ACPI NVS"),
+        (0x93B2F000, 0x93BFF000, "ACPI data"),
+        (0x93BFF000, 0x93C00000, "usable"),
+        (0x93C00000, 0x98000000, "reserved"),
+        (0x99400000, 0x99600000, "reserved"),
+        (0x99E00000, 0xA0800000, "reserved"),
+        (0xC0000000, 0xD0000000, "reserved"),
+        (0xFED20000, 0xFED80000, "reserved"),
+        (0x100000000, 0x85F800000, "usable"),
+    ]
+    assert [t.label for t in b.config_tables] == [
+        "ACPI", "ACPI 2.0", "SMBIOS", "SMBIOS 3.0", "TPMFinalLog", "MEMATTR", "ESRT", "RNG",
+        "TPMEventLog",
+    ]
+    assert b.table("SMBIOS").address == 0x8FCBC000  # type: ignore[union-attr]
+    assert b.table("TPMEventLog").address == 0x6CB68018  # type: ignore[union-attr]
+    # 0x87ec1e30 - 0x87ec1c18 = 0x218: a 16-byte header and 13 entries
+    assert b.esrt_reserved == (0x87EC1C18, 16 + 13 * 40)
+    assert [(u.op, u.start, u.end, u.old_kind, u.new_kind) for u in b.e820_updates] == [
+        ("update", 0, 0x1000, "usable", "reserved"),
+        ("remove", 0xA0000, 0x100000, "usable", None),
+        ("update", 0x87EC1000, 0x87EC2000, "usable", "reserved"),
+    ]
+    assert kernellog.infer_memory_type(b, 0x87EC1C18).memory_type == 4  # Boot Data, inferred
+    assert b.unparsed == ()
+
+
 def test_quoted_and_wrapped_arm64_table_line() -> None:
     b = boot("lkml-quoted-arm64-uboot.log")
     assert labels(b) == [

@@ -868,6 +868,7 @@ _WHAT = {
     "memmap": "efi memory map",
     "arm-map": "efi memory map",
     "e820": "e820",
+    "e820-update": "e820",
     "esrt": "esrt",
     "xen-efi": "xen map",
     "xen-e820": "xen map",
@@ -1035,6 +1036,10 @@ class _Reader:
             m = _E820.match(text)
             if m is not None and _e820_kind(m[5])[1] is not None:
                 done = self._e820(b, m, p.ln)
+        elif kind == "e820-update":
+            m = _E820_CHANGE.match(text)
+            if m is not None and "==>" in m[4] and _e820_kind(m[4].split("==>", 1)[1])[1]:
+                done = self._e820_change(b, text, p.ln)
         elif kind == "esrt":
             m = _ESRT_PATTERNS[0][1].match(text)
             if m is not None:
@@ -1066,6 +1071,8 @@ class _Reader:
                 self._e820(b, m, p.ln)
         elif p.kind == "xen-e820":
             self._xen_e820_entry(b, p.text, p.ln, strict=False)
+        elif p.kind == "e820-update":
+            self._e820_change(b, p.text, p.ln, strict=False)
         self._unparsed(b, p.ln, p.text, _WHAT[p.kind])
 
     @staticmethod
@@ -1385,7 +1392,7 @@ class _Reader:
             return False
         return self._e820(b, m, ln)
 
-    def _e820_change(self, b: _Boot, body: str, ln: int) -> bool:
+    def _e820_change(self, b: _Boot, body: str, ln: int, strict: bool = True) -> bool:
         m = _E820_CHANGE.match(body)
         if m is None:
             return False
@@ -1395,6 +1402,10 @@ class _Reader:
         old: str | None
         new: str | None = None
         if op == "update":
+            if strict and ("==>" not in rest or _e820_kind(rest.split("==>", 1)[1])[1] is None):
+                # "usable ==> rese" / "rved": the new type wrapped (or cut)
+                self._hold("e820-update", ln, body)
+                return False
             if "==>" not in rest:
                 return False
             left, right = rest.split("==>", 1)
