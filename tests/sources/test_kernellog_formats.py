@@ -505,6 +505,12 @@ def test_other_programs_in_other_formats(line: str, fast: bool) -> None:
     assert all(b.config_tables == () for b in log.boots)
 
 
+def test_prose_quoting_a_message_is_not_read(fast: bool) -> None:
+    line = "The log says efi: ESRT=0x1234 but fwupd shows nothing"
+    log = read_kernel_log((line + "\n").encode(), fast=fast)
+    assert log.boots == ()
+
+
 # -- caps ---------------------------------------------------------------------------------------
 
 

@@ -490,6 +490,9 @@ def _recognise(msg: str) -> str | None:
     t = _TAG_END.search(head)
     if t is not None and t[1] != "kernel":
         return None
+    # A prefix is a time (it has a digit) or a field name ("MESSAGE="); prose is neither.
+    if t is None and not head.rstrip().endswith("=") and not any(c.isdigit() for c in head):
+        return None
     return msg[m.start() :]
 
 
