@@ -525,3 +525,57 @@ def test_a_map_past_the_cap_is_cut_and_said(monkeypatch: pytest.MonkeyPatch, fas
     b = one("\n".join(lines) + "\n", fast)
     assert [d.phys_addr for d in b.memory_map] == [0, 0x1000, 0x2000]
     assert b.cut == ("EFI memory map: 2 more printed than the cap of 3 kept",)
+
+
+# -- one fixture per remaining shape of FORMATS.md ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kernel", "esrt", "reserved", "count"),
+    [
+        ("dmesg-r-raw.log", "6.1.0-18-amd64", 0x5869BF98, 0x38, 6),
+        ("dmesg-x-facility.log", "5.15.0-91-generic", 0xB6DDE918, 0x88, 9),
+        ("dmesg-time-format-iso.log", "6.8.0-35-generic", 0x5A9F9D18, 0x60, 10),
+        ("journal-monotonic-host.log", "6.7.4-2-MANJARO", 0xB9D2C018, 0x38, 4),
+        ("line-numbered-paste.log", "6.6.13-200.fc39.x86_64", 0x37B78818, 0x88, 9),
+    ],
+)
+def test_prefix_shapes_with_an_esrt(
+    name: str, kernel: str, esrt: int, reserved: int, count: int
+) -> None:
+    b = boot(name)
+    assert b.kernel_version == kernel
+    assert b.esrt_address == esrt
+    assert b.table("ESRT") is not None and b.table("ESRT").address == esrt  # type: ignore[union-attr]
+    assert len(b.config_tables) == count
+    assert b.esrt_reserved == (esrt, reserved)
+    assert b.unparsed == ()
+
+
+def test_dmesg_H_relative_times() -> None:
+    b = boot("dmesg-H-reltime.log")
+    assert b.kernel_version == "6.9.5-arch1-1"
+    assert labels(b) == [("RTPROP", 0x7AEF9040), ("SMBIOS", 0x7AEF5000), ("MEMRESERVE", 0x566DF040)]
+
+
+def test_journalctl_verbose_message_fields() -> None:
+    b = boot("journal-verbose.log")
+    assert b.efi_vendor == "Lenovo"
+    assert [t.label for t in b.config_tables] == [
+        "ACPI", "ACPI 2.0", "SMBIOS", "SMBIOS 3.0", "MEMATTR", "ESRT", "RNG",
+    ]
+    assert b.esrt_address == 0x4105A018
+
+
+def test_every_kind_of_wrap_in_one_log() -> None:
+    b = boot("wrapped-split-tokens.log")
+    assert b.e820 == (E820Entry(0x9F00000, 0x9F28000, "ACPI NVS", 4, 2),)  # "ACPI" / "NVS"
+    assert labels(b) == [  # "ACPI" / "2.0=..." and "ESRT=" / "0x9a26b918"
+        ("ACPI", 0x9C7E6000), ("ACPI 2.0", 0x9C7E6014), ("SMBIOS", 0x9D0F5000),
+        ("SMBIOS 3.0", 0x9D0F4000), ("ESRT", 0x9A26B918),
+    ]
+    assert {t.line for t in b.config_tables} == {5}
+    assert desc(b) == [(7, 0x1400000, 0xB8456, WB_WT_WC_UC)]  # three lines
+    assert b.memory_map[0].line == 8
+    assert b.esrt_reserved == (0x9A26B918, 0x88)
+    assert b.unparsed == ()
