@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from click.shell_completion import CompletionItem
 
 from efihandoff import __version__
 from efihandoff.errors import EfiHandoffError, OutputError, ParseError, SourceError, UsageError
@@ -34,6 +35,41 @@ from efihandoff.sources import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_FINDINGS = 4  # --fail-on: a finding at or above the asked severity
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+_PRESET_LIST = ", ".join(PRESETS)
+_PATH_HELP = (
+    f"A preset id ({_PRESET_LIST}) or key=value pairs "
+    "(base=PRESET, xen=, linux=, boot=efi|multiboot2, mapbs, policy=, prerelease, scrub=)"
+)
+_SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
+
+
+def _interrupted() -> None:
+    """Ctrl-C: no traceback, no "Aborted!", exit 130 (a newline keeps the prompt tidy)."""
+    with _quiet_errors():
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    sys.exit(EXIT_INTERRUPTED)
+
+
+class _quiet_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True  # a closed stderr must not turn an exit into a traceback
+
+
+def _broken_pipe() -> None:
+    """The reader went away (``| head``): stop quietly, like other tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(128 + signal.SIGPIPE)
+
 
 def _errors(fn: F) -> F:
     """One clear line on stderr and the exit codes of DESIGN.md, never a traceback."""
@@ -42,6 +78,10 @@ def _errors(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted()
+        except BrokenPipeError:
+            _broken_pipe()
         except UsageError as exc:
             click.echo(f"efihandoff: {exc}", err=True)
             sys.exit(2)
@@ -63,8 +103,59 @@ def _errors(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
-def _console() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+def _level() -> int:
+    """-1 quiet, 0 normal, 1 verbose (the last of -q/-v given wins)."""
+    ctx = click.get_current_context(silent=True)
+    return int(ctx.meta.get("efihandoff.level", 0)) if ctx is not None else 0
+
+
+def _note(message: str) -> None:
+    """Progress and "wrote FILE": stderr, silenced by -q."""
+    if _level() >= 0:
+        click.echo(message, err=True)
+
+
+def _set_level(value: int) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, flag: bool) -> None:
+        if flag:
+            ctx.meta["efihandoff.level"] = value
+
+    return callback
+
+
+def _verbosity(fn: F) -> F:
+    """-v/--verbose and -q/--quiet, on every command."""
+    fn = click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_level(-1),
+        help="Results only: no notes, progress or \"wrote FILE\" on stderr.",
+    )(fn)
+    return click.option(  # type: ignore[return-value]
+        "-v", "--verbose", is_flag=True, expose_value=False, callback=_set_level(1),
+        help="Say more (explain: the whole memory map and every table's reason).",
+    )(fn)
+
+
+def _complete_path(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of --path: the preset ids, then the key= words."""
+    keys = ("base=", "xen=", "linux=", "boot=", "mapbs", "policy=", "prerelease", "scrub=")
+    out = [CompletionItem(pid, help=spec.label()) for pid, spec in PRESETS.items()]
+    out += [CompletionItem(k) for k in keys]
+    return [c for c in out if c.value.startswith(incomplete)]
+
+
+def _console() -> Any:
+    return text.make_console()
+
+
+def _fail_on(level: str | None, findings: Sequence[dict[str, Any]]) -> None:
+    if level is None:
+        return
+    worst = [f for f in findings if _SEVERITY_RANK.get(f["severity"], 0) >= _SEVERITY_RANK[level]]
+    if worst:
+        _note(f"efihandoff: {len(worst)} finding(s) at {level} or above (--fail-on {level})")
+        sys.exit(EXIT_FINDINGS)
 
 
 def _views(sources: Sequence[str]) -> list[View]:
@@ -82,11 +173,41 @@ def _specs(path_ids: Sequence[str]) -> list[PathSpec]:
     return [parse_path(p) for p in path_ids] if path_ids else list(PRESETS.values())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group; Ctrl-C anywhere (even while parsing) exits 130 with no traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _interrupted()
+
+
+_MAIN_HELP = f"""Follow EFI configuration tables (the ESRT above all) from firmware through Xen into
+dom0 Linux and fwupd, and say what survives on each path.
+
+\b
+Paths (--path): {_PRESET_LIST}
+Results go to stdout; notes, progress and "wrote FILE" to stderr.
+Exit codes: 0 done, 2 bad usage, 3 a source could not be read,
+1 an output could not be written, 4 findings (--fail-on), 130 interrupted.
+Shell completion (bash; zsh_source, fish_source for those shells):
+  eval "$(_EFIHANDOFF_COMPLETE=bash_source efihandoff)"
+"""
+
+
+@click.group(
+    cls=_Group, help=_MAIN_HELP, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="efihandoff")
 def main() -> None:
-    """Follow EFI configuration tables (the ESRT above all) from firmware through Xen into
-    dom0 Linux and fwupd, and say what survives on each path."""
+    pass
 
 
 @main.command()
@@ -96,25 +217,40 @@ def main() -> None:
     "paths",
     multiple=True,
     metavar="ID",
-    help="A preset id or key=value path; repeatable. Default: every preset.",
+    shell_complete=_complete_path,
+    help=f"{_PATH_HELP}; repeatable. Default: every preset.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the explain/1 JSON document.")
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the JSON document (schema efihandoff/explain/1) instead of text.",
+)
 @click.option("--full-map", is_flag=True, help="Show every memory-map descriptor.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["warning", "error"]),
+    help="Exit 4 when a finding is at least this severe (default: findings never change it).",
+)
 @click.option(
     "--html",
     "html_out",
     type=click.Path(),  # a wrong kind of target is the writer's one-line OutputError (exit 1)
     help="Also write a self-contained report page (picture, tables, verdicts) to this file.",
 )
+@_verbosity
 @_errors
 def explain(
     sources: tuple[str, ...],
     paths: tuple[str, ...],
     as_json: bool,
     full_map: bool,
+    fail_on: str | None,
     html_out: str | None,
 ) -> None:
     """Where firmware puts each table, and what each path shows fwupd.
+
+    Prints who printed the evidence (role, Xen and Linux versions), the memory map, the
+    configuration tables, the ESRT entry by entry (with fwupd's and fwts' names), each path's
+    verdicts (with "observed": the stack that printed a dom0 log), findings and advice.
 
     SOURCE: kernel logs, /sys/firmware copies (directory or .tar[.gz]), memory dumps (raw or
     ELF), scenarios (.toml); several sources of one machine are merged. With no SOURCE: the
@@ -124,11 +260,13 @@ def explain(
     if html_out:
         from efihandoff.outputs.html import explain_html
 
-        write_text(html_out, explain_html(doc, path_id=paths[0] if paths else None))
+        written = write_text(html_out, explain_html(doc, path_id=paths[0] if paths else None))
+        _note(f"wrote {written}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
-        text.render_explain(doc, _console(), full_map=full_map)
+        text.render_explain(doc, _console(), full_map=full_map, verbose=_level() > 0)
+    _fail_on(fail_on, doc["findings"])
 
 
 @main.command()
@@ -139,7 +277,8 @@ def explain(
     default="native",
     show_default=True,
     metavar="ID",
-    help="A preset id or key=value path.",
+    shell_complete=_complete_path,
+    help=f"{_PATH_HELP}.",
 )
 @click.option(
     "--sysfs-out",
@@ -147,11 +286,31 @@ def explain(
     help="Write the /sys/firmware tree the kernel would expose here.",
 )
 @click.option("--force", is_flag=True, help="Replace a non-empty --sysfs-out directory.")
-@click.option("--json", "as_json", is_flag=True, help="Print the path result as JSON.")
+@click.option(
+    "--log", "log_only", is_flag=True,
+    help="Print only the log lines on stdout (the default when stdout is not a terminal); "
+    "the verdicts go to stderr.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the path result (schema efihandoff/boot/1) instead of text.",
+)
+@_verbosity
 @_errors
-def boot(scenario: str, path_id: str, sysfs_out: str | None, force: bool, as_json: bool) -> None:
-    """Simulate one path: print the log lines firmware, Xen and Linux print, and optionally
-    write the sysfs tree (DIR stands for /sys/firmware)."""
+def boot(
+    scenario: str,
+    path_id: str,
+    sysfs_out: str | None,
+    force: bool,
+    log_only: bool,
+    as_json: bool,
+) -> None:
+    """Simulate one path: print the log lines firmware, Xen and Linux would print, and
+    optionally write the sysfs tree (DIR stands for /sys/firmware).
+
+    On a terminal: the path, its log, each table's verdict and fwupd's devices. Piped (or with
+    --log): stdout is exactly the log lines, which `explain` reads back as the same machine;
+    the verdicts go to stderr (not with -q)."""
     machine, _ = read_machine(scenario)
     spec = parse_path(path_id)
     result = simulate(machine, spec)
@@ -160,19 +319,30 @@ def boot(scenario: str, path_id: str, sysfs_out: str | None, force: bool, as_jso
         # fwupd 2.0 lists nothing without efi/efivars ("kernel efivars support missing").
         tree = {"efi": None, "efi/efivars": None, **(result.sysfs or {})}
         write_tree(tree, sysfs_out, force=force)
+        _note(f"wrote {sysfs_out}")
     data = path_json(result)
     if as_json:
-        click.echo(json.dumps({"path": spec.id, **data}, indent=2))
+        click.echo(json.dumps({"schema": "efihandoff/boot/1", "path": spec.id, **data}, indent=2))
+    elif log_only or not sys.stdout.isatty():
+        text.write_log(data["log"], sys.stdout)
+        if _level() >= 0:
+            text.render_boot(data, spec.id, text.make_console(stderr=True), log=False)
     else:
         text.render_boot(data, spec.id, _console())
 
 
 @main.command()
 @click.argument("source")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the ESRT (schema efihandoff/esrt/1, raw numbers) instead of text.",
+)
+@_verbosity
 @_errors
 def esrt(source: str, as_json: bool) -> None:
-    """The ESRT a source holds, entry by entry."""
+    """The ESRT a source holds: its header, then each entry field by field, the raw number
+    first and then its name as fwupd and fwts give it (fw_type, capsule flags by name,
+    last_attempt_status), versions also in the usual dotted forms."""
     machine, _ = read_machine(source)
     data = esrt_json(machine)
     if as_json:
@@ -186,25 +356,34 @@ def esrt(source: str, as_json: bool) -> None:
 @main.command()
 @click.argument("source")
 @click.option("--svg", "svg_out", type=click.Path(), help="Write the picture here.")
-@click.option("--path", "path_id", metavar="ID", help="Hatch what this path reclaims.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--path", "path_id", metavar="ID", shell_complete=_complete_path,
+    help=f"Hatch what this path reclaims. {_PATH_HELP}.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the memory map (schema efihandoff/memmap/1) instead of text.",
+)
+@_verbosity
 @_errors
 def memmap(source: str, svg_out: str | None, path_id: str | None, as_json: bool) -> None:
-    """The memory map a source holds; --svg draws it, one band per descriptor, with the
-    tables marked (and, with --path, the memory that path reclaims hatched)."""
+    """The memory map a source holds, one descriptor per row (type, start, end, pages,
+    attributes); --svg draws it, one band per descriptor, with the tables marked (and, with
+    --path, the memory that path reclaims hatched)."""
     views = read_source(source)
     if svg_out:
         from efihandoff.outputs.svg import memmap_svg
 
         specs = [parse_path(path_id)] if path_id else None
         doc = explain_document(explain_views(views, specs))
-        write_text(svg_out, memmap_svg(doc, path_id=specs[0].id if specs else None))
+        written = write_text(svg_out, memmap_svg(doc, path_id=specs[0].id if specs else None))
+        _note(f"wrote {written}")
     machine, src = views[0].machine, views[0].source
     rows = memory_map_json(machine, str(src.kind))
     if as_json:
         click.echo(json.dumps({"schema": "efihandoff/memmap/1", "memory_map": rows}, indent=2))
     elif svg_out:
-        click.echo(f"wrote {svg_out}")
+        pass  # the picture is the result; "wrote" went to stderr
     elif rows is None:
         click.echo("no memory map in this source")
     else:
@@ -213,17 +392,24 @@ def memmap(source: str, svg_out: str | None, path_id: str | None, as_json: bool)
 
 @main.command()
 @click.argument("out", type=click.Path(dir_okay=False), required=False)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print what was written (schema efihandoff/collect/1) on stdout.",
+)
 @click.option(
     "--print-script",
     is_flag=True,
     help="Print the POSIX sh collector (same archive, no Python needed) and exit.",
 )
+@_verbosity
 @_errors
 def collect(out: str | None, as_json: bool, print_script: bool) -> None:
     """Copy this machine's /sys/firmware (ESRT, systab, runtime map, memmap; no efivars),
-    /sys/hypervisor, kernel log and, in a Xen dom0, xl dmesg into OUT (.tar.gz), read-only, for
-    a bug report."""
+    /sys/hypervisor, kernel log and, in a Xen dom0, xl dmesg into OUT (.tar.gz, .tgz or .tar),
+    read-only, for a bug report.
+
+    Prints "wrote OUT", where the kernel log came from and what was skipped, on stderr (the
+    archive is the result); --json prints the same on stdout."""
     from efihandoff.sources.collect import collect as do_collect
     from efihandoff.sources.collect import collector_script
 
@@ -232,6 +418,8 @@ def collect(out: str | None, as_json: bool, print_script: bool) -> None:
         return
     if out is None:
         raise UsageError("collect: give OUT (.tar.gz), or --print-script")
+    if not out.lower().endswith((".tar.gz", ".tgz", ".tar")):
+        raise UsageError(f"collect: {out}: the archive's name must end in .tar.gz, .tgz or .tar")
     report = do_collect(out)
     if as_json:
         click.echo(
@@ -248,10 +436,10 @@ def collect(out: str | None, as_json: bool, print_script: bool) -> None:
             )
         )
         return
-    click.echo(f"wrote {report.path}: {len(report.files)} files, {report.size} bytes")
-    click.echo(f"kernel log: {report.kernel_log_source or 'not readable (run as root?)'}")
+    _note(f"wrote {report.path}: {len(report.files)} files, {report.size} bytes")
+    _note(f"kernel log: {report.kernel_log_source or 'not readable (run as root?)'}")
     for path, why in report.skipped:
-        click.echo(f"  skipped {path}: {why}")
+        _note(f"  skipped {path}: {why}")
 
 
 @main.command()
@@ -261,11 +449,16 @@ def collect(out: str | None, as_json: bool, print_script: bool) -> None:
     "path_ids",
     multiple=True,
     metavar="ID",
-    help="Paths to judge (default: every preset).",
+    shell_complete=_complete_path,
+    help=f"Paths to judge (default: every preset). {_PATH_HELP}.",
 )
 @click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core).")
-@click.option("--json", "as_json", is_flag=True, help="Print the survey/1 JSON document.")
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the JSON document (schema efihandoff/survey/1) instead of text.",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per machine.")
+@_verbosity
 @_errors
 def survey(
     paths: tuple[str, ...], path_ids: tuple[str, ...], jobs: int | None, as_json: bool, as_csv: bool
@@ -273,17 +466,17 @@ def survey(
     """Many machines at once: directories (recursive), files and .tar/.tar.gz archives of kernel
     logs and /sys/firmware copies; per path, how many keep, lose or refuse each table, the ESRT
     memory types, the proposals' memory cost and the findings. A bad file is counted, never
-    fatal."""
+    fatal. Progress goes to stderr when it is a terminal (not with -q)."""
     from efihandoff import survey as survey_mod
     from efihandoff.outputs.survey import render_survey
 
     if as_json and as_csv:
         raise UsageError("--json and --csv exclude each other")
     specs = _specs(path_ids)
-    if sys.stderr.isatty() and not (as_json or as_csv):
+    if sys.stderr.isatty() and _level() >= 0:
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        with Progress(transient=True, console=text.make_console(stderr=True)) as bar:
             task = bar.add_task("reading", total=None)
             result = survey_mod.run(
                 paths,

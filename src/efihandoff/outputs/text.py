@@ -1,14 +1,27 @@
-"""Human-readable output (rich tables); the model never prints, this module does."""
+"""Human-readable output (rich); the model never prints, this module does.
+
+Every section fits the console's width without cutting anything: a boxed table where it fits
+whole (ids, verdicts, addresses and labels never shortened; only prose columns wrap, at spaces),
+else a borderless one, else one record per row (the narrow layout: at 80 columns the paths come
+as rows with one verdict per line). Log lines are printed as they are, never wrapped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import IO, Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
+from efihandoff.uefi.descriptions import describe_entry
 from efihandoff.uefi.memmap import attribute_names
+
+ESRT_GUID = "b122a263-3661-4f68-9929-78f8b0d62180"
 
 _VERDICT_STYLE = {
     "intact": "green",
@@ -19,39 +32,213 @@ _VERDICT_STYLE = {
     "absent": "dim",
     "unknown": "magenta",
 }
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
-def render_explain(doc: Mapping[str, Any], console: Console, *, full_map: bool = False) -> None:
-    """Print an ``explain`` document: sources, memory map, tables, ESRT, paths, findings."""
+def make_console(*, stderr: bool = False) -> Console:
+    """A console of the right width: ``COLUMNS`` when set, else the terminal's (of stdout, or of
+    stdin/stderr when piped), else 80; colour only on a terminal, never with ``NO_COLOR`` or
+    ``TERM=dumb`` (rich's rules, plus COLUMNS honoured for a dumb terminal too)."""
+    env = os.environ
+    cols = env.get("COLUMNS", "")
+    width = int(cols) if cols.isdigit() and int(cols) > 0 else None
+    dumb = env.get("TERM", "") in ("dumb", "unknown")
+    return Console(
+        stderr=stderr,
+        width=width,
+        highlight=False,
+        emoji=False,
+        no_color=True if env.get("NO_COLOR") or dumb else None,
+        color_system=None if dumb else "auto",
+    )
+
+
+# --- fitting ------------------------------------------------------------------------------
+
+
+def _need(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], wrap: Collection[int]
+) -> list[int]:
+    """Per column, the narrowest width that shows every cell whole (prose wraps at spaces)."""
+    out = []
+    for i, h in enumerate(headers):
+        cells = [r[i] for r in rows]
+        if i in wrap:
+            words = [w for c in cells for w in c.split()] + h.split()
+            out.append(max((cell_len(w) for w in words), default=0))
+        else:
+            out.append(max([cell_len(h), *(cell_len(c) for c in cells)]))
+    return out
+
+
+def _fits_boxed(need: Sequence[int], width: int) -> bool:
+    return sum(need) + 3 * len(need) + 1 <= width
+
+
+def _fits_compact(need: Sequence[int], width: int) -> bool:
+    return sum(need) + 2 * (len(need) - 1) <= width
+
+
+Styler = Callable[[str], str]
+
+
+def _table(
+    title: str | None,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    wrap: Collection[int] = (),
+    right: Collection[int] = (),
+    styles: Mapping[int, Styler] | None = None,
+    compact: bool = False,
+) -> Table:
+    t = Table(title=title, title_justify="left", title_style="bold")
+    if compact:
+        t = Table(
+            title=title, title_justify="left", title_style="bold", box=None, pad_edge=False,
+            padding=(0, 1), header_style="bold underline",
+        )
+    for i, h in enumerate(headers):
+        t.add_column(
+            h,
+            justify="right" if i in right else "left",
+            no_wrap=i not in wrap,
+            overflow="fold",
+        )
+    styles = styles or {}
+    for r in rows:
+        t.add_row(*(Text(c, style=styles[i](c) if i in styles else "") for i, c in enumerate(r)))
+    return t
+
+
+def _show(
+    console: Console,
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    wrap: Collection[int] = (),
+    right: Collection[int] = (),
+    styles: Mapping[int, Styler] | None = None,
+    key_cols: int = 1,
+    drop_when_narrow: Collection[int] = (),
+    drop_note: str = "",
+) -> None:
+    """A boxed table if it fits whole, else borderless, else without ``drop_when_narrow``,
+    else one record per row."""
+    need = _need(headers, rows, wrap)
+    kw: dict[str, Any] = {"wrap": wrap, "right": right, "styles": styles}
+    if _fits_boxed(need, console.width):
+        console.print(_table(title, headers, rows, **kw))
+        return
+    if _fits_compact(need, console.width):
+        console.print(_table(title, headers, rows, compact=True, **kw))
+        return
+    if drop_when_narrow:
+        keep = [i for i in range(len(headers)) if i not in drop_when_narrow]
+        sub_need = [need[i] for i in keep]
+        if _fits_compact(sub_need, console.width):
+            remap = {old: new for new, old in enumerate(keep)}
+            console.print(
+                _table(
+                    f"{title} {drop_note}".strip(),
+                    [headers[i] for i in keep],
+                    [[r[i] for i in keep] for r in rows],
+                    compact=True,
+                    wrap=[remap[i] for i in wrap if i in remap],
+                    right=[remap[i] for i in right if i in remap],
+                    styles={remap[i]: s for i, s in (styles or {}).items() if i in remap},
+                )
+            )
+            return
+    _records(console, title, headers, rows, key_cols=key_cols, styles=styles)
+
+
+def _records(
+    console: Console,
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    key_cols: int = 1,
+    styles: Mapping[int, Styler] | None = None,
+) -> None:
+    """The narrow layout: per row a heading (its key columns), then one field per line."""
+    styles = styles or {}
+    console.print(Text(title, style="bold"))
+    fields = range(key_cols, len(headers))
+    label_w = max((cell_len(headers[i]) for i in fields), default=0)
+    for r in rows:
+        head = Text()
+        for i in range(key_cols):
+            if i:
+                head.append("  ")
+            head.append(r[i], style=styles[i](r[i]) if i in styles else "")
+        console.print(head, overflow="fold")
+        shown = [i for i in fields if r[i] != ""]
+        if len(fields) == 1 and shown:  # a lone field needs no label
+            i = shown[0]
+            console.print(Padding(Text(r[i], overflow="fold"), (0, 0, 0, 4), expand=False))
+            continue
+        g = Table.grid(padding=(0, 2))
+        g.add_column(no_wrap=True, min_width=label_w)
+        g.add_column(overflow="fold")
+        for i in shown:
+            g.add_row(headers[i], Text(r[i], style=styles[i](r[i]) if i in styles else ""))
+        console.print(Padding(g, (0, 0, 0, 4), expand=False))
+
+
+def _hang(prefix: Text, body: Text, width: int) -> RenderableType:
+    """``prefix`` then ``body`` wrapped in a column beside it; when the prefix leaves too little
+    room, ``body`` goes on the next lines, indented."""
+    room = width - cell_len(prefix.plain) - 1
+    longest = max((cell_len(w) for w in body.plain.split()), default=0)
+    if room >= max(longest, 40):
+        g = Table.grid(padding=(0, 1, 0, 0))
+        g.add_column(no_wrap=True)
+        g.add_column(overflow="fold")
+        g.add_row(prefix, body)
+        return g
+    g = Table.grid()
+    g.add_column(overflow="fold")
+    g.add_row(prefix)
+    g.add_row(Padding(body, (0, 0, 0, 4), expand=False))
+    return g
+
+
+# --- explain ------------------------------------------------------------------------------
+
+
+def render_explain(
+    doc: Mapping[str, Any], console: Console, *, full_map: bool = False, verbose: bool = False
+) -> None:
+    """Print an ``explain`` document: sources, who printed them, memory map, tables, ESRT,
+    paths, findings, advice. ``verbose``: the whole map and every table's reason."""
     srcs = ", ".join(f"{s['path']} ({s['kind']})" for s in doc["sources"])
-    console.print(f"[bold]efihandoff explain[/bold] — {srcs}")
+    head = Text("efihandoff explain", style="bold")
+    head.append(f" — {srcs}", style="")
+    console.print(head, overflow="fold")
     m = doc.get("machine") or {}
     if m.get("description"):
-        console.print(m["description"])
+        console.print(Text(m["description"]))
     if m.get("role"):
-        console.print(f"Printed by: {_who(m)}", highlight=False)
+        console.print(Text(f"Printed by: {_who(m)}"), overflow="fold")
     observed = (doc.get("paths") or {}).get("observed")
     if observed is not None:
-        console.print(f"Observed stack: {observed['label']}", highlight=False)
+        console.print(Text(f"Observed stack: {observed['label']}"), overflow="fold")
     for note in m.get("notes") or ():
-        console.print(f"  [dim]{note}[/dim]", highlight=False)
+        console.print(Padding(Text(note, style="dim"), (0, 0, 0, 2), expand=False))
     if doc["memory_map"] is not None:
-        render_memory_map(doc["memory_map"], console, limit=None if full_map else 40)
+        render_memory_map(doc["memory_map"], console, limit=None if full_map or verbose else 40)
     render_tables(doc["tables"], console)
     if doc["esrt"] is not None:
         render_esrt(doc["esrt"], console)
     if doc["paths"]:
-        render_paths(doc["paths"], console)
+        render_paths(doc["paths"], console, verbose=verbose)
     if doc["findings"]:
-        t = Table(title="Findings", title_justify="left")
-        t.add_column("severity")
-        t.add_column("code")
-        t.add_column("message", overflow="fold")
-        for f in doc["findings"]:
-            t.add_row(f["severity"], f["code"], f["message"])
-        console.print(t)
+        render_findings(doc["findings"], console)
     for line in doc.get("advice", []):
-        console.print(f"→ {line}")
+        console.print(_hang(Text("→"), Text(line), console.width))
 
 
 def _who(m: Mapping[str, Any]) -> str:
@@ -64,130 +251,260 @@ def _who(m: Mapping[str, Any]) -> str:
     return m["role"] + (f" — {', '.join(parts)}" if parts else "")
 
 
+def render_findings(findings: Sequence[Mapping[str, Any]], console: Console) -> None:
+    rows = [[f["severity"], f["code"], f["message"]] for f in findings]
+    _show(
+        console, "Findings", ["severity", "code", "message"], rows, wrap=[2], key_cols=2,
+        styles={0: lambda s: _SEVERITY_STYLE.get(s, "")},
+    )
+
+
 def render_memory_map(
     rows: Sequence[Mapping[str, Any]], console: Console, *, limit: int | None = 40
 ) -> None:
-    t = Table(title=f"Memory map ({len(rows)} descriptors)", title_justify="left")
-    for col in ("#", "type", "start", "end", "pages", "attribute"):
-        t.add_column(col, justify="right" if col in ("#", "pages") else "left")
     shown = rows if limit is None or len(rows) <= limit else rows[:limit]
+    cells = []
     for i, d in enumerate(shown):
         end = d["start"] + (d["pages"] << 12) - 1
         attr = d["attribute"]
-        t.add_row(
-            str(i),
-            d["type"],
-            f"{d['start']:#014x}",
-            f"{end:#014x}",
-            str(d["pages"]),
-            "?" if attr is None else "|".join(attribute_names(attr)) or "0",
+        cells.append(
+            [
+                str(i),
+                d["type"],
+                f"{d['start']:#014x}",
+                f"{end:#014x}",
+                str(d["pages"]),
+                "?" if attr is None else "|".join(attribute_names(attr)) or "0",
+            ]
         )
-    console.print(t)
+    _show(
+        console,
+        f"Memory map ({len(rows)} descriptors)",
+        ["#", "type", "start", "end", "pages", "attribute"],
+        cells,
+        right=[0, 4],
+        key_cols=2,
+        drop_when_narrow=[3],
+        drop_note="(end = start + pages × 4 KiB − 1)",
+    )
     if len(shown) < len(rows):
         console.print(f"  … {len(rows) - len(shown)} more (--full-map shows all)")
 
 
 def render_tables(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
-    t = Table(title="Configuration tables", title_justify="left")
-    for col in ("name", "guid", "address", "size", "memory type", "evidence"):
-        t.add_column(col)
+    cells = []
     for r in rows:
-        t.add_row(
-            r["name"] if r.get("known", True) else "(unknown to Linux)",
-            r["guid"],
-            f"{r['address']:#x}",
-            "?" if r["size"] is None else str(r["size"]),
-            r["memory_type"]
-            or ("? (" + " / ".join(r["memory_type_candidates"]) + ")"
-                if r.get("memory_type_candidates") else "?"),
-            r["memory_type_evidence"] or "",
+        mt = r["memory_type"]
+        if mt is None:
+            cands = r.get("memory_type_candidates")
+            mt = "? (" + " / ".join(cands) + ")" if cands else "?"
+        cells.append(
+            [
+                r["name"] if r.get("known", True) else "(unknown to Linux)",
+                r["guid"],
+                f"{r['address']:#x}",
+                "?" if r["size"] is None else str(r["size"]),
+                mt,
+                r["memory_type_evidence"] or "",
+            ]
         )
-    console.print(t)
+    headers = ["name", "guid", "address", "size", "memory type", "evidence"]
+    need = _need(headers, cells, [5])
+    if _fits_boxed(need, console.width):
+        console.print(_table("Configuration tables", headers, cells, wrap=[5]))
+    elif _fits_compact(need, console.width):
+        console.print(_table("Configuration tables", headers, cells, wrap=[5], compact=True))
+    else:  # narrow: the name and GUID, then where it is on one line
+        console.print(Text("Configuration tables", style="bold"))
+        for name, guid, addr, size, mt, ev in cells:
+            console.print(Text(f"{name}  {guid}"), overflow="fold")
+            where = f"at {addr}, " + ("size ?" if size == "?" else f"{size} bytes")
+            where += f", {mt}" + (f" (evidence: {ev})" if ev else "")
+            console.print(Padding(Text(where), (0, 0, 0, 4), expand=False))
 
 
 def render_esrt(esrt: Mapping[str, Any], console: Console) -> None:
+    """The header, then each entry field by field: the raw number first, then its name as fwupd
+    and fwts say it (and versions in the usual dotted forms)."""
     head = (
         f"ESRT at {_addr(esrt['address'], esrt.get('from'))}: "
         f"count={_q(esrt['fw_resource_count'])} "
         f"max={_q(esrt['fw_resource_count_max'])} version={_q(esrt['fw_resource_version'])}"
     )
+    console.print(Text(head, style="bold"), overflow="fold")
     if not esrt["entries"]:
-        console.print(head)
+        if esrt["entries"] is None:
+            console.print("  entries: ? (the evidence does not give them)")
         return
-    t = Table(title=head, title_justify="left")
-    for col in ("#", "fw_class", "type", "version", "lowest", "flags", "last attempt", "status"):
-        t.add_column(col)
     for i, e in enumerate(esrt["entries"]):
-        t.add_row(
-            str(i),
-            e["fw_class"],
-            str(e["fw_type"]),
-            str(e["fw_version"]),
-            str(e["lowest_supported_fw_version"]),
-            f"{e['capsule_flags']:#x}",
-            str(e["last_attempt_version"]),
-            str(e["last_attempt_status"]),
-        )
-    console.print(t)
+        d = describe_entry(e)
+        console.print(Text(f"  entry {i}  {d.fw_class}"), overflow="fold")
+        g = Table.grid(padding=(0, 2))
+        g.add_column(no_wrap=True)
+        g.add_column(overflow="fold")
+        for name, value in d.rows()[1:]:
+            g.add_row(name, value)
+        console.print(Padding(g, (0, 0, 0, 4), expand=False))
 
 
-def render_paths(paths: Mapping[str, Mapping[str, Any]], console: Console) -> None:
-    """A path-by-table verdict matrix, then the reason for each ESRT verdict."""
-    esrt_guid = "b122a263-3661-4f68-9929-78f8b0d62180"
+def render_paths(
+    paths: Mapping[str, Mapping[str, Any]], console: Console, *, verbose: bool = False
+) -> None:
+    """A path-by-table verdict matrix when it fits whole, else one block per path with one
+    verdict per line; then the reason for each ESRT verdict (every table's with ``verbose``)."""
     others: dict[str, str] = {}
     for p in paths.values():
         for g, v in p["tables"].items():
-            if g != esrt_guid:
-                others.setdefault(g, v.get("name") or g[:8])
-    t = Table(title="Paths", title_justify="left")
-    for col in ("path", "ESRT", "sysfs", "fwupd", "reserved", "held at boot", *others.values()):
-        t.add_column(col, justify="right" if col in ("reserved", "held at boot") else "left")
+            if g != ESRT_GUID:
+                others.setdefault(g, v.get("name") or g)
+    headers = ["path", "stack", "ESRT", "sysfs", "fwupd", "reserved", "held at boot",
+               *others.values()]
+    rows = []
     for pid, p in paths.items():
-        esrt = p["tables"].get(esrt_guid, {"verdict": "absent"})
-        devs = p["fwupd_devices"]
-        cost = p["cost"] or {}
-        cells = [_verdict(p["tables"].get(g, {}).get("verdict")) for g in others]
-        t.add_row(
-            pid,
-            _verdict(esrt["verdict"]),
-            {True: "yes", False: "no", None: "?"}[p["esrt_sysfs"]],
-            "-" if devs is None else f"{len(devs)} device{'s' if len(devs) != 1 else ''}",
-            _bytes(cost.get("reserved_bytes")),
-            _bytes(cost.get("held_during_boot_bytes")),
-            *cells,
+        cost = p.get("cost") or {}
+        rows.append(
+            [
+                pid,
+                p.get("label") or "",
+                _esrt_verdict(p),
+                _sysfs(p),
+                _devices(p),
+                _bytes(cost.get("reserved_bytes")),
+                _bytes(cost.get("held_during_boot_bytes")),
+                *(p["tables"].get(g, {}).get("verdict") or "-" for g in others),
+            ]
         )
-    console.print(t)
-    console.print("[bold]Why, for the ESRT[/bold]")
+    verdict_cols = [2, *range(7, len(headers))]
+    need = _need(headers, rows, wrap=[1])
+    styles = {i: _verdict_style for i in verdict_cols}
+    if _fits_boxed(need, console.width):
+        console.print(_table("Paths", headers, rows, wrap=[1], right=[5, 6], styles=styles))
+    elif _fits_compact(need, console.width):
+        console.print(
+            _table("Paths", headers, rows, wrap=[1], right=[5, 6], styles=styles, compact=True)
+        )
+    else:
+        _paths_narrow(paths, others, console)
+    _reasons(paths, console, verbose=verbose)
+
+
+def _paths_narrow(
+    paths: Mapping[str, Mapping[str, Any]], others: Mapping[str, str], console: Console
+) -> None:
+    console.print(Text("Paths", style="bold"))
+    names = ["ESRT", "held at boot", *others.values()]
+    name_w = max(cell_len(n) for n in names)
     for pid, p in paths.items():
-        esrt = p["tables"].get(esrt_guid)
-        if esrt is not None:
-            console.print(f"  {pid:<20} {_verdict(esrt['verdict'])}: {esrt['reason']}")
+        head = Text(pid, style="bold")
+        if p.get("label"):
+            head.append(f"  {p['label']}", style="")
+        console.print(head, overflow="fold")
+        g = Table.grid(padding=(0, 2))
+        g.add_column(no_wrap=True, min_width=name_w)
+        g.add_column(no_wrap=True, min_width=9)
+        g.add_column(overflow="fold")
+        word = _esrt_verdict(p)
+        g.add_row("ESRT", Text(word, style=_verdict_style(word)),
+                  f"sysfs {_sysfs(p)}, fwupd {_devices(p)}")
+        for guid, name in others.items():
+            w = p["tables"].get(guid, {}).get("verdict") or "-"
+            g.add_row(name, Text(w, style=_verdict_style(w)), "")
+        cost = p.get("cost") or {}
+        for key, what in (
+            ("reserved_bytes", "reserved"),
+            ("held_during_boot_bytes", "held at boot"),
+        ):
+            if cost.get(key) is not None:
+                g.add_row(what, _bytes(cost[key]), "")
+        console.print(Padding(g, (0, 0, 0, 2), expand=False))
+
+
+def _reasons(
+    paths: Mapping[str, Mapping[str, Any]], console: Console, *, verbose: bool
+) -> None:
+    console.print(Text("Why, for every table" if verbose else "Why, for the ESRT", style="bold"))
+    pid_w = max(cell_len(pid) for pid in paths)
+    for pid, p in paths.items():
+        items = [
+            (v.get("name") or g, v)
+            for g, v in p["tables"].items()
+            if verbose or g == ESRT_GUID
+        ]
+        for name, v in items:
+            prefix = Text(f"  {pid:<{pid_w}} ")
+            if verbose:
+                prefix.append(f"{name}: ")
+            prefix.append(v["verdict"], style=_verdict_style(v["verdict"]))
+            prefix.append(":")
+            console.print(_hang(prefix, Text(v.get("reason") or ""), console.width))
+
+
+def _esrt_verdict(p: Mapping[str, Any]) -> str:
+    return str(p["tables"].get(ESRT_GUID, {"verdict": "absent"})["verdict"])
+
+
+def _sysfs(p: Mapping[str, Any]) -> str:
+    return {True: "yes", False: "no", None: "?"}[p.get("esrt_sysfs")]
+
+
+def _devices(p: Mapping[str, Any]) -> str:
+    devs = p.get("fwupd_devices")
+    if devs is None:
+        return "-"
+    return f"{len(devs)} device{'s' if len(devs) != 1 else ''}"
+
+
+def _verdict_style(word: str) -> str:
+    return _VERDICT_STYLE.get(word, "")
 
 
 def _verdict(word: str | None) -> str:
+    """Console markup for a verdict (kept for renderers that print markup)."""
     if word is None:
         return "-"
     return f"[{_VERDICT_STYLE.get(word, '')}]{word}[/]"
 
 
-def render_boot(result: Mapping[str, Any], pid: str, console: Console) -> None:
-    """The boot log of one path, then the verdicts."""
-    console.print(f"[bold]{pid}[/bold]: {result['label']}")
-    for line in result["log"]:
-        console.print(line, markup=False, highlight=False)
-    console.print()
-    for v in result["tables"].values():
-        console.print(
-            f"  {v['name']:<12} [{_VERDICT_STYLE.get(v['verdict'], '')}]{v['verdict']:<9}[/] "
-            f"{v['reason']}"
-        )
+# --- boot ---------------------------------------------------------------------------------
+
+
+def write_log(lines: Sequence[str], out: IO[str]) -> None:
+    """The log lines exactly, one per line: no wrapping, no styling, nothing else."""
+    for line in lines:
+        out.write(line + "\n")
+    out.flush()
+
+
+def render_boot(
+    result: Mapping[str, Any], pid: str, console: Console, *, log: bool = True
+) -> None:
+    """The title, the boot log of one path (``log``), then the verdicts and fwupd's devices."""
+    title = Text(pid, style="bold")
+    title.append(f": {result['label']}", style="")
+    console.print(title, overflow="fold")
+    if log:
+        for line in result["log"]:
+            console.print(Text(line), soft_wrap=True)
+        console.print()
+    tables = list(result["tables"].values())
+    name_w = max((cell_len(v["name"]) for v in tables), default=0)
+    for v in tables:
+        prefix = Text(f"  {v['name']:<{name_w}} ")
+        prefix.append(f"{v['verdict']:<9}", style=_verdict_style(v["verdict"]))
+        console.print(_hang(prefix, Text(v["reason"]), console.width))
     devs = result["fwupd_devices"]
     if devs:
         console.print("  fwupd would list:")
         for d in devs:
             console.print(
-                f"    {d['guid']} {d['kind']} version {d['version']} lowest {d['lowest']} "
-                f"flags {d['flags']:#x} {d['update_state']}"
+                _hang(
+                    Text(f"    {d['guid']}"),
+                    Text(
+                        f"{d['kind']} version {d['version']} lowest {d['lowest']} "
+                        f"flags {d['flags']:#x} {d['update_state']}"
+                    ),
+                    console.width,
+                )
             )
 
 
