@@ -1645,7 +1645,8 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
            "address, else *relocated*; other values, *corrupt*). Sets: `d` the kernel's dmesg, "
            "`xl+d` dmesg and `xl dmesg` (Xen's `(XEN)` lines), `xl` alone, `ex` only the "
            "`efi:`/`esrt:`/`(XEN)` lines, `t` the /sys/firmware copy (collect's layout) alone, "
-           "`t+d` with the dmesg. `ok` the right verdict; `unk` unknown with the truth among "
+           "`t+d` with the dmesg, `tgz` the copy and the logs in one archive as `efihandoff "
+           "collect` writes it. `ok` the right verdict; `unk` unknown with the truth among "
            "its candidates; `unk?` unknown without candidates and `none` no verdict for an "
            "ESRT it shows (weak, not counted as wrong); otherwise the wrong verdict in bold "
            "(in italics when listed as known in `KNOWN_EXPLAIN_WRONG`).", ""]
