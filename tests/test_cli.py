@@ -256,3 +256,296 @@ def test_python_m_efihandoff():
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["paths"]["xen-4.17"]["tables"][
         "b122a263-3661-4f68-9929-78f8b0d62180"]["verdict"] == "corrupt"
+
+
+# --- issue 12: width, streams, conventions, exit codes ------------------------------------
+
+ESRT = "b122a263-3661-4f68-9929-78f8b0d62180"
+VERDICTS = ("intact", "relocated", "corrupt", "refused", "clobbered", "absent", "unknown")
+
+
+def run_env(*args: str, **env: str | None):
+    """A run with these environment variables (None unsets one)."""
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": None, "NO_COLOR": None,
+                                                     "FORCE_COLOR": None, "TERM": None, **env})
+
+
+def _rows_of(out: str, name: str) -> list[str]:
+    return [line for line in out.splitlines() if name in line]
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_explain_fits_the_width_and_cuts_nothing(columns):
+    """COLUMNS=80/120/200: no line wider than the console, no ellipsis, every preset id with its
+    ESRT verdict whole on one line, every GUID and address whole."""
+    result = run_env("explain", EXAMPLE, COLUMNS=str(columns))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert max(len(line) for line in out.splitlines()) <= columns
+    assert "…" not in out.replace("… 4.21.0", "").replace("more (--full-map", "")
+    doc = json.loads(run("explain", EXAMPLE, "--json").stdout)
+    for pid, p in doc["paths"].items():
+        verdict = p["tables"][ESRT]["verdict"]
+        # the reasons section: "  <pid> <verdict>:" on one line, whatever the width
+        assert any(
+            line.split()[:2] == [pid, f"{verdict}:"] for line in out.splitlines() if line.strip()
+        ), (pid, verdict)
+        assert any(p["label"] in line for line in out.splitlines()), p["label"]  # one line
+    for t in doc["tables"]:
+        assert t["guid"] in out
+        assert f"{t['address']:#x}" in out
+    for d in doc["memory_map"]:
+        assert f"{d['start']:#014x}" in out
+
+
+def test_explain_at_80_columns_is_the_narrow_layout():
+    """Paths as rows, one verdict per line: each path's block names every table with its
+    verdict on a line of its own."""
+    out = run_env("explain", EXAMPLE, COLUMNS="80").stdout
+    paths_part = out.split("\nPaths\n", 1)[1].split("\nWhy, for the ESRT", 1)[0]
+    doc = json.loads(run("explain", EXAMPLE, "--json").stdout)
+    blocks = {}
+    current = None
+    for line in paths_part.splitlines():
+        if line and not line.startswith(" "):
+            current = line.split()[0]
+            blocks[current] = []
+        elif current is not None:
+            blocks[current].append(line.split())
+    assert list(blocks) == list(doc["paths"])
+    for pid, p in doc["paths"].items():
+        for guid, v in p["tables"].items():
+            name = "ESRT" if guid == ESRT else v.get("name") or guid
+            words = name.split()
+            hits = [r for r in blocks[pid] if r[: len(words)] == words]
+            assert len(hits) == 1 and hits[0][len(words)] == v["verdict"], (pid, name, hits)
+
+
+def test_explain_wide_is_one_table_when_it_fits():
+    out = run_env("explain", EXAMPLE, COLUMNS="200").stdout
+    row = next(line for line in out.splitlines() if line.startswith("│ xen-4.17 "))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[:2] == ["xen-4.17", "corrupt"]
+    assert cells[-4:] == ["intact", "intact", "refused", "clobbered"]
+    # the stacks, too long for the table at 200 columns, are listed whole under it
+    assert "  xen-4.17            Xen 4.17.1 (efi), Linux 6.3 dom0" in out
+
+
+def test_custom_path_label_whole_at_80():
+    spec = "xen=4.17.0,boot=multiboot2,linux=6.3,policy=relocate-known,scrub=intact"
+    result = run_env("explain", EXAMPLE, "--path", spec, COLUMNS="80")
+    assert result.exit_code == 0, result.output
+    label = json.loads(run("explain", EXAMPLE, "--path", spec, "--json").stdout)["paths"][spec][
+        "label"]
+    flat = " ".join(result.stdout.split())
+    assert label in flat
+    assert spec in result.stdout  # the id itself never broken: it is shorter than the line
+
+
+def test_piped_output_is_not_forced_to_160_columns():
+    """No COLUMNS, not a terminal: rich's 80, not a fixed 160."""
+    out = run_env("explain", EXAMPLE).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}])
+def test_no_color_and_dumb_terminal(env):
+    coloured = run_env("explain", EXAMPLE, FORCE_COLOR="1", COLUMNS="100").stdout
+    assert "\x1b[32m" in coloured or "\x1b[1;31m" in coloured  # FORCE_COLOR does colour
+    plain = run_env("explain", EXAMPLE, FORCE_COLOR="1", COLUMNS="100", **env).stdout
+    assert "\x1b[3" not in plain and "\x1b[9" not in plain  # no foreground colour at all
+    if env.get("TERM") == "dumb":
+        assert "\x1b[" not in plain
+        assert max(len(line) for line in plain.splitlines()) <= 100  # COLUMNS still honoured
+
+
+def test_boot_stdout_is_exactly_the_log_lines():
+    result = run("boot", EXAMPLE, "--path", "xen-4.17")
+    assert result.exit_code == 0
+    log = json.loads(run("boot", EXAMPLE, "--path", "xen-4.17", "--json").stdout)["log"]
+    assert result.stdout == "".join(line + "\n" for line in log)
+    assert any(len(line) > 80 for line in log)  # long lines are not wrapped
+    assert "corrupt" in result.stderr and "xen-4.17" in result.stderr
+    quiet = run("boot", EXAMPLE, "--path", "xen-4.17", "-q")
+    assert quiet.stdout == result.stdout and quiet.stderr == ""
+    with_log = run("boot", EXAMPLE, "--path", "xen-4.17", "--log")
+    assert with_log.stdout == result.stdout
+
+
+@pytest.mark.parametrize("scenario", ["laptop.toml", "esrt-rtdata.toml"])
+@pytest.mark.parametrize("pid", list(__import__("efihandoff.paths.presets").paths.presets.PRESETS))
+def test_boot_log_reads_back_as_the_same_machine_and_stack(tmp_path, scenario, pid):
+    """explain on what boot piped out: the same Xen, the same tables at the same addresses, and
+    the ESRT verdict on the observed stack (or the preset) never a wrong definite word."""
+    import re
+
+    src = str(ROOT / "examples" / scenario)
+    truth = json.loads(run("boot", src, "--path", pid, "--json").stdout)
+    log = tmp_path / "boot.log"
+    log.write_text(run("boot", src, "--path", pid).stdout)
+    doc = json.loads(run("explain", str(log), "--json").stdout)
+    p = doc["paths"].get("observed") or doc["paths"][pid]
+    got = p["tables"][ESRT]["verdict"]
+    want = truth["tables"][ESRT]["verdict"]
+    assert got in (want, "unknown"), (got, want)
+    assert got != "absent"
+    xen = re.match(r"Xen [\d.]+", truth["label"])
+    if xen:
+        assert doc["machine"]["role"] == "xen-dom0"
+        assert p["label"].startswith(xen.group(0)), (p["label"], truth["label"])
+    else:
+        assert "observed" not in doc["paths"] and doc["machine"]["role"] != "xen-dom0"
+    esrt_line = next(line for line in truth["log"] if "ESRT=" in line)
+    addr = int(re.search(r"ESRT=(0x[0-9a-f]+)", esrt_line).group(1), 16)
+    assert any(t["name"] == "ESRT" and t["address"] == addr for t in doc["tables"])
+
+
+def test_every_command_has_verbose_and_quiet():
+    for cmd in ("explain", "boot", "esrt", "memmap", "survey", "collect"):
+        out = run(cmd, "--help").stdout
+        assert "-v, --verbose" in out and "-q, --quiet" in out, cmd
+
+
+def test_help_lists_the_presets_and_what_each_command_prints():
+    from efihandoff.paths.presets import PRESETS
+
+    flat = "".join(run("--help").stdout.split())  # click may wrap after a hyphen
+    for pid in PRESETS:
+        assert pid in flat
+    for cmd in ("explain", "boot", "memmap", "survey"):
+        text = "".join(run(cmd, "--help").stdout.split())
+        for pid in PRESETS:
+            assert pid in text, (cmd, pid)
+    for cmd in ("explain", "boot", "esrt", "memmap", "survey", "collect"):
+        help_text = run(cmd, "--help").stdout
+        assert "--json" in help_text
+        opt = help_text.split("Options:", 1)[1].split("--json", 1)[1].split("\n  -", 1)[0]
+        assert "schema" in opt, cmd
+
+
+def test_every_json_has_a_schema(tmp_path, monkeypatch):
+    docs = {
+        "explain": run("explain", EXAMPLE, "--json"),
+        "boot": run("boot", EXAMPLE, "--json"),
+        "esrt": run("esrt", EXAMPLE, "--json"),
+        "memmap": run("memmap", EXAMPLE, "--json"),
+        "survey": run("survey", EXAMPLE, "--json", "--jobs", "1"),
+    }
+    from efihandoff.sources import collect as collect_mod
+
+    def fake_collect(out):
+        return collect_mod.CollectReport(path=str(out), files=("a",), skipped=(),
+                                         kernel_log_source=None, size=1)
+
+    monkeypatch.setattr(collect_mod, "collect", fake_collect)
+    docs["collect"] = run("collect", str(tmp_path / "x.tar.gz"), "--json")
+    for cmd, result in docs.items():
+        assert result.exit_code == 0, (cmd, result.output)
+        assert json.loads(result.stdout)["schema"] == f"efihandoff/{cmd}/1", cmd
+
+
+def test_ctrl_c_exits_130_without_traceback(monkeypatch):
+    """A real SIGINT while explain works: exit 130, no "Aborted!", no traceback."""
+    import signal
+    import time
+
+    import efihandoff.cli as cli
+
+    def slow(*_a, **_k):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(cli, "explain_views", slow)
+    result = run("explain", EXAMPLE)
+    assert result.exit_code == 130
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert result.stdout == ""
+
+
+def test_ctrl_c_in_a_real_process():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    code = (
+        "import os, signal, efihandoff.cli as c\n"
+        "c.read_sources = lambda s: os.kill(os.getpid(), signal.SIGINT) or __import__('time')"
+        ".sleep(30)\n"
+        "c.main(['explain', 'x'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and "Aborted" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["out.zip", "out", "out.tar.xz", "out.gz"])
+def test_collect_refuses_other_archive_names(tmp_path, name):
+    line = assert_one_line_error(run("collect", str(tmp_path / name)), 2)
+    assert ".tar.gz" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_collect_prints_wrote_on_stderr(tmp_path, monkeypatch):
+    from efihandoff.sources import collect as collect_mod
+
+    monkeypatch.setattr(collect_mod, "collect", lambda out: collect_mod.CollectReport(
+        path=str(out), files=("a", "b"), skipped=(("/x", "unreadable"),),
+        kernel_log_source="dmesg", size=10))
+    for name in ("o.tgz", "o.tar", "O.TAR.GZ"):
+        result = run("collect", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        assert result.stdout == ""
+        assert f"wrote {tmp_path / name}: 2 files, 10 bytes" in result.stderr
+        assert "skipped /x: unreadable" in result.stderr
+        assert run("collect", str(tmp_path / name), "-q").stderr == ""
+
+
+def test_fail_on():
+    clean = run("explain", EXAMPLE, "--fail-on", "warning")  # only info findings
+    assert clean.exit_code == 0
+    warn = str(ROOT / "examples" / "esrt-count0.toml")  # a warning, no error
+    assert run("explain", warn).exit_code == 0  # off by default
+    assert run("explain", warn, "--fail-on", "error").exit_code == 0
+    hit = run("explain", warn, "--fail-on", "warning")
+    assert hit.exit_code == 4 and "--fail-on warning" in hit.stderr
+    assert "esrt.count-zero" in hit.stdout or "count" in hit.stdout  # the report still printed
+    err = str(ROOT / "examples" / "esrt-straddle.toml")
+    assert run("explain", err, "--fail-on", "error", "--json").exit_code == 4
+    bad = run("explain", EXAMPLE, "--fail-on", "info")
+    assert bad.exit_code == 2 and "--fail-on" in bad.stderr
+
+
+def test_wrote_lines_go_to_stderr(tmp_path):
+    html = tmp_path / "r.html"
+    result = run("explain", EXAMPLE, "--json", "--html", str(html))
+    assert result.exit_code == 0
+    json.loads(result.stdout)  # stdout is the document alone
+    assert f"wrote {html}" in result.stderr
+    svg = tmp_path / "m.svg"
+    result = run("memmap", EXAMPLE, "--svg", str(svg))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"wrote {svg}" in result.stderr
+    assert run("memmap", EXAMPLE, "--svg", str(svg), "-q").stderr == ""
+
+
+def test_verbose_explain_gives_every_reason():
+    out = run_env("explain", EXAMPLE, "-v", COLUMNS="200").stdout
+    assert "Why, for every table" in out
+    assert "19 " in out and "more (--full-map" not in out
+    assert out.count("MEMATTR: refused:") >= 1
+
+
+def test_shell_completion_completes_preset_ids():
+    from efihandoff.paths.presets import PRESETS
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "_EFIHANDOFF_COMPLETE": "bash_complete",
+           "COMP_WORDS": "efihandoff explain --path xen-4.1", "COMP_CWORD": "3"}
+    code = "import sys; from efihandoff.cli import main; sys.argv[0] = 'efihandoff'; main()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    words = [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
+    assert words == [p for p in PRESETS if p.startswith("xen-4.1")], proc.stdout + proc.stderr
+    env["COMP_WORDS"], env["COMP_CWORD"] = "efihandoff boot x --path ", "4"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    words = [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
+    assert set(PRESETS) <= set(words) and "xen=" in words

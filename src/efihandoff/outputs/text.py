@@ -375,14 +375,28 @@ def render_paths(
             ]
         )
     verdict_cols = [2, *range(7, len(headers))]
-    need = _need(headers, rows, wrap=[1])
     styles = {i: _verdict_style for i in verdict_cols}
+    need = _need(headers, rows, wrap=())
+    # without the stack column (then listed below the table), when only that keeps it too wide
+    no_stack = [h for i, h in enumerate(headers) if i != 1]
+    rows_ns = [[c for i, c in enumerate(r) if i != 1] for r in rows]
+    styles_ns = {i - 1: _verdict_style for i in verdict_cols}
+    need_ns = _need(no_stack, rows_ns, wrap=())
     if _fits_boxed(need, console.width):
-        console.print(_table("Paths", headers, rows, wrap=[1], right=[5, 6], styles=styles))
+        console.print(_table("Paths", headers, rows, right=[5, 6], styles=styles))
     elif _fits_compact(need, console.width):
+        console.print(_table("Paths", headers, rows, right=[5, 6], styles=styles, compact=True))
+    elif _fits_boxed(need_ns, console.width) or _fits_compact(need_ns, console.width):
+        compact = not _fits_boxed(need_ns, console.width)
         console.print(
-            _table("Paths", headers, rows, wrap=[1], right=[5, 6], styles=styles, compact=True)
+            _table("Paths", no_stack, rows_ns, right=[4, 5], styles=styles_ns, compact=compact)
         )
+        g = Table.grid(padding=(0, 2))
+        g.add_column(no_wrap=True)
+        g.add_column(overflow="fold")
+        for r in rows:
+            g.add_row(r[0], r[1])
+        console.print(Padding(g, (0, 0, 0, 2), expand=False))
     else:
         _paths_narrow(paths, others, console)
     _reasons(paths, console, verbose=verbose)
