@@ -56,8 +56,39 @@ def _signature(target: str, exc: BaseException) -> str:
     return f"{target}|{type(exc).__name__}|{where}"
 
 
-def classify(target: str, data: bytes, work: Path, cpu_seconds: float) -> tuple[str, str, str]:
-    """(outcome, signature, message) of one case, run here under a CPU-time limit."""
+def classify(
+    target: str, data: bytes, work: Path, cpu_seconds: float, rss_slack_mib: int = 150
+) -> tuple[str, str, str]:
+    """(outcome, signature, message) of one case, run here under a CPU-time limit. A case that
+    raises the process's peak RSS by more than twice its input plus ``rss_slack_mib`` is a
+    memory blow-up too (the bound issue 15 sets for explain)."""
+    before_rss = _rss()
+    before_peak = _peak()
+    outcome = _classify(target, data, work, cpu_seconds)
+    peak = _peak()
+    grew = peak - before_rss
+    if outcome[0] == "ok" and peak > before_peak and grew > 2 * len(data) + (rss_slack_mib << 20):
+        return (
+            "memory",
+            f"{target}|rss",
+            f"peak RSS grew {grew >> 20} MiB on a {len(data) >> 10} KiB input",
+        )
+    return outcome
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return _peak()
+
+
+def _peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _classify(target: str, data: bytes, work: Path, cpu_seconds: float) -> tuple[str, str, str]:
     from efihandoff.errors import EfiHandoffError
     from fuzz.targets import TARGETS, Rejected
 
@@ -175,7 +206,7 @@ def worker(args: argparse.Namespace) -> None:
                 break
             print(json.dumps({"start": i}), file=out, flush=True)
             data = make_case(t, args.seed, i)
-            outcome, sig, msg = classify(target, data, work, args.cpu)
+            outcome, sig, msg = classify(target, data, work, args.cpu, args.rss_slack_mib)
             rec: dict[str, object] = {"i": i, "outcome": outcome}
             if outcome != "ok":
                 rec.update(sig=sig, msg=msg)
@@ -186,6 +217,8 @@ def worker(args: argparse.Namespace) -> None:
                         small = minimise(target, data, sig, work, args.cpu, args.minimise_s)
                     rec["saved"] = str(save_reproducer(target, sig, small, outcome, msg))
             print(json.dumps(rec), file=out, flush=True)
+            if outcome == "memory":
+                return  # a fresh worker, so the next case's peak RSS is its own
         else:
             i = int(end)
         print(json.dumps({"batch": "done", "next": i}), file=out, flush=True)
@@ -252,6 +285,8 @@ class Worker:
             str(args.memory_mib),
             "--minimise-s",
             str(args.minimise_s),
+            "--rss-slack-mib",
+            str(args.rss_slack_mib),
         ]
         if args.save:
             cmd.append("--save")
@@ -379,6 +414,7 @@ def drive(args: argparse.Namespace) -> int:
                 else:
                     _record(tally, name, msg)
                     current = None
+                    i = int(msg["i"]) + 1
                     if args.verbose and msg["outcome"] != "ok":
                         print(
                             f"  {name} #{msg['i']}: {msg['outcome']} {msg.get('sig')}", flush=True
@@ -452,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", type=float, default=10.0, help="CPU seconds per case")
     ap.add_argument("--wall", type=float, default=30.0, help="wall seconds per case")
     ap.add_argument("--memory-mib", type=int, default=1024, help="address-space limit")
+    ap.add_argument(
+        "--rss-slack-mib",
+        type=int,
+        default=150,
+        help="a case may raise peak RSS by twice its input plus this much",
+    )
     ap.add_argument("--minimise-s", type=float, default=20.0)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--save", action="store_true", help="save a reproducer per new signature")

@@ -76,4 +76,23 @@ def test_harness_classifies_escapes_memory_and_project_errors(tmp_path: Path, mo
     outcome, sig, _ = classify("probe", b"key", tmp_path, 10)
     assert (outcome, sig.split("|")[:2]) == ("escape", ["probe", "KeyError"])
     assert classify("probe", b"mem", tmp_path, 10)[0] == "memory"
+
+    # The peak-RSS check, in a fresh process (this one's high-water mark may be anything).
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, '.')\n"
+        "from fuzz.run import classify; from fuzz.targets import TARGETS, Target\n"
+        "def run(data, work):\n"
+        "    blob = bytearray(64 << 20); blob[-1] = 1\n"
+        "TARGETS['probe'] = Target('probe', 'bin', lambda: [b''], None, run, '')\n"
+        "print(classify('probe', b'big', Path(sys.argv[1]), 10, rss_slack_mib=16)[:2])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert proc.stdout.strip() == "('memory', 'probe|rss')"
     assert classify("scenario", b"x" * 10, tmp_path, 10)[0] == "ok"  # the reader's own error
