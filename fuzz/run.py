@@ -301,6 +301,7 @@ class Worker:
             bufsize=1,
         )
         self.buf = b""
+        self.cpu_at_start = 0.0
 
     def send(self, target: str, start: int, end: int, until: float) -> None:
         """Run cases [start, end) of target, stopping at wall-clock time ``until``."""
@@ -324,6 +325,26 @@ class Worker:
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         return line.decode() + "\n"
+
+    def _stat(self) -> tuple[str, float] | None:
+        """(state, CPU seconds) of the worker from /proc, or None."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        return fields[0], (int(fields[11]) + int(fields[12])) / tick
+
+    def mark(self) -> None:
+        """A case starts: remember the CPU time the worker has used so far."""
+        st = self._stat()
+        self.cpu_at_start = st[1] if st else 0.0
+
+    def starved(self, cpu_limit: float) -> bool:
+        """Still runnable, with less CPU than a case may use since the case started."""
+        st = self._stat()
+        return st is not None and st[0] == "R" and st[1] - self.cpu_at_start < cpu_limit
 
     def kill(self) -> int:
         if self.proc.poll() is None:
@@ -370,8 +391,12 @@ def drive(args: argparse.Namespace) -> int:
             until = time.time() + (min(ends) - time.monotonic() if ends else 1e9)
             worker.send(name, i, batch_end, until)
             current = None
+            extensions = 0
             while True:
                 line = worker.readline(args.wall)
+                if line is None and extensions < 4 and worker.starved(args.cpu):
+                    extensions += 1  # runnable but short of CPU (a loaded machine): not a hang
+                    continue
                 if line is None or line == "":  # hang past the wall deadline, or worker died
                     rc = worker.kill()
                     if current is not None:
@@ -406,6 +431,8 @@ def drive(args: argparse.Namespace) -> int:
                 msg = json.loads(line)
                 if "start" in msg:
                     current = msg["start"]
+                    extensions = 0
+                    worker.mark()
                 elif "batch" in msg:
                     i = batch_end if msg["next"] >= batch_end else msg["next"]
                     if i < batch_end:
