@@ -549,3 +549,121 @@ def test_shell_completion_completes_preset_ids():
                           env=env, timeout=120, check=False)
     words = [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
     assert set(PRESETS) <= set(words) and "xen=" in words
+
+
+# --- packaging: man page, licence, metadata, the README's fwupd line ------------------------
+
+
+def test_man_page_is_generated_from_the_cli_and_current():
+    """man/efihandoff.1 is what tools/make_man.py writes from the CLI now: every command, every
+    option, the preset ids; the wheel installs it (pyproject shared-data)."""
+    import importlib.util
+    import tomllib
+
+    from efihandoff import __version__
+    from efihandoff.paths.presets import PRESETS
+
+    spec = importlib.util.spec_from_file_location("make_man", ROOT / "tools" / "make_man.py")
+    assert spec is not None and spec.loader is not None
+    make_man = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_man)
+    page = make_man.render(main, __version__)
+    assert (ROOT / "man" / "efihandoff.1").read_text(encoding="utf-8") == page, (
+        "man/efihandoff.1 is stale: run .venv/bin/python tools/make_man.py")
+    assert page.startswith(".TH EFIHANDOFF 1 ")
+    for cmd in ("explain", "boot", "esrt", "memmap", "survey", "collect"):
+        assert f".SS\n\\fBefihandoff {cmd}\\fR" in page, cmd
+    for opt in ("\\-\\-fail\\-on", "\\-\\-sysfs\\-out", "\\-\\-print\\-script", "\\-q", "\\-v"):
+        assert opt in page, opt
+    flat = page.replace("\\-", "-")
+    for pid in PRESETS:
+        assert pid in flat
+    assert "\n130\\fR" not in page and "\\fB130\\fR" in page
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shared = meta["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    assert shared == {"man/efihandoff.1": "share/man/man1/efihandoff.1"}
+
+
+def test_man_page_renders_with_man():
+    import shutil
+
+    if shutil.which("man") is None:
+        pytest.skip("man not installed")
+    proc = subprocess.run(["man", "-l", str(ROOT / "man" / "efihandoff.1")], capture_output=True,
+                          text=True, env={**os.environ, "MANWIDTH": "80", "MANPAGER": "cat",
+                                          "PAGER": "cat"}, timeout=60, check=False)
+    if proc.returncode != 0 and "groff" in proc.stderr:
+        pytest.skip(f"man cannot render here: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 0, proc.stderr
+    assert "EXIT STATUS" in proc.stdout and "efihandoff explain" in proc.stdout
+    assert "--fail-on" in proc.stdout.replace("‐", "-")
+
+
+def test_packaging_metadata():
+    import re
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "MIT"
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License\n") and "WITHOUT WARRANTY OF ANY KIND" in licence
+    assert meta["authors"] and meta["classifiers"] and meta["urls"]
+    assert any(c.startswith("Topic :: System") for c in meta["classifiers"])
+    for url in meta["urls"].values():
+        assert url.startswith("https://")
+        assert not any(h in url for h in ("pypi.org", "pythonhosted", "npmjs", "crates.io"))
+    extras = meta["optional-dependencies"]
+    assert not any(d.startswith("ruff") for d in extras["test"])  # the test extra stays lean
+    assert any(d.startswith("ruff") for d in extras["dev"])
+    assert "efihandoff[test]" in extras["dev"]
+    # no test imports or runs ruff: the README's test command installs only '.[test]'
+    ruff_use = re.compile(r"^\s*(import ruff|from ruff)|[\[(,]\s*[\"']ruff[\"']", re.M)
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path == Path(__file__):
+            continue  # this test names it
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert not ruff_use.search(text), path
+
+
+def test_readme_fwupd_line_lists_the_boot_tree_with_the_real_fwupdtool(tmp_path):
+    """The README's fwupd command, run as written on a `boot --sysfs-out` tree, lists exactly
+    the devices the model predicts; without FWUPD_UEFI_TEST it lists none (why the README
+    names it)."""
+    import re
+    import shutil
+
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"`(FWUPD_SYSFSFWDIR=DIR[^`]*fwupdtool get-devices[^`]*)`", readme)
+    assert m, "README names the fwupdtool command"
+    words = m.group(1).split()
+    env_words = [w for w in words if "=" in w and w.split("=")[0].isupper()]
+    cmd = words[len(env_words):]
+    assert cmd[:2] == ["fwupdtool", "get-devices"] and "--plugins" in cmd
+    assert {w.split("=")[0] for w in env_words} == {"FWUPD_SYSFSFWDIR", "FWUPD_UEFI_TEST"}
+    if shutil.which("fwupdtool") is None:
+        pytest.skip("fwupdtool not installed (apt-get install fwupd)")
+    tree = tmp_path / "firmware"
+    assert run("boot", EXAMPLE, "--path", "xen-4.17", "--sysfs-out", str(tree)).exit_code == 0
+    predicted = json.loads(run("boot", EXAMPLE, "--path", "xen-4.17", "--json").stdout)
+    for d in ("lock", "cache", "state"):
+        (tmp_path / d).mkdir()
+
+    def listed(with_test: bool) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FWUPD_")}
+        for w in env_words:
+            k, v = w.split("=", 1)
+            if k == "FWUPD_UEFI_TEST" and not with_test:
+                continue
+            env[k] = str(tree) if v == "DIR" else v
+        # isolation only (parallel runs, no root): the lock, cache and state go to tmp_path
+        env.update(FWUPD_LOCKDIR=str(tmp_path / "lock"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+                   FWUPD_LOCALSTATEDIR=str(tmp_path / "state"), LANG="C.UTF-8")
+        proc = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env,
+                              timeout=120, stdin=subprocess.DEVNULL, check=False)
+        doc = json.loads(proc.stdout)
+        return sorted(g for dev in doc.get("Devices", []) if dev.get("Plugin") == "uefi_capsule"
+                      for g in dev["Guid"][:1])
+
+    assert listed(True) == sorted(d["guid"] for d in predicted["fwupd_devices"]) == sorted(
+        [DDC0, G671])
+    assert listed(False) == []
