@@ -463,8 +463,9 @@ def test_repeated_paste_reads_once() -> None:
 
 
 def test_same_line_at_another_time_is_kept(fast: bool) -> None:
-    b = one("[    0.000000] efi: ESRT=0x1 \n[    0.000001] efi: ESRT=0x1 \n", fast)
-    assert [t.line for t in b.config_tables] == [1, 2]
+    line = "e820: update [mem 0x87ec1000-0x87ec1fff] usable ==> reserved\n"
+    b = one(f"[    0.011524] {line}[    0.011600] {line}[    0.011600] {line}", fast)
+    assert [u.line for u in b.e820_updates] == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -579,3 +580,14 @@ def test_every_kind_of_wrap_in_one_log() -> None:
     assert b.memory_map[0].line == 8
     assert b.esrt_reserved == (0x9A26B918, 0x88)
     assert b.unparsed == ()
+
+
+def test_a_wrapped_table_line_pasted_twice_without_timestamps(fast: bool) -> None:
+    line = "Aug 03 22:44:13 host kernel: efi: ACPI=0xca39b000 ACPI 2.0=0xca39b014 \n"
+    line += "MEMATTR=0xc657d018 ESRT=0xc823dd18\n"
+    b = one(line + line, fast)
+    assert labels(b) == [
+        ("ACPI", 0xCA39B000), ("ACPI 2.0", 0xCA39B014), ("MEMATTR", 0xC657D018),
+        ("ESRT", 0xC823DD18),
+    ]
+    assert {t.line for t in b.config_tables} == {1}

@@ -785,6 +785,7 @@ class _Boot:
         self.unparsed_more = 0
         self.dropped: dict[str, int] = {}
         self.seen: set[tuple[float, str]] = set()
+        self.table_heads: set[str] = set()
 
     def drop(self, what: str) -> None:
         self.dropped[what] = self.dropped.get(what, 0) + 1
@@ -863,6 +864,7 @@ class _Pending:
     qp: bool = False
     joins: int = 0
     taken: int = 0  # config-table tokens already recorded
+    dup: bool = False  # a config-table line already read in this boot: its tail is not added
 
 
 # What each pending kind looked like, for UnparsedLine.what.
@@ -1025,7 +1027,8 @@ class _Reader:
             tokens = _scan_tables(text)
             if tokens is None or len(tokens) <= p.taken:
                 return False
-            self._add_tables(b, tokens[p.taken :], p.ln)
+            if not p.dup:
+                self._add_tables(b, tokens[p.taken :], p.ln)
             p.text, p.taken, p.done, p.qp = text, len(tokens), True, False
             p.joins += 1
             return True  # stays held: its tail may follow too
@@ -1258,8 +1261,16 @@ class _Reader:
         if tokens is None:
             self._hold("tables", ln, body)
             return False
-        self._add_tables(b, tokens, ln)
+        # Linux prints the line once per boot (efi_config_parse_tables): the same line again
+        # in one boot, with or without a timestamp, is a paste repeated; so is its tail.
+        dup = body in b.table_heads
+        if not dup:
+            if len(b.table_heads) < 64:
+                b.table_heads.add(body)
+            self._add_tables(b, tokens, ln)
         self._hold("tables", ln, body, done=True, taken=len(tokens))
+        if dup and self.pending is not None:
+            self.pending.dup = True
         return True
 
     @staticmethod
