@@ -1,11 +1,18 @@
 """Kernel logs: what Linux (and Xen) printed about the EFI tables, the memory maps and the ESRT.
 
-Reads dmesg, ``journalctl -k``, syslog, serial-console captures, ``xl dmesg`` and mail-quoted
-excerpts, line by line, into plain data split by boot. Unknown lines are skipped; every per-line
-pattern is linear (no nested quantifiers, bounded repeats) and lines are cut at :data:`MAX_LINE`
-characters, so the whole read is O(size) in time and O(longest line) in memory. Bytes are read
-through a fast path (see "Fast path" below) that takes runs of chatter in bulk and gives the
-same result as feeding every line (``fast=False``).
+Reads dmesg, ``journalctl`` (short forms, verbose, JSON), syslog (BSD, RFC 5424, BusyBox,
+logread), serial-console captures, ``xl dmesg`` and pasted excerpts (mail-quoted, hard-wrapped,
+quoted-printable, HTML-escaped, markdown), line by line, into plain data split by boot; every
+shape is listed, with where it was seen, in tests/sources/FORMATS.md. A prefix nothing here
+knows is read by recognising the kernel message after it. A line cut by a wrap is held and
+joined with the prefix-less line(s) after it when they complete it; a line that looks like one
+read here but does not parse is kept in ``BootLog.unparsed``. The same line at the same time
+(a paste repeated) is read once. Unknown lines are skipped; every per-line pattern is linear (no
+nested quantifiers, bounded repeats), lines are cut at :data:`MAX_LINE` characters and every
+per-boot list has a cap (``MAX_*``; what is cut is said in ``BootLog.cut``), so the whole read
+is O(size) in time and O(1) in memory. Bytes are read through a fast path (see "Fast path"
+below) that takes runs of chatter in bulk and gives the same result as feeding every line
+(``fast=False``).
 
 Message formats, as printed by (project, file, function):
 
