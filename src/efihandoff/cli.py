@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -68,7 +67,7 @@ def _broken_pipe() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    sys.exit(128 + signal.SIGPIPE)
+    sys.exit(1)  # what rich does on a broken pipe too
 
 
 def _errors(fn: F) -> F:

@@ -410,9 +410,13 @@ def _paths_narrow(
     name_w = max(cell_len(n) for n in names)
     for pid, p in paths.items():
         head = Text(pid, style="bold")
-        if p.get("label"):
-            head.append(f"  {p['label']}", style="")
+        label = p.get("label") or ""
+        if label and cell_len(pid) + 2 + cell_len(label) <= console.width:
+            head.append(f"  {label}", style="")
+            label = ""
         console.print(head, overflow="fold")
+        if label:  # too long beside the id: on its own line
+            console.print(Padding(Text(label), (0, 0, 0, 2), expand=False))
         g = Table.grid(padding=(0, 2))
         g.add_column(no_wrap=True, min_width=name_w)
         g.add_column(no_wrap=True, min_width=9)

@@ -126,9 +126,9 @@ def capsule_flag_names(value: int) -> list[str]:
         out.append(f"GUID-specific {low:#x}")
     known = CAPSULE_FLAGS_GUID_SPECIFIC_MASK
     for bit, name in CAPSULE_FLAG_NAMES.items():
-        if value & bit:
+        if value & int(bit):
             out.append(name)
-        known |= bit
+        known |= int(bit)  # plain ints: ~ of an IntFlag keeps only the flag's own bits
     rest = value & ~known & 0xFFFFFFFF
     if rest:
         out.append(f"unknown {rest:#x}")
