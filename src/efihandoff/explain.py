@@ -213,12 +213,12 @@ def _numeric(version: str | None) -> str | None:
 
 def _primary(views: Sequence[View]) -> View:
     """The view closest to the firmware: a dump or scenario (bytes and a map), then a view that
-    lists the configuration tables (one that places the ESRT first, bare metal before a dom0,
-    with a map first), then the rest; a view that lists no tables (xl dmesg) never stands for
-    the firmware's tables."""
+    lists the configuration tables (one that places the ESRT first, bare metal before a dom0, a
+    log before a /sys/firmware copy, with a map first), then the rest; a view that lists no
+    tables (xl dmesg) never stands for the firmware's tables."""
     order = {Role.BARE_METAL: 0, Role.UNKNOWN: 1, Role.XEN_DOM0: 2, Role.XEN_HYPERVISOR: 3}
 
-    def rank(v: View) -> tuple[int, int, int, int, int]:
+    def rank(v: View) -> tuple[int, int, int, int, int, int]:
         m = v.machine
         has_bytes = v.log is None and v.sysfs is None and m.memory is not None
         return (
@@ -226,6 +226,8 @@ def _primary(views: Sequence[View]) -> View:
             0 if m.config_tables is not None else 1,
             0 if m.table(ESRT_GUID) is not None else 1,  # a sysfs copy never says where
             order[v.role],
+            # a copy's runtime-map holds RUNTIME regions only: a log's map covers the rest
+            1 if v.sysfs is not None else 0,
             0 if m.memory_map is not None else 1,
         )
 
