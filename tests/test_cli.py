@@ -215,6 +215,24 @@ def test_esrt_json():
     assert e["entries"][1]["fw_version"] == 3090287969
 
 
+def test_esrt_text_and_json_name_the_values():
+    """fwupd's and fwts' words in text; in JSON beside the raw numbers, which stay."""
+    out = " ".join(run_env("esrt", EXAMPLE, COLUMNS="100").stdout.split())
+    assert "fw_type 1 System Firmware (fwupd: system-firmware)" in out
+    assert "last_attempt_status 1 Unsuccessful (LAST_ATTEMPT_STATUS_ERROR_UNSUCCESSFUL" in out
+    assert "65586 = 0x00010032 (triplet 0.1.50, quad 0.1.0.50, pair 1.50)" in out
+    e0, e1 = json.loads(run("esrt", EXAMPLE, "--json").stdout)["esrt"]["entries"]
+    assert (e0["fw_type"], e0["last_attempt_status"], e0["capsule_flags"]) == (1, 1, 0xFE)
+    assert e0["names"]["fw_type"] == "System Firmware"
+    assert e0["names"]["fwupd_kind"] == "system-firmware"
+    assert e0["names"]["last_attempt_status"] == "Unsuccessful"
+    assert e0["names"]["fwupd_update_state"] == "failed"
+    assert e0["names"]["capsule_flags"] == ["GUID-specific 0xfe"]
+    assert e0["names"]["fwupd_capsule_flags"] == 0x500FE
+    assert e0["names"]["fw_version"]["quad"] == "0.1.0.50"
+    assert e1["names"]["fw_type"] == "Device Firmware" and e1["names"]["fwupd_status"] == "success"
+
+
 def test_esrt_none():
     assert run("esrt", NO_ESRT_LOG).stdout.strip() == "no ESRT"
     assert json.loads(run("esrt", NO_ESRT_LOG, "--json").stdout)["esrt"] is None
@@ -667,3 +685,36 @@ def test_readme_fwupd_line_lists_the_boot_tree_with_the_real_fwupdtool(tmp_path)
     assert listed(True) == sorted(d["guid"] for d in predicted["fwupd_devices"]) == sorted(
         [DDC0, G671])
     assert listed(False) == []
+
+
+def test_survey_progress_is_on_stderr_never_stdout():
+    """stderr a terminal, stdout a file: the progress bar draws on stderr; stdout holds the
+    report alone, from its first line (no blank line, no escapes)."""
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "efihandoff", "survey", str(ROOT / "examples"), "--jobs", "1"],
+            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env,
+            timeout=300, check=False,
+        )
+    finally:
+        os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    assert proc.returncode == 0, err[-500:]
+    out = proc.stdout.decode()
+    assert out.startswith("efihandoff survey"), out[:200]
+    assert "\x1b" not in out
+    assert b"\x1b[" in err  # the live display drew (and cleared) itself on the terminal

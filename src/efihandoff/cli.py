@@ -31,6 +31,7 @@ from efihandoff.sources import (
     read_source,
     read_sources,
 )
+from efihandoff.uefi.descriptions import entry_names
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -345,6 +346,8 @@ def esrt(source: str, as_json: bool) -> None:
     machine, _ = read_machine(source)
     data = esrt_json(machine)
     if as_json:
+        for e in (data or {}).get("entries") or ():
+            e["names"] = entry_names(e)  # the words beside the raw numbers
         click.echo(json.dumps({"schema": "efihandoff/esrt/1", "esrt": data}, indent=2))
     elif data is None:
         click.echo("no ESRT")

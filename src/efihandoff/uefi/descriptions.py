@@ -208,3 +208,27 @@ def describe_entry(e: dict[str, int | str]) -> EntryText:
         last_attempt_version=version_text(last) if last else "0",
         last_attempt_status=status_text,
     )
+
+
+def entry_names(e: dict[str, int | str]) -> dict[str, object]:
+    """The words for one JSON entry, to sit beside its raw numbers (``names`` in ``esrt --json``):
+    None where a value has no name."""
+    fw_type = int(e["fw_type"])
+    status = int(e["last_attempt_status"])
+    flags = int(e["capsule_flags"])
+    return {
+        "fw_type": fw_type_title(fw_type) if fw_type in FW_TYPE_TITLES else None,
+        "fw_type_macro": fw_type_macro(fw_type),
+        "fwupd_kind": fw_type_fwupd(fw_type),
+        "fw_version": version_forms(int(e["fw_version"])),
+        "lowest_supported_fw_version": version_forms(int(e["lowest_supported_fw_version"])),
+        "capsule_flags": capsule_flag_names(flags),
+        "fwupd_capsule_flags": fwupd_capsule_flags(flags),
+        "last_attempt_version": version_forms(int(e["last_attempt_version"])),
+        "last_attempt_status": status_title(status)
+        if status in STATUS_TITLES or VENDOR_RANGE_MIN <= status <= VENDOR_RANGE_MAX
+        else None,
+        "last_attempt_status_macro": status_macro(status),
+        "fwupd_status": status_fwupd(status),
+        "fwupd_update_state": update_state(status),
+    }
