@@ -210,3 +210,18 @@ def test_unparsed_lines_are_findings_and_leave_the_esrt_unknown(tmp_path: Path) 
     unparsed = [f for f in ex.findings if f.code == "log.unparsed-line"]
     assert unparsed and "broken.txt:2:" in unparsed[0].message
     assert {_esrt(ex, pid) for pid in ex.results} == {"unknown"}
+
+
+def test_an_archive_log_map_beats_the_copy_runtime_map(tmp_path: Path) -> None:
+    # A collect archive: /sys/firmware with a runtime-map (RUNTIME regions only) and the boot's
+    # dmesg.txt with its efi=debug map. The ESRT sits in Boot Data, which the runtime map lacks;
+    # the log's map must decide (Linux reserved it natively, facts 3.2 step 12), not "no
+    # descriptor covers it".
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(SYSFS / "native-laptop", root / "sys" / "firmware")
+    shutil.copy(LOGS / "x86-laptop-efi-debug.log", root / "dmesg.txt")
+    ex = _explain(root)
+    assert "efi=debug" in ex.memory_map_evidence
+    assert _esrt(ex, "native") == "intact"
