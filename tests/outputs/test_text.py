@@ -259,3 +259,14 @@ def test_explain_document_of_the_example_renders_at_every_width():
         for pid, p in doc["paths"].items():
             assert any(line.split()[:2] == [pid, p["tables"][ESRT]["verdict"] + ":"]
                        for line in out.splitlines() if line.strip()), (width, pid)
+
+
+def test_console_output_has_no_trailing_spaces(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    c = text.make_console()
+    text.render_paths(PATHS, c)
+    text.render_memory_map([{"type": "EfiLoaderData", "start": 0, "pages": 1,
+                             "attribute": 0xF}], c)
+    out = capsys.readouterr().out
+    assert out and not any(line.endswith(" ") for line in out.splitlines())
+    assert "Paths\n" in out and "EfiLoaderData" in out

@@ -9,6 +9,7 @@ as rows with one verdict per line). Log lines are printed as they are, never wra
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import IO, Any
 
@@ -35,6 +36,38 @@ _VERDICT_STYLE = {
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
+class _Trimmed:
+    """A text stream that drops the spaces rich pads lines with before each newline (a table's
+    title or a grid's last column), so piped output and pasted reports carry none."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._pending = ""
+
+    def write(self, s: str) -> int:
+        self._pending += s
+        if "\n" in self._pending:
+            *lines, self._pending = self._pending.split("\n")
+            self._out.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(s)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._out.write(self._pending)
+            self._pending = ""
+        self._out.flush()
+
+    def isatty(self) -> bool:
+        return self._out.isatty()
+
+    def fileno(self) -> int:
+        return self._out.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._out, "encoding", None) or "utf-8"
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """A console of the right width: ``COLUMNS`` when set, else the terminal's (of stdout, or of
     stdin/stderr when piped), else 80; colour only on a terminal, never with ``NO_COLOR`` or
@@ -44,6 +77,7 @@ def make_console(*, stderr: bool = False) -> Console:
     width = int(cols) if cols.isdigit() and int(cols) > 0 else None
     dumb = env.get("TERM", "") in ("dumb", "unknown")
     return Console(
+        file=_Trimmed(sys.stderr if stderr else sys.stdout),  # type: ignore[arg-type]
         stderr=stderr,
         width=width,
         highlight=False,
