@@ -257,3 +257,17 @@ def test_html_names_who_printed_it(tmp_path: Path) -> None:
     page = explain_html(explain_document(_explain(dmesg, _write(tmp_path, "xl.txt", XL_DMESG))))
     assert "printed by <b>xen-dom0</b> (Xen 4.17.7, boot efi, Linux 6.12.118)" in page
     assert "observed stack <b>Xen 4.17.7 (efi), Linux 6.12.118 dom0</b>" in page
+
+
+def test_no_pool_tail_under_an_unfixed_xen_means_the_firmware_own_table(tmp_path: Path) -> None:
+    # Xen 4.17.7 copies short, and EDK II's AllocatePool always writes a POOL_TAIL after the
+    # block: a dom0 ESRT in ACPI reclaim whose last entry holds real values was never copied.
+    dmesg = _write(tmp_path, "dmesg.txt", LINUX + DOM0_E820 + EFI + RESERVING)
+    ex = _explain(dmesg, _tree(tmp_path, short=False))
+    assert _esrt(ex, "observed").verdict.value == "intact"
+    assert _esrt(ex, "xen-4.16").verdict.value == "intact"  # ACPI reclaim: usable, never reused
+    assert "POOL_TAIL" in ex.machine.memory_type_evidence[0x3F773018]
+    # Another vendor's pool allocator is not known: the copy stays a candidate.
+    other = _write(tmp_path, "other.txt", (LINUX + DOM0_E820 + EFI + RESERVING).replace(
+        "EDK II", "American Megatrends"))
+    assert _esrt(_explain(other, tmp_path / "tree"), "observed").verdict.value == "unknown"

@@ -238,7 +238,10 @@ def _firmware_machine(primary: View, views: Sequence[View]) -> Machine:
     """The primary view's machine (a copy: the caller's views stay as they are), with ESRT bytes
     a /sys/firmware copy shows where the primary knows the address but not the bytes; a copy
     taken on the same side (bare metal, or a dom0) shows the bytes at that address."""
-    machine = primary.machine.with_(notes=list(primary.machine.notes))
+    machine = primary.machine.with_(
+        notes=list(primary.machine.notes),
+        memory_type_evidence=dict(primary.machine.memory_type_evidence),
+    )
     ct = machine.table(ESRT_GUID)
     if ct is None or not isinstance(machine.memory, PhysicalMemory):
         return machine
@@ -371,6 +374,13 @@ def _candidates(
         types = (md.type,) if md is not None else ()
     if XEN_COPY_TYPE not in types:
         return out
+    if not shorts and _no_tail_refutes_copy(machine, ct.table, who):
+        machine.memory_type_evidence[ct.table] = (
+            f"{machine.memory_type_evidence.get(ct.table, 'memory map')}; its bytes do not end "
+            f"in the POOL_TAIL Xen {who.xen_text}'s short copy leaves under EDK II: the "
+            "firmware's own table"
+        )
+        return out
     original = _xen_original(machine, ct.table, who, shorts)
     if shorts:
         return {**out, ESRT_GUID: [Candidate("EfiBootServicesData, copied short by Xen", original)]}
@@ -383,6 +393,19 @@ def _candidates(
     )
     out[ESRT_GUID] = [*own, Candidate("EfiBootServicesData, copied by Xen", reduced)]
     return out
+
+
+def _no_tail_refutes_copy(machine: Machine, addr: int, who: Who) -> bool:
+    """Whether the ESRT's own bytes rule out Xen's copy: a Xen known to copy short (before
+    3ea44aa78c) leaves edk2's POOL_TAIL in the last 16 bytes, which the reference EDK II core
+    always writes after an AllocatePool'd block (Pool.c CoreAllocatePoolI); other vendors'
+    allocators are not known here, so only EDK II firmware is judged this way."""
+    if xen_copy_is_whole(who.xen) is not False or machine.esrt_stand_ins:
+        return False
+    if (machine.firmware_vendor or "").strip() != "EDK II":
+        return False
+    esrt = _esrt_of(machine)
+    return esrt is not None and bool(esrt.entries) and short_copy(esrt) is None
 
 
 def _may_be_xen_copy(primary: View, who: Who, machine: Machine) -> bool:
