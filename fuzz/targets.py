@@ -515,8 +515,12 @@ def _mut_dump(rng: random.Random, data: bytes, others: Sequence[bytes]) -> bytes
 
 def _mut_elf_headers(rng: random.Random, data: bytes) -> bytes:
     """ELF program headers duplicated or made to alias (many PT_LOADs over the same bytes)."""
+    if len(data) < 64:
+        return data
     (phoff,) = struct.unpack_from("<Q", data, 32)
     (phnum,) = struct.unpack_from("<H", data, 56)
+    if not 64 <= phoff <= len(data) - 56 * max(phnum, 1):
+        return data  # an earlier mutation broke the header: nothing to repeat
     headers = [data[phoff + 56 * i : phoff + 56 * (i + 1)] for i in range(phnum)]
     body = data[phoff + 56 * phnum :]
     extra = rng.choice((2, 100, 5000, 60000))
@@ -662,5 +666,8 @@ def make_case(target: Target, seed: int, index: int) -> bytes:
     seeds = target.seeds()
     data = rng.choice(seeds)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
-        data = target.mutate(rng, data, seeds)
+        try:
+            data = target.mutate(rng, data, seeds)
+        except Exception:  # a mutator that cannot handle an earlier round's output: skip it
+            continue
     return data
