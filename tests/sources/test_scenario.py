@@ -271,3 +271,12 @@ def test_readme_names_every_schema_key() -> None:
     written = ("`{}`", "{} =", "[[{}]]", ".{}]]")
     missing = sorted(k for k in keys if not any(w.format(k) in section for w in written))
     assert missing == []
+
+
+def test_unknown_keys_noted_at_most_twenty_and_quoted() -> None:
+    data = _base(**{f"k{i}": i for i in range(30)}, **{"evil\nkey\x1b": 1})
+    notes = [n for n in build_machine(data).notes if n.startswith("scenario:")]
+    assert len(notes) == 21 and notes[-1] == "scenario: 11 more unknown keys ignored"
+    assert all("\n" not in n and "\x1b" not in n for n in notes)
+    data = _base(**{"evil\nkey\x1b": 1})
+    assert "scenario: unknown key 'evil\\nkey\\x1b' ignored" in build_machine(data).notes

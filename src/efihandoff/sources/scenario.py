@@ -91,8 +91,13 @@ def build_machine(
         machine = _Builder(checked).build()
     except (KeyError, TypeError, ValueError, OverflowError, struct.error) as exc:
         raise ParseError(f"bad scenario: {exc}", what=what) from exc
-    machine.notes += [f"scenario: unknown key {k} ignored" for k in unknown]
+    machine.notes += [f"scenario: unknown key {k} ignored" for k in unknown[:_MAX_NOTED]]
+    if len(unknown) > _MAX_NOTED:
+        machine.notes.append(f"scenario: {len(unknown) - _MAX_NOTED} more unknown keys ignored")
     return machine
+
+
+_MAX_NOTED = 20
 
 
 # -- the schema -----------------------------------------------------------------------------
@@ -221,6 +226,8 @@ class _Invalid(Exception):
     def where(self) -> str:
         out = ""
         for part in self.path:
+            if isinstance(part, str) and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", part):
+                part = repr(part[:64])  # a quoted TOML key may hold anything
             out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
         return out or "top level"
 
