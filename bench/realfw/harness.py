@@ -1243,12 +1243,7 @@ FALLBACK_PRESET = {
 # report's cell code) explain gives, why). A disagreement matching one is reported
 # as known and does not fail ``run``; any other fails it. A known one that now agrees is listed
 # so its line can go. Keep it as short as the facts allow: remove lines as explain gets fixed.
-_ARCHIVE_MAP = ("in a collect archive explain takes the map of the copy's runtime-map (RUNTIME "
-                "regions only) over the efi=debug map of the archived dmesg.txt, so the "
-                "ACPI-reclaim ESRT lies in no descriptor; the same files as two sources are right")
-KNOWN_EXPLAIN_WRONG: tuple[tuple[str, str, str, str], ...] = (
-    ("acpireclaim-*-linux-6.12", "tgz", "refused", _ARCHIVE_MAP),
-)
+KNOWN_EXPLAIN_WRONG: tuple[tuple[str, str, str, str], ...] = ()
 
 
 def _stripped_kernel_log(lines: Sequence[str]) -> list[str]:
