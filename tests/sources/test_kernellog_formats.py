@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from efihandoff.sources import kernellog
 from efihandoff.sources.kernellog import (
@@ -591,3 +593,76 @@ def test_a_wrapped_table_line_pasted_twice_without_timestamps(fast: bool) -> Non
         ("ESRT", 0xC823DD18),
     ]
     assert {t.line for t in b.config_tables} == {1}
+
+
+# -- wrapping at random places reads the same as the unwrapped line -----------------------------
+
+_WRAPPABLE = [
+    "efi: ACPI=0x48ff6000 ACPI 2.0=0x48ff6014 SMBIOS=0x45da4000 SMBIOS 3.0=0x45da2000 "
+    "TPMFinalLog=0x48e9f000 ESRT=0x45d39118 RTPROP=0x45d39898 MEMATTR=0x38488418 ",
+    "efi: mem07: [Conventional Memory|   |  |  |  |  |  |  |   |WB|WT|WC|UC] "
+    "range=[0x0000000001400000-0x00000000b9855fff] (2948MB)",
+    "BIOS-e820: [mem 0x0000000092f2f000-0x0000000093b2efff] ACPI NVS",
+    "e820: update [mem 0x87ec1000-0x87ec1fff] usable ==> reserved",
+    "esrt: Reserving ESRT space from 0x0000000087ec1c18 to 0x0000000087ec1e30.",
+]
+
+
+def _summary(log: KernelLog) -> tuple[object, ...]:
+    (b,) = log.boots
+    return (
+        labels(b), desc(b), [(e.start, e.end, e.kind) for e in b.e820],
+        [(u.start, u.end, u.new_kind) for u in b.e820_updates], b.esrt_reserved, b.unparsed,
+    )
+
+
+def _wrap_at_blanks(text: str, width: int) -> list[str]:
+    """A mail client's hard wrap: lines of at most ``width`` characters, broken after a blank
+    (the blank stays at the end of the line); a word longer than the width is not broken."""
+    out: list[str] = []
+    while len(text) > width:
+        cut = text.rfind(" ", 0, width)
+        if cut <= 0:
+            cut = text.find(" ", width)
+            if cut < 0:
+                break
+        out.append(text[: cut + 1])
+        text = text[cut + 1 :]
+    out.append(text)
+    return out
+
+
+def _quoted_printable(text: str, width: int) -> list[str]:
+    """RFC 2045: '=' as =3D, lines of at most ``width`` - 1 characters and a soft break '='."""
+    body = text.replace("=", "=3D")
+    out: list[str] = []
+    while len(body) > width - 1:
+        cut = width - 1
+        while body[cut - 1] == "=" or body[cut - 2 : cut] in ("=3",):
+            cut -= 1  # never inside an escape
+        out.append(body[:cut])
+        body = body[cut:]
+    out.append(body)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    which=st.integers(0, len(_WRAPPABLE) - 1),
+    width=st.integers(30, 100),
+    style=st.sampled_from(["blank", "qp", "quoted"]),
+    fast=st.booleans(),
+)
+def test_wrapping_reads_as_the_line(which: int, width: int, style: str, fast: bool) -> None:
+    """A line wrapped the way mail clients wrap (at a blank, or quoted-printable) reads as the
+    line itself."""
+    line = "[    0.000000] " + _WRAPPABLE[which]
+    whole = read_kernel_log((line + "\n").encode(), fast=fast)
+    if style == "qp":
+        text = "=\n".join(_quoted_printable(line, width))
+    elif style == "quoted":
+        text = "> " + "\n> ".join(_wrap_at_blanks(line, width))
+    else:
+        text = "\n".join(_wrap_at_blanks(line, width))
+    wrapped = read_kernel_log((text + "\n").encode(), fast=fast)
+    assert _summary(wrapped) == _summary(whole)

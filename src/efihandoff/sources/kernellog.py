@@ -80,7 +80,7 @@ MAX_UPDATES = 8192  # "e820: update"/"remove" lines
 MAX_UNPARSED = 256  # UnparsedLine records kept per boot (the rest counted)
 UNPARSED_TEXT = 240  # characters of an unparsed line's message kept
 MAX_BOOTS = 4096  # boots kept per log (a journal of every boot of a year has ~1000)
-MAX_JOINS = 4  # continuation lines one wrapped line may take
+MAX_JOINS = 16  # continuation lines one wrapped line may take (a 30-column wrap of a long line)
 _SEEN_CAP = 65536  # (timestamp, message) pairs remembered per boot to drop pasted repeats
 _U64 = (1 << 64) - 1
 _SNIFF_BYTES = 65536
@@ -563,7 +563,8 @@ _XEN_RAM_MAP = re.compile(r"(Initial )?\S{1,32} RAM map:$")
 _XEN_E820_NEW = re.compile(rf" {{0,4}}\[({_H}), ({_H})\] (.{{1,64}})$")
 _XEN_E820_OLD = re.compile(rf" {{0,4}}({_H}) - ({_H}) (.{{1,64}})$")
 _XEN_EFI_DESC = re.compile(rf" {{0,4}}({_H})-({_H}) type=(\d{{1,10}}) attr=({_H}) {{0,4}}$")
-_MEM_START = re.compile(r"mem\d{1,6}: ")
+_RESERVING = "Reserving ESRT space from"  # Linux esrt.c efi_esrt_init
+_MEM_START = re.compile(r"mem\d{1,6}:")
 _XEN_EFI_START = re.compile(rf" {{0,4}}{_H}-")  # the start of a Xen EFI map line
 _XEN_E820_START = re.compile(rf" {{0,4}}(?:\[{_H},|{_H} - )")
 # A config-table line: NAME=... tokens, maybe "(NAME=... unusable)" (wider than _TABLE_TOKEN).
@@ -882,11 +883,13 @@ _WHAT = {
     "e820": "e820",
     "e820-update": "e820",
     "esrt": "esrt",
+    "efi-body": "efi line",
+    "esrt-body": "esrt",
     "xen-efi": "xen map",
     "xen-e820": "xen map",
 }
 # A continuation line: what a wrapped config-table, map, e820 or esrt line carries (no ':').
-_CONT = re.compile(r"[\w |\[\]()\-=.,*/;+]{1,4096}")
+_CONT = re.compile(r"[\w |\[\]()\-=.,*/;+>]{1,4096}")
 
 
 class _Reader:
@@ -929,6 +932,16 @@ class _Reader:
         text = _clean(raw)
         if not text:
             return
+        p = self.pending
+        # after a quoted-printable soft break the next line is text, not mail quoting
+        # ("usable =3D=3D=" / "> reserved")
+        if (
+            p is not None
+            and p.qp
+            and text[:1] == ">"
+            and self._continue(p, text.replace("=3D", "="))
+        ):
+            return
         head = text.lstrip(" >")
         if head.startswith("-- Boot ") or head.startswith("-- Reboot --"):
             # journalctl between boots
@@ -941,10 +954,14 @@ class _Reader:
             split = _strip(text)
         if split is None:
             return
-        self.message(ln, *split)
+        # a blank that starts a line after a quoted-printable soft break is part of the text
+        self.message(ln, *split, lead=text[:1] == " ")
 
-    def message(self, ln: int, msg: str, ts: float | None, is_xen: bool, kernel: bool) -> None:
-        """The rest of :meth:`feed` once the line's prefixes are off."""
+    def message(
+        self, ln: int, msg: str, ts: float | None, is_xen: bool, kernel: bool, lead: bool = False
+    ) -> None:
+        """The rest of :meth:`feed` once the line's prefixes are off (``lead``: the raw line
+        started with a blank)."""
         if "=3D" in msg:  # a quoted-printable mail archive (RFC 2045): '=' and a trailing blank
             msg = msg.replace("=3D", "=")
             if msg.endswith("=20"):
@@ -953,7 +970,7 @@ class _Reader:
             msg = msg.rstrip("`")  # the end of a markdown inline-code paste
         p = self.pending
         if p is not None:
-            if not kernel and not is_xen and ts is None and self._continue(p, msg):
+            if not kernel and not is_xen and ts is None and self._continue(p, msg, lead):
                 return
             self._resolve()
         if not is_xen:
@@ -1002,15 +1019,21 @@ class _Reader:
         qp = text.endswith("=")  # a quoted-printable soft line break (or a wrap after '=')
         self.pending = _Pending(kind, ln, text[:-1] if qp else text, done, qp, 0, taken)
 
-    def _continue(self, p: _Pending, msg: str) -> bool:
+    def _continue(self, p: _Pending, msg: str, lead: bool = False) -> bool:
         """Join a prefix-less line to the held one when it is plainly its continuation."""
         cont = msg.strip()
-        if not cont or p.joins >= MAX_JOINS or len(p.text) + len(cont) > MAX_LINE:
+        if p.joins >= MAX_JOINS or len(p.text) + len(cont) > MAX_LINE:
             return False
-        if _CONT.fullmatch(cont) is None:
+        if not cont:
+            if not (p.qp and lead):
+                return False
+            tries = [p.text]  # a soft break then only the blank it kept ("=20" undone)
+        elif _CONT.fullmatch(cont) is None:
             return False
-        if p.qp:  # a soft line break, or a wrap right after a real '='
-            tries = [p.text + cont, p.text + "=" + cont]
+        elif not p.text:  # "efi: " / "esrt: " alone: the message is on the next line
+            tries = [cont]
+        elif p.qp:  # a soft line break, or a wrap right after a real '='
+            tries = [p.text + (" " if lead else "") + cont, p.text + "=" + cont]
         else:  # a wrap at a blank (the usual), or inside a token
             tries = [p.text.rstrip() + " " + cont, p.text + cont]
         for joined in tries:
@@ -1034,12 +1057,25 @@ class _Reader:
             tokens = _scan_tables(text)
             if tokens is None or len(tokens) <= p.taken:
                 return False
+            if not p.dup and p.taken and len(b.tables) >= p.taken:
+                # a wrap inside the last token ("ACPI=0x48" / "ff6000 ..."): its full value
+                first = len(b.tables) - p.taken
+                for i, (label, addr, unusable) in enumerate(tokens[: p.taken]):
+                    t = b.tables[first + i]
+                    if (t.label, t.address, t.unusable) != (label, addr, unusable):
+                        b.tables[first + i] = LoggedTable(label, addr, unusable, t.line)
             if not p.dup:
                 self._add_tables(b, tokens[p.taken :], p.ln)
             p.text, p.taken, p.done, p.qp = text, len(tokens), True, False
             p.joins += 1
             return True  # stays held: its tail may follow too
         self.pending = None
+        if kind in ("efi-body", "esrt-body"):
+            read = self._efi if kind == "efi-body" else self._esrt
+            if read(b, text, p.ln) or self.pending is not None:
+                return True
+            self.pending = p
+            return False
         done: bool | None = None
         if kind == "memmap":
             done = self._memmap(b, text, p.ln)
@@ -1051,7 +1087,10 @@ class _Reader:
                 done = self._e820(b, m, p.ln)
         elif kind == "e820-update":
             m = _E820_CHANGE.match(text)
-            if m is not None and "==>" in m[4] and _e820_kind(m[4].split("==>", 1)[1])[1]:
+            if m is not None and (
+                m[1] == "remove"
+                or ("==>" in m[4] and _e820_kind(m[4].split("==>", 1)[1])[1] is not None)
+            ):
                 done = self._e820_change(b, text, p.ln)
         elif kind == "esrt":
             m = _ESRT_PATTERNS[0][1].match(text)
@@ -1228,12 +1267,13 @@ class _Reader:
                     b.dom0_marker = True
                 return True
             return False
-        if msg.startswith("Xen: ["):
+        if msg.startswith("Xen: [") or msg.rstrip() == "Xen:":
             return self._e820_line(b, msg, ln)
         return False
 
     def _efi(self, b: _Boot, body: str, ln: int) -> bool:
         if not body:
+            self._hold("efi-body", ln, "", done=True)  # "efi: " and the rest wrapped
             return False
         if body.startswith("EFI v"):
             m = _EFI_VERSION.match(body)
@@ -1265,7 +1305,7 @@ class _Reader:
     def _tables(self, b: _Boot, body: str, ln: int) -> bool:
         """A config-table line (held: a mail client may have wrapped its tail)."""
         tokens = _scan_tables(body)
-        if tokens is None:
+        if tokens is None or body.endswith("="):  # a soft line break: the last token goes on
             self._hold("tables", ln, body)
             return False
         # Linux prints the line once per boot (efi_config_parse_tables): the same line again
@@ -1358,13 +1398,19 @@ class _Reader:
 
     def _esrt(self, b: _Boot, body: str, ln: int) -> bool:
         if not body:
+            self._hold("esrt-body", ln, "", done=True)
+            return False
+        if body.endswith("=") and not body.endswith("=="):
+            self._hold("esrt-body", ln, body)  # a quoted-printable soft break: read it whole
             return False
         for kind, pattern, how in _ESRT_PATTERNS:
             m = pattern.match(body)
             if m:
                 self._esrt_record(b, kind, body, ln, _read_values(m.groups(), how))
                 return True
-        if body.startswith("Reserving ESRT space from"):
+        if body.startswith("Reserving") and (
+            body.startswith(_RESERVING) or _RESERVING.startswith(body)
+        ):
             # the end address (or more) on the next, mail-wrapped line
             self._hold("esrt", ln, body)
             return False
@@ -1405,7 +1451,8 @@ class _Reader:
         end or its type word is held for a wrapped continuation."""
         m = _E820.match(msg)
         if m is None:
-            if msg.startswith(("BIOS-e820: [", "Xen: [")):
+            rest = msg.split(":", 1)[1].strip() if ":" in msg else ""
+            if msg.startswith("BIOS-e820:") or (msg.startswith("Xen:") and rest[:1] in ("", "[")):
                 self._hold("e820", ln, msg)
             return False
         if m[2] == "mem" and m[1] in ("BIOS-e820", "Xen") and _e820_kind(m[5])[1] is None:
@@ -1416,6 +1463,8 @@ class _Reader:
     def _e820_change(self, b: _Boot, body: str, ln: int, strict: bool = True) -> bool:
         m = _E820_CHANGE.match(body)
         if m is None:
+            if strict and body.split("[", 1)[0].strip() in ("update", "remove"):
+                self._hold("e820-update", ln, body)  # cut before its end
             return False
         op, start, last, rest = m[1], int(m[2], 16), int(m[3], 16), m[4].strip()
         if last < start:
