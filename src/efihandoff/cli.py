@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -47,18 +48,10 @@ _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
 def _interrupted() -> None:
     """Ctrl-C: no traceback, no "Aborted!", exit 130 (a newline keeps the prompt tidy)."""
-    with _quiet_errors():
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr: still exit 130
         sys.stderr.write("\n")
         sys.stderr.flush()
     sys.exit(EXIT_INTERRUPTED)
-
-
-class _quiet_errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True  # a closed stderr must not turn an exit into a traceback
 
 
 def _broken_pipe() -> None:

@@ -270,3 +270,28 @@ def test_console_output_has_no_trailing_spaces(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out and not any(line.endswith(" ") for line in out.splitlines())
     assert "Paths\n" in out and "EfiLoaderData" in out
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 160])
+def test_any_boxed_table_on_the_console_is_never_cut(monkeypatch, capsys, width):
+    """A table built elsewhere (e.g. the survey's renderer) printed on make_console(): widths
+    given so every word shows, or records when the width cannot hold them."""
+    from rich.table import Table
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    c = text.make_console()
+    t = Table(title="ESRT by path (machines)", title_justify="left")
+    t.add_column("path")
+    for w in ("intact", "relocated", "corrupt", "refused", "absent", "reserved median"):
+        t.add_column(w, justify="right")
+    for pid in ("xen-4.17-linux-6.1", "keep-boot-services", "reserve-hypercall"):
+        t.add_row(pid, "[green]9[/] (53%)", "-", "5 (29%)", "12 (71%)", "2 (12%)", "64.0 MiB")
+    c.print(t)
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= width
+    for pid in ("xen-4.17-linux-6.1", "keep-boot-services", "reserve-hypercall"):
+        assert any(pid in line for line in out.splitlines()), pid
+    assert ("┃" in out) is (width >= 100)
+    if width < 100:  # records: the row's name, then each column on its own line
+        assert "    relocated        -" in out and "    reserved median  64.0 MiB" in out

@@ -68,6 +68,96 @@ class _Trimmed:
         return getattr(self._out, "encoding", None) or "utf-8"
 
 
+class _FittingConsole(Console):
+    """A console on which no boxed table is ever cut, whatever renderer built it (e.g. the
+    survey's): widths are given so that every word shows whole, or, when this width cannot
+    show them all, the table is printed as records instead."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if len(objects) == 1 and not kwargs and isinstance(objects[0], Table):
+            t = objects[0]
+            if t.box is not None and not _fit_table(self, t):
+                _table_records(self, t)
+                return
+        super().print(*objects, **kwargs)
+
+
+def _plain(console: Console, cell: Any) -> Text | None:
+    if isinstance(cell, Text):
+        return cell
+    if isinstance(cell, str):
+        return console.render_str(cell, highlight=False)
+    return None  # another renderable: rich lays it out
+
+
+def _fit_table(console: Console, t: Table) -> bool:
+    """False when the table cannot show every cell whole at this width (a wrapping column as
+    wide as its longest word, a no-wrap column as its longest line). Else True, with column
+    widths fixed when rich's own shrinking could cut a cell."""
+    needs, maxes = [], []
+    for col in t.columns:
+        if col.width is not None:
+            needs.append(col.width)
+            maxes.append(col.width)
+            continue
+        cells = [_plain(console, col.header), *(_plain(console, c) for c in col._cells)]
+        if any(c is None for c in cells):
+            return True
+        texts = [c.plain for c in cells if c is not None]
+        longest_line = max((cell_len(ln) for x in texts for ln in x.splitlines()), default=0)
+        longest_word = max((cell_len(w) for x in texts for w in x.split()), default=0)
+        need = longest_line if col.no_wrap else longest_word
+        needs.append(max(need, col.min_width or 0))
+        maxes.append(max(longest_line, needs[-1]))
+    pad = t.padding[1] + t.padding[3] if len(t.padding) == 4 else 2
+    n = len(t.columns)
+    overhead = n * pad + (n + 1 if t.show_edge else n - 1)
+    room = console.width - overhead
+    if sum(maxes) <= room:
+        return True
+    if sum(needs) > room:
+        return False
+    widths = list(needs)
+    spare = room - sum(widths)
+    while spare > 0:
+        grew = False
+        for i in range(n):
+            if spare and widths[i] < maxes[i]:
+                widths[i] += 1
+                spare -= 1
+                grew = True
+        if not grew:
+            break
+    for col, w in zip(t.columns, widths, strict=True):
+        col.width = w
+    return True
+
+
+def _table_records(console: Console, t: Table) -> None:
+    """The narrow layout of any table: its title, then per row the first cell as a heading and
+    each other cell on a line of its own under its column's name."""
+    if t.title:
+        title = _plain(console, t.title) or Text(str(t.title))
+        console.print(Text(title.plain, style="bold"), overflow="fold")
+    cols = t.columns
+    names = [(_plain(console, c.header) or Text("")).plain.replace("\n", " ") for c in cols]
+    label_w = max((cell_len(n) for n in names[1:]), default=0)
+
+    def flat(cell: Any) -> Text:
+        x = _plain(console, cell) or Text(str(cell))
+        return Text(" ").join(x.split("\n"))
+
+    for i in range(t.row_count):
+        head = flat(cols[0]._cells[i]) if cols else Text("")
+        console.print(head, overflow="fold")
+        g = Table.grid(padding=(0, 2))
+        g.add_column(no_wrap=True, min_width=label_w)
+        g.add_column(overflow="fold")
+        for name, col in zip(names[1:], cols[1:], strict=True):
+            g.add_row(name, flat(col._cells[i]))
+        console.print(Padding(g, (0, 0, 0, 4), expand=False))
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """A console of the right width: ``COLUMNS`` when set, else the terminal's (of stdout, or of
     stdin/stderr when piped), else 80; colour only on a terminal, never with ``NO_COLOR`` or
@@ -76,7 +166,7 @@ def make_console(*, stderr: bool = False) -> Console:
     cols = env.get("COLUMNS", "")
     width = int(cols) if cols.isdigit() and int(cols) > 0 else None
     dumb = env.get("TERM", "") in ("dumb", "unknown")
-    return Console(
+    return _FittingConsole(
         file=_Trimmed(sys.stderr if stderr else sys.stdout),  # type: ignore[arg-type]
         stderr=stderr,
         width=width,
