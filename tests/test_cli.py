@@ -718,3 +718,17 @@ def test_survey_progress_is_on_stderr_never_stdout():
     assert out.startswith("efihandoff survey"), out[:200]
     assert "\x1b" not in out
     assert b"\x1b[" in err  # the live display drew (and cleared) itself on the terminal
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_survey_text_fits_and_cuts_nothing(columns):
+    from efihandoff.paths.presets import PRESETS
+
+    result = run_env("survey", str(ROOT / "examples"), "--jobs", "1", COLUMNS=columns)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("efihandoff survey")
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= int(columns)
+    for pid in PRESETS:
+        assert any(pid in line for line in out.splitlines()), pid
