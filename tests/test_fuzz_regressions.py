@@ -82,7 +82,7 @@ def test_harness_classifies_escapes_memory_and_project_errors(tmp_path: Path, mo
         "import sys; from pathlib import Path; sys.path.insert(0, '.')\n"
         "from fuzz.run import classify; from fuzz.targets import TARGETS, Target\n"
         "def run(data, work):\n"
-        "    blob = bytearray(64 << 20); blob[-1] = 1\n"
+        "    blob = b\"\\x01\" * (64 << 20)  # written, so resident\n"
         "TARGETS['probe'] = Target('probe', 'bin', lambda: [b''], None, run, '')\n"
         "print(classify('probe', b'big', Path(sys.argv[1]), 10, rss_slack_mib=16)[:2])\n"
     )
