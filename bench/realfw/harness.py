@@ -1442,16 +1442,37 @@ def _known_wrong(case_id: str, label: str, verdict: str) -> str | None:
                 None)
 
 
+SHORT_COPY_FINDING = "esrt.xen-short-copy"
+POOL_TAIL_SIGNATURE = struct.unpack("<I", b"ptal")[0]  # edk2 POOL_TAIL "ptal" as a u32
+
+
+def pool_tail_in_tree(real: dict[str, Any]) -> bool:
+    """Whether the kernel's ESRT tree ends in edk2's POOL_TAIL (Xen 4.17's 16-byte-short copy):
+    the last entry's lowest_supported_fw_version is the signature "ptal" and its
+    last_attempt_version the pool's size, 24 (POOL_HEAD) + 40 x entries + 16 (POOL_TAIL)."""
+    sysfs: dict[str, str] = real.get("sysfs") or {}
+    if not real.get("sysfs_present"):
+        return False
+    n = len({k.split("/")[1] for k in sysfs if k.startswith("entries/")})
+    last = f"entries/entry{n - 1}/"
+    return n > 0 and (sysfs.get(last + "lowest_supported_fw_version") == f"{POOL_TAIL_SIGNATURE}\n"
+                      and sysfs.get(last + "last_attempt_version") == f"{24 + 40 * n + 16}\n")
+
+
 def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
     """Issue 9 point 10 for one boot (its serial log ``text``): every evidence set of
     :data:`EXPLAIN_SETS` the boot leaves (``xl`` ones under Xen only) through explain, each
-    observed ESRT verdict judged against :func:`esrt_truth`. None when the case did not boot.
-    {truth, why, sets: [{set, status, cell, verdict, reason, candidates, from, role,
-    xen_version, linux_version, known, error}]}."""
+    observed ESRT verdict judged against :func:`esrt_truth`. A set holding the /sys/firmware
+    copy must also carry the finding ``esrt.xen-short-copy`` exactly when the copy's ESRT ends
+    in the pool tail (:func:`pool_tail_in_tree`): else it disagrees (cell ``-short-copy``,
+    missing, or ``+short-copy``, wrongly there). None when the case did not boot.
+    {truth, why, short_copy, sets: [{set, status, cell, verdict, reason, candidates, from, role,
+    xen_version, linux_version, findings, known, error}]}."""
     real = parse_serial(text)
     truth = esrt_truth(case.content, real)
     if truth is None:
         return None
+    short_copy = pool_tail_in_tree(real)
     sets: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix=f"realfw-explain-{case.id}-") as tmp:
         files = write_evidence(text, Path(tmp))
@@ -1465,10 +1486,19 @@ def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
                 continue
             obs = observed_esrt(doc, case.stack)
             status, cell = judge_observed(truth[0], obs)
+            codes = [f.get("code") for f in doc.get("findings") or [] if isinstance(f, dict)]
+            if names[0] in ("tree", "collect.tar.gz"):
+                flagged = SHORT_COPY_FINDING in codes
+                if flagged != short_copy and status != "disagree":
+                    status = "disagree"
+                    cell = ("-" if short_copy else "+") + "short-copy"
+                    obs["reason"] = (f"finding {SHORT_COPY_FINDING} "
+                                     + ("missing" if short_copy else "without a pool tail")
+                                     + f"; verdict {obs.get('verdict')}: {obs.get('reason')}")
             known = _known_wrong(case.id, label, cell) if status == "disagree" else None
             sets.append({"set": label, "status": status, "cell": cell, **obs,
-                         "known": known})
-    return {"truth": truth[0], "why": truth[1], "sets": sets}
+                         "findings": codes, "known": known})
+    return {"truth": truth[0], "why": truth[1], "short_copy": short_copy, "sets": sets}
 
 
 def explain_cell(result: dict[str, Any] | None) -> str:
@@ -1666,6 +1696,17 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
             tail.append(f"- {r.real['case']}:")
             tail += [f"  - {d}" for d in [*r.diffs, *(r.fwupd or [])]]
             tail += [f"  - explained: {w}" for w in r.explained or []]
+    by_set: dict[str, dict[str, int]] = {}
+    for r in rows:
+        for st in (r.explain_result or {}).get("sets", []):
+            counts_of = by_set.setdefault(st["set"], {k: 0 for k in (
+                "ok", "unknown", "weak", "disagree", "error")})
+            counts_of[st["status"]] += 1
+    if by_set:
+        tail += ["", "## Explain by evidence set", "",
+                 "| set | ok | unknown | weak | disagree | error |", "|---|---|---|---|---|---|"]
+        tail += [f"| {k} | {v['ok']} | {v['unknown']} | {v['weak']} | {v['disagree']} | "
+                 f"{v['error']} |" for k, v in by_set.items()]
     wrong = [(r, st) for r in rows for st in (r.explain_result or {}).get("sets", [])
              if st["status"] in ("disagree", "error")]
     if wrong:

@@ -108,6 +108,21 @@ def test_truth_intact_needs_the_firmware_address():
     assert harness.esrt_truth("valid2", {**real, "injected": []})[0] == "absent"
 
 
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name.split(".serial")[0])
+def test_pool_tail_in_tree_only_after_the_short_copy(path):
+    real = harness.parse_serial(_text(path))
+    short = path.name.startswith("bsdata-valid2-xen-4.17+linux-6.12")
+    assert harness.pool_tail_in_tree(real) is short
+
+
+def test_pool_tail_needs_signature_and_size():
+    real = harness.parse_serial(_text(DATA / "bsdata-valid2-xen-4.17+linux-6.12.serial.log"))
+    assert harness.POOL_TAIL_SIGNATURE == PTAL
+    wrong_size = {**real["sysfs"], "entries/entry1/last_attempt_version": "96\n"}
+    assert not harness.pool_tail_in_tree({**real, "sysfs": wrong_size})
+    assert not harness.pool_tail_in_tree({**real, "sysfs_present": False})
+
+
 def test_expected_sysfs_by_hand():
     want = harness.expected_esrt_sysfs(harness.esrt_bytes("valid2"))
     # fwupd's fixture entries (plugins/uefi-capsule/tests/efi/esrt), as Linux prints them
@@ -304,6 +319,29 @@ def test_the_judge_catches_a_wrong_explain(monkeypatch):
     assert len(harness.explain_failures([row])) == len(harness.EXPLAIN_SETS) - 1
 
 
+def test_tree_sets_must_carry_the_short_copy_finding(monkeypatch):
+    monkeypatch.setattr(harness, "KNOWN_EXPLAIN_WRONG", ())
+    right = {"paths": {"observed": {"label": "x", "tables": {ESRT: {
+        "verdict": "corrupt", "reason": "short copy"}}}}, "findings": []}
+    monkeypatch.setattr(harness, "run_explain", lambda sources: right)
+    path = DATA / "bsdata-valid2-xen-4.17+linux-6.12.serial.log"
+    result = harness.explain_checks(_case(path), _text(path))
+    assert result["short_copy"] is True
+    cells = {s["set"]: s["cell"] for s in result["sets"]}
+    # the right verdict, but no finding: only the sets holding the tree disagree
+    assert cells == {"d": "ok", "xl+d": "ok", "xl": "ok", "ex": "ok", "t": "-short-copy",
+                     "t+d": "-short-copy", "tgz": "-short-copy"}
+    right["findings"] = [{"code": "esrt.xen-short-copy"}]
+    result = harness.explain_checks(_case(path), _text(path))
+    assert {s["status"] for s in result["sets"]} == {"ok"}
+    # the finding where there is no pool tail is wrong too
+    rt = DATA / "rtdata-valid2-xen-4.17+linux-6.12.serial.log"
+    right["paths"]["observed"]["tables"][ESRT]["verdict"] = "intact"
+    result = harness.explain_checks(_case(rt), _text(rt))
+    assert result["short_copy"] is False
+    assert {s["set"]: s["cell"] for s in result["sets"]}["t"] == "+short-copy"
+
+
 def test_report_has_the_explain_column(tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "KNOWN_EXPLAIN_WRONG", (
         ("*-xen-4.17+linux-6.12", "xl", "absent", "xl dmesg shows no table list"),
@@ -324,6 +362,7 @@ def test_report_has_the_explain_column(tmp_path, monkeypatch):
     assert "| case | real | predicted | agree | fwupd | explain |" in text
     assert "d:ok xl:*absent* t:**intact** ex:unk? = corrupt (preset xen-4.17 for t) |" in text
     assert "| a-valid2-xen-4.17+linux-6.12 | t | intact | corrupt | preset xen-4.17 | r |" in text
+    assert "| xl | 0 | 0 | 0 | 1 | 0 |" in text and "| ex | 0 | 0 | 1 | 0 | 0 |" in text
     fails = harness.explain_failures([row])
     assert len(fails) == 1 and fails[0].startswith("a-valid2-xen-4.17+linux-6.12 t: intact")
     # the known line for *-linux-6.1 matched no checked case: not reported as gone
