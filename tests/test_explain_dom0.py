@@ -271,3 +271,12 @@ def test_no_pool_tail_under_an_unfixed_xen_means_the_firmware_own_table(tmp_path
     other = _write(tmp_path, "other.txt", (LINUX + DOM0_E820 + EFI + RESERVING).replace(
         "EDK II", "American Megatrends"))
     assert _esrt(_explain(other, tmp_path / "tree"), "observed").verdict.value == "unknown"
+
+
+def test_explain_json_names_the_esrt_fields(tmp_path: Path) -> None:
+    # fwupd's fixture entry 0 (facts 6.3): fw_type 1 is system firmware, status 1 unsuccessful.
+    dmesg = _write(tmp_path, "dmesg.txt", LINUX + DOM0_E820 + EFI + RESERVING)
+    doc = explain_document(_explain(dmesg, _tree(tmp_path, short=False)))
+    names = doc["esrt"]["names"][0]
+    assert names["fwupd_kind"] is not None and "ystem" in str(names["fw_type"])
+    assert doc["esrt"]["entries"][0]["fw_type"] == 1  # raw numbers stay beside

@@ -332,3 +332,14 @@ def test_live_dom0_reads_xl_dmesg(tmp_path, monkeypatch):
     assert Role.XEN_HYPERVISOR in [v.role for v in views]
     who = explain(views).who
     assert (who.role, who.xen_text, str(who.xen_boot)) == (Role.XEN_DOM0, "4.17.5", "multiboot2")
+
+
+def test_collect_to_a_tar_name_writes_a_plain_tar(tmp_path):
+    # The name says what the file is: ".tar" is a plain tar (ustar magic, no gzip), read back
+    # like the gzip one.
+    root = _root(tmp_path)
+    out = tmp_path / "report.tar"
+    collect(out, root)
+    head = out.read_bytes()[:512]
+    assert head[:2] != b"\x1f\x8b" and head[257:262] == b"ustar"
+    assert _summary(read_sysfs(out)) == _summary(read_sysfs(root / "sys/firmware"))

@@ -10,6 +10,7 @@ from efihandoff.explain import OBSERVED, Explanation
 from efihandoff.machine import Machine
 from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi import tables as known_tables
+from efihandoff.uefi.descriptions import entry_names
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
 from efihandoff.uefi.memmap import type_name
 
@@ -119,6 +120,7 @@ def esrt_json(machine: Machine) -> dict[str, Any] | None:
         table = None
     if table is not None:
         out["entries"] = _esrt_fields(table)["entries"]
+        out["names"] = [entry_names(e) for e in out["entries"]]  # words beside the numbers
     return out
 
 

@@ -393,7 +393,9 @@ def _write(target: Path, members: list[tuple[str, bytes | None]], now: int) -> i
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+            # a name ending in .tar gets a plain tar, as its name says; else gzip
+            mode = "w" if target.name.lower().endswith(".tar") else "w:gz"
+            with tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tf:
                 for name, data in members:
                     info = tarfile.TarInfo(name)
                     info.mtime = now
