@@ -1706,7 +1706,8 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
         tail += ["", "## Explain by evidence set", "",
                  "| set | ok | unknown | weak | disagree | error |", "|---|---|---|---|---|---|"]
         tail += [f"| {k} | {v['ok']} | {v['unknown']} | {v['weak']} | {v['disagree']} | "
-                 f"{v['error']} |" for k, v in by_set.items()]
+                 f"{v['error']} |" for k, v in sorted(
+                     by_set.items(), key=lambda kv: [*EXPLAIN_SETS, kv[0]].index(kv[0]))]
     wrong = [(r, st) for r in rows for st in (r.explain_result or {}).get("sets", [])
              if st["status"] in ("disagree", "error")]
     if wrong:
