@@ -605,6 +605,13 @@ _WRAPPABLE = [
     "BIOS-e820: [mem 0x0000000092f2f000-0x0000000093b2efff] ACPI NVS",
     "e820: update [mem 0x87ec1000-0x87ec1fff] usable ==> reserved",
     "esrt: Reserving ESRT space from 0x0000000087ec1c18 to 0x0000000087ec1e30.",
+    "efi:   0x000000001000-0x000000307fff [Conventional Memory|   |  |  |  |  |  |  |   |WB|  "
+    "|  |  ]",
+    "efi: mem02: type=4, attr=0xf, range=[0x000000000005e000-0x0000000000060000) (0MB)",
+    "efi: ACPI=0x9ffbe000 (ESRT=0x9b4a6018 unusable) SMBIOS=0x9f7e1000 (MEMATTR=0x9b4a7018 "
+    "unusable) ",
+    "Xen: [mem 0x0000000000100000-0x000000000fffffff] usable",
+    "BIOS-e820: [mem 0x0000000100000000-0x000000047dffffff]  14.1 GB System RAM",
 ]
 
 
@@ -666,3 +673,39 @@ def test_wrapping_reads_as_the_line(which: int, width: int, style: str, fast: bo
         text = "\n".join(_wrap_at_blanks(line, width))
     wrapped = read_kernel_log((text + "\n").encode(), fast=fast)
     assert _summary(wrapped) == _summary(whole)
+
+
+_XEN_WRAPPABLE = [
+    ("(XEN) EFI memory map:", "(XEN)  0000040000000-00000403fffff type=0 attr=000000000000000f"),
+    ("(XEN) EFI RAM map:", "(XEN)  [0000000100000000, 000000047c7fffff] (usable)"),
+    ("(XEN) Xen-e820 RAM map:", "(XEN)  0000000100000000 - 000000047c800000 (ACPI NVS)"),
+]
+
+
+def _xen_summary(log: KernelLog) -> tuple[object, ...]:
+    (b,) = log.boots
+    assert b.xen is not None
+    return (
+        [(d.type, d.phys_addr, d.num_pages, d.attribute) for d in b.xen.efi_memory_map],
+        [(e.start, e.end, e.kind) for e in b.xen.e820],
+        b.unparsed,
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    which=st.integers(0, len(_XEN_WRAPPABLE) - 1),
+    width=st.integers(25, 80),
+    style=st.sampled_from(["blank", "qp"]),
+    fast=st.booleans(),
+)
+def test_wrapping_xen_map_lines(which: int, width: int, style: str, fast: bool) -> None:
+    head, line = _XEN_WRAPPABLE[which]
+    tail = "(XEN) Freed 1016kB unused BSS memory\n"
+    whole = read_kernel_log(f"{head}\n{line}\n{tail}".encode(), fast=fast)
+    if style == "qp":
+        text = "=\n".join(_quoted_printable(line, width))
+    else:
+        text = "\n".join(_wrap_at_blanks(line, width))
+    wrapped = read_kernel_log(f"{head}\n{text}\n{tail}".encode(), fast=fast)
+    assert _xen_summary(wrapped) == _xen_summary(whole)

@@ -565,8 +565,9 @@ _XEN_E820_OLD = re.compile(rf" {{0,4}}({_H}) - ({_H}) (.{{1,64}})$")
 _XEN_EFI_DESC = re.compile(rf" {{0,4}}({_H})-({_H}) type=(\d{{1,10}}) attr=({_H}) {{0,4}}$")
 _RESERVING = "Reserving ESRT space from"  # Linux esrt.c efi_esrt_init
 _MEM_START = re.compile(r"mem\d{1,6}:")
-_XEN_EFI_START = re.compile(rf" {{0,4}}{_H}-")  # the start of a Xen EFI map line
-_XEN_E820_START = re.compile(rf" {{0,4}}(?:\[{_H},|{_H} - )")
+# the start of a Xen map line (in a map, a line that starts with a number), cut anywhere
+_XEN_EFI_START = re.compile(rf" {{0,4}}{_H}(?:[ \-=]|$)")
+_XEN_E820_START = re.compile(rf" {{0,4}}\[?{_H}(?:[ ,\-=\]]|$)")
 # A config-table line: NAME=... tokens, maybe "(NAME=... unusable)" (wider than _TABLE_TOKEN).
 _TABLEISH = re.compile(r" {0,8}\(?[^=():\s][^=():]{0,63}=")
 # First letters of the messages read below ("kernel: " is one _Reader.message strips).
@@ -1112,7 +1113,7 @@ class _Reader:
         if p is None:
             return
         self.pending = None
-        if p.done:
+        if p.done or not p.text.strip():  # nothing was said ("efi: " alone, a blank line)
             return
         b = self.cur
         # What a line with an unknown type word says is kept (the word as printed), and the
@@ -1273,7 +1274,7 @@ class _Reader:
 
     def _efi(self, b: _Boot, body: str, ln: int) -> bool:
         if not body:
-            self._hold("efi-body", ln, "", done=True)  # "efi: " and the rest wrapped
+            self._hold("efi-body", ln, "")  # "efi: " and the rest wrapped
             return False
         if body.startswith("EFI v"):
             m = _EFI_VERSION.match(body)
@@ -1398,7 +1399,7 @@ class _Reader:
 
     def _esrt(self, b: _Boot, body: str, ln: int) -> bool:
         if not body:
-            self._hold("esrt-body", ln, "", done=True)
+            self._hold("esrt-body", ln, "")
             return False
         if body.endswith("=") and not body.endswith("=="):
             self._hold("esrt-body", ln, body)  # a quoted-printable soft break: read it whole
@@ -1530,6 +1531,10 @@ class _Reader:
             b.xen_started = True
             return True
         mode = b.xen_map_mode
+        if not body and mode is not None:
+            # "(XEN) " alone inside a map: a blank line, or one wrapped right after the prefix
+            self._hold("xen-efi" if mode == "efi" else "xen-e820", ln, "")
+            return False
         if mode == "efi":
             done = self._xen_efi_desc(b, msg, ln)
             if done is not None:
