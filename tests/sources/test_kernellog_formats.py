@@ -509,9 +509,12 @@ def test_other_programs_in_other_formats(line: str, fast: bool) -> None:
 
 
 def test_prose_quoting_a_message_is_not_read(fast: bool) -> None:
-    line = "The log says efi: ESRT=0x1234 but fwupd shows nothing"
-    log = read_kernel_log((line + "\n").encode(), fast=fast)
-    assert log.boots == ()
+    for line in (
+        "The log says efi: ESRT=0x1234 but fwupd shows nothing",
+        "In 2024 I saw efi: ESRT=0x1234 in my log",
+    ):
+        log = read_kernel_log((line + "\n").encode(), fast=fast)
+        assert log.boots == ()
 
 
 # -- caps ---------------------------------------------------------------------------------------

@@ -485,6 +485,7 @@ _BODY = re.compile(
 _BODY_SEARCH = 160  # characters of an unknown prefix searched
 # A prefix ending in another program's "tag[pid]: " is that program's line, not the kernel's.
 _TAG_END = re.compile(r"([^\s:\[\]]{1,64})(?:\[\d{1,10}\])?: ?$")
+_TIMEISH = re.compile(r"\d:\d\d|\d\.\d|\d{9}")
 _KERNEL_TAG = re.compile(r"kernel(?:\[\d{1,10}\])?: ?")  # journalctl --no-hostname forms
 
 
@@ -497,8 +498,9 @@ def _recognise(msg: str) -> str | None:
     t = _TAG_END.search(head)
     if t is not None and t[1] != "kernel":
         return None
-    # A prefix is a time (it has a digit) or a field name ("MESSAGE="); prose is neither.
-    if t is None and not head.rstrip().endswith("=") and not any(c.isdigit() for c in head):
+    # A prefix holds a time (hh:mm, seconds.fraction, a Unix time) or ends in a field name
+    # ("MESSAGE=") or the kernel's tag; prose ("In 2024 I saw efi: ...") does none of that.
+    if t is None and not head.rstrip().endswith("=") and _TIMEISH.search(head) is None:
         return None
     return msg[m.start() :]
 
