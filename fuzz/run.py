@@ -62,12 +62,14 @@ def classify(
     """(outcome, signature, message) of one case, run here under a CPU-time limit. A case that
     raises the process's peak RSS by more than twice its input plus ``rss_slack_mib`` is a
     memory blow-up too (the bound issue 15 sets for explain)."""
+    fresh = _reset_peak()
     before_rss = _rss()
     before_peak = _peak()
     outcome = _classify(target, data, work, cpu_seconds)
     peak = _peak()
     grew = peak - before_rss
-    if outcome[0] == "ok" and peak > before_peak and grew > 2 * len(data) + (rss_slack_mib << 20):
+    rose = fresh or peak > before_peak  # without a reset, only a new high-water mark tells
+    if outcome[0] == "ok" and rose and grew > 2 * len(data) + (rss_slack_mib << 20):
         return (
             "memory",
             f"{target}|rss",
@@ -84,7 +86,26 @@ def _rss() -> int:
         return _peak()
 
 
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux: 5 > /proc/self/clear_refs); False if it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _peak() -> int:
+    """Peak RSS since the last reset: VmHWM (ru_maxrss also counts what a forked parent
+    had resident before exec, so it is only a fallback)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
