@@ -352,3 +352,23 @@ def test_echoed_names_and_text_are_escaped(tmp_path: Path) -> None:
     csv.writer(out).writerows(result.csv_rows())
     assert "\x1b" not in out.getvalue()
     assert survey.echo_safe("a\udcffb\u2028") == "a\\udcffb\\u2028"
+
+
+def test_rendered_names_are_text_not_markup(tmp_path: Path) -> None:
+    # A member named "[/b]x.log" raised rich's MarkupError (internal error, exit 1); "[red]" was
+    # swallowed as a style. Names are shown as written.
+    from rich.console import Console
+
+    from efihandoff.outputs.survey import render_survey
+
+    archive = tmp_path / "logs.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name in ("[/b]x.log", "[red]y.log"):
+            info = tarfile.TarInfo(name)
+            info.size = 5
+            tf.addfile(info, io.BytesIO(b"junk\n"))
+    result = survey.run([str(archive)], jobs=1)
+    console = Console(record=True, width=240, color_system=None)
+    render_survey(result, console)
+    text = console.export_text()
+    assert "::[/b]x.log" in text or "::[red]y.log" in text

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from efihandoff.outputs.text import _VERDICT_STYLE, _bytes
@@ -60,7 +61,7 @@ def _esrt_table(title: str, paths: dict[str, Any], console: Console) -> None:
     for pid, p in paths.items():
         cost = p["cost"]
         t.add_row(
-            pid,
+            escape(pid),
             *(_cell(w, p["esrt"].get(w, 0), p["machines"]) for w in words),
             _bytes(cost["reserved_bytes"]["median"]),
             _bytes(cost["reserved_bytes"]["max"]),
@@ -77,7 +78,7 @@ def _other_tables(paths: dict[str, Any], console: Console) -> None:
     t = Table(title="Other configuration tables by path (machines)", title_justify="left")
     t.add_column("table")
     for pid in paths:
-        t.add_column(pid, overflow="fold")
+        t.add_column(escape(pid), overflow="fold")
     for name in names:
         cells = []
         for p in paths.values():
@@ -88,7 +89,7 @@ def _other_tables(paths: dict[str, Any], console: Console) -> None:
                 if counts.get(w)
             ]
             cells.append("\n".join(parts) or "[dim]-[/]")
-        t.add_row(name, *cells)
+        t.add_row(escape(name), *cells)
     console.print(t)
 
 
@@ -98,7 +99,7 @@ def _counts(title: str, what: str, counts: dict[str, int], total: int, console: 
     t.add_column("machines", justify="right")
     t.add_column("share", justify="right")
     for key, count in counts.items():
-        t.add_row(key, str(count), f"{100 * count / total:.1f}%" if total else "-")
+        t.add_row(escape(key), str(count), f"{100 * count / total:.1f}%" if total else "-")
     console.print(t)
 
 
@@ -110,7 +111,7 @@ def _skipped(skipped: list[dict[str, str]], console: Console) -> None:
     t.add_column("first", overflow="fold")
     for reason, count in by_reason.most_common(_SKIPPED_SHOWN):
         first = next(s["path"] for s in skipped if s["reason"] == reason)
-        t.add_row(str(count), reason, first)
+        t.add_row(str(count), escape(reason), escape(first))  # names are text, not markup
     console.print(t)
     if len(by_reason) > _SKIPPED_SHOWN:
         console.print(f"  … {len(by_reason) - _SKIPPED_SHOWN} more reasons (--json lists all)")
