@@ -795,7 +795,7 @@ class _Boot:
         self.unparsed: list[UnparsedLine] = []
         self.unparsed_more = 0
         self.dropped: dict[str, int] = {}
-        self.seen: set[tuple[float, str]] = set()
+        self.seen: set[tuple[float, int]] = set()  # (timestamp, hash of the message)
         self.table_heads: set[str] = set()
 
     def drop(self, what: str) -> None:
@@ -991,10 +991,10 @@ class _Reader:
             b = self.cur
             b.xen_lines += 1
         else:
-            key: tuple[float, str] | None = None
+            key: tuple[float, int] | None = None
             if ts is not None:
                 b = self._timestamp(b, ln, ts)
-                key = (ts, msg)
+                key = (ts, hash(msg))  # a hash: memory does not grow with line length
             # the same line at the same time again is a paste repeated
             used = False if key is not None and key in b.seen else self._linux(b, msg, ln)
             b = self.cur
