@@ -64,7 +64,23 @@ HOSTILE_NUMBERS: tuple[str, ...] = (
     "1_0",
     "00000000000000000000000000000000000000000000000000000000001",
 )
-CONTROL = ("\x00", "\x1b[2J", "\r", "\t", "\x7f", "\u2028", "\ud800", "\x85", "\n\n")
+CONTROL = (
+    "\x00",
+    "\x1b[2J",
+    "\r",
+    "\t",
+    "\x7f",
+    "\u2028",
+    "\ud800",
+    "\x85",
+    "\n\n",
+    "[/b]",
+    "[red]",
+    "[link=file:///etc/passwd]",
+    "<script>",
+    "&amp;",
+    "]]>",  # markup of outputs
+)
 _NUMBER = re.compile(rb"0x[0-9a-fA-F]+|\b\d+\b")
 
 
