@@ -505,9 +505,11 @@ _HOT: dict[int, list[int]] = {}
 def _mut_dump(rng: random.Random, data: bytes, others: Sequence[bytes]) -> bytes:
     from fuzz.mutate import mutate_bytes
 
-    hot = _HOT.get(id(data))
+    hot = _HOT.get(id(data)) if any(data is o for o in others) else None
     if hot is None:
-        hot = _HOT[id(data)] = _hot(data)
+        hot = _hot(data)
+        if any(data is o for o in others):  # cache the seeds' only (ids of others get reused)
+            _HOT[id(data)] = hot
     if data[:4] == b"\x7fELF" and rng.random() < 0.3:
         return _mut_elf_headers(rng, data)
     return mutate_bytes(rng, data, hot=hot, others=())
