@@ -1442,6 +1442,27 @@ def _known_wrong(case_id: str, label: str, verdict: str) -> str | None:
                 None)
 
 
+XEN_VERSION = "4.17.7"  # what Debian's xen-hypervisor-4.17-amd64 4.17.7+13 calls itself
+
+
+def machine_mismatch(case: Case, label: str, obs: dict[str, Any]) -> str | None:
+    """The report cell for a wrong ``machine`` entry in explain's JSON, or None when it is
+    right or left open (None or ``unknown``): the role (``xen-hypervisor`` for ``xl dmesg``
+    alone, ``xen-dom0`` for any other set of a Xen boot, ``bare-metal`` natively), the Xen
+    version (4.17.7 under Xen, none natively) and the Linux version's major.minor."""
+    role = obs.get("role")
+    want = ("xen-hypervisor" if label == "xl" else "xen-dom0") if case.xen else "bare-metal"
+    if role not in (None, "unknown", want):
+        return f"role:{role}"
+    xen = obs.get("xen_version")
+    if xen is not None and (not case.xen or xen != XEN_VERSION):
+        return f"xen:{xen}"
+    linux = obs.get("linux_version")
+    if linux is not None and linux.split(".")[:2] != case.kernel.split("-")[1].split("."):
+        return f"linux:{linux}"
+    return None
+
+
 SHORT_COPY_FINDING = "esrt.xen-short-copy"
 POOL_TAIL_SIGNATURE = struct.unpack("<I", b"ptal")[0]  # edk2 POOL_TAIL "ptal" as a u32
 
@@ -1465,7 +1486,8 @@ def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
     observed ESRT verdict judged against :func:`esrt_truth`. A set holding the /sys/firmware
     copy must also carry the finding ``esrt.xen-short-copy`` exactly when the copy's ESRT ends
     in the pool tail (:func:`pool_tail_in_tree`): else it disagrees (cell ``-short-copy``,
-    missing, or ``+short-copy``, wrongly there). None when the case did not boot.
+    missing, or ``+short-copy``, wrongly there); so does a wrong ``machine`` role or version
+    (:func:`machine_mismatch`). None when the case did not boot.
     {truth, why, short_copy, sets: [{set, status, cell, verdict, reason, candidates, from, role,
     xen_version, linux_version, findings, known, error}]}."""
     real = parse_serial(text)
@@ -1495,6 +1517,11 @@ def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
                     obs["reason"] = (f"finding {SHORT_COPY_FINDING} "
                                      + ("missing" if short_copy else "without a pool tail")
                                      + f"; verdict {obs.get('verdict')}: {obs.get('reason')}")
+            wrong_machine = machine_mismatch(case, label, obs)
+            if wrong_machine is not None and status != "disagree":
+                status, cell = "disagree", wrong_machine
+                obs["reason"] = (f"machine {wrong_machine}; verdict {obs.get('verdict')}: "
+                                 f"{obs.get('reason')}")
             known = _known_wrong(case.id, label, cell) if status == "disagree" else None
             sets.append({"set": label, "status": status, "cell": cell, **obs,
                          "findings": codes, "known": known})

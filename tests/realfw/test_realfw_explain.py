@@ -340,6 +340,31 @@ def test_tree_sets_must_carry_the_short_copy_finding(monkeypatch):
     result = harness.explain_checks(_case(rt), _text(rt))
     assert result["short_copy"] is False
     assert {s["set"]: s["cell"] for s in result["sets"]}["t"] == "+short-copy"
+    # a right verdict from a JSON that takes the dom0 for bare metal disagrees
+    right["findings"] = []
+    right["machine"] = {"role": "bare-metal", "xen_version": None, "linux_version": None}
+    result = harness.explain_checks(_case(rt), _text(rt))
+    assert {s["set"]: s["cell"] for s in result["sets"]}["d"] == "role:bare-metal"
+
+
+def test_machine_mismatch():
+    dom0 = _case(DATA / "bsdata-valid2-xen-4.17+linux-6.12.serial.log")
+    native = _case(DATA / "bsdata-valid2-linux-6.12.serial.log")
+    m = harness.machine_mismatch
+    right = {"role": "xen-dom0", "xen_version": "4.17.7", "linux_version": "6.12.118"}
+    assert m(dom0, "d", right) is None
+    assert m(dom0, "d", {"role": "unknown", "xen_version": None, "linux_version": None}) is None
+    assert m(dom0, "xl", right) == "role:xen-dom0"
+    assert m(dom0, "xl", {**right, "role": "xen-hypervisor", "linux_version": None}) is None
+    assert m(dom0, "d", {**right, "role": "bare-metal"}) == "role:bare-metal"
+    assert m(dom0, "d", {**right, "xen_version": "4.17"}) == "xen:4.17"
+    assert m(dom0, "d", {**right, "linux_version": "6.1.0"}) == "linux:6.1.0"
+    assert m(native, "d", {"role": "bare-metal", "linux_version": "6.12.118"}) is None
+    assert m(native, "d", {"role": "bare-metal", "xen_version": "4.17.7"}) == "xen:4.17.7"
+    assert m(native, "t", {"role": "xen-dom0"}) == "role:xen-dom0"
+    six_one = harness.Case.make("bsdata", "valid2", "xen-4.17+linux-6.1")
+    assert m(six_one, "d", {**right, "linux_version": "6.1.0"}) is None
+    assert m(six_one, "d", right) == "linux:6.12.118"
 
 
 def test_report_has_the_explain_column(tmp_path, monkeypatch):
