@@ -280,3 +280,35 @@ def test_explain_json_names_the_esrt_fields(tmp_path: Path) -> None:
     names = doc["esrt"]["names"][0]
     assert names["fwupd_kind"] is not None and "ystem" in str(names["fw_type"])
     assert doc["esrt"]["entries"][0]["fw_type"] == 1  # raw numbers stay beside
+
+
+def test_model_checks_are_the_readers_message_kinds() -> None:
+    from efihandoff.explain import _PRINTED_CHECKS
+    from efihandoff.sources.kernellog import ESRT_KINDS
+
+    assert {str(c) for c in _PRINTED_CHECKS} <= set(ESRT_KINDS)
+
+
+def test_cross_check_compares_the_stopping_check(tmp_path: Path) -> None:
+    # The dom0 printed "ESRT header is not in the memory map." (a Reserved-type ESRT, facts 3.2
+    # step 3); a model that stopped at another check is reported, by value, not by log text.
+    from dataclasses import replace
+
+    from efihandoff.explain import compare_dom0
+    from efihandoff.paths.linux import EsrtCheck
+
+    log = (
+        LINUX
+        + DOM0_E820
+        + "[    0.000000] Xen: [mem 0x000000003f4ec000-0x000000003f76bfff] reserved\n"
+        + EFI.replace("ESRT=0x3f773018", "ESRT=0x3f700018")
+        + "[    0.08] esrt: ESRT header is not in the memory map.\n"
+    )
+    ex = _explain(_write(tmp_path, "d.txt", log))
+    view = next(v for v in ex.views if v.log is not None)
+    result = ex.results["observed"]
+    assert result.esrt_check is EsrtCheck.NOT_IN_MEMMAP
+    assert [f.code for f in compare_dom0(view, result)] == ["model.agrees"]
+    wrong = replace(result, esrt_check=EsrtCheck.ONLY_HEADER)
+    (finding,) = compare_dom0(view, wrong)
+    assert finding.code == "model.disagrees" and "only-header" in finding.message

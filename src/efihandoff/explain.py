@@ -19,6 +19,7 @@ from efihandoff.dom0 import (
 )
 from efihandoff.findings import Finding, info, warning
 from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.paths.linux import EsrtCheck
 from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
 from efihandoff.paths.simulate import PathResult, simulate
 from efihandoff.paths.verdict import TableVerdict, Verdict
@@ -36,6 +37,10 @@ from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryType, type_name
 
 OBSERVED = "observed"  # paths.observed: the stack that printed the evidence
+# efi_esrt_init checks that print a message (kernel-log reader kinds of the same names).
+_PRINTED_CHECKS = frozenset(
+    c for c in EsrtCheck if c not in (EsrtCheck.NO_EFI_MEMMAP, EsrtCheck.BYTES_UNKNOWN)
+)
 _GOOD = (Verdict.INTACT, Verdict.RELOCATED)
 # Linux drivers/firmware/efi/efi.c common_tables names the ESRT since 4.2 (0bb549052d33).
 _ESRT_LABEL_SINCE = (4, 2)
@@ -747,19 +752,27 @@ def compare_dom0(view: View, predicted: PathResult, label: str | None = None) ->
         )
     esrt = predicted.tables.get(ESRT_GUID)
     real_reserving = "reserving" in o.esrt_kinds
-    if (
-        esrt is not None
-        and esrt.verdict is not Verdict.UNKNOWN
-        and predicted.esrt_reserving != real_reserving
-    ):
-        out.append(
-            warning(
-                "model.disagrees",
-                f"{view.source.path}: the dom0 {'did' if real_reserving else 'did not'} "
-                "reserve the ESRT (efi_esrt_init), the model predicts it "
-                f"{'would' if predicted.esrt_reserving else 'would not'}",
+    if esrt is not None and esrt.verdict is not Verdict.UNKNOWN:
+        if predicted.esrt_reserving != real_reserving:
+            out.append(
+                warning(
+                    "model.disagrees",
+                    f"{view.source.path}: the dom0 {'did' if real_reserving else 'did not'} "
+                    "reserve the ESRT (efi_esrt_init), the model predicts it "
+                    f"{'would' if predicted.esrt_reserving else 'would not'}",
+                )
             )
-        )
+        # The check that stopped it, where the kernel prints one (the reader's message kinds).
+        real_checks = [k for k in o.esrt_kinds if k in _PRINTED_CHECKS]
+        pred = predicted.esrt_check
+        if real_checks and pred in _PRINTED_CHECKS and pred != real_checks[0]:
+            out.append(
+                warning(
+                    "model.disagrees",
+                    f"{view.source.path}: the dom0's efi_esrt_init stopped at {real_checks[0]}, "
+                    f"the model predicts {pred} for {label}",
+                )
+            )
     if not out:
         out.append(
             info(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.machine import PhysicalMemory
@@ -90,6 +91,37 @@ _RUNTIME = int(MemoryAttribute.RUNTIME)
 _TCG2_FORMAT = 2  # EFI_TCG2_EVENT_LOG_FORMAT_TCG_2
 
 
+class EsrtCheck(StrEnum):
+    """The check of esrt.c efi_esrt_init that stopped the ESRT (the kernel-log reader's
+    ``esrt:`` message kinds where the kernel prints one)."""
+
+    NO_EFI_MEMMAP = "no-efi-memmap"  # 6.1/6.2 in a PV dom0: returns before any message
+    NOT_IN_MEMMAP = "not-in-memmap"
+    DESCRIPTOR_INVALID = "descriptor-invalid"
+    HEADER_DOES_NOT_FIT = "header-does-not-fit"
+    BYTES_UNKNOWN = "bytes-unknown"  # the evidence lacks the header: no check could run
+    UNSUPPORTED_VERSION = "unsupported-version"
+    ONLY_HEADER = "only-header"
+    COUNT_TOO_LARGE = "count-too-large"
+    DOES_NOT_FIT = "does-not-fit"
+
+    @property
+    def decided_without_bytes(self) -> bool:
+        """Checks that run before the header is read: their outcome needs no ESRT bytes."""
+        return self in (EsrtCheck.NO_EFI_MEMMAP, EsrtCheck.NOT_IN_MEMMAP)
+
+
+@dataclass(frozen=True)
+class EsrtRefusal:
+    """Why efi_esrt_init did not take the ESRT: the check, and the sentence for a person."""
+
+    check: EsrtCheck
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass
 class TableUse:
     """What Linux did with one configuration-table entry."""
@@ -112,7 +144,7 @@ class LinuxBoot:
     uses: list[TableUse] = field(default_factory=list)
     esrt_data: int | None = None
     esrt_data_size: int = 0
-    esrt_refused: str | None = None
+    esrt_refused: EsrtRefusal | None = None
     memmap: MemoryMap | None = None  # native: after efi_mem_reserve and efi_free_boot_services
     e820: list[E820Range] | None = None
     # Native: memblock reservations; under the reserve-hypercall proposal: what dom0 asked Xen
@@ -332,9 +364,10 @@ def _esrt_init(
     (pr_fmt "esrt: ")."""
     if spec.linux < (6, 3) and lb.memmap is None:
         # 6.1/6.2: "if (!efi_enabled(EFI_MEMMAP)) return;" (6.3 01de145dc7fb adds PARAVIRT).
-        lb.esrt_refused = (
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.NO_EFI_MEMMAP,
             f"Linux {_v(spec.linux)} efi_esrt_init returns without EFI_MEMMAP, never set in a "
-            "Xen PV dom0"
+            "Xen PV dom0",
         )
         return
     use = next((u for u in lb.uses if u.guid == ESRT_GUID and u.recorded), None)
@@ -346,46 +379,64 @@ def _esrt_init(
     if rc < 0 or md is None or (not md.attribute & _RUNTIME and md.type not in types):
         lb.log.append("esrt: ESRT header is not in the memory map.")
         what = "no descriptor covers it" if md is None else f"its type is {md.type_name}"
-        lb.esrt_refused = f"efi_esrt_init: ESRT header is not in the memory map ({what})"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.NOT_IN_MEMMAP, f"efi_esrt_init: ESRT header is not in the memory map ({what})"
+        )
         return
     end = md.phys_addr + (md.num_pages << PAGE_SHIFT)
     if spec.linux < (6, 3) and end < esrt:  # removed by 6.3 ab03e91e60ce
         lb.log.append(f"esrt: EFI memory descriptor is invalid. (esrt: {esrt:#x} max: {end:#x})")
-        lb.esrt_refused = "efi_esrt_init: memory descriptor invalid"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.DESCRIPTOR_INVALID, "efi_esrt_init: memory descriptor invalid"
+        )
         return
     room = end - esrt
     if room < ESRT_HEADER_SIZE:
         lb.log.append(
             f"esrt: ESRT header doesn't fit on single memory map entry. (size: 16 max: {room})"
         )
-        lb.esrt_refused = f"efi_esrt_init: only {room} bytes before the descriptor ends"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.HEADER_DOES_NOT_FIT,
+            f"efi_esrt_init: only {room} bytes before the descriptor ends",
+        )
         return
     raw = memory.read(esrt, ESRT_HEADER_SIZE)
     if raw is None:
-        lb.esrt_refused = "the ESRT header bytes are not known"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.BYTES_UNKNOWN, "the ESRT header bytes are not known"
+        )
         return
     hdr = EsrtHeader.unpack(raw)
     if hdr.fw_resource_version != 1:
         lb.log.append(f"esrt: Unsupported ESRT version {_lld(hdr.fw_resource_version)}.")
-        lb.esrt_refused = f"efi_esrt_init: fw_resource_version is {hdr.fw_resource_version}, not 1"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.UNSUPPORTED_VERSION,
+            f"efi_esrt_init: fw_resource_version is {hdr.fw_resource_version}, not 1",
+        )
         return
     if hdr.fw_resource_count > 0 and room - ESRT_HEADER_SIZE < ESRT_ENTRY_SIZE:
         lb.log.append(
             f"esrt: ESRT memory map entry can only hold the header. (max: {room - 16} size: 40)"
         )
-        lb.esrt_refused = "efi_esrt_init: the descriptor holds only the header"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.ONLY_HEADER, "efi_esrt_init: the descriptor holds only the header"
+        )
         return
     if hdr.fw_resource_count > LINUX_MAX_ENTRIES:
         lb.log.append(
             f"esrt: ESRT says fw_resource_count has very large value {_d(hdr.fw_resource_count)}."
         )
-        lb.esrt_refused = f"efi_esrt_init: fw_resource_count {hdr.fw_resource_count} > 128"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.COUNT_TOO_LARGE,
+            f"efi_esrt_init: fw_resource_count {hdr.fw_resource_count} > 128",
+        )
         return
     size = ESRT_HEADER_SIZE + ESRT_ENTRY_SIZE * hdr.fw_resource_count
     if room < size:
         lb.log.append(f"esrt: ESRT does not fit on single memory map entry (size: 16 max: {room})")
-        lb.esrt_refused = (
-            f"efi_esrt_init: {size} bytes do not fit in the {room} left in the descriptor"
+        lb.esrt_refused = EsrtRefusal(
+            EsrtCheck.DOES_NOT_FIT,
+            f"efi_esrt_init: {size} bytes do not fit in the {room} left in the descriptor",
         )
         return
     lb.esrt_data, lb.esrt_data_size = esrt, size

@@ -81,6 +81,7 @@ class PathResult:
     # the tables the Xen allowlist marked unusable, and whether efi_esrt_init reserved the ESRT.
     unusable: tuple[Guid, ...] = ()
     esrt_reserving: bool = False
+    esrt_check: linux.EsrtCheck | None = None  # the efi_esrt_init check that stopped the ESRT
 
     @property
     def esrt(self) -> TableVerdict:
@@ -137,6 +138,7 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         esrt_bytes=lb.esrt_bytes,
         unusable=tuple(u.guid for u in lb.uses if u.unusable),
         esrt_reserving=lb.esrt_data is not None,
+        esrt_check=lb.esrt_refused.check if lb.esrt_refused else None,
     )
 
 
@@ -356,13 +358,13 @@ class _Judge:
         if use is not None and use.refused:
             return v(Verdict.REFUSED, use.refused)
         if lb.esrt_refused:
-            decided = "not in the memory map" in lb.esrt_refused or "EFI_MEMMAP" in lb.esrt_refused
+            decided = lb.esrt_refused.check.decided_without_bytes
             if not self.esrt_known and not decided:
                 return v(
                     Verdict.UNKNOWN,
                     "the ESRT's bytes are not in the evidence, and the checks depend on them",
                 )
-            return v(Verdict.REFUSED, lb.esrt_refused)
+            return v(Verdict.REFUSED, str(lb.esrt_refused))
         relocs = self.xb.relocations if self.xb else []
         reloc = next((r for r in relocs if r.guid == ESRT_GUID), None)
         if (
