@@ -312,3 +312,16 @@ def test_cross_check_compares_the_stopping_check(tmp_path: Path) -> None:
     wrong = replace(result, esrt_check=EsrtCheck.ONLY_HEADER)
     (finding,) = compare_dom0(view, wrong)
     assert finding.code == "model.disagrees" and "only-header" in finding.message
+
+
+def test_the_firmware_values_behind_the_short_copy_are_null(tmp_path: Path) -> None:
+    # Xen copied 80 of 96 bytes: the original's last entry lost its last four fields (facts
+    # 5.4 step 5); the firmware's values there are not in the evidence, the rest is.
+    dmesg = _write(tmp_path, "dmesg.txt", LINUX + DOM0_E820 + EFI + RESERVING)
+    esrt = explain_document(_explain(dmesg, _tree(tmp_path, short=True)))["esrt"]
+    first, last = esrt["entries"]
+    assert first["lowest_supported_fw_version"] == 65582 and first["last_attempt_status"] == 1
+    assert (last["fw_class"], last["fw_version"]) == (FW_CLASS[1], 3090287969)
+    tail = ("lowest_supported_fw_version", "capsule_flags", "last_attempt_version")
+    assert all(last[k] is None for k in (*tail, "last_attempt_status"))
+    assert esrt["names"][1]["fwupd_update_state"] is None

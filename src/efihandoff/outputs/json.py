@@ -12,6 +12,7 @@ from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.descriptions import entry_names
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
+from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import type_name
 
 SCHEMA = "efihandoff/explain/1"
@@ -120,7 +121,39 @@ def esrt_json(machine: Machine) -> dict[str, Any] | None:
         table = None
     if table is not None:
         out["entries"] = _esrt_fields(table)["entries"]
+    elif hdr.fw_resource_count <= _PARTIAL_MAX:
+        out["entries"] = _partial_entries(machine, ct.table + 16, hdr.fw_resource_count)
+    if out["entries"] is not None:
         out["names"] = [entry_names(e) for e in out["entries"]]  # words beside the numbers
+    return out
+
+
+_PARTIAL_MAX = 128  # efi_esrt_init's cap: more entries than this are never read
+_FIELD_AT = {  # EFI_SYSTEM_RESOURCE_ENTRY offsets of the u32 fields (facts 1.7)
+    "fw_type": 16,
+    "fw_version": 20,
+    "lowest_supported_fw_version": 24,
+    "capsule_flags": 28,
+    "last_attempt_version": 32,
+    "last_attempt_status": 36,
+}
+
+
+def _partial_entries(machine: Machine, base: int, count: int) -> list[dict[str, Any]] | None:
+    """Entries field by field where only some of their bytes are known (e.g. the original of
+    Xen's short copy: its last 16 bytes are not in the evidence): None where unknown; None for
+    the whole list when no entry is known at all."""
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        at = base + 40 * i
+        raw = machine.read(at, 16)
+        e: dict[str, Any] = {"fw_class": None if raw is None else str(Guid.from_bytes(raw))}
+        for name, off in _FIELD_AT.items():
+            v = machine.read(at + off, 4)
+            e[name] = None if v is None else int.from_bytes(v, "little")
+        out.append(e)
+    if all(v is None for e in out for v in e.values()):
+        return None
     return out
 
 

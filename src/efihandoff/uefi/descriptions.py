@@ -21,7 +21,8 @@ One place for the words; outputs call these, parsers never do. Sources (facts fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from efihandoff import fwupd
 from efihandoff.uefi.esrt import (
@@ -176,8 +177,41 @@ class EntryText:
         return [(k, getattr(self, k)) for k in self.__dataclass_fields__]
 
 
-def describe_entry(e: dict[str, int | str]) -> EntryText:
-    """An ``explain``/``esrt`` JSON entry as words, each raw number kept first."""
+_UNKNOWN = "? (not in the evidence)"
+# The names entry_names derives from each field.
+_NAMES_OF = {
+    "fw_type": ("fw_type", "fw_type_macro", "fwupd_kind"),
+    "fw_version": ("fw_version",),
+    "lowest_supported_fw_version": ("lowest_supported_fw_version",),
+    "capsule_flags": ("capsule_flags", "fwupd_capsule_flags"),
+    "last_attempt_version": ("last_attempt_version",),
+    "last_attempt_status": (
+        "last_attempt_status",
+        "last_attempt_status_macro",
+        "fwupd_status",
+        "fwupd_update_state",
+    ),
+}
+
+
+def _known(e: Mapping[str, int | str | None]) -> tuple[dict[str, int | str], list[str]]:
+    """The entry with unknown (None) fields set to 0, and their names."""
+    unknown = [k for k, v in e.items() if v is None]
+    return {k: (0 if v is None else v) for k, v in e.items()}, unknown
+
+
+def describe_entry(e: Mapping[str, int | str | None]) -> EntryText:
+    """An ``explain``/``esrt`` JSON entry as words, each raw number kept first; a field the
+    evidence does not give (None) reads ``?``."""
+    filled, unknown = _known(e)
+    if unknown:
+        return replace(
+            _describe(filled), **{k: _UNKNOWN for k in unknown if k in EntryText.__annotations__}
+        )
+    return _describe(filled)
+
+
+def _describe(e: Mapping[str, int | str]) -> EntryText:
     fw_type = int(e["fw_type"])
     kind = fw_type_fwupd(fw_type)
     flags = int(e["capsule_flags"])
@@ -210,9 +244,17 @@ def describe_entry(e: dict[str, int | str]) -> EntryText:
     )
 
 
-def entry_names(e: dict[str, int | str]) -> dict[str, object]:
+def entry_names(e: Mapping[str, int | str | None]) -> dict[str, object]:
     """The words for one JSON entry, to sit beside its raw numbers (``names`` in ``esrt --json``):
-    None where a value has no name."""
+    None where a value has no name or is not in the evidence."""
+    filled, unknown = _known(e)
+    names = _names(filled)
+    for k in unknown:
+        names.update(dict.fromkeys(_NAMES_OF.get(k, ())))
+    return names
+
+
+def _names(e: Mapping[str, int | str]) -> dict[str, object]:
     fw_type = int(e["fw_type"])
     status = int(e["last_attempt_status"])
     flags = int(e["capsule_flags"])
