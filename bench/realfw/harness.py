@@ -1701,7 +1701,11 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
            "collect` writes it. `ok` the right verdict; `unk` unknown with the truth among "
            "its candidates; `unk?` unknown without candidates and `none` no verdict for an "
            "ESRT it shows (weak, not counted as wrong); otherwise the wrong verdict in bold "
-           "(in italics when listed as known in `KNOWN_EXPLAIN_WRONG`).", ""]
+           "(in italics when listed as known in `KNOWN_EXPLAIN_WRONG`). A set holding the copy "
+           "must also carry the finding `esrt.xen-short-copy` exactly when the copy's last "
+           "entry is edk2's pool tail (else `-short-copy` / `+short-copy`), and the JSON's "
+           "`machine` role, Xen and Linux versions must fit the stack (else e.g. "
+           "`role:bare-metal`).", ""]
           if any(r.explain_result is not None for r in rows) else []),
         "| case | real | predicted | agree | fwupd |"
         + (" explain |" if any(r.explain_result is not None for r in rows) else ""),
