@@ -65,7 +65,7 @@ def _broken_pipe() -> None:
 
 
 def _errors(fn: F) -> F:
-    """One clear line on stderr and the exit codes of DESIGN.md, never a traceback."""
+    """One clear line on stderr and the exit codes of docs/design.md, never a traceback."""
 
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:

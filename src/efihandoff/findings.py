@@ -23,7 +23,7 @@ class Finding:
     message: str
 
     def to_json(self) -> dict[str, str]:
-        """The DESIGN.md JSON form."""
+        """The docs/design.md JSON form."""
         return {"code": self.code, "severity": str(self.severity), "message": self.message}
 
 

@@ -44,7 +44,7 @@ MAX_MEMBER_BYTES = 256 << 20  # one archive member read into memory (our bound)
 MAX_MEMBERS = 1_000_000  # members listed from one archive
 MAX_CHUNK = 32  # inputs handed to a worker at once
 _BOOT_SUFFIX = re.compile(r"#boot(\d+)$")
-# Verdict words in the order the outputs list them (DESIGN.md "Verdicts").
+# Verdict words in the order the outputs list them (docs/design.md "Verdicts").
 VERDICT_ORDER = tuple(str(v) for v in (
     Verdict.INTACT,
     Verdict.RELOCATED,

@@ -1,4 +1,4 @@
-"""The ``explain --json`` document (keys are a contract of DESIGN.md)."""
+"""The ``explain --json`` document (keys are a contract of docs/design.md)."""
 
 from __future__ import annotations
 

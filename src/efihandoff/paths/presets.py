@@ -1,4 +1,4 @@
-"""Paths through the handoff: parameters, the named presets of DESIGN.md, and a parser for
+"""Paths through the handoff: parameters, the named presets of docs/design.md, and a parser for
 ``xen=4.17.0,boot=multiboot2,linux=6.3`` style combinations."""
 
 from __future__ import annotations

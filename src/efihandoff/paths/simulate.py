@@ -291,7 +291,7 @@ class _Judge:
         return out
 
     def one(self, index: int, guid: Guid, addr: int, final: int) -> TableVerdict:
-        """One table; the first word of DESIGN.md's order that fits wins: refused, corrupt,
+        """One table; the first word of docs/design.md's order that fits wins: refused, corrupt,
         clobbered, relocated, intact."""
         kt = known_tables.known(guid)
         name = kt.name if kt else str(guid)

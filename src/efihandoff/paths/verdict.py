@@ -1,4 +1,4 @@
-"""Verdict words (a contract of DESIGN.md) and their precedence."""
+"""Verdict words (a contract of docs/design.md) and their precedence."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"
 
 
-# When several words fit, the first the consumer meets wins (DESIGN.md "Verdicts").
+# When several words fit, the first the consumer meets wins (docs/design.md "Verdicts").
 PRECEDENCE = (
     Verdict.ABSENT,
     Verdict.REFUSED,

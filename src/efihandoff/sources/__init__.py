@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class SourceKind(StrEnum):
-    """The ``kind`` of a source in ``explain --json`` (a contract of DESIGN.md)."""
+    """The ``kind`` of a source in ``explain --json`` (a contract of docs/design.md)."""
 
     DMESG = "dmesg"
     SYSFS = "sysfs"
