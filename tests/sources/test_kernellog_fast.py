@@ -205,7 +205,8 @@ def _line(draw: st.DrawFn) -> str:
             ["dmesg", "dmesg", "dmesg", "level", "caller", "human", "syslog", "syslog-ts",
              "journal", "iso", "iso-other", "other", "xen", "quoted", "bare", "kmsg",
              "syslog-spaces", "xen-stamped", "human-de", "mono-nohost", "zh", "bare-time",
-             "rfc5424", "html", "backtick", "short-full", "logread", "busybox"]
+             "rfc5424", "html", "backtick", "short-full", "logread", "busybox",
+             "no-hostname", "iso-no-hostname"]
         )
     )
     msg = draw(st.sampled_from(_MESSAGES))
@@ -257,6 +258,11 @@ def _line(draw: st.DrawFn) -> str:
         return f"`{ts} {msg}"
     if kind == "short-full":
         return f"Tue 2024-06-18 10:00:00 CEST host kernel: {msg}"
+    if kind == "no-hostname":
+        tag = draw(st.sampled_from(["kernel", "kernel[0]", "app"]))
+        return f"Jun 18 10:00:00.123456 {tag}: {msg}"
+    if kind == "iso-no-hostname":
+        return f"2024-06-18T10:00:00.123456+02:00 {draw(st.sampled_from(['kernel', 'app']))}: {msg}"
     if kind == "logread":
         tag = draw(st.sampled_from(["kern.info kernel", "daemon.info procd", "kernel"]))
         return f"Wed Jun 19 08:00:01 2024 {tag}: {ts} {msg}"

@@ -487,6 +487,9 @@ def test_same_line_at_another_time_is_kept(fast: bool) -> None:
         "&lt;6&gt;[    0.000000] ",
         "`[    0.000000] ",
         "    MESSAGE=",
+        "2024-06-18T10:00:00.123456+02:00 kernel: ",  # short-iso-precise --no-hostname
+        "Jun 18 10:00:00.123456 kernel: ",  # short-precise --no-hostname
+        "Tue Jun 18 10:00:00 2024 kern.info kernel: ",  # OpenWrt logread
     ],
 )
 def test_more_prefix_forms(prefix: str, fast: bool) -> None:

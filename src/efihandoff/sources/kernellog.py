@@ -433,8 +433,8 @@ def _split_prefix(s: str) -> _Split | None:
             m = _SYSLOG.match(s) if s[:3] in _MONTHS else None
             if m:
                 s = s[m.end() :]
-                t = _HOST_TAG.match(s)
-                if t is None or t[2] != "kernel":
+                t = _HOST_TAG.match(s) or _KERNEL_TAG.match(s)  # (journalctl --no-hostname)
+                if t is None or (t.re is _HOST_TAG and t[2] != "kernel"):
                     return None  # another program's syslog line
                 kernel = True
                 s = s[t.end() :]
@@ -1674,7 +1674,7 @@ _F_HUMAN = (  # _HUMAN's dmesg -T form
 )
 # A host and tag _HOST_TAG could read as "kernel" (wider than it is).
 _F_ANY_KERNEL = (
-    rb"[^\s:\[\]]{1,1012} {1,4}(?:[^\s:\[\]]{1,64} {1,4})?kernel(?:\[[^\]\n]{0,40}\])?:"
+    rb"(?:[^\s:\[\]]{1,1012} {1,4}(?:[^\s:\[\]]{1,64} {1,4})?)?kernel(?:\[[^\]\n]{0,40}\])?:"
 )
 # _HOST_KERNEL (wider): a word, spaces, "kernel", maybe a pid, a colon.
 _F_NOT_WORD_KERNEL = rb"(?![^\s:\[\]]{1,1012} {1,4}kernel(?:\[[^\]\n]{0,40}\])?:)"
