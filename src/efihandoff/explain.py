@@ -156,8 +156,9 @@ def _merge_xen_console(views: Sequence[View]) -> list[View]:
     ]
     if not xen or not linux:
         return list(views)
-    console = xen[-1].log.boot.xen  # type: ignore[union-attr]
-    assert console is not None
+    last = xen[-1].log
+    assert last is not None and last.boot.xen is not None
+    console = last.boot.xen
     out = []
     for v in views:
         if v in xen:
@@ -393,8 +394,9 @@ def _candidates(
         Candidate(type_name(t), candidate_machine(machine, machine.memory_map, ct, t, None))
         for t in types
     ]
+    assert original.memory_map is not None
     reduced = candidate_machine(
-        original, original.memory_map, ct, MemoryType.EfiBootServicesData, None  # type: ignore[arg-type]
+        original, original.memory_map, ct, MemoryType.EfiBootServicesData, None
     )
     out[ESRT_GUID] = [*own, Candidate("EfiBootServicesData, copied by Xen", reduced)]
     return out
@@ -619,10 +621,9 @@ def _observed_specs(
         return [PathSpec(OBSERVED, linux=who.linux, description="the stack that printed the log")]
     if who.role is not Role.XEN_DOM0:
         return []
-    linux = [who.linux] if who.linux else [_dom0_linux(views)]
-    if linux == [None]:
-        linux = [(6, 1), (6, 3)]
-    xens = [who.xen] if who.xen else list(_XEN_VERSIONS)
+    known_linux = who.linux or _dom0_linux(views)
+    linux: list[tuple[int, ...]] = [known_linux] if known_linux else [(6, 1), (6, 3)]
+    xens: list[tuple[int, ...]] = [who.xen] if who.xen else list(_XEN_VERSIONS)
     if shorts:  # only an unfixed 4.17+ copies short
         xens = [x for x in xens if xen_may_have_copied(x, who.xen_boot)]
         xens = [x for x in xens if xen_copy_is_whole(x) is False] or xens
@@ -632,7 +633,7 @@ def _observed_specs(
     return [
         PathSpec(
             OBSERVED,
-            linux=lx,  # type: ignore[arg-type]
+            linux=lx,
             xen=x,
             boot=b,
             description="the stack that printed the dom0's evidence",
