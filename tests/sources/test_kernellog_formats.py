@@ -256,6 +256,10 @@ def test_quoted_printable_thinkpad_mail_every_wrap() -> None:
     address and the e820 update's new type all split by soft breaks."""
     b = boot("lkml-qp-thinkpad-x1.log")
     assert b.kernel_version == "5.17.3-arch1-1"
+    assert b.dmi == "LENOVO 20XXS3HC26/20XXS3HC26, BIOS N32ET75W (1.51 ) 12/02/2021"
+    assert b.command_line == (
+        "root=/dev/mapper/cryptroot rootflags=subvol=/root init=/usr/lib/systemd/systemd rw quiet"
+    )
     assert [(e.start, e.end, e.kind) for e in b.e820] == [
         (0x0, 0x9F000, "usable"),
         (0x9F000, 0x100000, "reserved"),

@@ -876,6 +876,7 @@ class _Pending:
     joins: int = 0
     taken: int = 0  # config-table tokens already recorded
     dup: bool = False  # a config-table line already read in this boot: its tail is not added
+    field: str = ""  # kind "field": the _Boot attribute the value goes to
 
 
 # What each pending kind looked like, for UnparsedLine.what.
@@ -888,6 +889,7 @@ _WHAT = {
     "esrt": "esrt",
     "efi-body": "efi line",
     "esrt-body": "esrt",
+    "field": "text",
     "xen-efi": "xen map",
     "xen-e820": "xen map",
 }
@@ -1022,11 +1024,26 @@ class _Reader:
         qp = text.endswith("=")  # a quoted-printable soft line break (or a wrap after '=')
         self.pending = _Pending(kind, ln, text[:-1] if qp else text, done, qp, 0, taken)
 
+    def _hold_field(self, name: str, ln: int, value: str) -> None:
+        """A value cut by a quoted-printable soft break ("BIOS N32ET75W (1.51 ) 12/=" /
+        "02/2021") takes the next line; without one it stands as printed."""
+        if value.endswith("=") and not value.endswith("=="):
+            self._hold("field", ln, value, done=True)
+            if self.pending is not None:
+                self.pending.field = name
+                setattr(self.cur, name, value[:-1])
+
     def _continue(self, p: _Pending, msg: str, lead: bool = False) -> bool:
         """Join a prefix-less line to the held one when it is plainly its continuation."""
         cont = msg.strip()
         if p.joins >= MAX_JOINS or len(p.text) + len(cont) > MAX_LINE:
             return False
+        if p.kind == "field":
+            if not cont or p.joins:
+                return False
+            setattr(self.cur, p.field, p.text + (" " if lead else "") + cont)
+            p.joins = 1
+            return True
         if not cont:
             if not (p.qp and lead):
                 return False
@@ -1226,6 +1243,7 @@ class _Reader:
                 if b.command_line is not None:
                     b = self._new_boot(ln)
                 b.command_line = msg[14:].strip()
+                self._hold_field("command_line", ln, b.command_line)
                 return True
             return False
         if c == "K":
@@ -1233,6 +1251,7 @@ class _Reader:
                 if b.kcommand_line is not None:
                     b = self._new_boot(ln)
                 b.kcommand_line = msg[21:].strip()
+                self._hold_field("kcommand_line", ln, b.kcommand_line)
                 return True
             return False
         if c == "D":
@@ -1240,6 +1259,7 @@ class _Reader:
                 rest = msg[5:].strip()
                 if b.dmi is None and rest and not rest.startswith("Memory slots"):
                     b.dmi = rest
+                    self._hold_field("dmi", ln, rest)
                     return True
             return False
         if c == "X":
@@ -1283,6 +1303,7 @@ class _Reader:
             if m and b.efi_version is None:
                 b.efi_version = m[1]
                 b.efi_vendor = m[2].strip() or None
+                self._hold_field("efi_vendor", ln, b.efi_vendor or "")
                 return True
             return False
         if body.startswith("mem"):
