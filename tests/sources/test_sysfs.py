@@ -530,3 +530,22 @@ def test_corrupt_gzip_tar_is_the_readers_own_error(tmp_path):
     p.write_bytes(packed[:30] + b"\xff" * 40 + packed[70:])
     with pytest.raises(ParseError):
         read_sysfs(p)
+
+
+def test_runtime_map_in_linux_top_down_order_is_not_a_firmware_finding(tmp_path: Path) -> None:
+    # x86 efi_map_regions walks the map top-down (efi_map_next_entry_reverse): runtime-map/0 is
+    # the highest region. That order is Linux's, not the firmware's: no memmap.unsorted.
+    from efihandoff.audit import machine_findings
+
+    root = tmp_path / "fw"
+    shutil.copytree(Path(__file__).parent.parent / "fixtures" / "sysfs" / "native-laptop", root)
+    rt = root / "efi" / "runtime-map"
+    names = sorted((p.name for p in rt.iterdir()), key=int)
+    for n in names:
+        (rt / n).rename(rt / f"tmp{n}")
+    for i, n in enumerate(reversed(names)):
+        (rt / f"tmp{n}").rename(rt / str(i))
+    machine = read_sysfs(root).to_machine()
+    starts = [d.phys_addr for d in machine.memory_map]
+    assert starts == sorted(starts) and len(starts) == len(names)
+    assert "memmap.unsorted" not in {f.code for f in machine_findings(machine)}

@@ -298,7 +298,10 @@ class SysfsEvidence:
         notes = [f"sysfs copy {self.path}"]
         memory_map = None
         if self.runtime_map is not None:
-            memory_map = MemoryMap(self.runtime_map)
+            # Linux x86 efi_map_regions walks the map top-down (efi_map_next_entry_reverse) to
+            # hand out virtual addresses, so runtime-map/N is in that order, not the firmware's:
+            # sorted, it says nothing about how the firmware ordered its map.
+            memory_map = MemoryMap(tuple(sorted(self.runtime_map, key=lambda d: d.phys_addr)))
             notes.append(f"memory map: {RUNTIME_MAP_EVIDENCE}")
         tables = list(self.config_tables())
         if self.systab:
