@@ -21,6 +21,9 @@ from efihandoff.uefi.esrt import CapsuleFlags, LastAttemptStatus
 G_MAXUINT64 = (1 << 64) - 1
 G_MAXUINT32 = (1 << 32) - 1
 ENTRIES = "efi/esrt/entries"
+# efihandoff's own marker at the tree's root (paths.linux.esrt_tree): the files, one path a
+# line, whose values the model cannot know. fwupd never reads it.
+UNKNOWN_LIST = ".unknown"
 
 # fwupd fu-uefi-capsule-backend-linux.c ..._device_new: the attribute files it reads.
 _FIELDS = (
@@ -67,21 +70,24 @@ class Device:
     Values are what fwupd holds: each file's number cut to 32 bits; ``kind`` 0 when the file's
     value is out of range; ``lowest`` 0 means fwupd sets no lowest version; ``flags`` after the
     x86_64 fix-up. ``last_attempt_status`` is the file's value (cut to 32 bits); ``update_state``
-    is what fwupd derives from it.
+    is what fwupd derives from it. A value derived from a file the tree lists as unknown is
+    None: the real fwupd holds a number there, which one nobody can say.
     """
 
-    guid: str
-    kind: int
-    version: int
-    lowest: int
-    flags: int
-    last_attempt_version: int
-    last_attempt_status: int
-    update_state: str
+    guid: str | None
+    kind: int | None
+    version: int | None
+    lowest: int | None
+    flags: int | None
+    last_attempt_version: int | None
+    last_attempt_status: int | None
+    update_state: str | None
     entry: str
 
     @property
-    def kind_name(self) -> str:
+    def kind_name(self) -> str | None:
+        if self.kind is None:
+            return None
         return DeviceKind(self.kind).name.lower().replace("_", "-")
 
     def to_json(self) -> dict[str, object]:
@@ -171,12 +177,23 @@ def entries_exist(tree: Mapping[str, str | None] | None) -> bool:
     return any(k.startswith(prefix) for k in tree)
 
 
+def unknown_files(tree: Mapping[str, str | None] | None) -> frozenset[str]:
+    """The paths the tree's ``.unknown`` list names (at most one per line, as written)."""
+    text = (tree or {}).get(UNKNOWN_LIST)
+    if not isinstance(text, str):
+        return frozenset()
+    return frozenset(line for line in text[: 1 << 20].split("\n") if line)
+
+
 def devices(tree: Mapping[str, str | None] | None, *, x86_64: bool = True) -> list[Device] | None:
     """The devices fwupd lists from ``tree`` (paths relative to /sys/firmware, such as
     ``efi/esrt/entries/entry0/fw_class``; None marks a directory). None when
-    ``efi/esrt/entries`` is not a directory: fwupd's coldplug fails and it lists nothing."""
+    ``efi/esrt/entries`` is not a directory: fwupd's coldplug fails and it lists nothing.
+    A field derived from a file the tree's ``.unknown`` list names is None; a device whose
+    fw_class is unknown is listed with guid None (whether fwupd would skip it is unknown)."""
     if tree is None or not entries_exist(tree):
         return None  # fu_uefi_capsule_backend_linux_coldplug: g_dir_open fails
+    unknown = unknown_files(tree)
     prefix = ENTRIES + "/"
     # Every directory entry (any name) is a device; fu_backend_get_devices sorts them by
     # backend id (the entry path) with g_strcmp0, i.e. byte order, not natural order.
@@ -184,34 +201,42 @@ def devices(tree: Mapping[str, str | None] | None, *, x86_64: bool = True) -> li
     by_id: dict[str, Device] = {}
     for name in names:
         base = prefix + name + "/"
+        guid_unknown = base + "fw_class" in unknown
         guid = fw_class_of(tree.get(base + "fw_class"))
         # fu_uefi_capsule_device_probe: "failed to read fw_class" / "ESRT GUID '%s' was not
         # valid"; the plugin skips the device.
-        if guid is None or not guid_is_valid(guid):
+        if not guid_unknown and (guid is None or not guid_is_valid(guid)):
             continue
         # fu_uefi_capsule_backend_linux_read returns guint: each value is cut to 32 bits.
-        v = {f: read_uint64(tree.get(base + f)) & G_MAXUINT32 for f in _FIELDS}
+        v: dict[str, int | None] = {
+            f: None if base + f in unknown else read_uint64(tree.get(base + f)) & G_MAXUINT32
+            for f in _FIELDS
+        }
+        fw_type, flags, status = v["fw_type"], v["capsule_flags"], v["last_attempt_status"]
         # "kind" is a uint property of range 0..FU_UEFI_CAPSULE_DEVICE_KIND_LAST-1: GObject
         # refuses an out-of-range construct value ("invalid or out of range for property")
         # and the device keeps kind 0; it is still listed.
-        kind = v["fw_type"] if v["fw_type"] <= DeviceKind.DELL_TPM_FIRMWARE else 0
+        kind = fw_type
+        if fw_type is not None and fw_type > DeviceKind.DELL_TPM_FIRMWARE:
+            kind = 0
         dev = Device(
-            guid=guid,  # fwupd keeps the case it read
+            guid=None if guid_unknown else guid,  # fwupd keeps the case it read
             kind=kind,
             version=v["fw_version"],
             lowest=v["lowest_supported_fw_version"],
-            flags=capsule_flags(v["capsule_flags"], x86_64=x86_64),
+            flags=None if flags is None else capsule_flags(flags, x86_64=x86_64),
             last_attempt_version=v["last_attempt_version"],
-            last_attempt_status=v["last_attempt_status"],
-            update_state=update_state(v["last_attempt_status"]),
+            last_attempt_status=status,
+            update_state=None if status is None else update_state(status),
             entry=name,
         )
         # The device id hashes physical id (the esrt dir) and logical id (fw_class), so entries
         # with the same fw_class are one device: fu_device_list_add replaces the earlier one
         # in place ("found existing device, reusing item"), and fu_device_list_replace keeps
-        # the earlier update state when the new one has none.
-        old = by_id.get(guid)
+        # the earlier update state when the new one has none. An unknown fw_class is its own.
+        key = name if dev.guid is None else dev.guid
+        old = by_id.get(key)
         if old is not None and dev.update_state == "unknown":
             dev = replace(dev, update_state=old.update_state)
-        by_id[guid] = dev
+        by_id[key] = dev
     return list(by_id.values())

@@ -34,6 +34,12 @@ class Fill(StrEnum):
     RANDOM = "random"  # deterministic noise, a function of the address and a seed
     INTACT = "intact"  # scrubbing leaves the old bytes: shows luck, not safety
     UNKNOWN = "unknown"  # reads return None
+    # edk2 MdePkg DebugLib DEBUG_CLEAR_MEMORY: a DEBUG build fills memory it frees with
+    # PcdDebugClearMemoryValue (MdePkg.dec default 0xAF)
+    DEBUG_CLEAR = "debug-clear"
+
+
+DEBUG_CLEAR_VALUE = 0xAF
 
 
 def noise(addr: int, length: int, seed: int = 0) -> bytes:
@@ -69,6 +75,8 @@ class PhysicalMemory:
         self._pages: dict[int, bytearray] = {}
         # Pages written over unknown bytes: which of their bytes are known (1) or not (0).
         self._known: dict[int, bytearray] = {}
+        # Pages written over random fill: which of their bytes were written (1) or are noise (0).
+        self._noise: dict[int, bytearray] = {}
         # Disjoint page runs [first, last], sorted: what fills each.
         self._run_first: list[int] = []
         self._run_last: list[int] = []
@@ -79,6 +87,7 @@ class PhysicalMemory:
         other = PhysicalMemory(self.background, self.seed)
         other._pages = {k: bytearray(v) for k, v in self._pages.items()}
         other._known = {k: bytearray(v) for k, v in self._known.items()}
+        other._noise = {k: bytearray(v) for k, v in self._noise.items()}
         other._run_first = list(self._run_first)
         other._run_last = list(self._run_last)
         other._run_fill = list(self._run_fill)
@@ -101,13 +110,36 @@ class PhysicalMemory:
             for f, last, w in zip(self._run_first, self._run_last, self._run_fill, strict=True)
         ]
 
-    def _unwritten(self, page: int) -> bytes | None:
-        addr = page << PAGE_SHIFT
+    def _fill_of(self, page: int) -> tuple[Fill, int]:
         k = bisect.bisect_right(self._run_first, page) - 1
         if k >= 0 and page <= self._run_last[k]:
-            fill, seed = self._run_fill[k]
-            return _fill_bytes(fill, addr, PAGE_SIZE, seed)
-        return _fill_bytes(self.background, addr, PAGE_SIZE, self.seed)
+            return self._run_fill[k]
+        return self.background, self.seed
+
+    def _unwritten(self, page: int) -> bytes | None:
+        fill, seed = self._fill_of(page)
+        return _fill_bytes(fill, page << PAGE_SHIFT, PAGE_SIZE, seed)
+
+    def known(self, addr: int, length: int) -> bool:
+        """Whether every byte of ``[addr, addr+length)`` holds what the model can state: written,
+        or a fill that says what it holds (zeros, the debug clear value); False where a byte is
+        random fill (a stand-in for bytes nobody wrote) or unknown."""
+        if length <= 0:
+            return length == 0 and addr >= 0
+        pos, end = addr, addr + length
+        while pos < end:
+            page = pos >> PAGE_SHIFT
+            lo = pos & _PAGE_MASK
+            hi = min(PAGE_SIZE, lo + (end - pos))
+            if page in self._pages:
+                for masks in (self._known, self._noise):
+                    mask = masks.get(page)
+                    if mask is not None and mask.find(0, lo, hi) != -1:
+                        return False
+            elif self._fill_of(page)[0] in (Fill.RANDOM, Fill.UNKNOWN):
+                return False
+            pos += hi - lo
+        return True
 
     def read(self, addr: int, length: int) -> bytes | None:
         """Bytes at ``[addr, addr+length)``, or None if any of them is unknown."""
@@ -145,14 +177,17 @@ class PhysicalMemory:
                 initial = self._unwritten(page)
                 if initial is None:
                     self._known[page] = bytearray(PAGE_SIZE)
+                elif self._fill_of(page)[0] is Fill.RANDOM:
+                    self._noise[page] = bytearray(PAGE_SIZE)
                 buf = bytearray(initial) if initial is not None else bytearray(PAGE_SIZE)
                 self._pages[page] = buf
             buf[lo : lo + n] = view[:n]
-            mask = self._known.get(page)
-            if mask is not None:
-                mask[lo : lo + n] = b"\x01" * n
-                if mask.find(0) == -1:
-                    del self._known[page]
+            for masks in (self._known, self._noise):
+                mask = masks.get(page)
+                if mask is not None:
+                    mask[lo : lo + n] = b"\x01" * n
+                    if mask.find(0) == -1:
+                        del masks[page]
             view = view[n:]
             pos += n
 
@@ -170,6 +205,7 @@ class PhysicalMemory:
         for p in doomed:
             del self._pages[p]
             self._known.pop(p, None)
+            self._noise.pop(p, None)
         self._add_run(first, last, (fill, seed))
 
     def scrub_many(self, spans: list[tuple[int, int]], fill: Fill, seed: int = 0) -> None:
@@ -192,6 +228,7 @@ class PhysicalMemory:
         for p in [p for p in self._pages if _in_runs(firsts, runs, p)]:
             del self._pages[p]
             self._known.pop(p, None)
+            self._noise.pop(p, None)
         old = [[f, la] for f, la in zip(self._run_first, self._run_last, strict=True)]
         overlap = any(_in_runs(firsts, runs, f) for f, _ in old) or any(
             _in_runs(self._run_first, old, f) for f in firsts
@@ -255,6 +292,8 @@ def _fill_bytes(fill: Fill, addr: int, length: int, seed: int) -> bytes | None:
         return bytes(length)
     if fill is Fill.RANDOM:
         return noise(addr, length, seed)
+    if fill is Fill.DEBUG_CLEAR:
+        return bytes([DEBUG_CLEAR_VALUE]) * length
     return None
 
 
@@ -284,6 +323,9 @@ class Machine:
     # "esrt: Reserving" line): they pass or fail the same checks, but are not facts.
     esrt_stand_ins: frozenset[str] = frozenset()
     notes: list[str] = field(default_factory=list)
+    # The firmware model's pool as boot services leave it (efihandoff.paths.firmware.PoolState),
+    # so a replay of the OS loader's allocations continues from it; None when not known.
+    firmware_state: object | None = None
 
     def read(self, addr: int, length: int) -> bytes | None:
         """Bytes of physical memory if known."""

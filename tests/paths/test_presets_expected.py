@@ -233,8 +233,11 @@ EXPECTED["vendor-table-bsdata"]["keep-boot-services"] = Row(
 # Xen 6.3: allowlist refuses both (F5.7). 6.1 dom0: MEMATTR needs EFI_MEMMAP (F2), the TPM
 # log is recorded and read from memory Xen reclaimed and scrubbed to zeros: corrupt (the
 # first word of DESIGN's order that fits). relocate-known copies both (size rules F2):
-# MEMATTR 112 -> 0x7effe018 (152 with pool overhead), the log next in the same page at
-# 0x7effe098 + 0x18 = 0x7effe0b0; Linux still never uses MEMATTR in a PV dom0.
+# into ACPI reclaim pool (edk2 Pool.c bins 128, 256, 384, 640, 1024, 1664, 2688): MEMATTR 112 ->
+# 152, bin 256, a fresh page 0x7effe000, copy at 0x7effe018; the page's other 3840 bytes are
+# carved from the largest bin down: 2688 at +0x100, 1024 at +0xb80, 128 at +0xf80. The TPM log
+# (9 + 512 = 521 -> 528 + 40 = 568, bin 640: empty) takes the 1024 at +0xb80: 0x7effeb98.
+# Linux still never uses MEMATTR in a PV dom0.
 _MT = "efi: MEMATTR=0x41000018 TPMEventLog=0x41001018 "
 _MT_UNUSABLE = "efi: (MEMATTR=0x41000018 unusable) (TPMEventLog=0x41001018 unusable) "
 _NEEDS_MEMMAP = "refused"
@@ -251,7 +254,7 @@ EXPECTED["memattr-tpm-bsdata"] = {
     "relocate-known": Row(
         "absent",
         False,
-        "efi: MEMATTR=0x7effe018 TPMEventLog=0x7effe0b0 ",
+        "efi: MEMATTR=0x7effe018 TPMEventLog=0x7effeb98 ",
         (),
         {"MEMATTR": _NEEDS_MEMMAP, "TPMEventLog": "relocated"},
     ),
@@ -395,15 +398,25 @@ def test_short_copy_of_five_entries_changes_exactly_the_last_four_fields() -> No
 # -- the laptop: the issue's "Done when" -------------------------------------------------------
 #
 # examples/laptop.toml, worked out by hand: the highest conventional region below 4 GiB is
-# 0x74000000-0x79ffffff. The builder (F1.8) takes pool pages from its top: RT data 0x79fff000
-# (vendor string 14 bytes -> 56 with pool overhead, system table 120 -> 160 at 0x79fff050,
-# then the config array, 16 * 24 = 384 -> 424 at 0x79fff0f0), ACPI reclaim 0x79ffe000 (RSDP at
-# 0x79ffe018), SMBIOS 3.0 (24 -> 64) after the array at 0x79fff280 + 0x18 = 0x79fff298, BS data
-# 0x79ffd000: MEMATTR (16 + 2 * 48 = 112 -> 152) at 0x79ffd018, the ESRT (96 -> 136) at
-# 0x79ffd098 + 0x18 = 0x79ffd0b0, the vendor table after it. Xen's map buffer: (20 + 8) * 48
-# bytes of loader pool at 0x79ffc000, the ESRT copy at 0x79ffb018.
-LAPTOP_ESRT = 0x79FFD0B0
-LAPTOP_COPY = 0x79FFB018
+# 0x74000000-0x79ffffff. The builder (F1.8) replays edk2's pool (Pool.c: per type, one LIFO free
+# list per bin of 128, 256, 384, 640, 1024, 1664, 2688 bytes; an empty bin takes the first larger
+# non-empty bin's block, else a fresh page from the top of free memory, serves the request from
+# its head and carves the rest from the largest bin down):
+# - RT data, page 0x79fff000: the vendor string (14 -> 56, bin 128) at its head, the rest carved
+#   into 2688 at +0x80, 1024 at +0xb00, 256 at +0xf00; the system table (120 -> 160, bin 256)
+#   takes +0xf00.
+# - ACPI reclaim, page 0x79ffe000: the RSDP (36 -> 40 + 40 = 80, bin 128) at 0x79ffe018; free:
+#   2688 at +0x80, 1024 at +0xb00, 256 at +0xf00.
+# - its install grows the config array (384 -> 424, bin 640: empty) from the RT-data 1024 at
+#   +0xb00 (0x79fffb18), leaving 384 at +0xd80; SMBIOS 3.0 (24 -> 64, bin 128; 256 empty) takes
+#   that 384: 0x79fffd98.
+# - BS data, page 0x79ffd000: MEMATTR (16 + 2 * 48 = 112 -> 152, bin 256) at 0x79ffd018; free:
+#   2688 at +0x100, 1024 at +0xb80, 128 at +0xf80. The ESRT (96 -> 136, bin 256; 384 and 640
+#   empty) takes the 1024: 0x79ffdb98, leaving 640 at +0xc80 and 128 at +0xf00.
+# - Xen's copy (80 -> 120, bin 128, empty in ACPI reclaim) takes the 256 at 0x79ffef00:
+#   0x79ffef18; the fixed copy (96 -> 136, bin 256) the same block.
+LAPTOP_ESRT = 0x79FFDB98
+LAPTOP_COPY = 0x79FFEF18
 LAPTOP_VENDOR = "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9"
 
 
@@ -440,8 +453,8 @@ def test_laptop_native_sysfs_tree_exactly() -> None:
     }
     assert r.log == [
         "efi: EFI v2.7 by EDK II",
-        "efi: ACPI 2.0=0x79ffe018 SMBIOS 3.0=0x79fff298 MEMATTR=0x79ffd018 ESRT=0x79ffd0b0 ",
-        "esrt: Reserving ESRT space from 0x0000000079ffd0b0 to 0x0000000079ffd110.",
+        "efi: ACPI 2.0=0x79ffe018 SMBIOS 3.0=0x79fffd98 MEMATTR=0x79ffd018 ESRT=0x79ffdb98 ",
+        "esrt: Reserving ESRT space from 0x0000000079ffdb98 to 0x0000000079ffdbf8.",
         "e820: update [mem 0x79ffd000-0x79ffdfff] usable ==> reserved",
     ]
     assert r.esrt.verdict.value == "intact"
@@ -466,8 +479,8 @@ def test_laptop_xen416_refused() -> None:
     assert r.esrt.verdict.value == "refused"
     assert r.esrt_sysfs is False and r.sysfs is None and r.fwupd_devices is None
     assert _efi_table_line(r) == (
-        "efi: ACPI 2.0=0x79ffe018 SMBIOS 3.0=0x79fff298 (MEMATTR=0x79ffd018 unusable) "
-        "(ESRT=0x79ffd0b0 unusable) "
+        "efi: ACPI 2.0=0x79ffe018 SMBIOS 3.0=0x79fffd98 (MEMATTR=0x79ffd018 unusable) "
+        "(ESRT=0x79ffdb98 unusable) "
     )
     assert not [x for x in r.log if x.startswith("esrt: ")]
 
@@ -478,7 +491,7 @@ def test_laptop_xen417_corrupt_in_the_last_entrys_last_four_fields() -> None:
     assert r.esrt.verdict.value == "corrupt"
     assert r.esrt.final_address == LAPTOP_COPY
     assert [x for x in r.log if x.startswith("esrt: ")] == [
-        "esrt: Reserving ESRT space from 0x0000000079ffb018 to 0x0000000079ffb078."
+        "esrt: Reserving ESRT space from 0x0000000079ffef18 to 0x0000000079ffef78."
     ]
     assert r.sysfs is not None and native.sysfs is not None
     differing = {k for k in native.sysfs if r.sysfs.get(k) != native.sysfs[k]}
@@ -514,7 +527,7 @@ def test_laptop_xen417_linux61_no_sysfs() -> None:
     assert r.esrt.verdict.value == "refused"
     assert r.esrt_sysfs is False and r.sysfs is None and r.fwupd_devices is None
     assert _efi_table_line(r) == (
-        "efi: ACPI 2.0=0x79ffe018 SMBIOS 3.0=0x79fff298 MEMATTR=0x79ffd018 ESRT=0x79ffb018 "
+        "efi: ACPI 2.0=0x79ffe018 SMBIOS 3.0=0x79fffd98 MEMATTR=0x79ffd018 ESRT=0x79ffef18 "
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,10 @@ def test_regions_and_default_attributes() -> None:
         MemoryDescriptor(T.EfiRuntimeServicesData, 0x4100000, 16, WB_ALL | RT),
     ]
     assert m.memory_map.desc_size == 48
-    assert m.system_table is not None and m.system_table_address == 0x3FFF050
+    # edk2 Pool.c: the vendor string (14 bytes + 40 = 56, bin 0 of 128) takes the fresh page's
+    # head; the page is carved into free blocks 2688 at +0x80, 1024 at +0xb00, 256 at +0xf00;
+    # the system table (120 + 40 = 160, bin 1 of 256) takes the 256 at +0xf00.
+    assert m.system_table is not None and m.system_table_address == 0x3FFFF18
     assert m.firmware_vendor == "EDK II"
 
 
@@ -67,8 +71,9 @@ def test_esrt_bytes_at_a_given_address() -> None:
     assert m.read(0x4000018, len(E0_ESRT)) == E0_ESRT
     assert m.config_tables is not None
     assert [(t.guid, t.table) for t in m.config_tables] == [(ESRT_GUID, 0x4000018)]
-    # The config array lives in runtime pool (F1.8), after the system table.
-    assert m.config_table_address == 0x3FFF0F0
+    # The config array lives in runtime pool (F1.8): 16 entries, 384 + 40 = 424 bytes, bin 3
+    # (640) is empty, so the 1024 block at +0xb00 of the system table's page serves it.
+    assert m.config_table_address == 0x3FFFB18
 
 
 def test_esrt_allocated_from_pool_of_its_type() -> None:
@@ -229,19 +234,53 @@ def test_schema_error_names_key_path_and_line(tmp_path: Path) -> None:
 
 def test_nesting_depth_is_reported_with_its_line(tmp_path: Path) -> None:
     p = tmp_path / "s.toml"
-    p.write_text(REGIONS_TOML + 'description = "[[[[[[[[[[[[[[[[[[[[ in a string"\n'
-                 + "# [[[[[[[[[[[[[[[[[[[[[[[ in a comment\nname = " + "[" * 17 + "]" * 17 + "\n")
+    p.write_text('description = "[[[[[[[[[[[[[[[[[[[[ in a string"\n'
+                 + "# [[[[[[[[[[[[[[[[[[[[[[[ in a comment\nname = " + "[" * 17 + "]" * 17 + "\n"
+                 + REGIONS_TOML)
     with pytest.raises(ParseError, match="nested 17 deep") as info:
         load_scenario(p)
-    assert info.value.line == 11  # 8 region lines, the string, the comment, then this
-    p.write_text(REGIONS_TOML + 'description = "[[[[[[[[[[[[[[[[[[[[[[[[["\n')
+    assert info.value.line == 3  # the string, the comment, then this
+    p.write_text('description = "[[[[[[[[[[[[[[[[[[[[[[[[["\n' + REGIONS_TOML)
     load_scenario(p)  # brackets in strings are not nesting
 
 
-def test_unknown_keys_are_reported_not_fatal() -> None:
-    m = build_machine(_base(bogus=1, table=[{"name": "ESRT", "entry": [E0 | {"fw_versoin": 3}]}]))
-    assert "scenario: unknown key bogus ignored" in m.notes
-    assert "scenario: unknown key table[0].entry[0].fw_versoin ignored" in m.notes
+def test_unknown_key_is_an_error_with_the_nearest_known_key() -> None:
+    with pytest.raises(ParseError, match=r"^bad scenario: bogus: unknown key \("):
+        build_machine(_base(bogus=1))
+    with pytest.raises(ParseError) as info:
+        build_machine(_base(table=[{"name": "ESRT", "entry": [E0 | {"fw_versoin": 3}]}]))
+    assert "table[0].entry[0].fw_versoin: unknown key (did you mean fw_version?)" in str(
+        info.value
+    )
+    with pytest.raises(ParseError, match=r"memory_fil: unknown key \(did you mean memory_fill\?"):
+        build_machine(_base(memory_fil="zeros"))
+    # A field of another kind of table names the kinds it belongs to.
+    with pytest.raises(ParseError, match=r"table\[0\]\.oem_id: .*not a field of ESRT tables"):
+        build_machine(_base(table=[{"name": "ESRT", "oem_id": "X", "entry": [E0]}]))
+
+
+def test_unknown_key_names_the_file_and_line_and_exits_3(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from efihandoff.cli import main
+
+    p = tmp_path / "typo.toml"
+    p.write_text('firmware_bild = "debug"\n' + REGIONS_TOML + "seed = 1\n")
+    with pytest.raises(ParseError) as info:
+        load_scenario(p)
+    assert info.value.line == 1 and info.value.what == str(p)
+    result = CliRunner().invoke(main, ["boot", str(p)])
+    assert result.exit_code == 3
+    assert "firmware_bild: unknown key (did you mean firmware_build?)" in result.output
+    assert str(p) in result.output
+    # A top-level key written after a [[region]] header belongs to that region: it says so.
+    p.write_text(REGIONS_TOML + "seed = 1\n")
+    with pytest.raises(ParseError) as info:
+        load_scenario(p)
+    assert "region[1].seed: unknown key: a top-level key, written after a [[...]] header" in str(
+        info.value
+    )
+    assert info.value.line == 9
 
 
 def test_numbers_as_strings_and_sizes_with_fractions_still_parse() -> None:
@@ -273,10 +312,73 @@ def test_readme_names_every_schema_key() -> None:
     assert missing == []
 
 
-def test_unknown_keys_noted_at_most_twenty_and_quoted() -> None:
-    data = _base(**{f"k{i}": i for i in range(30)}, **{"evil\nkey\x1b": 1})
-    notes = [n for n in build_machine(data).notes if n.startswith("scenario:")]
-    assert len(notes) == 21 and notes[-1] == "scenario: 11 more unknown keys ignored"
-    assert all("\n" not in n and "\x1b" not in n for n in notes)
+def test_unknown_key_with_odd_characters_is_quoted() -> None:
     data = _base(**{"evil\nkey\x1b": 1})
-    assert "scenario: unknown key 'evil\\nkey\\x1b' ignored" in build_machine(data).notes
+    with pytest.raises(ParseError) as info:
+        build_machine(data)
+    assert "'evil\\nkey\\x1b': unknown key" in str(info.value)
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+
+
+# -- firmware_build and [[pool]] (issue 13) -------------------------------------------------
+
+_RAW3 = {"guid": "3d0e6f2a-9c41-4b7e-8f52-1a6c0de4b7a9", "hex": "010203"}
+
+
+def test_firmware_build_defaults_to_debug_for_edk2_and_release_otherwise() -> None:
+    # edk2 Pool.c CoreAllocatePoolI: DEBUG_CLEAR_MEMORY over the caller's bytes rounded up to
+    # 8; the 3 table bytes overwrite the first 3, 0xAF stays in the other 5 on a DEBUG build.
+    def pad(**extra: object) -> bytes | None:
+        m = build_machine(_base(table=[_RAW3], **extra))
+        addr = m.config_tables[-1].table
+        return m.read(addr, 8)
+
+    assert pad() == b"\x01\x02\x03" + b"\xaf" * 5  # "EDK II" by default: edk2's TARGET = DEBUG
+    assert pad(firmware_vendor="American Megatrends") == b"\x01\x02\x03" + bytes(5)
+    assert pad(firmware_build="release") == b"\x01\x02\x03" + bytes(5)
+    assert pad(firmware_vendor="INSYDE Corp.", firmware_build="debug") == (
+        b"\x01\x02\x03" + b"\xaf" * 5
+    )
+    with pytest.raises(ParseError, match="firmware_build: expected one of debug, release"):
+        build_machine(_base(firmware_build="checked"))
+
+
+def test_pool_declares_where_the_firmware_pool_serves_a_table() -> None:
+    data = _base(
+        pool=[
+            # the RT-data region 0x4100000 (16 pages): its pages 4-7 are free room of its bin
+            {"memory_type": "EfiRuntimeServicesData", "start": 0x4104000, "pages": 4},
+            # and 256 bytes at the end of its page 0x4100000 one free block, used first
+            {"memory_type": 6, "start": 0x4100F00, "size": 256},
+        ],
+        table=[
+            _RAW3 | {"memory_type": "EfiRuntimeServicesData"},  # 3 -> 8 + 40: the 256 block
+            {"guid": "6dadf1d1-d4cc-4910-bb6e-82b1fd80ff3d", "memory_type": 6, "size": 3000},
+        ],
+    )
+    m = build_machine(data)
+    addrs = [t.table for t in m.config_tables]
+    # The 256 block serves the first (bin 128 empty, 256 non-empty: its other 128 carved);
+    # the second (3000 + 40: above the 2688 bin) gets a page of its own, from the top of the
+    # bin's free room (0x4104000-0x4107fff) before any free memory: 0x4107000.
+    assert addrs == [0x4100F18, 0x4107018]
+    # The map did not change: the room was RT data already.
+    assert [d for d in m.memory_map if d.phys_addr >= 0x4100000] == [
+        MemoryDescriptor(T.EfiRuntimeServicesData, 0x4100000, 16, WB_ALL | RT)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pool", "message"),
+    [
+        ({"memory_type": "EfiRuntimeServicesData", "start": 0x4100000}, "needs end, size or pages"),
+        ({"start": 0x4100000, "pages": 1}, "needs memory_type"),
+        ({"memory_type": "EfiBootServicesData", "start": 0x4100000, "pages": 1},
+         "not inside one region of that type"),
+        ({"memory_type": 6, "start": 0x4100010, "size": 128}, "128-byte steps"),
+        ({"memory_type": 6, "start": 0x4100000, "pages": 1, "typo": 1}, "pool[0].typo"),
+    ],
+)
+def test_bad_pool_declarations(pool: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ParseError, match=re.escape(message)):
+        build_machine(_base(pool=[pool]))

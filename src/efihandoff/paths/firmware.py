@@ -1,18 +1,26 @@
 """Firmware boot services as edk2 implements them, enough to replay a boot.
 
-Sources (tianocore/edk2 master as read in 2026):
-MdeModulePkg/Core/Dxe/Mem/Page.c (``CoreAllocatePages``: AllocateAnyPages searches
-top-down below the allocation limit; ``CoreAddRange`` coalesces neighbours of equal type and
-attribute), Mem/Pool.c (``CoreAllocatePoolI``: a 24-byte POOL_HEAD before the caller's bytes and a
-16-byte POOL_TAIL right after them, the size rounded up to 8; requests above half a page get pages
-of their own, smaller ones share pages of their type), Misc/InstallConfigurationTable.c
+Sources (tianocore/edk2, edk2-stable202211 as Debian's OVMF 2022.11 ships it, same in master as
+read in 2026): MdeModulePkg/Core/Dxe/Mem/Page.c (``CoreAllocatePages``/``FindFreePages``:
+AllocateAnyPages takes the type's memory-type-information bin first, then searches top-down
+below the allocation limit; ``CoreAddRange`` coalesces neighbours of equal type and attribute;
+``CoreConvertPagesEx`` runs DEBUG_CLEAR_MEMORY over pages it frees; ``CoreAddMemoryDescriptor``
+allocates then frees every bin, so a DEBUG build's free bin pages hold the clear value),
+Mem/Pool.c (``CoreAllocatePoolI``: a 24-byte POOL_HEAD before the caller's bytes and a 16-byte
+POOL_TAIL right after them, the size rounded up to 8; per memory type, free blocks on one LIFO
+list per bin size; an empty bin takes a block of the next larger non-empty bin, else a fresh
+page, serves the request from its head and carves the rest into free blocks, largest bins first;
+requests whose block would not fit a page-sized bin get pages of their own; DEBUG_CLEAR_MEMORY
+over the caller's bytes. ``CoreFreePoolI``: DEBUG_CLEAR_MEMORY over the whole block, back on its
+bin's list, and the page freed once every block in it is free), Misc/InstallConfigurationTable.c
 (``CoreInstallConfigurationTable``: replace in place for a known GUID, append otherwise, the array
-grown by 0x10 entries in runtime pool, system-table CRC32 recomputed).
+grown by 0x10 entries in runtime pool, system-table CRC32 recomputed), MdePkg/Include/Library/
+DebugLib.h (``DEBUG_CLEAR_MEMORY``: PcdDebugClearMemoryValue, 0xAF, when the build enables it).
 
-Simplified: small pool requests are carved one after the other from a page of their type (edk2
-rounds them to power-of-two bins), freed pool is never reused, and boot services rebuilt from a
-Machine know no partly used pool page, so the first allocation of each type takes a fresh page
-(real firmware may use a free bin of an existing one).
+Simplified: the free-list links (pointers into the DXE core's list heads) are not written, only
+each free block's signature and bin index; boot services rebuilt from evidence know no pool
+(the first allocation of each type takes a fresh page) unless the Machine carries the state a
+scenario gave (:class:`PoolState`, from its ``[[pool]]`` declarations).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import struct
 from dataclasses import dataclass, field
 
 from efihandoff.errors import EfiHandoffError
-from efihandoff.machine import Machine, PhysicalMemory
+from efihandoff.machine import DEBUG_CLEAR_VALUE, Fill, Machine, PhysicalMemory
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
     EDK2_DESCRIPTOR_SIZE,
@@ -50,6 +58,14 @@ POOL_TAIL_SIZE = 0x10
 POOL_HEAD_SIGNATURE = b"phd0"
 POOL_TAIL_SIGNATURE = b"ptal"
 POOL_ALIGN = 8
+POOL_OVERHEAD = POOL_HEAD_SIZE + POOL_TAIL_SIZE
+# edk2 Pool.c mPoolSizeTable (edk2-stable202211 .. master): each bin's block size; POOL_FREE
+# {UINT32 Signature "pfr0"; UINT32 Index; LIST_ENTRY Link} heads a free block.
+POOL_BINS = (128, 256, 384, 640, 1024, 1664, 2688, 4352, 7040, 11392, 18432, 29824)
+POOL_FREE_SIGNATURE = b"pfr0"
+# MdePkg/Include/X64/ProcessorBind.h DEFAULT_/RUNTIME_PAGE_ALLOCATION_GRANULARITY: 4 KiB for
+# every type on X64 (64 KiB runtime granularity is AArch64's).
+POOL_GRANULARITY = PAGE_SIZE
 # edk2 InstallConfigurationTable.c EFI_CONFIGURATION_TABLE_EXPANSION_SIZE
 CONFIG_TABLE_GROWTH = 0x10
 DEFAULT_ALLOCATION_LIMIT = 1 << 32  # OVMF allocates below 4 GiB unless asked otherwise
@@ -69,11 +85,25 @@ class OutOfResources(EfiHandoffError):
     """EFI_OUT_OF_RESOURCES: no free memory of the size asked."""
 
 
-@dataclass
-class _PoolPage:
-    start: int
-    end: int
-    next: int
+def pool_bin(total: int) -> int:
+    """Pool.c GetPoolIndexFromSize: the first bin whose blocks hold ``total`` bytes (head, data
+    rounded to 8, tail); ``len(POOL_BINS)`` when none does."""
+    return bisect.bisect_left(POOL_BINS, total)
+
+
+_PAGE_BIN = pool_bin(POOL_GRANULARITY)  # SIZE_TO_LIST (Granularity): from here, whole pages
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """The firmware's pool as boot services hand it to the OS loader, so that a replay (Xen's
+    AllocatePool) continues from it: whether the build clears memory (DEBUG), the free blocks
+    of each memory type's bins (heads, the one taken next last), and the free pages of each
+    type's memory-type-information bin with the bin's extent."""
+
+    debug_clear: bool = False
+    free: tuple[tuple[int, int, tuple[int, ...]], ...] = ()  # (type, bin, block heads)
+    bins: tuple[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]], ...] = ()
 
 
 @dataclass
@@ -89,8 +119,17 @@ class BootServices:
     config_capacity: int = 0
     exited: bool = False
     log: list[str] = field(default_factory=list)
-    _pools: dict[int, _PoolPage] = field(default_factory=dict)
+    # A DEBUG build: DEBUG_CLEAR_MEMORY fills what the pool hands out and what the firmware
+    # frees with PcdDebugClearMemoryValue (edk2 MdePkg DebugLib.h, Pool.c, Page.c).
+    debug_clear: bool = False
     _pool_sizes: dict[int, int] = field(default_factory=dict)
+    # Per memory type, per bin below _PAGE_BIN: free block heads, the next one taken last.
+    _free: dict[int, list[list[int]]] = field(default_factory=dict)
+    # Per memory type: the extents [start, end) of its memory-type-information bin and the
+    # free pages in them (the map shows them as that type; Page.c CoreGetMemoryMap).
+    _bin_extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    _bin_free: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    _blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # data -> (type, Size)
 
     @classmethod
     def from_machine(cls, machine: Machine) -> BootServices:
@@ -104,7 +143,31 @@ class BootServices:
         if machine.system_table is not None:
             n = machine.system_table.nr_tables
             bs.config_capacity = -(-n // CONFIG_TABLE_GROWTH) * CONFIG_TABLE_GROWTH
+        state = machine.firmware_state
+        if isinstance(state, PoolState):
+            bs.debug_clear = state.debug_clear
+            for mtype, index, heads in state.free:
+                bs._lists(mtype)[index][:] = heads
+            for mtype, extents, free in state.bins:
+                bs._bin_extents[mtype] = list(extents)
+                bs._bin_free[mtype] = list(free)
         return bs
+
+    def pool_state(self) -> PoolState:
+        """The pool as it is now (see :class:`PoolState`)."""
+        return PoolState(
+            self.debug_clear,
+            tuple(
+                (t, i, tuple(heads))
+                for t, lists in sorted(self._free.items())
+                for i, heads in enumerate(lists)
+                if heads
+            ),
+            tuple(
+                (t, tuple(self._bin_extents[t]), tuple(self._bin_free.get(t, ())))
+                for t in sorted(self._bin_extents)
+            ),
+        )
 
     # -- pages ---------------------------------------------------------------------------------
 
@@ -117,9 +180,89 @@ class BootServices:
         if pages <= 0:
             raise OutOfResources("zero pages")
         if address is None:
+            # Page.c FindFreePages: the type's bin first (its free pages keep the type in the map)
+            got = self._from_bin(mtype, size)
+            if got is not None:
+                return got
             address = self._find_free(size)
         self._convert(address, address + size, mtype)
         return address
+
+    def _from_bin(self, mtype: int, size: int) -> int | None:
+        free = self._bin_free.get(mtype)
+        for i in range(len(free or ()) - 1, -1, -1):
+            assert free is not None
+            lo, hi = free[i]
+            if hi - lo >= size:
+                free[i : i + 1] = [(lo, hi - size)] if hi - size > lo else []
+                return hi - size
+        return None
+
+    def free_pages(self, start: int, pages: int) -> None:
+        """FreePages (edk2 Page.c CoreFreePages, CoreConvertPagesEx): back to free memory, filled
+        with the clear value in a DEBUG build; pages of a type's bin stay that type in the map."""
+        end = start + (pages << PAGE_SHIFT)
+        if self.debug_clear:
+            self.memory.scrub(start, end, Fill.DEBUG_CLEAR)
+        i = bisect.bisect_right(self.descriptors, start, key=_start) - 1
+        d = self.descriptors[i] if i >= 0 else None
+        if d is None or not (d.phys_addr <= start and end <= d.end) or d.type == _CONVENTIONAL:
+            return  # not pages the model allocated: nothing to give back
+        if any(lo <= start and end <= hi for lo, hi in self._bin_extents.get(d.type, ())):
+            free = self._bin_free.setdefault(d.type, [])
+            bisect.insort(free, (start, end))
+            merged: list[tuple[int, int]] = []
+            for lo, hi in free:
+                if merged and lo <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+                else:
+                    merged.append((lo, hi))
+            free[:] = merged
+            return
+        attr = d.attribute & ~_RUNTIME
+        new = MemoryDescriptor(_CONVENTIONAL, start, pages, attr)
+        parts = []
+        if start > d.phys_addr:
+            parts.append(d.replace(num_pages=(start - d.phys_addr) >> PAGE_SHIFT))
+        parts.append(new)
+        if end < d.end:
+            parts.append(d.replace(phys_addr=end, num_pages=(d.end - end) >> PAGE_SHIFT))
+        descs = self.descriptors
+        lo, hi = i, i + 1
+        k = parts.index(new)
+        if k == 0 and i > 0 and _joins(descs[i - 1], new):
+            lo -= 1
+            parts[0] = new = descs[i - 1].replace(num_pages=descs[i - 1].num_pages + pages)
+        if parts[-1] is new and hi < len(descs) and _joins(new, descs[hi]):
+            parts[-1] = new.replace(num_pages=new.num_pages + descs[hi].num_pages)
+            hi += 1
+        descs[lo:hi] = parts
+
+    def declare_pool(self, mtype: int, start: int, end: int) -> None:
+        """Free room the firmware's pool of ``mtype`` already holds (a scenario's ``[[pool]]``),
+        inside memory the map gives that type: whole pages are free pages of the type's bin
+        (Page.c CoreAddMemoryDescriptor allocated and freed them: the clear value in a DEBUG
+        build); a smaller range inside one page is carved into free blocks as Pool.c carves a
+        page, largest bins first (a declared block was freed: CoreFreePoolI cleared it in a
+        DEBUG build). Declared later, taken first (each list is LIFO)."""
+        i = bisect.bisect_right(self.descriptors, start, key=_start) - 1
+        d = self.descriptors[i] if i >= 0 else None
+        if d is None or d.type != mtype or not (d.phys_addr <= start < end <= d.end):
+            raise OutOfResources(f"{start:#x}-{end:#x} is not inside one region of that type")
+        if not (start | end) & (PAGE_SIZE - 1):
+            self._bin_extents.setdefault(mtype, []).append((start, end))
+            bisect.insort(self._bin_free.setdefault(mtype, []), (start, end))
+            if self.debug_clear:
+                self.memory.scrub(start, end, Fill.DEBUG_CLEAR)
+            return
+        if (start | end) % POOL_BINS[0] or start >> PAGE_SHIFT != (end - 1) >> PAGE_SHIFT:
+            raise OutOfResources(
+                f"{start:#x}-{end:#x}: pool blocks lie inside one page, "
+                f"in {POOL_BINS[0]}-byte steps"
+            )
+        if self.debug_clear:
+            self.memory.write(start, bytes([DEBUG_CLEAR_VALUE]) * (end - start))
+        self._carve(mtype, start, 0, end - start, _PAGE_BIN - 1)
 
     def _find_free(self, size: int) -> int:
         descs = self.descriptors
@@ -163,21 +306,61 @@ class BootServices:
 
     # -- pool ----------------------------------------------------------------------------------
 
+    def _clear(self, start: int, end: int) -> None:
+        """DEBUG_CLEAR_MEMORY over ``[start, end)``: whole pages as a fill (no bytes stored,
+        whatever the size), the parts of pages at either end written."""
+        lo, hi = _align(start, PAGE_SIZE), end & ~(PAGE_SIZE - 1)
+        if lo >= hi:
+            self.memory.write(start, bytes([DEBUG_CLEAR_VALUE]) * (end - start))
+            return
+        self.memory.scrub(lo, hi, Fill.DEBUG_CLEAR)
+        if start < lo:
+            self.memory.write(start, bytes([DEBUG_CLEAR_VALUE]) * (lo - start))
+        if hi < end:
+            self.memory.write(hi, bytes([DEBUG_CLEAR_VALUE]) * (end - hi))
+
+    def _lists(self, mtype: int) -> list[list[int]]:
+        lists = self._free.get(mtype)
+        if lists is None:
+            lists = self._free[mtype] = [[] for _ in range(_PAGE_BIN)]
+        return lists
+
+    def _push_free(self, mtype: int, index: int, head: int) -> None:
+        """InsertHeadList of a POOL_FREE {"pfr0", Index} onto the bin's list."""
+        self._lists(mtype)[index].append(head)
+        self.memory.write(head, POOL_FREE_SIGNATURE + _U32.pack(index))
+
+    def _carve(self, mtype: int, base: int, offset: int, top: int, index: int) -> None:
+        """Pool.c CoreAllocatePoolI "Carve": ``[base+offset, base+top)`` into free blocks,
+        from bin ``index`` down, each bin as often as it fits."""
+        while offset < top and index >= 0:
+            size = POOL_BINS[index]
+            while offset + size <= top:
+                self._push_free(mtype, index, base + offset)
+                offset += size
+            index -= 1
+
     def allocate_pool(self, mtype: int, size: int) -> int:
-        """AllocatePool: the caller's bytes follow a POOL_HEAD and precede a POOL_TAIL; small
-        requests share pages of their type, large ones get pages of their own. The caller's
-        bytes are whatever the memory held."""
-        total = _align(size, POOL_ALIGN) + POOL_HEAD_SIZE + POOL_TAIL_SIZE
-        pool = self._pools.get(mtype)
-        if total > PAGE_SIZE // 2:
-            base = self.allocate_pages(mtype, -(-total // PAGE_SIZE))
+        """AllocatePool (edk2 Pool.c CoreAllocatePoolI): the caller's bytes follow a POOL_HEAD
+        and precede a POOL_TAIL, in a block of the bin that holds them (or pages of their own);
+        in a DEBUG build the caller's bytes hold the clear value, else whatever was there."""
+        data = _align(size, POOL_ALIGN)
+        total = data + POOL_OVERHEAD
+        index = pool_bin(total)
+        if index >= _PAGE_BIN:
+            base = self.allocate_pages(mtype, -(-total // POOL_GRANULARITY))
         else:
-            if pool is None or pool.end - pool.next < total:
-                start = self.allocate_pages(mtype, 1)
-                pool = _PoolPage(start, start + PAGE_SIZE, start)
-                self._pools[mtype] = pool
-            base = pool.next
-            pool.next += total
+            lists = self._lists(mtype)
+            if lists[index]:
+                base = lists[index].pop()
+            else:
+                bigger = next((k for k in range(index + 1, _PAGE_BIN) if lists[k]), None)
+                if bigger is None:
+                    base, top = self.allocate_pages(mtype, 1), POOL_GRANULARITY
+                    bigger = _PAGE_BIN
+                else:
+                    base, top = lists[bigger].pop(), POOL_BINS[bigger]
+                self._carve(mtype, base, POOL_BINS[index], top, bigger - 1)
         mem = self.memory
         mem.write(base, POOL_HEAD_SIGNATURE)
         mem.write(base + 8, _U32.pack(mtype & 0xFFFFFFFF))
@@ -186,12 +369,46 @@ class BootServices:
         mem.write(tail, POOL_TAIL_SIGNATURE)
         mem.write(tail + 8, _U64.pack(total))
         addr = base + POOL_HEAD_SIZE
+        if self.debug_clear:
+            self._clear(addr, addr + data)
         self._pool_sizes[addr] = size
+        self._blocks[addr] = (mtype, total)
         return addr
 
     def free_pool(self, addr: int) -> None:
-        """FreePool: the bytes stay where they are; the model does not reuse freed pool."""
+        """FreePool (edk2 Pool.c CoreFreePoolI): in a DEBUG build the whole block takes the
+        clear value; it goes back on its bin's list, and its page back to free memory once every
+        block in the page is free. Pages of their own go back at once."""
         self._pool_sizes.pop(addr, None)
+        block = self._blocks.pop(addr, None)
+        if block is None:
+            return  # not a block the model allocated
+        mtype, total = block
+        head = addr - POOL_HEAD_SIZE
+        index = pool_bin(total)
+        if index >= _PAGE_BIN:  # FreePages clears them whole
+            self.free_pages(head, -(-total // POOL_GRANULARITY))
+            return
+        if self.debug_clear:
+            self._clear(head, head + total)
+        self._push_free(mtype, index, head)
+        page = head & ~(POOL_GRANULARITY - 1)
+        blocks: list[tuple[int, int]] = []
+        offset = 0
+        while offset < POOL_GRANULARITY:  # at most 32 blocks of the smallest bin
+            raw = self.memory.read(page + offset, 8)
+            if raw is None or raw[:4] != POOL_FREE_SIGNATURE:
+                return
+            k = _U32.unpack_from(raw, 4)[0]
+            if k >= _PAGE_BIN:
+                return
+            blocks.append((k, page + offset))
+            offset += POOL_BINS[k]
+        lists = self._lists(mtype)
+        for k, b in blocks:
+            if b in lists[k]:
+                lists[k].remove(b)
+        self.free_pages(page, 1)
 
     # -- tables --------------------------------------------------------------------------------
 
@@ -230,6 +447,17 @@ class BootServices:
             )
         self.memory.write(array, build_config_tables(entries))
         self._write_system_table(nr_tables=len(entries), tables=array)
+
+    def reserve_config_array(self) -> None:
+        """Allocate the configuration array now (its first 0x10 entries), as the DXE core has
+        long before any driver or loader installs a table of its own."""
+        if self.system_table is None or self.system_table.tables:
+            return
+        self.config_capacity = max(self.config_capacity, CONFIG_TABLE_GROWTH)
+        array = self.allocate_pool(
+            MemoryType.EfiRuntimeServicesData, self.config_capacity * CONFIG_TABLE_SIZE_64
+        )
+        self._write_system_table(tables=array)
 
     def create_system_table(self, vendor: str = "EDK II", revision: int = 0x00020046) -> int:
         """Allocate and write an empty system table and vendor string in runtime pool, as the
@@ -274,6 +502,7 @@ class BootServices:
             config_table_address=None if self.system_table is None else self.system_table.tables,
             config_tables=self.config_tables(),
             memory=self.memory,
+            firmware_state=self.pool_state(),
         )
 
 

@@ -634,26 +634,58 @@ def _overlaps(start: int, end: int, ranges: list[tuple[int, int]]) -> bool:
     return any(s < end and start < e for s, e in ranges)
 
 
+UNKNOWN_LIST = ".unknown"  # at the tree's root: the files whose values the model cannot know
+
+
 def _esrt_sysfs_init(lb: LinuxBoot, memory: PhysicalMemory) -> None:
     """esrt.c esrt_sysfs_init (device_initcall, after boot-services memory is freed):
     memremap the recorded range and publish /sys/firmware/efi/esrt from its bytes as they are
-    now."""
+    now. Bytes the model cannot state (unknown, or random fill standing in for bytes nobody
+    wrote) still give their files, listed as unknown (:func:`esrt_tree`)."""
     if not lb.esrt_data or not lb.esrt_data_size:
         return
-    raw = memory.read(lb.esrt_data, lb.esrt_data_size)
+    addr, size = lb.esrt_data, lb.esrt_data_size
+    raw = memory.read(addr, size)
     lb.esrt_bytes = raw
-    if raw is None:
+    if memory.read(addr, ESRT_HEADER_SIZE) is None:
         lb.esrt_sysfs = True  # efi_esrt_init saw version 1; the files' values are unknown
         return
-    lb.sysfs = esrt_tree(raw)
+    known = getattr(memory, "known", None)
+    pieces = [(off, min(4, size - off)) for off in range(0, size, 4)]  # fields are 4-aligned
+    if raw is None:
+        buf = bytearray(size)  # an unknown piece reads as zeros, and is listed as unknown
+        for off, n in pieces:
+            piece = memory.read(addr + off, n)
+            if piece is not None:
+                buf[off : off + n] = piece
+        raw = bytes(buf)
+    unknown = frozenset(
+        off
+        for off, n in pieces
+        if memory.read(addr + off, n) is None or (known is not None and not known(addr + off, n))
+    )
+    lb.sysfs = esrt_tree(raw, unknown)
     lb.esrt_sysfs = lb.sysfs is not None
 
 
-def esrt_tree(raw: bytes) -> dict[str, str | None] | None:
+# Linux esrt.c: the header's and each entry's attribute files, (name, offset, size, format).
+_HEADER_FILES = (
+    ("fw_resource_count", 0, 4), ("fw_resource_count_max", 4, 4), ("fw_resource_version", 8, 8),
+)
+_ENTRY_FILES = (
+    ("fw_class", 0, 16), ("fw_type", 16, 4), ("fw_version", 20, 4),
+    ("lowest_supported_fw_version", 24, 4), ("capsule_flags", 28, 4),
+    ("last_attempt_version", 32, 4), ("last_attempt_status", 36, 4),
+)
+
+
+def esrt_tree(raw: bytes, unknown: frozenset[int] = frozenset()) -> dict[str, str | None] | None:
     """The files Linux creates under /sys/firmware for an ESRT whose mapped bytes are ``raw``:
     ``%u``/``%llu`` decimals, ``0x%x`` capsule flags, ``%pUl`` GUIDs, each with a newline. None
     when register_entries fails on a version other than 1 (esrt_sysfs_init then removes the
-    whole directory)."""
+    whole directory). ``unknown`` holds the offsets of 4-byte pieces of ``raw`` the model
+    cannot know: every file showing one is still written (from ``raw``) and named, one path a
+    line, in the ``.unknown`` file at the tree's root."""
     hdr = EsrtHeader.unpack(raw)
     if hdr.fw_resource_version != 1 and hdr.fw_resource_count:
         return None
@@ -664,6 +696,7 @@ def esrt_tree(raw: bytes) -> dict[str, str | None] | None:
         "efi/esrt/fw_resource_version": f"{hdr.fw_resource_version}\n",
         "efi/esrt/entries": None,
     }
+    marked = [f"efi/esrt/{n}" for n, off, size in _HEADER_FILES if _touches(unknown, off, size)]
     for i in range(hdr.fw_resource_count):
         off = ESRT_HEADER_SIZE + i * ESRT_ENTRY_SIZE
         if off + ESRT_ENTRY_SIZE > len(raw):
@@ -678,7 +711,14 @@ def esrt_tree(raw: bytes) -> dict[str, str | None] | None:
         tree[f"{base}/capsule_flags"] = f"{e.capsule_flags:#x}\n"  # "0x%x": 0 prints as 0x0
         tree[f"{base}/last_attempt_version"] = f"{e.last_attempt_version}\n"
         tree[f"{base}/last_attempt_status"] = f"{e.last_attempt_status}\n"
+        marked += [f"{base}/{n}" for n, o, size in _ENTRY_FILES if _touches(unknown, off + o, size)]
+    if marked:
+        tree[UNKNOWN_LIST] = "".join(f"{m}\n" for m in marked)
     return tree
+
+
+def _touches(unknown: frozenset[int], off: int, size: int) -> bool:
+    return any(p in unknown for p in range(off & ~3, off + size, 4))
 
 
 def _v(v: tuple[int, ...]) -> str:

@@ -8,6 +8,7 @@ given address), and a memory map consistent with all of it. The format is docume
 
 from __future__ import annotations
 
+import difflib
 import re
 import struct
 import tomllib
@@ -19,7 +20,7 @@ from typing import Any
 
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths.firmware import BootServices
+from efihandoff.paths.firmware import BootServices, OutOfResources
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
@@ -78,11 +79,10 @@ def build_machine(
     data: Mapping[str, Any], *, text: str | None = None, what: str = "scenario"
 ) -> Machine:
     """Build a Machine from a parsed scenario mapping, checked against :data:`SCHEMA` first
-    (``text``, the file it came from, lets an error name its line). Keys the schema does not
-    know are ignored and named in the machine's notes."""
-    unknown: list[str] = []
+    (``text``, the file it came from, lets an error name its line). A key the schema does not
+    know is an error naming it, with the nearest known key."""
     try:
-        checked = validate(data, unknown)
+        checked = validate(data)
     except _Invalid as exc:
         line = _line_of(text, exc.path) if text is not None else None
         message = f"bad scenario: {exc.where()}: {exc.message}"
@@ -91,13 +91,7 @@ def build_machine(
         machine = _Builder(checked).build()
     except (KeyError, TypeError, ValueError, OverflowError, struct.error) as exc:
         raise ParseError(f"bad scenario: {exc}", what=what) from exc
-    machine.notes += [f"scenario: unknown key {k} ignored" for k in unknown[:_MAX_NOTED]]
-    if len(unknown) > _MAX_NOTED:
-        machine.notes.append(f"scenario: {len(unknown) - _MAX_NOTED} more unknown keys ignored")
     return machine
-
-
-_MAX_NOTED = 20
 
 
 # -- the schema -----------------------------------------------------------------------------
@@ -193,6 +187,16 @@ TABLE_KINDS: Mapping[str, Mapping[str, Key]] = {
     "RTPROP": {"runtime_services_supported": _u(32)},
     "": {"size": Key("size", 0, _MAX_TABLE_BYTES), "fill": _u(8)},  # any other table
 }
+# Free room the firmware's pool already holds when the scenario's tables are allocated (edk2
+# Pool.c free lists, Page.c memory-type-information bins): a range of a region of that type.
+_POOL = {
+    "memory_type": Key("memory_type", doc="required"),
+    "start": Key("int", 0, U64, doc="required"),
+    "end": Key("int", 0, U64, doc="inclusive"),
+    "size": Key("size", 0, 1 << 64),
+    "pages": Key("int", 0, _MAX_PAGES),
+}
+MAX_POOLS = 4096
 _REGION = {
     "start": Key("int", 0, U64, doc="required, page aligned"),
     "end": Key("int", 0, U64, doc="inclusive"),
@@ -210,6 +214,8 @@ SCHEMA: Mapping[str, Key] = {
     "desc_size": Key("int", 40, 4096),
     "desc_version": _u(32),
     "memory_fill": Key("choice", choices=("random", "zeros", "unknown")),
+    "firmware_build": Key("choice", choices=("debug", "release")),
+    "pool": Key("tables", 0, MAX_POOLS, keys=_POOL),
     "seed": _u(64),
     "allocation_limit": _u(64),
     "region": Key("tables", 1, _MAX_REGIONS, keys=_REGION),
@@ -232,19 +238,22 @@ class _Invalid(Exception):
         return out or "top level"
 
 
-def validate(data: Mapping[str, Any], unknown: list[str] | None = None) -> dict[str, Any]:
+def validate(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` checked against :data:`SCHEMA`, numbers parsed (sizes, attributes, revisions
-    as int); ``_Invalid`` names the first key at fault. Unknown keys are dropped and their
-    paths appended to ``unknown``."""
+    as int); ``_Invalid`` names the first key at fault, an unknown key included."""
     if not isinstance(data, Mapping):
         raise _Invalid((), "a scenario is a table of keys")
-    out = _check_table(data, SCHEMA, (), unknown if unknown is not None else [])
+    out = _check_table(data, SCHEMA, ())
     if "region" not in out:
         raise _Invalid(("region",), "a scenario needs at least one [[region]]")
     for i, r in enumerate(out["region"]):
         _require(r, ("start", "type"), ("region", i))
         if not {"end", "size", "pages"} & r.keys():
             raise _Invalid(("region", i), "needs end, size or pages")
+    for i, r in enumerate(out.get("pool", ())):
+        _require(r, ("memory_type", "start"), ("pool", i))
+        if not {"end", "size", "pages"} & r.keys():
+            raise _Invalid(("pool", i), "needs end, size or pages")
     for i, t in enumerate(out.get("table", ())):
         if not {"name", "guid"} & t.keys():
             raise _Invalid(("table", i), "needs a name or a guid")
@@ -261,21 +270,35 @@ def _require(row: Mapping[str, Any], names: Sequence[str], path: tuple[str | int
 
 
 def _check_table(
-    data: Mapping[str, Any],
-    keys: Mapping[str, Key],
-    path: tuple[str | int, ...],
-    unknown: list[str],
+    data: Mapping[str, Any], keys: Mapping[str, Key], path: tuple[str | int, ...]
 ) -> dict[str, Any]:
+    kind = None
     if keys is _TABLE_KEYS:  # a table's content keys depend on its kind
         keys = _table_keys(data, path)
+        kind = next((k for k, v in TABLE_KINDS.items() if v.keys() <= keys.keys()), "")
     out: dict[str, Any] = {}
     for name, value in data.items():
         key = keys.get(name)
         if key is None:
-            unknown.append(_Invalid((*path, name), "").where())
-            continue
-        out[name] = _check(value, key, (*path, name), unknown)
+            message = _unknown_key(str(name), keys, kind)
+            if path and name in SCHEMA:
+                message += ": a top-level key, written after a [[...]] header"
+            raise _Invalid((*path, name), message)
+        out[name] = _check(value, key, (*path, name))
     return out
+
+
+def _unknown_key(name: str, keys: Mapping[str, Key], kind: str | None) -> str:
+    """"unknown key", with the nearest key known there, or the table kinds that have it."""
+    near = difflib.get_close_matches(name[:64], list(keys), n=1, cutoff=0.6)
+    if near:
+        return f"unknown key (did you mean {near[0]}?)"
+    if kind is not None:
+        owners = [k or "raw" for k, v in TABLE_KINDS.items() if name in v and k != kind]
+        if owners:
+            what = f"{kind} tables" if kind else "tables of that kind"
+            return f"unknown key: not a field of {what} (a field of {', '.join(owners)})"
+    return "unknown key"
 
 
 def _table_keys(data: Mapping[str, Any], path: tuple[str | int, ...]) -> Mapping[str, Key]:
@@ -298,7 +321,7 @@ def _table_keys(data: Mapping[str, Any], path: tuple[str | int, ...]) -> Mapping
     return _TABLE_COMMON | TABLE_KINDS[""]
 
 
-def _check(value: Any, key: Key, path: tuple[str | int, ...], unknown: list[str]) -> Any:
+def _check(value: Any, key: Key, path: tuple[str | int, ...]) -> Any:
     kind = key.kind
     if kind == "tables":
         if isinstance(value, Mapping):
@@ -307,7 +330,7 @@ def _check(value: Any, key: Key, path: tuple[str | int, ...], unknown: list[str]
             raise _Invalid(path, "an array of tables ([[...]] sections or [{...}])")
         if not key.lo <= len(value) <= key.hi:
             raise _Invalid(path, f"{len(value)} items, expected {key.lo} to {key.hi}")
-        return [_check_table(v, key.keys, (*path, i), unknown) for i, v in enumerate(value)]
+        return [_check_table(v, key.keys, (*path, i)) for i, v in enumerate(value)]
     if isinstance(value, (list, dict)):
         raise _Invalid(path, f"expected {_KIND_WORDS[kind]}, got an array or a table")
     if kind == "bool":
@@ -520,13 +543,21 @@ class _Builder:
         fill = Fill(d.get("memory_fill", "random"))
         memory = PhysicalMemory(background=fill, seed=int(d.get("seed", 0)))
         regions = self._regions(d.get("region", []))
-        bs = BootServices(regions, memory)
+        vendor = str(d.get("firmware_vendor", "EDK II"))
+        # edk2 BaseTools/Conf/target.template: TARGET = DEBUG, what edk2 (OVMF among them) builds
+        # unless told otherwise; other vendors ship release builds.
+        build = d.get("firmware_build", "debug" if vendor == "EDK II" else "release")
+        bs = BootServices(regions, memory, debug_clear=build == "debug")
         if "allocation_limit" in d:
             bs.allocation_limit = _int(d["allocation_limit"])
-        bs.create_system_table(
-            vendor=str(d.get("firmware_vendor", "EDK II")),
-            revision=_revision(d.get("uefi_revision", "2.70")),
-        )
+        bs.create_system_table(vendor=vendor, revision=_revision(d.get("uefi_revision", "2.70")))
+        pools = d.get("pool", [])
+        if pools:
+            # The DXE core's own configuration array exists long before; the declared room
+            # is what is left when the scenario's tables are allocated.
+            bs.reserve_config_array()
+        for i in range(len(pools) - 1, -1, -1):  # the first declared is taken first (LIFO)
+            self._pool(bs, pools[i], i)
         for i, t in enumerate(d.get("table", [])):
             self._table(bs, t, i)
         mm = bs.get_memory_map()
@@ -568,6 +599,22 @@ class _Builder:
             out.append(MemoryDescriptor(mtype, start, pages, attr))
         out.sort(key=lambda m: m.phys_addr)
         return out
+
+    def _pool(self, bs: BootServices, p: Mapping[str, Any], index: int) -> None:
+        start = _int(p["start"])
+        if "pages" in p:
+            end = start + (_int(p["pages"]) << PAGE_SHIFT)
+        elif "size" in p:
+            end = start + _size(p["size"])
+        else:
+            end = _int(p["end"]) + 1
+        mtype = int(parse_type_name(str(p["memory_type"])))
+        if end <= start or end > 1 << 64:
+            raise ValueError(f"pool {index}: no range from {start:#x} to {end:#x}")
+        try:
+            bs.declare_pool(mtype, start, end)
+        except OutOfResources as exc:
+            raise ValueError(f"pool {index}: {exc}") from None
 
     # -- tables -----------------------------------------------------------------------------
 
