@@ -225,3 +225,17 @@ def test_an_archive_log_map_beats_the_copy_runtime_map(tmp_path: Path) -> None:
     ex = _explain(root)
     assert "efi=debug" in ex.memory_map_evidence
     assert _esrt(ex, "native") == "intact"
+
+
+def test_tables_of_older_kernels_are_judged_and_unknown_labels_reported(tmp_path: Path) -> None:
+    # Linux 3.13 names MPS (common_tables before 4.x); an ia64-only label like HCDP has no GUID in
+    # the registry: reported, never silently dropped.
+    ex = _explain(LOGS / "old-memmap-linux313.log")
+    assert "MPS" in [tv.name for tv in ex.results["native"].tables.values()]
+    log = tmp_path / "hcdp.txt"
+    log.write_text(
+        "[    0.000000] Linux version 6.12.1 (x@example.org) #1\n"
+        "[    0.000000] efi: ACPI=0x3f77d000 HCDP=0x3f000000 ESRT=0x3f773018 \n"
+    )
+    (finding,) = [f for f in _explain(log).findings if f.code == "log.unknown-table"]
+    assert "HCDP=0x3f000000" in finding.message

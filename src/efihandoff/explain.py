@@ -323,6 +323,14 @@ def _log_findings(views: Sequence[View]) -> list[Finding]:
                 )
             )
         out += [warning("log.cut", f"{v.source.path}: {why}") for why in boot.cut]
+        out += [
+            info(
+                "log.unknown-table",
+                f"{v.source.path}: the efi: line names {label}={addr:#x}, a table efihandoff "
+                "does not know (no GUID or size rule): not judged",
+            )
+            for label, addr in v.log.unknown_labels
+        ]
     return out
 
 

@@ -92,6 +92,8 @@ class LogEvidence:
     memory_map_evidence: str
     # Per ambiguous table: (the candidate types one machine stands for, that machine).
     variants: dict[Guid, list[tuple[tuple[int, ...], Machine]]] = field(default_factory=dict)
+    # (label, address) of tables the efi: line names that no registry entry knows: not judged.
+    unknown_labels: tuple[tuple[str, int], ...] = ()
 
 
 def parse_version(text: str | None, width: int) -> tuple[int, ...] | None:
@@ -108,9 +110,11 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     """Build the Machine one boot describes."""
     tables: list[ConfigurationTable] = []
     labels: dict[int, str] = {}
+    unknown: list[tuple[str, int]] = []
     for t in boot.config_tables:
-        kt = known_tables.by_linux_label(t.label)
+        kt = known_tables.by_any_linux_label(t.label)  # MPS: printed up to 4.x
         if kt is None:
+            unknown.append((t.label, t.address))
             continue
         tables.append(ConfigurationTable(kt.guid, t.address))
         labels[t.address] = t.label
@@ -143,7 +147,7 @@ def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
     )
     if observed.role is Role.XEN_DOM0:
         machine.notes.append("tables as a Xen dom0 sees them: addresses after any Xen relocation")
-    evidence = LogEvidence(boot, machine, observed, mm_evidence)
+    evidence = LogEvidence(boot, machine, observed, mm_evidence, unknown_labels=tuple(unknown))
     if mm is not None:
         for addr, candidates in ambiguous.items():
             table = next(t for t in tables if t.table == addr)
