@@ -43,6 +43,8 @@ def machine_findings(machine: Machine) -> list[Finding]:
         if machine.memory_map is None:
             continue
         md = machine.memory_map.lookup(t.table)
+        if md is None and not machine.memory_map_complete:
+            continue  # a partial map (RUNTIME regions only) not reaching it proves nothing
         if md is None:
             out.append(
                 warning(

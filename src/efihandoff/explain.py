@@ -115,6 +115,8 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
         short = next((s for v, s in shorts if v is tree), None)
         results[OBSERVED] = _observed_from_tree(observed_specs[0], tree, short)
         from_tree = True
+    if not machine.memory_map_complete:
+        results = {pid: _outside_partial_map(r, machine) for pid, r in results.items()}
     absent_known, why_not = _absence_decidable(merged, machine)
     if machine.table(ESRT_GUID) is None:
         shown = any(v.sysfs and v.sysfs.esrt for v in merged)
@@ -589,6 +591,21 @@ def _esrt_unknown(result: PathResult, shown: bool, absent_known: bool, why: str)
     tables = dict(result.tables)
     tables[ESRT_GUID] = TableVerdict(ESRT_GUID, "ESRT", Verdict.UNKNOWN, reason)
     return replace(result, tables=tables, esrt_sysfs=None, fwupd_devices=None, sysfs=None)
+
+
+def _outside_partial_map(result: PathResult, machine: Machine) -> PathResult:
+    """A table outside a map that holds only some regions (a copy's runtime-map) has a type
+    the evidence does not give: its verdict is unknown, whatever the simulation said."""
+    tables = dict(result.tables)
+    for guid, tv in result.tables.items():
+        if tv.address is not None and machine.lookup(tv.address) is None:
+            tables[guid] = replace(
+                tv,
+                verdict=Verdict.UNKNOWN,
+                reason="its memory type is not in the evidence: the /sys/firmware copy's "
+                "runtime-map holds RUNTIME regions only; add the kernel log of the same boot",
+            )
+    return replace(result, tables=tables)
 
 
 def _absence_decidable(views: Sequence[View], machine: Machine) -> tuple[bool, str]:

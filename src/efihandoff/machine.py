@@ -322,6 +322,9 @@ class Machine:
     # ESRT header fields whose bytes are stand-ins the evidence does not give (e.g. max from an
     # "esrt: Reserving" line): they pass or fail the same checks, but are not facts.
     esrt_stand_ins: frozenset[str] = frozenset()
+    # False when the map holds only some regions (a /sys/firmware copy's runtime-map: RUNTIME
+    # regions only), so a table outside it says nothing about the firmware.
+    memory_map_complete: bool = True
     notes: list[str] = field(default_factory=list)
     # The firmware model's pool as boot services leave it (efihandoff.paths.firmware.PoolState),
     # so a replay of the OS loader's allocations continues from it; None when not known.

@@ -549,3 +549,19 @@ def test_runtime_map_in_linux_top_down_order_is_not_a_firmware_finding(tmp_path:
     starts = [d.phys_addr for d in machine.memory_map]
     assert starts == sorted(starts) and len(starts) == len(names)
     assert "memmap.unsorted" not in {f.code for f in machine_findings(machine)}
+
+
+def test_tables_outside_a_runtime_map_are_unknown_not_findings() -> None:
+    # native-laptop's runtime-map holds RUNTIME regions only: ACPI (in ACPI reclaim, not
+    # runtime) lies outside it. That proves nothing about the firmware: no table.outside-map,
+    # and its verdict on every path is unknown, not whatever a missing descriptor would give.
+    from efihandoff.explain import explain
+    from efihandoff.sources import read_source
+
+    ex = explain(read_source(Path(__file__).parent.parent / "fixtures" / "sysfs" / "native-laptop"))
+    assert "table.outside-map" not in {f.code for f in ex.findings}
+    acpi = {
+        r.tables[g].verdict.value for r in ex.results.values() for g in r.tables
+        if r.tables[g].name == "ACPI"
+    }
+    assert acpi == {"unknown"}

@@ -328,6 +328,7 @@ class SysfsEvidence:
             notes.append(f"problem: {p}")
         return Machine(
             memory_map=memory_map,
+            memory_map_complete=False,
             config_table_address=self.config_table.value,
             config_tables=tuple(tables) if (tables or self.efi) else None,
             memory=memory,
