@@ -485,3 +485,38 @@ def test_real_fwupdtool_without_entries_dir(tmp_path):
     root = write_tree({"efi/efivars": None, "efi/esrt": None}, tmp_path / "firmware")
     assert real_devices(root, tmp_path) is None
     assert devices({"efi/efivars": None, "efi/esrt": None}) is None
+
+
+# --- values the model cannot know (issue 13): the tree's .unknown list ------------------------
+
+
+def test_fields_from_unknown_files_are_none():
+    tree = dict(FIXTURE)
+    tree[".unknown"] = f"{E}/entry0/capsule_flags\n{E}/entry0/last_attempt_status\n"
+    devs = devices(tree)
+    assert devs is not None and len(devs) == 2
+    d = devs[0]
+    # flags comes from capsule_flags only; update_state from last_attempt_status only
+    assert (d.guid, d.kind, d.version, d.lowest) == (DDC0, 1, 65586, 65582)
+    assert d.flags is None and d.last_attempt_status is None and d.update_state is None
+    assert d.last_attempt_version == 18472960
+    j = d.to_json()
+    assert j["flags"] is None and j["update_state"] is None and j["kind"] == "system-firmware"
+    assert devs[1] == devices(FIXTURE)[1]  # the other entry untouched
+
+
+def test_unknown_fw_class_keeps_the_device_without_a_guid():
+    tree = entry(fw_class="00000000-0000-0000-0000-000000000000\n", fw_type="9\n")
+    assert devices(tree) == []  # a known zero GUID: fwupd skips it
+    tree[".unknown"] = f"{E}/entry0/fw_class\n{E}/entry0/fw_type\n"
+    d = one(tree)
+    assert d.guid is None and d.kind is None and d.kind_name is None and d.entry == "entry0"
+
+
+def test_unknown_list_names_only_what_it_lists():
+    assert fwupd.unknown_files({".unknown": "a\n\nb\n"}) == {"a", "b"}
+    assert fwupd.unknown_files({".unknown": None}) == frozenset()
+    assert fwupd.unknown_files(None) == frozenset()
+    tree = dict(FIXTURE)
+    tree[".unknown"] = "efi/esrt/entries/entry0/capsule_flags/\n"  # not the file's path
+    assert devices(tree) == devices(FIXTURE)

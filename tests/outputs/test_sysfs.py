@@ -308,3 +308,53 @@ def test_random_trees_written_exactly_or_refused(tmp_path_factory, tree):
         want = None if content is None else content.encode("utf-8", "surrogateescape")
         assert got[norm] == want
     assert leftovers(parent, {"fw"}) == []
+
+
+# -- boot --sysfs-out when memory is unknown (issue 13, point 2) ------------------------------
+
+_UNKNOWN_FILL = """\
+memory_fill = "unknown"
+firmware_build = "release"
+[[region]]
+start = 0x100000
+end = 0x3FFFFFF
+type = "EfiConventionalMemory"
+[[region]]
+start = 0x4000000
+size = "1M"
+type = "EfiBootServicesData"
+[[table]]
+name = "ESRT"
+address = 0x4000018
+[[table.entry]]
+fw_class = "ddc0ee61-e7f0-4e7d-acc5-c070a398838e"
+"""
+
+
+def test_boot_writes_the_tree_when_memory_is_unknown(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from efihandoff.cli import main
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(_UNKNOWN_FILL)
+    out = tmp_path / "firmware"
+    result = CliRunner().invoke(
+        main, ["boot", str(scenario), "--path", "xen-4.17", "--sysfs-out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["esrt_sysfs"] is True
+    got = listing(out)
+    # Xen 4.17 copies 40 of the 56 bytes into ACPI-reclaim pool: Linux maps the entry's last
+    # 16 bytes from the POOL_TAIL, "ptal" and the size 24 + 40 + 16 = 80 known, Reserved not.
+    e = "efi/esrt/entries/entry0/"
+    assert got["efi/esrt/fw_resource_count"] == b"1\n"
+    assert got[e + "fw_class"] == b"ddc0ee61-e7f0-4e7d-acc5-c070a398838e\n"
+    assert got[e + "lowest_supported_fw_version"] == b"1818326128\n"
+    assert got[e + "last_attempt_version"] == b"80\n"
+    assert got[e + "capsule_flags"] == b"0x0\n"  # a stand-in ...
+    assert got[".unknown"] == f"{e}capsule_flags\n".encode()  # ... listed as one
+    assert got["efi/efivars"] is None

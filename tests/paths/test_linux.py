@@ -283,3 +283,65 @@ def test_tree_zero_capsule_flags_print_as_0x0() -> None:
     assert tree is not None
     assert tree["efi/esrt/entries/entry0/capsule_flags"] == "0x0\n"  # "0x%x"
     assert tree["efi/esrt/entries/entry0/fw_class"] == FW + "\n"  # %pUl, lower case
+
+
+# -- values the model cannot know (issue 13) --------------------------------------------------
+
+# One entry, field by field (facts 1.7): count 1, max 1, version 1; fw_class, type 1, version
+# 65586, lowest 65582, flags 0xfe, last attempt 18472960 / 1.
+_ONE = bytes.fromhex(
+    "01000000" "01000000" "0100000000000000"
+    "61eec0ddf0e77d4eacc5c070a398838e"
+    "01000000" "32000100" "2e000100" "fe000000" "00e01901" "01000000"
+)
+
+
+def test_esrt_tree_writes_unknown_files_and_lists_them() -> None:
+    # 4-byte pieces at offsets 16+28 (capsule_flags) and 16+4 (inside fw_class) unknown.
+    tree = linux.esrt_tree(_ONE, frozenset({44, 20}))
+    assert tree is not None
+    assert tree["efi/esrt/entries/entry0/capsule_flags"] == "0xfe\n"  # the file still exists
+    assert tree[".unknown"] == (
+        "efi/esrt/entries/entry0/fw_class\nefi/esrt/entries/entry0/capsule_flags\n"
+    )
+    # the header's version is a u64: either of its pieces makes it unknown
+    assert linux.esrt_tree(_ONE, frozenset({12}))[".unknown"] == "efi/esrt/fw_resource_version\n"
+    assert ".unknown" not in (linux.esrt_tree(_ONE) or {})
+
+
+def _short_copy_machine(fill: str, build: str) -> Machine:
+    # The ESRT (1 entry) in BS data, allocated; Xen 4.17 copies 40 bytes of it into ACPI-reclaim
+    # pool, so Linux maps the POOL_TAIL as the entry's last 16 bytes (facts 5.3, 5.4).
+    return build_machine(
+        {
+            "memory_fill": fill,
+            "firmware_build": build,
+            "region": [
+                {"start": 0x100000, "end": 0x3FFFFFF, "type": "EfiConventionalMemory"},
+                {"start": 0x4000000, "size": "1M", "type": "EfiBootServicesData"},
+            ],
+            "table": [{"name": "ESRT", "address": 0x4000018, "entry": [{"fw_class": FW}]}],
+        }
+    )
+
+
+@pytest.mark.parametrize("fill", ["unknown", "random"])
+def test_unknown_pool_tail_word_gives_a_tree_with_it_marked(fill: str) -> None:
+    r = simulate(_short_copy_machine(fill, "release"), PRESETS["xen-4.17"])
+    assert r.esrt_sysfs is True and r.sysfs is not None
+    # 'ptal' and the pool size (24 + 40 + 16 = 80) are written by edk2; Reserved is not.
+    e = "efi/esrt/entries/entry0/"
+    assert r.sysfs[e + "lowest_supported_fw_version"] == "1818326128\n"
+    assert r.sysfs[e + "last_attempt_version"] == "80\n"
+    assert r.sysfs[".unknown"] == e + "capsule_flags\n"
+    if fill == "unknown":
+        assert r.sysfs[e + "capsule_flags"] == "0x0\n"  # a stand-in, listed as one
+    (dev,) = r.fwupd_devices or []
+    assert dev.flags is None and dev.lowest == 1818326128 and dev.version == 0
+
+
+def test_zero_fill_and_debug_clear_are_known() -> None:
+    for build, flags in (("release", "0x0\n"), ("debug", "0x0\n")):
+        r = simulate(_short_copy_machine("zeros", build), PRESETS["xen-4.17"])
+        assert r.sysfs is not None and ".unknown" not in r.sysfs
+        assert r.sysfs["efi/esrt/entries/entry0/capsule_flags"] == flags
