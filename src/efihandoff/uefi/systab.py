@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from efihandoff.errors import ParseError
@@ -329,7 +329,9 @@ class SystemTable:
             (fw_vendor, fw_rev, _pad, *rest) = _BODY64.unpack_from(data, offset + TABLE_HEADER_SIZE)
         else:
             (fw_vendor, fw_rev, *rest) = _BODY32.unpack_from(data, offset + TABLE_HEADER_SIZE)
-        return cls(hdr, fw_vendor, fw_rev, *rest, bits=bits)
+        # The pointer fields after fw_revision, in declaration order (bits is not in the layout).
+        names = [f.name for f in fields(cls)][3:-1]
+        return cls(hdr, fw_vendor, fw_rev, **dict(zip(names, rest, strict=True)), bits=bits)
 
     def _body(self) -> bytes:
         fields = (
@@ -457,14 +459,14 @@ def _plausible(buf: Any, off: int, bits: int) -> bool:
     _sig, revision, header_size, crc, _res = _HDR.unpack_from(raw, 0)
     if header_size != size or (revision >> 16) not in (1, 2):
         return False
-    return table_crc32(raw, size) == crc
+    return bool(table_crc32(raw, size) == crc)
 
 
 def _find_sig(buf: Any, pos: int) -> int:
     """Next index of the signature at or after ``pos``, -1 if none; never copies all of ``buf``."""
     find = getattr(buf, "find", None)
     if find is not None:
-        return find(_SIG_BYTES, pos)
+        return int(find(_SIG_BYTES, pos))
     # memoryview and other buffers without .find: scan overlapping bounded windows.
     n = len(buf)
     while pos < n:
