@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from efihandoff.errors import EfiHandoffError
 from efihandoff.machine import Fill, PhysicalMemory
@@ -238,3 +241,43 @@ def test_pool_state_survives_the_machine() -> None:
     assert again.debug_clear
     assert again.allocate_pool(T.EfiACPIReclaimMemory, 80) == 0x207018
     assert again.allocate_pool(T.EfiRuntimeServicesData, 96) == 0x211E18
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("alloc"),
+            st.sampled_from([T.EfiBootServicesData, T.EfiACPIReclaimMemory, T.EfiLoaderData]),
+            st.integers(0, 9000),
+        ),
+        st.tuples(st.just("free"), st.integers(0, 50), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_OPS, st.booleans())
+def test_pool_blocks_never_overlap_and_all_pages_come_back(
+    ops: list, debug: bool  # type: ignore[type-arg]
+) -> None:
+    bs = _bs()
+    bs.debug_clear = debug
+    original = list(bs.descriptors)
+    live: list[tuple[int, int, int]] = []  # (data address, type, size asked)
+    for op, a, b in ops:
+        if op == "alloc":
+            live.append((bs.allocate_pool(a, b), a, b))
+        elif live:
+            addr, _, _ = live.pop(a % len(live))
+            bs.free_pool(addr)
+        spans = sorted((x - 24, x + ((n + 7) & ~7) + 16, t) for x, t, n in live)
+        for (_, e1, _), (s2, _, _) in itertools.pairwise(spans):
+            assert e1 <= s2  # Pool.c: no two live blocks share a byte
+        for s, e, t in spans:
+            d = next(d for d in bs.descriptors if d.phys_addr <= s < d.end)
+            assert d.type == t and e <= d.end  # inside pages of the block's own type
+            assert bs.memory.read(s, 4) == b"phd0" and bs.memory.read(e - 16, 4) == b"ptal"
+    for addr, _, _ in live:
+        bs.free_pool(addr)
+    assert bs.descriptors == original  # every pool page went back (CoreFreePoolI)

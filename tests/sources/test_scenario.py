@@ -382,3 +382,13 @@ def test_pool_declares_where_the_firmware_pool_serves_a_table() -> None:
 def test_bad_pool_declarations(pool: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ParseError, match=re.escape(message)):
         build_machine(_base(pool=[pool]))
+
+
+def test_pool_room_declared_twice_is_refused() -> None:
+    rt = {"memory_type": 6, "start": 0x4100F00, "size": 256}
+    with pytest.raises(ParseError, match="overlaps room declared before"):
+        build_machine(_base(pool=[rt, rt | {"start": 0x4100F80, "size": 128}]))
+    # many one-block declarations (16 pages of RT data): each checked against its neighbours
+    pools = [{"memory_type": 6, "start": 0x4100000 + i * 128, "size": 128} for i in range(512)]
+    m = build_machine(_base(pool=pools))
+    assert m.memory_map is not None

@@ -130,6 +130,7 @@ class BootServices:
     _bin_extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     _bin_free: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     _blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # data -> (type, Size)
+    _declared: list[tuple[int, int]] = field(default_factory=list)  # declare_pool ranges, sorted
 
     @classmethod
     def from_machine(cls, machine: Machine) -> BootServices:
@@ -249,6 +250,11 @@ class BootServices:
         d = self.descriptors[i] if i >= 0 else None
         if d is None or d.type != mtype or not (d.phys_addr <= start < end <= d.end):
             raise OutOfResources(f"{start:#x}-{end:#x} is not inside one region of that type")
+        k = bisect.bisect_right(self._declared, (start, end))
+        for lo, hi in self._declared[max(0, k - 1) : k + 1]:
+            if lo < end and start < hi:
+                raise OutOfResources(f"{start:#x}-{end:#x} overlaps room declared before")
+        self._declared.insert(k, (start, end))
         if not (start | end) & (PAGE_SIZE - 1):
             self._bin_extents.setdefault(mtype, []).append((start, end))
             bisect.insort(self._bin_free.setdefault(mtype, []), (start, end))
