@@ -704,8 +704,10 @@ def boot(case: Case, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
     shutil.copyfile(OVMF_VARS, vars_file)
     serial = workdir / "serial.log"
     serial.unlink(missing_ok=True)
-    qmp_path = workdir / "qmp.sock"
-    qmp_path.unlink(missing_ok=True)
+    # a unix socket path must stay under 108 bytes: the long case ids of the added stacks in a
+    # deep checkout do not, so the socket lives in a short temp dir of its own
+    qmp_dir = Path(tempfile.mkdtemp(prefix="realfw-qmp-"))
+    qmp_path = qmp_dir / "qmp.sock"
     dump_file = workdir / "memory.elf"
     start = time.monotonic()
     proc = subprocess.Popen(qemu_command(esp, vars_file, serial, qmp_path),
@@ -737,6 +739,8 @@ def boot(case: Case, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
         proc.kill()
         proc.communicate()
         raise
+    finally:
+        shutil.rmtree(qmp_dir, ignore_errors=True)
     return {
         "serial_log": str(serial),
         "seconds": round(time.monotonic() - start, 2),
@@ -899,10 +903,16 @@ def run_case(case: Case, timeout: float = DEFAULT_TIMEOUT, dump: bool = False,
     with tempfile.TemporaryDirectory(prefix=f"realfw-{case.id}-", dir=_workroot()) as tmp:
         work = Path(tmp)
         info = boot(case, work, timeout=timeout, dump=dump)
-        text = Path(info["serial_log"]).read_bytes().decode("utf-8", errors="replace")
+        serial = Path(info["serial_log"])
+        if not serial.exists():  # QEMU never started the machine: nothing to cache
+            return {"case": case.id, **parse_serial(""), "serial_log": None,
+                    "seconds": info["seconds"], "timed_out": info["timed_out"],
+                    "qemu_exit": info["exit"], "qemu_output": info["qemu_output"],
+                    "dump": None, "cached": False}
+        text = serial.read_bytes().decode("utf-8", errors="replace")
         results.mkdir(parents=True, exist_ok=True)
         log = results / f"{case.id}.{key}.serial.log"
-        shutil.copyfile(info["serial_log"], log)
+        shutil.copyfile(serial, log)
         dump_path = None
         if info["dump"]:
             dump_path = results / f"{case.id}.{key}.memory.elf"
@@ -2005,6 +2015,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="the smoke subset (every stack)")
     ap.add_argument("--jobs", type=int, default=2, help="QEMUs at a time (default 2)")
     ap.add_argument("--cases", help="shell pattern(s) over case ids, comma-separated")
+    ap.add_argument("--stacks", default=",".join(STACKS),
+                    help=f"stacks of the full matrix (known: {','.join(STACKS)})")
     ap.add_argument("--placements", default=",".join(MATRIX_PLACEMENTS),
                     help=f"placements of the full matrix (known: {','.join(PLACEMENTS)})")
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per boot")
@@ -2022,7 +2034,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT, help="output directory")
     args = ap.parse_args(argv)
 
-    base = smoke() if args.smoke else matrix(p.strip() for p in args.placements.split(","))
+    stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    if unknown := [s for s in stacks if s not in STACKS]:
+        ap.error(f"unknown stack {unknown[0]!r} (known: {', '.join(STACKS)})")
+    base = smoke() if args.smoke else matrix(
+        (p.strip() for p in args.placements.split(",")), stacks)
+    base = [c for c in base if c.stack in stacks]
     cases = select(base, args.cases)
     if args.list:
         print("\n".join(c.id for c in cases))

@@ -277,3 +277,13 @@ def test_build_grub_embeds_the_cfg(tmp_path):
     assert harness.GRUB_EMBEDDED_CFG.encode() in data
     with contextlib.redirect_stdout(io.StringIO()):
         assert harness.build_grub(tmp_path / "grub") == efi  # cached: not rebuilt
+
+
+def test_stacks_option_narrows_the_matrix(capsys):
+    assert harness.main(["--list", "--stacks", "xen-4.17-mapbs+linux-6.12",
+                         "--placements", "bsdata,rtdata"]) == 0
+    assert capsys.readouterr().out.split() == [
+        f"{p}-{c}-xen-4.17-mapbs+linux-6.12" for p in ("bsdata", "rtdata")
+        for c in harness.CONTENTS]
+    with pytest.raises(SystemExit):
+        harness.main(["--list", "--stacks", "xen-4.18+linux-6.12"])
