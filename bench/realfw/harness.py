@@ -70,7 +70,9 @@ ESRT_GUID = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
 BASE_STACKS = ("linux-6.1", "linux-6.12", "xen-4.17+linux-6.1", "xen-4.17+linux-6.12")
 MULTIBOOT2_STACKS = ("xen-4.17-multiboot2+linux-6.1", "xen-4.17-multiboot2+linux-6.12")
 MAPBS_STACKS = ("xen-4.17-mapbs+linux-6.1", "xen-4.17-mapbs+linux-6.12")
-STACKS = (*BASE_STACKS, *MULTIBOOT2_STACKS, *MAPBS_STACKS)
+# Debian's xen 4.17 source with the ESRT size fix (build_fixed_xen), as xen.efi.
+FIXED_STACKS = ("xen-4.17-fixed+linux-6.1", "xen-4.17-fixed+linux-6.12")
+STACKS = (*BASE_STACKS, *MULTIBOOT2_STACKS, *MAPBS_STACKS, *FIXED_STACKS)
 CONTENTS = ("valid2", "valid5", "version2", "count0")
 # Short placement names -> EFI_MEMORY_TYPE (UEFI 2.10 table 7.5).
 PLACEMENTS = {
@@ -98,6 +100,9 @@ PATH_FOR_STACK = {
     "xen-4.17-multiboot2+linux-6.12": "xen=4.17.7,boot=multiboot2,linux=6.12",
     "xen-4.17-mapbs+linux-6.1": "xen=4.17.7,boot=efi,mapbs,linux=6.1",
     "xen-4.17-mapbs+linux-6.12": "xen=4.17.7,boot=efi,mapbs,linux=6.12",
+    # a 4.17 with 3ea44aa78c's size fix behaves as the releases that have it: the xen-fixed preset
+    "xen-4.17-fixed+linux-6.1": "base=xen-fixed,linux=6.1",
+    "xen-4.17-fixed+linux-6.12": "base=xen-fixed,linux=6.12",
 }
 # The machine as the model sees it (regions and OVMF's own tables); scenario_for adds the case's.
 SCENARIO = HERE / "ovmf-q35.toml"
@@ -159,6 +164,11 @@ class Case:
         """True when xen.efi gets ``-mapbs`` in its load options."""
         return "-mapbs+" in self.stack
 
+    @property
+    def fixed(self) -> bool:
+        """True when Xen is the bench's build with the ESRT size fix (build_fixed_xen)."""
+        return "-fixed+" in self.stack
+
 
 def matrix(placements: Iterable[str] = MATRIX_PLACEMENTS,
            stacks: Iterable[str] = STACKS) -> list[Case]:
@@ -183,6 +193,8 @@ SMOKE = (
     ("bsdata", "valid2", "xen-4.17-multiboot2+linux-6.1"),
     ("bsdata", "valid2", "xen-4.17-mapbs+linux-6.12"),
     ("bsdata", "valid2", "xen-4.17-mapbs+linux-6.1"),
+    ("bsdata", "valid2", "xen-4.17-fixed+linux-6.12"),
+    ("bsdata", "valid5", "xen-4.17-fixed+linux-6.1"),
 )
 
 
@@ -361,6 +373,78 @@ def grub_cfg(case: Case, dump: bool = False) -> str:
         "module2 --nounzip /EFI/xen/initrd.gz\n"
         "boot\n"
     )
+
+
+# The fixed Xen: Debian's xen 4.17 source package (install-deps downloads it into
+# cache/xen-src: the installed hypervisor's version when the archive serves it), with this patch
+# (written for the bench from the facts: get_esrt_size must count the 16-byte ESRT header as
+# well as the 40-byte entries, as 3ea44aa78c does upstream), the hypervisor alone built with its
+# default configuration. About 4-5 minutes on two cores; cached by the source, patch and recipe.
+XEN_SRC = CACHE / "xen-src"
+XEN_ESRT_SIZE_PATCH = """\
+Description: ESRT relocation copies the header too (efihandoff bench)
+ get_esrt_size() returned only FwResourceCount * 40, so efi_relocate_esrt() copied the ESRT
+ 16 bytes short: the header (count, max, version) is 16 bytes before the entries.
+--- a/xen/common/efi/boot.c
++++ b/xen/common/efi/boot.c
+@@ -622,5 +622,6 @@
+     if ( esrt_ptr->FwResourceCount > available_len / sizeof(esrt_ptr->Entries[0]) )
+         return 0;
+\x20
+-    return esrt_ptr->FwResourceCount * sizeof(esrt_ptr->Entries[0]);
++    return offsetof(EFI_SYSTEM_RESOURCE_TABLE, Entries) +
++           esrt_ptr->FwResourceCount * sizeof(esrt_ptr->Entries[0]);
+ }
+"""
+XEN_BUILD = ("make -s XEN_TARGET_ARCH=x86_64 defconfig",
+             "make -s -j2 XEN_TARGET_ARCH=x86_64 build")
+
+
+def xen_source_version() -> str | None:
+    """The Debian version of the xen source in cache/xen-src (None: not downloaded)."""
+    v = XEN_SRC / "VERSION"
+    return v.read_text().strip() if v.exists() else None
+
+
+def fixed_xen_version() -> str | None:
+    """What the fixed Xen calls itself (``4.17.5`` for source 4.17.5+72-g01140da4e8-1)."""
+    v = xen_source_version()
+    m = re.match(r"(?:\d+:)?(\d+\.\d+\.\d+)", v or "")
+    return m[1] if m else None
+
+
+def build_fixed_xen(out_dir: Path | None = None) -> Path:
+    """Build the fixed xen.efi (cached); return its path. RuntimeError when the source is not
+    in cache/xen-src (run install-deps) or the patch does not apply."""
+    version = xen_source_version()
+    dsc = next(iter(sorted(XEN_SRC.glob("xen_*.dsc"))), None) if version else None
+    if version is None or dsc is None:
+        raise RuntimeError("no xen source in cache/xen-src: run bench/realfw/install-deps")
+    key = json.dumps([version, XEN_ESRT_SIZE_PATCH, XEN_BUILD])
+    out_dir = out_dir or CACHE / "xen-fixed" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    efi = out_dir / "xen.efi"
+    if efi.exists():
+        return efi
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="realfw-xen-", dir=_workroot()) as tmp:
+        src = Path(tmp) / "xen"
+        subprocess.run(["dpkg-source", "--no-check", "-x", str(dsc), str(src)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.run(["patch", "-p1", "--forward"], input=XEN_ESRT_SIZE_PATCH,
+                              cwd=src, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the ESRT size patch does not apply to xen {version}: "
+                               f"{proc.stdout[-500:]}")
+        log = out_dir / "build.log"
+        with log.open("w") as f:
+            start = time.monotonic()
+            for cmd in XEN_BUILD:
+                subprocess.run(cmd.split(), cwd=src / "xen", check=True, stdout=f,
+                               stderr=subprocess.STDOUT)
+            f.write(f"built in {time.monotonic() - start:.0f} s\n")
+        shutil.copyfile(src / "xen" / "xen.efi", out_dir / "xen.efi.tmp")
+        (out_dir / "xen.efi.tmp").replace(efi)
+    return efi
 
 
 # xen.efi's load options under -mapbs (efi_start: a plain UCS-2 command line whose first word
@@ -549,7 +633,7 @@ def esp_inputs(case: Case, dump: bool = False) -> dict[str, bytes | Path]:
         files["efihandoff/grub.cfg"] = grub_cfg(case, dump).encode()
         files["efihandoff/next.txt"] = b"\\EFI\\xen\\grubx64.efi\n\n"
     elif case.xen:
-        files["EFI/xen/xen.efi"] = XEN_EFI
+        files["EFI/xen/xen.efi"] = build_fixed_xen() if case.fixed else XEN_EFI
         files["EFI/xen/vmlinuz"] = kernel
         files["EFI/xen/initrd.gz"] = initrd
         # Xen 4.17 xen/common/efi/boot.c efi_start: reads <image name>.cfg beside the image.
@@ -584,6 +668,8 @@ def case_key(case: Case, dump: bool = False, init: str | None = None,
                              GRUB_PRELOAD, grub_cfg(case, dump)]).encode())
     if case.mapbs:
         h.update(MAPBS_LOAD_OPTIONS.encode())
+    if case.fixed:
+        h.update(json.dumps([xen_source_version(), XEN_ESRT_SIZE_PATCH, XEN_BUILD]).encode())
     h.update(_hash_files([INJECTOR_DIR / "inject.c", INJECTOR_DIR / "Makefile"]).encode())
     h.update((INIT_SCRIPT if init is None else init).encode())
     h.update(XEN_OPTIONS.encode() + (LINUX_ARGS if linux_args is None else linux_args).encode())
@@ -943,6 +1029,8 @@ def run_cases(cases: Sequence[Case], jobs: int = 2, timeout: float = DEFAULT_TIM
     build_initrd()
     if any(c.boot == "multiboot2" for c in cases):
         build_grub()  # once, before the parallel boots
+    if any(c.fixed for c in cases):
+        build_fixed_xen()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(run_case, c, timeout, dump, use_cache): i
                    for i, c in enumerate(cases)}
@@ -1432,6 +1520,8 @@ FALLBACK_PRESET = {
     "xen-4.17-multiboot2+linux-6.12": "xen-4.17",
     "xen-4.17-mapbs+linux-6.1": "xen-4.17-linux-6.1",
     "xen-4.17-mapbs+linux-6.12": "xen-4.17",
+    "xen-4.17-fixed+linux-6.1": "xen-4.17-linux-6.1",
+    "xen-4.17-fixed+linux-6.12": "xen-fixed",
 }
 # Disagreements of explain known today: (case glob, evidence set, the wrong verdict (the
 # report's cell code) explain gives, why). A disagreement matching one is reported
@@ -1659,7 +1749,8 @@ def machine_mismatch(case: Case, label: str, obs: dict[str, Any]) -> str | None:
     if role not in (None, "unknown", want):
         return f"role:{role}"
     xen = obs.get("xen_version")
-    if xen is not None and (not case.xen or xen != XEN_VERSION):
+    want_xen = fixed_xen_version() if case.fixed else XEN_VERSION
+    if xen is not None and (not case.xen or xen != want_xen):
         return f"xen:{xen}"
     # how Xen was started: machine.xen_boot and the observed stack's label ("Xen 4.17.7 (efi),
     # ...", "(multiboot2)") must name the stack's boot mode (efi for xen.efi, -mapbs or not)

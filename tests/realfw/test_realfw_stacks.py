@@ -287,3 +287,75 @@ def test_stacks_option_narrows_the_matrix(capsys):
         for c in harness.CONTENTS]
     with pytest.raises(SystemExit):
         harness.main(["--list", "--stacks", "xen-4.18+linux-6.12"])
+
+
+# -- the fixed Xen ---------------------------------------------------------------------------
+
+BOOT_C = """\
+static size_t __init get_esrt_size(const EFI_MEMORY_DESCRIPTOR *desc)
+{
+""" + "\n" * 619 + """\
+    if ( esrt_ptr->FwResourceCount > available_len / sizeof(esrt_ptr->Entries[0]) )
+        return 0;
+
+    return esrt_ptr->FwResourceCount * sizeof(esrt_ptr->Entries[0]);
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("patch") is None, reason="patch not installed")
+def test_esrt_size_patch_counts_the_header(tmp_path):
+    import subprocess
+
+    f = tmp_path / "xen" / "common" / "efi" / "boot.c"
+    f.parent.mkdir(parents=True)
+    f.write_text(BOOT_C)
+    assert BOOT_C.splitlines()[624].startswith("    return esrt_ptr->FwResourceCount")  # l.625
+    proc = subprocess.run(["patch", "-p1", "--forward"], input=harness.XEN_ESRT_SIZE_PATCH,
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout
+    body = f.read_text()
+    assert "return esrt_ptr->FwResourceCount * sizeof" not in body
+    ret = body[body.index("    return offsetof"):body.index(";", body.index("    return offsetof"))]
+    # header (16 bytes: the offset of Entries) + 40 x count, as UEFI 2.10 23.4 lays it out
+    assert "offsetof(EFI_SYSTEM_RESOURCE_TABLE, Entries)" in ret
+    assert "esrt_ptr->FwResourceCount * sizeof(esrt_ptr->Entries[0])" in ret
+    # applying it twice is refused, not doubled
+    again = subprocess.run(["patch", "-p1", "--forward", "--dry-run"],
+                           input=harness.XEN_ESRT_SIZE_PATCH, cwd=tmp_path,
+                           capture_output=True, text=True, check=False)
+    assert again.returncode != 0
+
+
+def test_fixed_stack_case_esp_and_key(fake_builds, tmp_path, monkeypatch):
+    fixed_efi = tmp_path / "fixed-xen.efi"
+    fixed_efi.write_bytes(b"fixed")
+    monkeypatch.setattr(harness, "build_fixed_xen", lambda: fixed_efi)
+    case = harness.Case.make("bsdata", "valid2", "xen-4.17-fixed+linux-6.12")
+    assert (case.xen, case.boot, case.mapbs, case.fixed) == (True, "efi", False, True)
+    assert not harness.Case.make("bsdata", "valid2", "xen-4.17+linux-6.12").fixed
+    files = harness.esp_inputs(case)
+    assert files["EFI/xen/xen.efi"] == fixed_efi
+    assert files["efihandoff/next.txt"] == b"\\EFI\\xen\\xen.efi\n\n"
+    spec = parse_path(harness.PATH_FOR_STACK[case.stack])
+    assert spec.xen_esrt_size_fixed and spec.linux == (6, 12)
+    assert harness.FALLBACK_PRESET[case.stack] == "xen-fixed"
+    key = harness.case_key(case)
+    monkeypatch.setattr(harness, "XEN_ESRT_SIZE_PATCH", harness.XEN_ESRT_SIZE_PATCH + " ")
+    assert harness.case_key(case) != key  # a new patch is a new boot
+
+
+def test_fixed_xen_version_and_missing_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "XEN_SRC", tmp_path / "xen-src")
+    assert harness.xen_source_version() is None and harness.fixed_xen_version() is None
+    with pytest.raises(RuntimeError, match="install-deps"):
+        harness.build_fixed_xen(tmp_path / "out")
+    (tmp_path / "xen-src").mkdir()
+    (tmp_path / "xen-src" / "VERSION").write_text("4.17.5+72-g01140da4e8-1\n")
+    assert harness.fixed_xen_version() == "4.17.5"
+    (tmp_path / "xen-src" / "VERSION").write_text("1:4.17.7+13-g2445b30a44-0+deb12u1\n")
+    assert harness.fixed_xen_version() == "4.17.7"
+    case = harness.Case.make("bsdata", "valid2", "xen-4.17-fixed+linux-6.12")
+    obs = {"role": "xen-dom0", "xen_version": "4.17.7", "linux_version": "6.12.118"}
+    assert harness.machine_mismatch(case, "d", obs) is None
+    assert harness.machine_mismatch(case, "d", {**obs, "xen_version": "4.17.5"}) == "xen:4.17.5"
