@@ -295,3 +295,16 @@ def test_any_boxed_table_on_the_console_is_never_cut(monkeypatch, capsys, width)
     assert ("┃" in out) is (width >= 100)
     if width < 100:  # records: the row's name, then each column on its own line
         assert "    relocated        -" in out and "    reserved median  64.0 MiB" in out
+
+
+def test_boot_device_with_unknown_values_reads_question_marks():
+    # A device whose capsule flags come from bytes nobody wrote (Xen's POOL_TAIL Reserved word)
+    # has flags None: printed "?", never a number (and never a crash).
+    dev = {"guid": "671d19d0-d43c-4852-98d9-1ce16f9967e4", "kind": "device-firmware",
+           "version": 3090287969, "lowest": 1818326128, "flags": None, "update_state": None}
+    result = {"label": "Xen 4.17.1 (efi), Linux 6.3 dom0", "log": [],
+              "tables": {ESRT: {"name": "ESRT", "verdict": "corrupt", "reason": "short"}},
+              "fwupd_devices": [dev]}
+    c, buf = console(120)
+    text.render_boot(result, "xen-4.17", c)
+    assert "lowest 1818326128 flags ? ?" in buf.getvalue()

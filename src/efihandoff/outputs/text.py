@@ -642,8 +642,8 @@ def render_boot(
                 _hang(
                     Text(f"    {d['guid']}"),
                     Text(
-                        f"{d['kind']} version {d['version']} lowest {d['lowest']} "
-                        f"flags {d['flags']:#x} {d['update_state']}"
+                        f"{_q(d['kind'])} version {_q(d['version'])} lowest {_q(d['lowest'])} "
+                        f"flags {_q(d['flags'], '{:#x}')} {_q(d['update_state'])}"
                     ),
                     console.width,
                 )
@@ -656,8 +656,9 @@ def _addr(address: int | None, source: str | None) -> str:
     return f"an unknown address (as {source} shows it)" if source else "an unknown address"
 
 
-def _q(v: Any) -> str:
-    return "?" if v is None else str(v)
+def _q(v: Any, fmt: str = "{}") -> str:
+    """A value, or ``?`` where the evidence or the model does not give it."""
+    return "?" if v is None else fmt.format(v)
 
 
 def _bytes(n: int | None) -> str:
