@@ -2113,6 +2113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per boot")
     ap.add_argument("--dump", action="store_true", help="also take a QMP memory dump per case")
     ap.add_argument("--no-cache", action="store_true", help="boot even when a result is cached")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="only the selected cases booted before (no boot; e.g. to rebuild the "
+                    "report of a partly booted matrix)")
     ap.add_argument("--no-compare", action="store_true",
                     help="do not judge the model: exit 0 when every case booted (the report "
                     "still shows the fwupd column)")
@@ -2132,6 +2135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (p.strip() for p in args.placements.split(",")), stacks)
     base = [c for c in base if c.stack in stacks]
     cases = select(base, args.cases)
+    if args.cached_only:
+        cases = [c for c in cases if cached_outcome(c, args.dump) is not None]
     if args.list:
         print("\n".join(c.id for c in cases))
         return 0

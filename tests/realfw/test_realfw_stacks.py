@@ -359,3 +359,14 @@ def test_fixed_xen_version_and_missing_source(tmp_path, monkeypatch):
     obs = {"role": "xen-dom0", "xen_version": "4.17.7", "linux_version": "6.12.118"}
     assert harness.machine_mismatch(case, "d", obs) is None
     assert harness.machine_mismatch(case, "d", {**obs, "xen_version": "4.17.5"}) == "xen:4.17.5"
+
+
+def test_cached_only_lists_booted_cases(capsys, monkeypatch):
+    booted = {"rtdata-valid2-xen-4.17-fixed+linux-6.12", "bsdata-valid2-linux-6.1"}
+    monkeypatch.setattr(harness, "cached_outcome",
+                        lambda case, dump=False: {"booted": True} if case.id in booted else None)
+    assert harness.main(["--list", "--cached-only"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "bsdata-valid2-linux-6.1", "rtdata-valid2-xen-4.17-fixed+linux-6.12"]
+    assert harness.main(["--cached-only", "--stacks", "xen-4.17-mapbs+linux-6.1",
+                         "--no-install"]) == 2  # nothing booted: no case matches
