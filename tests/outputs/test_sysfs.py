@@ -358,3 +358,9 @@ def test_boot_writes_the_tree_when_memory_is_unknown(tmp_path: Path) -> None:
     assert got[e + "capsule_flags"] == b"0x0\n"  # a stand-in ...
     assert got[".unknown"] == f"{e}capsule_flags\n".encode()  # ... listed as one
     assert got["efi/efivars"] is None
+    # the log and the verdicts, as before: exit 0
+    again = CliRunner().invoke(
+        main, ["boot", str(scenario), "--path", "xen-4.17", "--sysfs-out", str(out), "--force"]
+    )
+    assert again.exit_code == 0, again.output
+    assert listing(out) == got
