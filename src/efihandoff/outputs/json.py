@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from efihandoff import fwupd
 from efihandoff.errors import ParseError
 from efihandoff.explain import OBSERVED, Explanation
 from efihandoff.machine import Machine
@@ -193,6 +194,8 @@ def path_json(r: PathResult, label: str | None = None) -> dict[str, Any]:
         "tables": {str(g): tv.to_json() for g, tv in r.tables.items()},
         "esrt_sysfs": r.esrt_sysfs,
         "sysfs": r.sysfs,
+        # sysfs files whose values the model cannot know (bytes nobody wrote): never numbers
+        "unknown_values": sorted(fwupd.unknown_files(r.sysfs)),
         "log": r.log,
         "fwupd_devices": None
         if r.fwupd_devices is None
