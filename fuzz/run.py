@@ -114,12 +114,10 @@ def _classify(target: str, data: bytes, work: Path, cpu_seconds: float) -> tuple
     from fuzz.targets import TARGETS, Rejected
 
     t = TARGETS[target]
-    used = _cpu()
-    soft = int(used + cpu_seconds) + 1
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    resource.setrlimit(
-        resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard)
-    )
+    # A per-case CPU timer (ITIMER_PROF counts user and system time); disarmed before the
+    # handler could fire outside the case.
+    _ARMED[0] = True
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
     try:
         t.run(data, work)
     except Rejected:
@@ -135,17 +133,18 @@ def _classify(target: str, data: bytes, work: Path, cpu_seconds: float) -> tuple
     except Exception as exc:
         return "escape", _signature(target, exc), f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
-        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, hard))
+        _ARMED[0] = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
     return "ok", "", ""
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+_ARMED = [False]
 
 
-def _on_xcpu(signum: int, frame: object) -> None:
-    raise CaseTimeout()
+def _on_prof(signum: int, frame: object) -> None:
+    if _ARMED[0]:
+        _ARMED[0] = False
+        raise CaseTimeout()
 
 
 def minimise(target: str, data: bytes, sig: str, work: Path, cpu: float, budget_s: float) -> bytes:
@@ -213,7 +212,7 @@ def worker(args: argparse.Namespace) -> None:
 
     limit = args.memory_mib << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    signal.signal(signal.SIGXCPU, _on_xcpu)
+    signal.signal(signal.SIGPROF, _on_prof)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
     work = Path(tempfile.mkdtemp(prefix="efihandoff-fuzz-"))
     seen: set[str] = set(args.seen or ())
@@ -268,7 +267,7 @@ def known() -> dict[str, str]:
 
 def is_known(sig: str, table: dict[str, str] | None = None) -> bool:
     table = known() if table is None else table
-    return sig.split("|", 1)[-1] in table
+    return sig in table or sig.split("|", 1)[-1] in table
 
 
 def replay(paths: list[str], args: argparse.Namespace) -> int:
@@ -276,7 +275,7 @@ def replay(paths: list[str], args: argparse.Namespace) -> int:
     when any still escapes, hangs or blows up."""
     limit = args.memory_mib << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    signal.signal(signal.SIGXCPU, _on_xcpu)
+    signal.signal(signal.SIGPROF, _on_prof)
     work = Path(tempfile.mkdtemp(prefix="efihandoff-fuzz-"))
     bad = 0
     for name in paths:

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fuzz package lives at the repository root
 
+import fuzz.run as fuzz_run  # noqa: E402
 from fuzz.run import is_known, load, signature_of  # noqa: E402
 from fuzz.targets import TARGETS, Rejected  # noqa: E402
 
@@ -69,6 +70,9 @@ def test_harness_classifies_escapes_memory_and_project_errors(tmp_path: Path, mo
             raise KeyError("x")
         if data == b"mem":
             raise MemoryError
+        if data == b"spin":
+            while True:
+                pass
         raise EfiHandoffError("fine")
 
     monkeypatch.setitem(TARGETS, "probe", Target("probe", "bin", lambda: [b""], None, run, ""))  # type: ignore[arg-type]
@@ -76,6 +80,14 @@ def test_harness_classifies_escapes_memory_and_project_errors(tmp_path: Path, mo
     outcome, sig, _ = classify("probe", b"key", tmp_path, 10)
     assert (outcome, sig.split("|")[:2]) == ("escape", ["probe", "KeyError"])
     assert classify("probe", b"mem", tmp_path, 10)[0] == "memory"
+    import signal
+
+    previous = signal.signal(signal.SIGPROF, fuzz_run._on_prof)
+    try:
+        assert classify("probe", b"spin", tmp_path, 0.5)[:2] == ("hang", "probe|hang")
+        assert classify("probe", b"ok", tmp_path, 0.5)[0] == "ok"  # the timer was disarmed
+    finally:
+        signal.signal(signal.SIGPROF, previous)
 
     # The peak-RSS check, in a fresh process (this one's high-water mark may be anything).
     script = (
