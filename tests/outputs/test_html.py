@@ -240,3 +240,23 @@ def test_chromium_checks_can_fail(tmp_path: Path) -> None:
     assert any("nosuch" in line for line in shot.console)
     colours, inked = chromium.colour_stats(chromium.decode_png(png.read_bytes()))
     assert (colours, inked) == (1, 0)
+
+
+def test_unknown_candidates_fold_into_details(doc):
+    # A dom0 report's unknown verdicts carry the placements left open; listed in full in every
+    # cell they swamp the table, so each cell shows the short reason and folds the list.
+    d = copy.deepcopy(doc)
+    esrt = "b122a263-3661-4f68-9929-78f8b0d62180"
+    tv = d["paths"]["xen-4.17"]["tables"][esrt]
+    tv.update(
+        verdict="unknown",
+        reason="depends on where the firmware put it (EfiACPIReclaimMemory: intact; "
+        "EfiBootServicesData, copied by Xen: corrupt)",
+        candidates=[
+            {"placement": "EfiACPIReclaimMemory", "verdict": "intact"},
+            {"placement": "EfiBootServicesData, copied by Xen", "verdict": "corrupt"},
+        ],
+    )
+    page = explain_html(d)
+    assert "<details><summary>2 candidates</summary>" in page
+    assert page.count("EfiBootServicesData, copied by Xen") == 1  # in the list, not the reason

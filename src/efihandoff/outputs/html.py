@@ -31,7 +31,10 @@ h3 { font-size: 1.05em; margin: 16px 0 6px 0; }
 code, pre, td.mono, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace;
                             font-size: 0.9em; }
 table { border-collapse: collapse; margin: 6px 0 12px 0; }
-th, td { border: 1px solid #c8c8c8; padding: 3px 7px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #c8c8c8; padding: 3px 7px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+td details { border: none; padding: 0; margin: 2px 0 0 0; font-size: 0.85em; }
+td details ul { margin: 2px 0; padding-left: 1.2em; }
 th { background: #eeeeee; }
 td.num { text-align: right; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #000000;
@@ -198,10 +201,7 @@ def _matrix(doc: Mapping[str, Any]) -> list[str]:
             if tv is None:
                 cells.append(f"<td>{_verdict(None)}</td>")
             else:
-                cells.append(
-                    f"<td>{_verdict(str(tv.get('verdict')))}"
-                    f'<span class="reason">{esc(tv.get("reason", ""))}</span></td>'
-                )
+                cells.append(f"<td>{_verdict(str(tv.get('verdict')))}{_reason(tv)}</td>")
         out.append(
             f'<tr><th>{esc(name)}<br><code class="reason">{esc(g)}</code></th>{"".join(cells)}</tr>'
         )
@@ -222,6 +222,23 @@ def _matrix(doc: Mapping[str, Any]) -> list[str]:
     out.append(f"<tr><th>memory cost</th>{costs}</tr>")
     out.append("</table></div>")
     return out
+
+
+def _reason(tv: Mapping[str, Any]) -> str:
+    """A verdict's reason; an ``unknown`` one's candidates folded into a list (they repeat in
+    every cell of a dom0 report and would swamp the table)."""
+    reason = str(tv.get("reason", ""))
+    cands = tv.get("candidates") or []
+    if not cands:
+        return f'<span class="reason">{esc(reason)}</span>'
+    items = "".join(
+        f"<li>{esc(str(c.get('placement', '?')))}: {_verdict(str(c.get('verdict')))}</li>"
+        for c in cands
+    )
+    return (
+        f'<span class="reason">{esc(reason.split(" (", 1)[0])}</span>'
+        f"<details><summary>{len(cands)} candidates</summary><ul>{items}</ul></details>"
+    )
 
 
 def _yes_no(value: object) -> str:
