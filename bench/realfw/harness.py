@@ -1480,6 +1480,8 @@ def fwupd_both_ways(case: Case, real: dict[str, Any],
     """Issue 5 item 4: the real fwupdtool on the tree the real kernel exposed and on the tree
     the model writes, and efihandoff's own fwupd model; every pair must agree (values the model
     cannot know aside). Returns the differences, each prefixed by the pair it concerns."""
+    if real.get("dom0_died"):
+        return []  # no dom0, no tree, nothing to list: the death is compare()'s difference
     r_tool = fwupd_for_outcome(real)
     out = [f"real tree, fwupdtool vs efihandoff.fwupd: {d}"
            for d in fwupd_diff(r_tool, fwupd_model(real.get("sysfs"), real["sysfs_present"]))]
@@ -1802,8 +1804,11 @@ def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
     missing, or ``+short-copy``, wrongly there); so does a wrong ``machine`` role or version
     (:func:`machine_mismatch`). None when the case did not boot.
     {truth, why, short_copy, sets: [{set, status, cell, verdict, reason, candidates, from, role,
-    xen_version, linux_version, findings, known, error}]}."""
+    xen_version, linux_version, findings, known, error}]}; a boot whose dom0 died has truth
+    ``dom0 died`` and no sets."""
     real = parse_serial(text)
+    if real["dom0_died"]:  # no dom0 ever looked at the ESRT: nothing to judge explain against
+        return {"truth": "dom0 died", "why": real["dom0_died"], "short_copy": False, "sets": []}
     truth = esrt_truth(case.content, real)
     if truth is None:
         return None

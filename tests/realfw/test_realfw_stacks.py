@@ -377,3 +377,13 @@ def test_cached_only_lists_booted_cases(capsys, monkeypatch):
         "bsdata-valid2-linux-6.1", "rtdata-valid2-xen-4.17-fixed+linux-6.12"]
     assert harness.main(["--cached-only", "--stacks", "xen-4.17-mapbs+linux-6.1",
                          "--no-install"]) == 2  # nothing booted: no case matches
+
+
+def test_dom0_died_has_no_explain_sets_and_no_fwupd_difference():
+    case = harness.Case.make("bsdata", "valid2", "xen-4.17-mapbs+linux-6.12")
+    result = harness.explain_checks(case, DIED_LOG)
+    assert result == {"truth": "dom0 died", "why": "Xen hypervisor allocated kernel memory "
+                      "conflicts with E820 map", "short_copy": False, "sets": []}
+    assert harness.explain_cell(result) == " = dom0 died"
+    real = harness.parse_serial(DIED_LOG)
+    assert harness.fwupd_both_ways(case, real, {"fwupd": [{"guid": "x"}]}) == []
