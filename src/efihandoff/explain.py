@@ -686,7 +686,7 @@ def _observed_label(who: Who, specs: Sequence[PathSpec]) -> str:
     if who.role is Role.BARE_METAL:
         return f"bare metal, Linux {who.linux_text or '?'}"
     xen = who.xen_text or "?"
-    boot = str(who.xen_boot) if who.xen_boot else ("efi" if len(specs) == 1 else "boot mode ?")
+    boot = str(who.xen_boot) if who.xen_boot else "boot mode ?"  # the dom0's log never says
     linux = who.linux_text or ("6.3+" if all(s.linux >= (6, 3) for s in specs) else "?")
     return f"Xen {xen} ({boot}), Linux {linux} dom0"
 
