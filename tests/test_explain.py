@@ -142,7 +142,14 @@ def test_bare_metal_and_dom0_logs_of_one_machine() -> None:
     assert "model.disagrees" not in codes
     mtype, evidence = _type(ex)  # from the bare-metal view, the primary one
     assert (mtype, "efi=debug" in evidence) == ("EfiBootServicesData", True)
-    assert _esrt(ex, "observed") == "corrupt"  # 4.17.3 copies 160 of 176 bytes
+    # 4.17.3 copies 160 of 176 bytes, unless the build carries 3ea44aa78c as a backport (its
+    # version would not show it): the dom0's log cannot tell, so both remain.
+    obs = ex.results["observed"].tables[next(g for g in ex.results["observed"].tables
+                                             if str(g) == ESRT)]
+    assert obs.verdict.value == "unknown"
+    assert {v.value for _, v in obs.candidates} == {"corrupt", "relocated"}
+    assert _esrt(ex, "xen-4.17") == "corrupt" and _esrt(ex, "xen-fixed") == "relocated"
+    assert any("carries the size fix" in a for a in ex.advice)
 
 
 def test_two_boots_are_two_views() -> None:

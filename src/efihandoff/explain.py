@@ -18,6 +18,7 @@ from efihandoff.dom0 import (
     xen_may_have_copied,
 )
 from efihandoff.findings import Finding, info, warning
+from efihandoff.fwupd import unknown_files as fwupd_unknown_files
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths.linux import EsrtCheck
 from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
@@ -110,7 +111,8 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     from_tree = False
     if observed_specs and machine.memory_map is not None:
         printed = [v.log.observed for v in merged if v.dom0 and v.log is not None]
-        results[OBSERVED] = _judged(machine, observed_specs, cands, printed)
+        trees = [v.sysfs.esrt_tree() for v in merged if v.dom0 and v.sysfs is not None]
+        results[OBSERVED] = _judged(machine, observed_specs, cands, printed, trees)
     elif observed_specs and (tree := _dom0_tree(merged)) is not None:
         short = next((s for v, s in shorts if v is tree), None)
         results[OBSERVED] = _observed_from_tree(observed_specs[0], tree, short)
@@ -390,14 +392,16 @@ def _candidates(
         types = (md.type,) if md is not None else ()
     if XEN_COPY_TYPE not in types:
         return out
-    if not shorts and _no_tail_refutes_copy(machine, ct.table, who):
+    # EDK II bytes without the POOL_TAIL a short copy leaves: not Xen's short copy, but a build
+    # carrying 3ea44aa78c (a backport the version does not show) may have copied it whole.
+    no_tail = not shorts and _no_tail_refutes_copy(machine, ct.table, who)
+    if no_tail:
         machine.memory_type_evidence[ct.table] = (
             f"{machine.memory_type_evidence.get(ct.table, 'memory map')}; its bytes do not end "
             f"in the POOL_TAIL Xen {who.xen_text}'s short copy leaves under EDK II: the "
-            "firmware's own table"
+            "firmware's own table, or a whole copy by a build carrying the size fix"
         )
-        return out
-    original = _xen_original(machine, ct.table, who, shorts)
+    original = _xen_original(machine, ct.table, who, shorts, whole=no_tail)
     if shorts:
         return {**out, ESRT_GUID: [Candidate("EfiBootServicesData, copied short by Xen", original)]}
     own = out.get(ESRT_GUID) or [
@@ -408,7 +412,12 @@ def _candidates(
     reduced = candidate_machine(
         original, original.memory_map, ct, MemoryType.EfiBootServicesData, None
     )
-    out[ESRT_GUID] = [*own, Candidate("EfiBootServicesData, copied by Xen", reduced)]
+    label = (
+        "EfiBootServicesData, copied whole by a Xen carrying the size fix"
+        if no_tail
+        else "EfiBootServicesData, copied by Xen"
+    )
+    out[ESRT_GUID] = [*own, Candidate(label, reduced)]
     return out
 
 
@@ -434,7 +443,12 @@ def _may_be_xen_copy(primary: View, who: Who, machine: Machine) -> bool:
 
 
 def _xen_original(
-    machine: Machine, addr: int, who: Who, shorts: list[tuple[View, ShortCopy]]
+    machine: Machine,
+    addr: int,
+    who: Who,
+    shorts: list[tuple[View, ShortCopy]],
+    *,
+    whole: bool = False,
 ) -> Machine:
     """The firmware's ESRT as Xen's copy at ``addr`` proves it: in EfiBootServicesData (its own
     address is not in the evidence; nothing a path does depends on it), holding the copied
@@ -444,7 +458,7 @@ def _xen_original(
     size = esrt_size(Esrt.parse_header(head).fw_resource_count) if head is not None else 16
     seen = machine.read(addr, size)
     memory = PhysicalMemory(background=Fill.UNKNOWN)
-    whole = not shorts and xen_copy_is_whole(who.xen) is True
+    whole = not shorts and (whole or xen_copy_is_whole(who.xen) is True)
     if seen is not None:
         memory.write(addr, seen if whole else seen[: max(16, size - 16)])
     elif head is not None:
@@ -478,13 +492,14 @@ def _judged(
     specs: Sequence[PathSpec],
     cands: dict[Guid, list[Candidate]],
     printed: Sequence[Observed] = (),
+    trees: Sequence[dict[str, str | None]] = (),
 ) -> PathResult:
     """Simulate, then keep a verdict only where every candidate placement (and every stack in
     ``specs``, when the evidence names the stack only in part) agrees; else ``unknown``. A
     combination whose kernel would have printed other than what the dom0 logs ``printed``
-    (allowlist marks, ESRT reserved or not) is ruled out."""
+    (allowlist marks, ESRT reserved or not) or exposed other than its ``trees`` is ruled out."""
     results = [simulate(machine, s) for s in specs]
-    fits = [_fits(r, printed) for r in results]
+    fits = [_fits(r, printed, None, trees) for r in results]
     if any(fits) and not all(fits):
         kept = [i for i, ok in enumerate(fits) if ok]
         specs, results = [specs[i] for i in kept], [results[i] for i in kept]
@@ -500,7 +515,7 @@ def _judged(
                     r = simulate(c.machine, spec)
                     tv = r.tables.get(guid)
                     if tv is not None:
-                        target = outcomes if _fits(r, printed, guid) else ruled_out
+                        target = outcomes if _fits(r, printed, guid, trees) else ruled_out
                         target.append((stack + c.label, tv))
             else:
                 outcomes.append((stack.rstrip(": "), whole.tables[guid]))
@@ -514,9 +529,27 @@ def _judged(
     return result
 
 
-def _fits(result: PathResult, printed: Sequence[Observed], guid: Guid | None = None) -> bool:
-    """Whether a simulated boot prints what the real dom0 did (for ``guid`` alone when given:
-    a reduced candidate machine holds only that table)."""
+def _fits(
+    result: PathResult,
+    printed: Sequence[Observed],
+    guid: Guid | None = None,
+    trees: Sequence[dict[str, str | None]] = (),
+) -> bool:
+    """Whether a simulated boot prints what the real dom0 did and exposes the ESRT tree it
+    exposed (every value both know), for ``guid`` alone when given: a reduced candidate
+    machine holds only that table."""
+    if guid in (None, ESRT_GUID) and result.esrt_sysfs is not None:
+        for tree in trees:
+            has = any(k.startswith("efi/esrt/") for k in tree)
+            if has != result.esrt_sysfs:
+                return False
+            pred = result.sysfs or {}
+            unknowable = fwupd_unknown_files(pred)
+            if any(
+                v is not None and k not in unknowable and tree.get(k) not in (None, v)
+                for k, v in pred.items()
+            ):
+                return False
     for o in printed:
         if not o.lists_tables:
             continue
@@ -548,7 +581,7 @@ def _combine(
         w
         for w, on in (
             ("where the firmware put it, which the evidence leaves open", placement),
-            ("the Xen or Linux version, which the evidence does not name", stack),
+            ("the Xen build or the Linux version, which the evidence does not pin down", stack),
         )
         if on
     )
@@ -573,7 +606,8 @@ def _combine(
 
 
 def _stack_words(spec: PathSpec) -> str:
-    xen = "" if spec.xen is None else f"Xen {'.'.join(map(str, spec.xen))}, "
+    fix = " with the size fix backported" if spec.size_fix else ""
+    xen = "" if spec.xen is None else f"Xen {'.'.join(map(str, spec.xen))}{fix}, "
     return f"{xen}Linux {'.'.join(map(str, spec.linux))}"
 
 
@@ -652,6 +686,16 @@ def _observed_specs(
     if shorts:  # only an unfixed 4.17+ copies short
         xens = [x for x in xens if xen_may_have_copied(x, who.xen_boot)]
         xens = [x for x in xens if xen_copy_is_whole(x) is False] or xens
+    # A version that predates 3ea44aa78c may still carry it as a patch: both are tried unless
+    # the dom0's bytes show the short copy.
+    fixes: list[bool | None] = [None]
+    if (
+        who.xen is not None
+        and not shorts
+        and xen_may_have_copied(who.xen, who.xen_boot)
+        and xen_copy_is_whole(who.xen) is False
+    ):
+        fixes.append(True)
     boots = [who.xen_boot] if who.xen_boot else [BootMode.EFI]
     if who.xen_boot is None and who.xen is not None and who.xen[:3] == (4, 17, 0):
         boots = [BootMode.EFI, BootMode.MULTIBOOT2]  # only 4.17.0's modes differ (facts 5.1)
@@ -661,9 +705,11 @@ def _observed_specs(
             linux=lx,
             xen=x,
             boot=b,
+            size_fix=fix,
             description="the stack that printed the dom0's evidence",
         )
         for x in xens
+        for fix in fixes
         for lx in linux
         for b in boots
     ]
@@ -944,7 +990,15 @@ def _advise_dom0(
         return [f"this dom0 ({label}) gives fwupd the firmware's ESRT ({tv.verdict})"]
     if tv.verdict is Verdict.ABSENT:
         return []
-    if len(specs) > 1:
+    if tv.verdict is Verdict.UNKNOWN and len({(s.xen, s.linux, s.boot) for s in specs}) == 1:
+        return [
+            f"this dom0 ({label}): ESRT {tv.verdict}: it turns on whether this Xen build "
+            "carries the size fix 3ea44aa78c (distributions backport it; the version does not "
+            "show it): the dom0's /sys/firmware copy decides (efihandoff collect): a last entry "
+            "ending in edk2's POOL_TAIL means it does not, and then upgrading to "
+            f"{_FIXED_XEN} gives fwupd the whole ESRT"
+        ]
+    if tv.verdict is Verdict.UNKNOWN and len(specs) > 1:
         return [
             f"this dom0 ({label}): ESRT {tv.verdict}; which upgrade helps depends on the "
             "versions the evidence does not name: add xl dmesg (Xen's version and boot mode) "

@@ -39,6 +39,9 @@ class PathSpec:
     policy: Policy = Policy.RELEASED
     prerelease_rt_data: bool = False  # Xen dc7da0874b before d7669c1014: copy into RT data
     scrub: Fill = Fill.ZEROS  # what reclaimed memory holds when the consumer looks
+    # 3ea44aa78c carried as a patch by a build whose version predates it (distributions
+    # backport fixes): True forces the whole copy; None follows the version.
+    size_fix: bool | None = None
     description: str = ""
 
     @property
@@ -62,7 +65,10 @@ class PathSpec:
 
     @property
     def xen_esrt_size_fixed(self) -> bool:
-        """3ea44aa78c (2026): 4.22.0, 4.21.1, 4.20.3, 4.19.5; never on 4.17 / 4.18."""
+        """3ea44aa78c (2026): 4.22.0, 4.21.1, 4.20.3, 4.19.5; never on 4.17 / 4.18 (unless
+        the build carries it: ``size_fix``)."""
+        if self.size_fix is not None:
+            return self.size_fix
         v = self.xen or (0,)
         major_minor = v[:2]
         patch = v[2] if len(v) > 2 else 0
@@ -96,7 +102,8 @@ class PathSpec:
         if self.xen is None:
             hv = "bare metal"
         else:
-            hv = f"Xen {_v(self.xen)} ({self.boot}{', -mapbs' if self.mapbs else ''})"
+            fix = ", size fix backported" if self.size_fix else ""
+            hv = f"Xen {_v(self.xen)} ({self.boot}{', -mapbs' if self.mapbs else ''}{fix})"
         pol = "" if self.policy is Policy.RELEASED else f", {self.policy} proposal"
         return f"{hv}, Linux {_v(self.linux)}{' dom0' if self.xen else ''}{pol}"
 
