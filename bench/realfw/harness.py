@@ -1529,24 +1529,7 @@ FALLBACK_PRESET = {
 # report's cell code) explain gives, why). A disagreement matching one is reported
 # as known and does not fail ``run``; any other fails it. A known one that now agrees is listed
 # so its line can go. Keep it as short as the facts allow: remove lines as explain gets fixed.
-_NO_BOOT_MODE = ("the dom0's own evidence (dmesg, /sys/firmware) does not say how Xen was "
-                 "started, yet explain labels the observed stack 'Xen 4.17.7 (efi)' and "
-                 "leaves machine.xen_boot null; the ESRT verdict is right (4.17.1+ copies "
-                 "the ESRT from efi_start and efi_multiboot2 alike); only Xen's console "
-                 "(xl dmesg, an excerpt with '(XEN) Bootloader: GRUB') gives multiboot2")
-_PATCHED_XEN = ("the bench's fixed Xen calls itself 4.17.5 like the unpatched release, and "
-                "explain judges Xen by its version: a 4.17.x copies the ESRT 16 bytes short, so "
-                "the copy it cannot see is 'corrupt' and a tree without the pool tail is taken "
-                "for the firmware's own ACPI-reclaim table ('intact'); no evidence a dom0 holds "
-                "tells a patched 4.17 (as distributions ship backports) from the release")
-KNOWN_EXPLAIN_WRONG: tuple[tuple[str, str, str, str], ...] = (
-    *(("*-xen-4.17-multiboot2+linux-*", label, "label:efi", _NO_BOOT_MODE)
-      for label in ("d", "t", "t+d")),
-    *(("bsdata-*-xen-4.17-fixed+linux-6.12", label, "unk[corrupt/intact]", _PATCHED_XEN)
-      for label in ("d", "xl+d", "ex")),
-    *(("bsdata-*-xen-4.17-fixed+linux-6.12", label, "intact", _PATCHED_XEN)
-      for label in ("t+d", "tgz")),
-)
+KNOWN_EXPLAIN_WRONG: tuple[tuple[str, str, str, str], ...] = ()
 
 
 def _stripped_kernel_log(lines: Sequence[str]) -> list[str]:
