@@ -1968,6 +1968,35 @@ def known_gone(rows: Sequence[Row]) -> list[tuple[str, str, str, str]]:
                         for c, lab, cell in checked)]
 
 
+def stack_table(rows: Sequence[Row]) -> list[str]:
+    """The report's per-stack counts (markdown lines, from ``## By stack``): cases, agree,
+    explained, disagree, did not boot, and explain's ok / unknown / weak / disagree checks."""
+    by: dict[str, dict[str, int]] = {}
+    for r in rows:
+        stack = r.real["case"].split("-", 2)[2]
+        c = by.setdefault(stack, {k: 0 for k in ("cases", "yes", "explained", "**no**",
+                                                  "did not boot", "ok", "unknown", "weak",
+                                                  "disagree")})
+        c["cases"] += 1
+        if r.verdict in c:
+            c[r.verdict] += 1
+        for st in (r.explain_result or {}).get("sets", []):
+            if st["status"] in c:
+                c[st["status"]] += 1
+    if not by:
+        return []
+    out = ["", "## By stack", "",
+           "| stack | model path | cases | agree | explained | disagree | did not boot | "
+           "explain ok | unknown | weak | disagree |", "|---" * 11 + "|"]
+    for stack in sorted(by, key=lambda s: (STACKS.index(s) if s in STACKS else 99, s)):
+        c = by[stack]
+        out.append(f"| {stack} | `{PATH_FOR_STACK.get(stack, '?')}` | {c['cases']} | "
+                   f"{c['yes']} | "
+                   f"{c['explained']} | {c['**no**']} | {c['did not boot']} | {c['ok']} | "
+                   f"{c['unknown']} | {c['weak']} | {c['disagree']} |")
+    return out
+
+
 def write_report(rows: Sequence[Row], path: Path | None = None,
                  versions: dict[str, str] | None = None, seconds: float | None = None,
                  command: str | None = None) -> str:
@@ -2030,6 +2059,7 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
             tail.append(f"- {r.real['case']}:")
             tail += [f"  - {d}" for d in [*r.diffs, *(r.fwupd or [])]]
             tail += [f"  - explained: {w}" for w in r.explained or []]
+    tail += stack_table(rows)
     by_set: dict[str, dict[str, int]] = {}
     for r in rows:
         for st in (r.explain_result or {}).get("sets", []):
@@ -2179,7 +2209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         skip = a == "--out"
         if not skip:
             shown.append(a)
-    final = write_report(rows, args.out / "report.md", package_versions(), seconds,
+    versions = package_versions()
+    if any(c.fixed for c in cases) and xen_source_version():
+        versions["xen source (fixed Xen)"] = str(xen_source_version())
+    final = write_report(rows, args.out / "report.md", versions, seconds,
                          " ".join(["bench/realfw/run", *shown]))
     for o, r in zip(outcomes, rows, strict=True):
         o["explain"] = r.explain_result

@@ -387,3 +387,27 @@ def test_dom0_died_has_no_explain_sets_and_no_fwupd_difference():
     assert harness.explain_cell(result) == " = dom0 died"
     real = harness.parse_serial(DIED_LOG)
     assert harness.fwupd_both_ways(case, real, {"fwupd": [{"guid": "x"}]}) == []
+
+
+def test_report_counts_every_stack(tmp_path):
+    rows = [
+        harness.Row({"case": "bsdata-valid2-xen-4.17-multiboot2+linux-6.12", "booted": True},
+                    {"sysfs": {}}, [], None),
+        harness.Row({"case": "rtdata-valid2-xen-4.17-multiboot2+linux-6.12", "booted": True},
+                    {"sysfs": {}}, ["x"], None),
+        harness.Row({**harness.parse_serial(DIED_LOG),
+                     "case": "bsdata-valid2-xen-4.17-mapbs+linux-6.12"},
+                    {"sysfs": {}}, ["dom0 died"], ["why"]),
+        harness.Row({"case": "bsdata-valid2-linux-6.1", "booted": False}),
+    ]
+    lines = harness.stack_table(rows)
+    assert lines[1] == "## By stack"
+    body = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[5:]}
+    assert list(body) == ["linux-6.1", "xen-4.17-multiboot2+linux-6.12",
+                          "xen-4.17-mapbs+linux-6.12"]  # in STACKS order
+    assert body["xen-4.17-multiboot2+linux-6.12"][:6] == [
+        "`xen=4.17.7,boot=multiboot2,linux=6.12`", "2", "1", "0", "1", "0"]
+    assert body["xen-4.17-mapbs+linux-6.12"][1:6] == ["1", "0", "1", "0", "0"]
+    assert body["linux-6.1"][1:6] == ["1", "0", "0", "0", "1"]
+    harness.write_report(rows, tmp_path / "r.md", {"v": "1"})
+    assert "## By stack" in (tmp_path / "r.md").read_text()
