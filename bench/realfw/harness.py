@@ -1973,7 +1973,8 @@ def stack_table(rows: Sequence[Row]) -> list[str]:
     explained, disagree, did not boot, and explain's ok / unknown / weak / disagree checks."""
     by: dict[str, dict[str, int]] = {}
     for r in rows:
-        stack = r.real["case"].split("-", 2)[2]
+        parts = str(r.real.get("case", "")).split("-", 2)
+        stack = parts[2] if len(parts) == 3 else "?"
         c = by.setdefault(stack, {k: 0 for k in ("cases", "yes", "explained", "**no**",
                                                   "did not boot", "ok", "unknown", "weak",
                                                   "disagree")})
