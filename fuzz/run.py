@@ -400,6 +400,10 @@ def drive(args: argparse.Namespace) -> int:
     started = time.monotonic()
     worker = Worker(args)
     for name in names:
+        # A fresh worker per target: a long-lived one that imported half of a tree someone was
+        # editing mixes old and new modules (false escapes such as a missing keyword argument).
+        worker.kill()
+        worker = Worker(args)
         t_end = time.monotonic() + per_target_s if per_target_s else None
         i = args.start
         stop = args.start + per_target
