@@ -927,8 +927,9 @@ def parse_serial(text: str) -> dict[str, Any]:
                 and not line.startswith("(XEN)")]
         dom0_died = last[-1] if last else lines[died]
     return {
-        "booted": any(line == "EHMARK end" for line in lines),
-        # the machine booted but the dom0 died before /init ran (its last console line)
+        # the boot ran to its end: /init printed everything, or Xen reported the dom0's death
+        "booted": dom0_died is not None or any(line == "EHMARK end" for line in lines),
+        # the dom0 died before /init ran (its last console line): no sysfs, no dmesg dump
         "dom0_died": dom0_died,
         "sysfs_present": present,
         "sysfs": dict(sorted(sysfs.items(), key=lambda kv: _sysfs_order(kv[0]))),
@@ -969,11 +970,12 @@ def cached_outcome(case: Case, dump: bool = False) -> dict[str, Any] | None:
             continue
         outcome["cached"] = True
         outcome.setdefault("runtime_map", None)
-        if "dom0_died" not in outcome:  # cached before the field: read it from the log
-            log = Path(outcome.get("serial_log") or "")
-            outcome["dom0_died"] = (
-                parse_serial(log.read_bytes().decode("utf-8", errors="replace"))["dom0_died"]
-                if not outcome.get("booted") and log.is_file() else None)
+        log = Path(outcome.get("serial_log") or "")
+        if not outcome.get("booted") and log.is_file():  # cached before the dom0_died field
+            outcome["dom0_died"] = parse_serial(
+                log.read_bytes().decode("utf-8", errors="replace"))["dom0_died"]
+            outcome["booted"] = outcome["dom0_died"] is not None
+        outcome.setdefault("dom0_died", None)
         return outcome
     return None
 
@@ -1630,7 +1632,7 @@ def esrt_truth(content: str, real: dict[str, Any]) -> tuple[str, str] | None:
     firmware did install it); a tree with every value the injected bytes give: ``intact`` if the
     kernel's ESRT address (its ``efi:`` line) is where the firmware put it, else ``relocated``;
     a tree with some other value: ``corrupt``."""
-    if not real.get("booted"):
+    if not real.get("booted") or real.get("dom0_died"):
         return None
     inj = next((r for r in real.get("injected") or [] if r.get("guid") == str(ESRT_GUID)), None)
     if inj is None or inj.get("address") is None:
@@ -1868,9 +1870,9 @@ def explain_totals(results: Iterable[dict[str, Any] | None]) -> dict[str, int]:
 
 def summarize_real(o: dict[str, Any]) -> str:
     """One table cell describing a real outcome."""
+    if o.get("dom0_died"):
+        return f"dom0 died: `{_short(o['dom0_died'])}`"
     if not o.get("booted"):
-        if o.get("dom0_died"):
-            return f"dom0 died: `{_short(o['dom0_died'])}`"
         return "did not boot" + (" (timeout)" if o.get("timed_out") else "")
     parts = []
     if o.get("sysfs_present"):
@@ -1920,7 +1922,7 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        if not self.real.get("booted") and not self.real.get("dom0_died"):
+        if not self.real.get("booted"):
             return "did not boot"
         if self.predicted is None:
             return "no prediction"
@@ -2098,7 +2100,7 @@ def judge(case: Case, real: dict[str, Any], compare_model: bool = True,
     checks (with ``compare_model`` False: the fwupd column only, not judged) and, with
     ``explain_evidence``, :func:`explain_checks` on the boot's serial log."""
     row = Row(real)
-    if not real.get("booted") and not real.get("dom0_died"):
+    if not real.get("booted"):
         return row
     log = Path(real["serial_log"]) if real.get("serial_log") else None
     if explain_evidence and log is not None and log.exists():
@@ -2189,8 +2191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def progress(o: dict[str, Any]) -> None:
         state = "cached" if o.get("cached") else f"{o.get('seconds', 0):.1f} s"
-        ok = ("" if o.get("booted") else
-              " dom0 died" if o.get("dom0_died") else " DID NOT BOOT")
+        ok = (" dom0 died" if o.get("dom0_died") else
+              "" if o.get("booted") else " DID NOT BOOT")
         print(f"realfw: {o['case']}: {state}{ok}", file=sys.stderr, flush=True)
 
     outcomes = run_cases(cases, jobs=args.jobs, timeout=args.timeout, dump=args.dump,

@@ -203,7 +203,8 @@ DIED_LOG = (
 
 def test_dom0_died_is_parsed_compared_and_explained():
     real = harness.parse_serial(DIED_LOG)
-    assert not real["booted"]
+    assert real["booted"]  # the boot ran to its end: the dom0's death
+    assert not real["sysfs_present"] and real["efi_lines"] == []
     assert real["dom0_died"] == "Xen hypervisor allocated kernel memory conflicts with E820 map"
     assert real["injected"][0]["address"] == 0x3E673B18
     predicted = {"sysfs_present": True, "sysfs": {"fw_resource_count": "2\n"},
@@ -217,7 +218,10 @@ def test_dom0_died_is_parsed_compared_and_explained():
     assert harness.explain("bsdata-valid2-xen-4.17+linux-6.12", [diff]) is None
     row = harness.Row(real, predicted, [diff], [])
     assert row.verdict == "explained"
-    assert harness.Row({**real, "dom0_died": None}).verdict == "did not boot"
+    assert harness.Row({**real, "dom0_died": None, "booted": False}).verdict == "did not boot"
+    # a log that just stops (a hang, a timeout) is no death
+    cut = harness.parse_serial(DIED_LOG.split("Xen hypervisor")[0])
+    assert not cut["booted"] and cut["dom0_died"] is None
     assert harness.summarize_real(real).startswith("dom0 died: `Xen hypervisor allocated")
     # a boot that reached /init never counts as died, whatever its log holds
     ok = harness.parse_serial(DIED_LOG + "EHMARK begin\r\nEHMARK end\r\n")
