@@ -246,3 +246,11 @@ def test_tables_of_older_kernels_are_judged_and_unknown_labels_reported(tmp_path
     )
     (finding,) = [f for f in _explain(log).findings if f.code == "log.unknown-table"]
     assert "HCDP=0x3f000000" in finding.message
+
+
+def test_a_table_claiming_past_its_descriptor_still_straddles() -> None:
+    # examples/esrt-straddle.toml: the ESRT's header claims more entries than its descriptor
+    # holds. table_size caps its answer at the descriptor (what may be read), but the finding
+    # is about the claim (regression: capped sizes hid table.straddles).
+    ex = explain(read_source(Path(__file__).parent.parent / "examples" / "esrt-straddle.toml"))
+    assert "table.straddles" in {f.code for f in ex.findings}

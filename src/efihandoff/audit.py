@@ -53,11 +53,13 @@ def machine_findings(machine: Machine) -> list[Finding]:
             )
             continue
         res = known_tables.table_size(t.guid, machine.read, t.table, md.end - t.table)
-        if res.size is not None and t.table + res.size > md.end:
+        # table_size caps its answer at the descriptor; the table's own claim is in ``claimed``
+        claim = res.claimed if res.claimed is not None else res.size
+        if claim is not None and t.table + claim > md.end:
             out.append(
                 error(
                     "table.straddles",
-                    f"{name} at {t.table:#x} ({res.size} bytes) runs past the end of its "
+                    f"{name} at {t.table:#x} ({claim} bytes) runs past the end of its "
                     f"{md.type_name} descriptor at {md.end:#x}",
                 )
             )
