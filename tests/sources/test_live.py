@@ -343,3 +343,14 @@ def test_collect_to_a_tar_name_writes_a_plain_tar(tmp_path):
     head = out.read_bytes()[:512]
     assert head[:2] != b"\x1f\x8b" and head[257:262] == b"ustar"
     assert _summary(read_sysfs(out)) == _summary(read_sysfs(root / "sys/firmware"))
+
+
+def test_collect_refuses_a_symlink_name_into_the_source_tree(tmp_path):
+    # `collect link` where link -> <root>/sys/firmware/x.tar.gz must refuse, like --html does,
+    # not replace the link and exit 0.
+    root = _root(tmp_path)
+    link = tmp_path / "report.tar.gz"
+    link.symlink_to(root / "sys" / "firmware" / "x.tar.gz")
+    with pytest.raises(OutputError, match="refusing to write under"):
+        collect(link, root)
+    assert link.is_symlink()

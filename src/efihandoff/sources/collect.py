@@ -133,7 +133,9 @@ def _check_target(out: Path, root: Path) -> Path:
     source_roots = tuple(
         os.path.realpath(Path(os.path.abspath(root)) / d) for d in ("sys", "dev", "proc")
     )
-    for candidate in (str(target), str(real)):
+    # The name itself may be a symlink (into /sys, say): where it leads counts too, as for
+    # the other outputs.
+    for candidate in (str(target), str(real), os.path.realpath(real)):
         bad = _under(candidate, FORBIDDEN_ROOTS) or _under(candidate, source_roots)
         if bad is not None:
             raise OutputError(f"{out}: refusing to write under {bad}")
