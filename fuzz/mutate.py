@@ -9,7 +9,10 @@ from __future__ import annotations
 import random
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+from efihandoff.sources.scenario import SCHEMA, Key
+from efihandoff.uefi.esrt import ENTRY_FIELDS
 
 # Values that break code which trusts a field: sign, width and wrap boundaries.
 INTERESTING_INTS: tuple[int, ...] = (
@@ -198,55 +201,17 @@ def _fill_numbers(rng: random.Random, template: str) -> str:
 # --------------------------------------------------------------------------------------------
 # TOML: keys the scenario reader knows, hostile values, structure breakage
 
+def _schema_keys(keys: Mapping[str, Key]) -> list[str]:
+    out: list[str] = []
+    for name, key in keys.items():
+        out.append(name)
+        out += _schema_keys(key.keys)
+    return out
+
+
+# Every key the scenario schema names (stated once, in sources/scenario.py), and one it does not.
 SCENARIO_KEYS: tuple[str, ...] = (
-    "name",
-    "description",
-    "firmware_vendor",
-    "uefi_revision",
-    "desc_size",
-    "desc_version",
-    "memory_fill",
-    "seed",
-    "allocation_limit",
-    "start",
-    "end",
-    "size",
-    "pages",
-    "type",
-    "attribute",
-    "memory_type",
-    "address",
-    "install",
-    "fw_resource_count",
-    "fw_resource_count_max",
-    "fw_resource_version",
-    "fw_class",
-    "fw_type",
-    "fw_version",
-    "lowest_supported_fw_version",
-    "capsule_flags",
-    "last_attempt_version",
-    "last_attempt_status",
-    "repeat",
-    "hex",
-    "fill",
-    "oem_id",
-    "xsdt_address",
-    "rsdt_address",
-    "revision",
-    "structure_table_address",
-    "structure_table_max_size",
-    "structure_table_length",
-    "structures",
-    "major",
-    "minor",
-    "version",
-    "log_size",
-    "runtime_services_supported",
-    "guid",
-    "entry",
-    "region",
-    "table",
+    *dict.fromkeys([*_schema_keys(SCHEMA), *ENTRY_FIELDS]),  # ESRT entries: uefi.esrt's fields
     "bogus_key",
 )
 TOML_VALUES: tuple[str, ...] = (
