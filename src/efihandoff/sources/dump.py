@@ -580,13 +580,7 @@ def _find_config_array_by_content(
     best: dict[int, int] = {}
     hits = 0
     # Each file byte searched once however many segments alias it (see _scan).
-    groups: dict[int, list[tuple[int, int]]] = {}
-    for seg in memory.segments:
-        if seg.file_bytes:
-            groups.setdefault(seg.phys - seg.offset, []).append(
-                (seg.offset, seg.offset + seg.file_bytes)
-            )
-    merged = {delta: _merge(spans) for delta, spans in groups.items()}
+    merged = _file_ranges_by_delta(memory)
     spans = _merge([span for g in merged.values() for span in g])
     work = 0
     for anchor in _ANCHOR_GUIDS:
@@ -698,15 +692,9 @@ def _scan(
     mapped to the physical address of every segment holding it, in bounded work."""
     if hasattr(mmap, "MADV_SEQUENTIAL"):
         mm.madvise(mmap.MADV_SEQUENTIAL)
-    # Segments grouped by phys - offset (one physical address per file byte in a group), their
-    # file ranges merged; and the ranges to scan per class (offset - phys) % 8.
-    groups: dict[int, list[tuple[int, int]]] = {}
-    for seg in memory.segments:
-        if seg.file_bytes:
-            groups.setdefault(seg.phys - seg.offset, []).append(
-                (seg.offset, seg.offset + seg.file_bytes)
-            )
-    merged = {delta: _merge(spans) for delta, spans in groups.items()}
+    # Segments grouped by phys - offset, their file ranges merged; and the ranges to scan per
+    # class (offset - phys) % 8.
+    merged = _file_ranges_by_delta(memory)
     by_class: dict[int, list[int]] = {}
     for delta in merged:
         by_class.setdefault(-delta % 8, []).append(delta)
@@ -734,6 +722,18 @@ def _scan(
 
 _SCAN_WORK = 1 << 20  # (hit, segment group) pairs examined before the scan gives up
 
+
+
+def _file_ranges_by_delta(memory: DumpMemory) -> dict[int, list[tuple[int, int]]]:
+    """The segments grouped by ``phys - offset`` (one physical address per file byte within a
+    group), each group's file ranges merged: aliasing segments hold each byte once."""
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for seg in memory.segments:
+        if seg.file_bytes:
+            groups.setdefault(seg.phys - seg.offset, []).append(
+                (seg.offset, seg.offset + seg.file_bytes)
+            )
+    return {delta: _merge(spans) for delta, spans in groups.items()}
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
