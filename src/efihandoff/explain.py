@@ -4,7 +4,6 @@ say what to do."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +16,7 @@ from efihandoff.dom0 import (
     xen_copy_is_whole,
     xen_may_have_copied,
 )
+from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, info, warning
 from efihandoff.fwupd import unknown_files as fwupd_unknown_files
 from efihandoff.machine import Fill, Machine, PhysicalMemory
@@ -31,6 +31,7 @@ from efihandoff.sources.logmachine import (
     from_boot,
     parse_version,
     retype,
+    version_text,
 )
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt, esrt_size
@@ -202,8 +203,7 @@ def _who(views: Sequence[View]) -> Who:
     mb2 = next((o.multiboot2 for o in logs if o.multiboot2 is not None), None)
     mine = [v.log for v in views if v.log is not None and v.role is role]
     linux_text = next(
-        (_numeric(ev.boot.kernel_version) for ev in mine if _numeric(ev.boot.kernel_version)),
-        None,
+        (t for ev in mine if (t := version_text(ev.boot.kernel_version))), None
     )
     return Who(
         role=role,
@@ -213,12 +213,6 @@ def _who(views: Sequence[View]) -> Who:
         linux=parse_version(linux_text, 2),
         linux_text=linux_text,
     )
-
-
-def _numeric(version: str | None) -> str | None:
-    """"6.1.112" of "6.1.112-1.qubes.fc37.x86_64"."""
-    m = re.match(r"\d+\.\d+(?:\.\d+)?", version or "")
-    return m[0] if m else None
 
 
 def _primary(views: Sequence[View]) -> View:
@@ -366,7 +360,7 @@ def _esrt_of(machine: Machine) -> Esrt | None:
     raw = machine.read(ct.table, min(Esrt.parse_header(head).size, 16 + 40 * 128))
     try:
         return Esrt.parse(raw) if raw is not None else None
-    except Exception:
+    except ParseError:  # hostile dump bytes: no ESRT is the answer
         return None
 
 

@@ -306,12 +306,14 @@ def _observed(boot: BootLog) -> Observed:
         esrt_kinds=boot.esrt_kinds(),
         esrt_reserved=boot.esrt_reserved,
         role=role,
-        xen_text=_version_text(xen_text),
+        xen_text=version_text(xen_text),
         lists_tables=bool(boot.config_tables),
     )
 
 
-def _version_text(text: str | None) -> str | None:
+def version_text(text: str | None) -> str | None:
+    """The numeric version at the start of a printed one: "6.1.112" of
+    "6.1.112-1.qubes.fc37.x86_64"."""
     m = re.match(r"\d+\.\d+(?:\.\d+)?", text or "")
     return m[0] if m else None
 
