@@ -502,6 +502,15 @@ def test_collect_refuses_other_archive_names(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["adir", "adir.tar.gz"])
+def test_collect_onto_a_directory_is_one_line_exit_1(tmp_path, name):
+    # issue 15 point 4: click's usage text (exit 2) before; now as --html onto a directory.
+    (tmp_path / name).mkdir()
+    line = assert_one_line_error(run("collect", str(tmp_path / name)), 1)
+    assert "is a directory" in line
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
 def test_collect_prints_wrote_on_stderr(tmp_path, monkeypatch):
     from efihandoff.sources import collect as collect_mod
 

@@ -381,7 +381,7 @@ def memmap(source: str, svg_out: str | None, path_id: str | None, as_json: bool)
 
 
 @main.command()
-@click.argument("out", type=click.Path(dir_okay=False), required=False)
+@click.argument("out", type=click.Path(), required=False)  # a directory: one-line OutputError
 @click.option(
     "--json", "as_json", is_flag=True,
     help="Print what was written (schema efihandoff/collect/1) on stdout.",
@@ -408,6 +408,8 @@ def collect(out: str | None, as_json: bool, print_script: bool) -> None:
         return
     if out is None:
         raise UsageError("collect: give OUT (.tar.gz), or --print-script")
+    if os.path.isdir(out):  # wrong kind of target, as --html onto a directory: exit 1
+        raise OutputError(f"{out} is a directory")
     if not out.lower().endswith((".tar.gz", ".tgz", ".tar")):
         raise UsageError(f"collect: {out}: the archive's name must end in .tar.gz, .tgz or .tar")
     report = do_collect(out)
