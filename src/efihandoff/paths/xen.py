@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.intervals import subtract
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.firmware import BootServices, OutOfResources
 from efihandoff.paths.presets import BootMode, PathSpec, Policy
@@ -249,7 +250,7 @@ def release_deferred(xb: XenBoot, reserved: list[tuple[int, int]]) -> None:
     holes = sorted(
         (s & ~(PAGE_SIZE - 1), (e + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) for s, e in reserved
     )
-    released = [part for span in xb.deferred for part in _subtract(span, holes)]
+    released = [part for span in xb.deferred for part in subtract(span, holes)]
     xb.memory.scrub_many(released, xb.spec.scrub)
     xb.reclaimed = sorted(xb.reclaimed + released)
     xb.deferred = []
@@ -445,20 +446,3 @@ def _vendor(memory: PhysicalMemory, addr: int) -> str | None:
     if raw is None:
         return None
     return read_ucs2(raw, 0)
-
-
-def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``span`` minus the sorted ``holes``."""
-    s, e = span
-    out = []
-    for hs, he in holes:
-        if hs >= e:
-            break
-        if he <= s:
-            continue
-        if s < hs:
-            out.append((s, hs))
-        s = max(s, he)
-    if s < e:
-        out.append((s, e))
-    return out
