@@ -308,3 +308,60 @@ def test_boot_device_with_unknown_values_reads_question_marks():
     c, buf = console(120)
     text.render_boot(result, "xen-4.17", c)
     assert "lowest 1818326128 flags ? ?" in buf.getvalue()
+
+
+# -- big tables stream (issue 15: 15,000 map lines took 15-60 s in rich's table layout) -----
+
+
+def _map_rows(n: int) -> list[dict[str, object]]:
+    types = ["EfiConventionalMemory", "EfiLoaderData", "Type0x70000000"]
+    attrs = [15, None, 0x800000000000000F]
+    return [{"type": types[i % 3], "start": i << 20, "pages": 1 + i * 37 % 1000,
+             "attribute": attrs[i % 3]} for i in range(n)]
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_streamed_map_keeps_the_small_tables_layout(monkeypatch, width):
+    # Where no box fits, the streamed rows are the borderless table (or the records) rich
+    # draws for the same rows, line for line.
+    rows = _map_rows(text.STREAM_ROWS + 1)
+    outs = []
+    for limit in (10**9, text.STREAM_ROWS):
+        monkeypatch.setattr(text, "STREAM_ROWS", limit)
+        c, buf = console(width)
+        text.render_memory_map(rows, c, limit=None)
+        outs.append([line.rstrip() for line in buf.getvalue().splitlines()])
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("width", [160, 80, 40])
+def test_fifteen_thousand_map_lines_stream_whole(width):
+    rows = _map_rows(15_000)
+    c, buf = console(width)
+    text.render_memory_map(rows, c, limit=None)
+    out = buf.getvalue()
+    assert "┃" not in out
+    assert max(len(line) for line in out.splitlines()) <= width
+    assert "(end = start + pages × 4 KiB − 1)" in out.splitlines()[0] or width != 80
+    starts = [line.split()[2] for line in out.splitlines()[2:]] if width >= 80 else []
+    if starts:
+        assert starts == [f"{i << 20:#014x}" for i in range(15_000)]
+    else:  # records: one heading per descriptor, its start on a line of its own
+        assert out.count("\n    start  ") == 15_000
+        assert f"    start      {(14_999 << 20):#014x}" in out
+
+
+def test_streamed_findings_wrap_prose_at_spaces_never_cut():
+    msg = "fw_resource_count 5 is above fw_resource_count_max 3 and 0xfffffffffffff000 " * 2
+    finds = [{"severity": "warning", "code": f"esrt.c{i}", "message": msg}
+             for i in range(text.STREAM_ROWS + 5)]
+    for width in (80, 40):
+        c, buf = console(width)
+        text.render_findings(finds, c)
+        lines = buf.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width
+        assert lines.count("    message  0xfffffffffffff000") == 0 or width == 40
+        words = " ".join(lines).split()
+        assert words.count("0xfffffffffffff000") == 2 * len(finds)
+        assert words.count("fw_resource_count_max") == 2 * len(finds)
+        assert f"esrt.c{len(finds) - 1}" in words

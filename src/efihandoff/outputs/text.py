@@ -249,8 +249,15 @@ def _show(
     drop_note: str = "",
 ) -> None:
     """A boxed table if it fits whole, else borderless, else without ``drop_when_narrow``,
-    else one record per row."""
+    else one record per row. Above ``STREAM_ROWS`` rows the same layouts are streamed as plain
+    rows (rich's table layout is far from linear: 15,000 map lines took 15-60 s, issue 15)."""
     need = _need(headers, rows, wrap)
+    if len(rows) > STREAM_ROWS:
+        _stream(
+            console, title, headers, rows, need, wrap=wrap, right=right, styles=styles,
+            key_cols=key_cols, drop_when_narrow=drop_when_narrow, drop_note=drop_note,
+        )
+        return
     kw: dict[str, Any] = {"wrap": wrap, "right": right, "styles": styles}
     if _fits_boxed(need, console.width):
         console.print(_table(title, headers, rows, **kw))
@@ -276,6 +283,129 @@ def _show(
             )
             return
     _records(console, title, headers, rows, key_cols=key_cols, styles=styles)
+
+
+STREAM_ROWS = 200  # above this many rows a table is streamed as plain rows
+_CHUNK = 256  # streamed lines per console.print
+
+
+def _stream(
+    console: Console,
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    need: Sequence[int],
+    *,
+    wrap: Collection[int] = (),
+    right: Collection[int] = (),
+    styles: Mapping[int, Styler] | None = None,
+    key_cols: int = 1,
+    drop_when_narrow: Collection[int] = (),
+    drop_note: str = "",
+) -> None:
+    """The borderless layout (or, narrower, the one without ``drop_when_narrow``, or records),
+    written as plain padded rows in chunks: linear in the cells, nothing cut (a prose column
+    that is last wraps at spaces under itself, any other cell longer than the width folds)."""
+    cols = list(range(len(headers)))
+    if not _fits_compact(need, console.width) and drop_when_narrow:
+        keep = [i for i in cols if i not in drop_when_narrow]
+        if _fits_compact([need[i] for i in keep], console.width):
+            cols, title = keep, f"{title} {drop_note}".strip()
+    styles = styles or {}
+    lines: list[Text] = [Text(title, style="bold")]
+    if _fits_compact([need[i] for i in cols], console.width):
+        last = cols[-1]
+        widths = {i: max(cell_len(headers[i]), *(cell_len(r[i]) for r in rows)) for i in cols}
+        start = sum(widths[i] + 2 for i in cols[:-1])
+        if last in wrap:  # prose: whatever room is left, at least its longest word
+            widths[last] = max(need[last], console.width - start)
+        if start + widths[last] > console.width and last not in wrap:
+            widths[last] = need[last]
+        lines.append(_row(headers, cols, widths, right, {}, "bold underline", start, wrap))
+        lines += (_row(r, cols, widths, right, styles, "", start, wrap) for r in rows)
+    else:
+        fields = [i for i in cols if i >= key_cols]
+        label_w = max((cell_len(headers[i]) for i in fields), default=0)
+        room = max(console.width - 4 - label_w - 2, 1)
+        for r in rows:
+            head = Text()
+            for i in range(key_cols):
+                head.append("  " if i else "")
+                head.append(r[i], style=styles[i](r[i]) if i in styles else "")
+            lines.append(head)
+            for i in fields:
+                if r[i] == "":
+                    continue
+                style = styles[i](r[i]) if i in styles else ""
+                parts = _wrapped(r[i], room) if i in wrap else _folded(r[i], room)
+                for k, part in enumerate(parts):
+                    line = Text(f"    {headers[i] if k == 0 else '':<{label_w}}  ")
+                    line.append(part, style=style)
+                    lines.append(line)
+    for k in range(0, len(lines), _CHUNK):
+        console.print(Text("\n").join(lines[k : k + _CHUNK]), soft_wrap=True)
+
+
+def _row(
+    cells: Sequence[str],
+    cols: Sequence[int],
+    widths: Mapping[int, int],
+    right: Collection[int],
+    styles: Mapping[int, Styler],
+    style: str,
+    start: int,
+    wrap: Collection[int],
+) -> Text:
+    """One streamed row: cells padded to their column, the last one wrapped or folded."""
+    line = Text()
+    for i in cols[:-1]:
+        c = cells[i]
+        pad = " " * (widths[i] - cell_len(c))
+        line.append(pad if i in right else "")
+        line.append(c, style=style or (styles[i](c) if i in styles else ""))
+        line.append(("" if i in right else pad) + "  ")
+    last = cols[-1]
+    c = cells[last]
+    parts = _wrapped(c, widths[last]) if last in wrap else _folded(c, widths[last])
+    if last in right and len(parts) == 1:
+        line.append(" " * (widths[last] - cell_len(c)))
+    cstyle = style or (styles[last](c) if last in styles else "")
+    for k, part in enumerate(parts):
+        line.append(("\n" + " " * start) if k else "")
+        line.append(part, style=cstyle)
+    line.rstrip()
+    return line
+
+
+def _folded(text: str, width: int) -> list[str]:
+    """``text`` in pieces of at most ``width`` cells (an over-long token is never cut off)."""
+    if cell_len(text) <= width:
+        return [text]
+    out, cur = [], ""
+    for ch in text:
+        if cur and cell_len(cur + ch) > width:
+            out.append(cur)
+            cur = ""
+        cur += ch
+    return [*out, cur]
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """Greedy wrap at spaces to ``width`` cells; a word longer than that is folded."""
+    out: list[str] = []
+    cur = ""
+    for word in text.split():
+        if not cur:
+            cur = word
+        elif cell_len(cur) + 1 + cell_len(word) <= width:
+            cur += " " + word
+        else:
+            out.append(cur)
+            cur = word
+        if cell_len(cur) > width:
+            *whole, cur = _folded(cur, width)
+            out += whole
+    return [*out, cur] if cur or not out else out
 
 
 def _records(
@@ -567,6 +697,9 @@ def _reasons(
     console.print(Text("Why, for every table" if verbose else "Why, for the ESRT", style="bold"))
     pid_w = max(cell_len(pid) for pid in paths)
     for pid, p in paths.items():
+        if p.get("halt"):  # the stack never brings the OS up
+            body = Text(f"{p['halt']['message']} ({p['halt']['source']})")
+            console.print(_hang(Text(f"  {pid:<{pid_w}} never boots: "), body, console.width))
         items = [
             (v.get("name") or g, v)
             for g, v in p["tables"].items()
