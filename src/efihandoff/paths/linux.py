@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.intervals import SpanSet
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.xen import BS_TYPES, XenBoot, release_deferred
@@ -513,13 +514,21 @@ def _reserve_boot_services(lb: LinuxBoot) -> None:
     not entirely E820 RAM (can_free_region), is not Linux's to free: it gets EFI_MEMORY_RUNTIME
     and stays; the others are reserved now and freed later."""
     assert lb.memmap is not None
-    reserved = _Ranges(lb.reserved)
-    ram = _RamIndex(lb.e820)
+    # mm/memblock.c memblock_is_region_reserved: does anything reserved meet the region?
+    reserved = SpanSet(lb.reserved)
+    # arch/x86/kernel/e820.c e820__mapped_all(start, end, E820_TYPE_RAM); no table: all RAM
+    ram = (
+        SpanSet(((r.start, r.end) for r in lb.e820 if r.type == E820Type.RAM), keep_empty=True)
+        if lb.e820 is not None
+        else None
+    )
     descs = []
     for d in lb.memmap:
         if d.type in _BS and not d.attribute & _RUNTIME:
             end = d.phys_addr + (d.num_pages << PAGE_SHIFT)
-            if reserved.overlaps(d.phys_addr, end) or not ram.all_ram(d.phys_addr, end):
+            if reserved.overlaps(d.phys_addr, end) or (
+                ram is not None and not ram.covers(d.phys_addr, end)
+            ):
                 d = d.replace(attribute=d.attribute | _RUNTIME)
         descs.append(d)
     lb.memmap = MemoryMap(tuple(descs), lb.memmap.desc_size, lb.memmap.desc_version)
@@ -587,47 +596,6 @@ def e820_update(
             else:
                 mid.append(p)
     return ranges[:lo] + mid + ranges[hi:]
-
-
-class _RamIndex:
-    """arch/x86/kernel/e820.c e820__mapped_all(start, end, E820_TYPE_RAM) over a sorted table."""
-
-    def __init__(self, e820: list[E820Range] | None) -> None:
-        ram = sorted((r.start, r.end) for r in e820 or () if r.type == E820Type.RAM)
-        merged: list[tuple[int, int]] = []
-        for s, e in ram:
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((s, e))
-        self.known = e820 is not None
-        self._starts = [s for s, _ in merged]
-        self._ends = [e for _, e in merged]
-
-    def all_ram(self, start: int, end: int) -> bool:
-        if not self.known:
-            return True
-        k = bisect.bisect_right(self._starts, start) - 1
-        return k >= 0 and end <= self._ends[k]
-
-
-class _Ranges:
-    """The union of ``[start, end)`` ranges with an O(log n) overlap test (memblock's
-    memblock_is_region_reserved: does anything reserved intersect the region?)."""
-
-    def __init__(self, ranges: list[tuple[int, int]]) -> None:
-        merged: list[tuple[int, int]] = []
-        for s, e in sorted(ranges):
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            elif s < e:
-                merged.append((s, e))
-        self._starts = [s for s, _ in merged]
-        self._ends = [e for _, e in merged]
-
-    def overlaps(self, start: int, end: int) -> bool:
-        k = bisect.bisect_right(self._ends, start)  # the first range ending after start
-        return k < len(self._starts) and self._starts[k] < end
 
 
 def _overlaps(start: int, end: int, ranges: list[tuple[int, int]]) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 from efihandoff import fwupd
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import EfiHandoffError
+from efihandoff.intervals import SpanSet
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths import linux, xen
 from efihandoff.paths.firmware import BootServices
@@ -231,25 +231,6 @@ def _synthesize_systab(bs: BootServices, machine: Machine) -> None:
     bs.config_capacity = len(tables) + 16
 
 
-class _Spans:
-    """The union of ``[start, end)`` ranges, merged and sorted, with an O(log n) membership
-    test."""
-
-    def __init__(self, spans: list[tuple[int, int]]) -> None:
-        merged: list[tuple[int, int]] = []
-        for s, e in sorted(spans):
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            elif s < e:
-                merged.append((s, e))
-        self.spans = merged
-        self._starts = [s for s, _ in merged]
-
-    def __contains__(self, addr: int) -> bool:
-        k = bisect.bisect_right(self._starts, addr) - 1
-        return k >= 0 and addr < self.spans[k][1]
-
-
 class _Judge:
     """Verdicts for every firmware table on one finished path."""
 
@@ -273,8 +254,8 @@ class _Judge:
         self.esrt_differences: list[str] = []
         assert machine.memory_map is not None
         self.firmware_map: MemoryMap = machine.memory_map
-        self.reclaimed = _Spans(xb.reclaimed if xb is not None else lb.freed)
-        self.linux_reserved = _Spans(lb.reserved)
+        self.reclaimed = SpanSet(xb.reclaimed if xb is not None else lb.freed)
+        self.linux_reserved = SpanSet(lb.reserved)
 
     def all(self, fw_tables: tuple) -> dict[Guid, TableVerdict]:  # type: ignore[type-arg]
         out: dict[Guid, TableVerdict] = {}
