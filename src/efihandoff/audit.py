@@ -5,6 +5,7 @@ from __future__ import annotations
 from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, error, info, warning
 from efihandoff.machine import Machine
+from efihandoff.rules.esrt import esrt_findings, header_findings
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
 from efihandoff.uefi.memmap import MemoryType, type_name
@@ -103,12 +104,14 @@ def _esrt_findings(machine: Machine, addr: int) -> list[Finding]:
     except ParseError:
         table = None
     if table is None:
-        return hdr.validate(
+        return header_findings(
+            hdr,
             room=room,
             memory_type=md.type if md else None,
             memory_attribute=md.attribute if md else None,
         )
-    return table.validate(
+    return esrt_findings(
+        table,
         room=room,
         memory_type=md.type if md else None,
         memory_attribute=md.attribute if md else None,

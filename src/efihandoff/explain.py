@@ -24,6 +24,7 @@ from efihandoff.paths.linux import EsrtCheck
 from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
 from efihandoff.paths.simulate import PathResult, simulate
 from efihandoff.paths.verdict import TableVerdict, Verdict
+from efihandoff.rules import tables as known_tables
 from efihandoff.sources import Role, Source, SourceKind, View
 from efihandoff.sources.logmachine import (
     Observed,
@@ -33,7 +34,6 @@ from efihandoff.sources.logmachine import (
     retype,
     version_text,
 )
-from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt, esrt_size
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryType, type_name

@@ -14,9 +14,9 @@ import sys
 import harness
 import pytest
 
+from efihandoff.rules import tables as known_tables
 from efihandoff.sources.dump import read_dump
 from efihandoff.sources.scenario import build_machine
-from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.memmap import MemoryDescriptor
 
 DUMPED = ("bsdata-valid2-linux-6.12", "bsdata-valid2-xen-4.17+linux-6.12")

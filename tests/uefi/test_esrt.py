@@ -15,8 +15,6 @@ from efihandoff.uefi.esrt import (
     ESRT_FIRMWARE_RESOURCE_VERSION,
     ESRT_GUID,
     ESRT_HEADER_SIZE,
-    FINDING_CODES,
-    LINUX_MAX_ENTRIES,
     PARSE_MAX_ENTRIES,
     VENDOR_RANGE_MAX,
     VENDOR_RANGE_MIN,
@@ -30,6 +28,8 @@ from efihandoff.uefi.esrt import (
     describe_last_attempt_status,
     esrt_size,
 )
+from efihandoff.rules.esrt import FINDING_CODES, entry_findings, esrt_findings, header_findings
+from efihandoff.rules.linux import LINUX_MAX_ENTRIES
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryType
 
@@ -310,7 +310,7 @@ VALIDATION_CASES = [
 
 @pytest.mark.parametrize(("code", "table", "kwargs", "severity", "allowed"), VALIDATION_CASES)
 def test_validation_codes(code, table, kwargs, severity, allowed):
-    findings = table.validate(**kwargs)
+    findings = esrt_findings(table, **kwargs)
     hits = [f for f in findings if f.code == code]
     assert len(hits) == 1, findings
     assert hits[0].severity == severity
@@ -330,7 +330,7 @@ def test_entry_messages_name_index_and_values():
             _entry(2, fw_class=ENTRY0.fw_class),
         ]
     )
-    by_code = {f.code: f.message for f in t.validate()}
+    by_code = {f.code: f.message for f in esrt_findings(t)}
     assert "entry 1" in by_code["esrt.entry.fw-type"] and "7" in by_code["esrt.entry.fw-type"]
     msg = by_code["esrt.entry.version-below-lowest"]
     assert "entry 1" in msg and "3" in msg and "9" in msg
@@ -338,20 +338,20 @@ def test_entry_messages_name_index_and_values():
     assert "0xa" in by_code["esrt.entry.last-attempt-status"]
     dup = by_code["esrt.entry.duplicate-fw-class"]
     assert "entry 2" in dup and "entry 0" in dup and str(ENTRY0.fw_class) in dup
-    assert "129" in Esrt.of([_entry(i) for i in range(129)]).validate()[0].message
+    assert "129" in esrt_findings(Esrt.of([_entry(i) for i in range(129)]))[0].message
 
 
 def test_clean_tables_have_no_findings():
-    assert CLEAN.validate() == []
-    assert CLEAN.validate(room=96, **BS) == []
-    assert CLEAN.validate(room=4096, **BS) == []
-    assert Esrt.of([_entry(i) for i in range(128)]).validate(**BS) == []
+    assert esrt_findings(CLEAN) == []
+    assert esrt_findings(CLEAN, room=96, **BS) == []
+    assert esrt_findings(CLEAN, room=4096, **BS) == []
+    assert esrt_findings(Esrt.of([_entry(i) for i in range(128)]), **BS) == []
     # Vendor-range statuses and the boundaries of the defined ones are fine.
     for status in (0, 8, VENDOR_RANGE_MIN, 0x2345, VENDOR_RANGE_MAX):
-        assert Esrt.of([_entry(last_attempt_status=status)]).validate() == []
+        assert esrt_findings(Esrt.of([_entry(last_attempt_status=status)])) == []
     # fw_version == lowest is fine; capacity above count is fine.
     assert (
-        Esrt.of([_entry(fw_version=4, lowest_supported_fw_version=4)], count_max=9).validate(
+        esrt_findings(Esrt.of([_entry(fw_version=4, lowest_supported_fw_version=4)], count_max=9), 
             room=56, **BS
         )
         == []
@@ -360,7 +360,7 @@ def test_clean_tables_have_no_findings():
 
 def test_linux_memory_rules():
     # The RUNTIME attribute makes Linux accept any type (Linux 6.3 efi_esrt_init).
-    found = CLEAN.validate(
+    found = esrt_findings(CLEAN, 
         memory_type=MemoryType.EfiConventionalMemory, memory_attribute=MemoryAttribute.RUNTIME
     )
     assert _codes(found) == {"esrt.not-boot-services-data"}
@@ -369,12 +369,12 @@ def test_linux_memory_rules():
         MemoryType.EfiACPIReclaimMemory,
         MemoryType.EfiACPIMemoryNVS,
     ):
-        assert _codes(CLEAN.validate(memory_type=accepted)) == {"esrt.not-boot-services-data"}
+        assert _codes(esrt_findings(CLEAN, memory_type=accepted)) == {"esrt.not-boot-services-data"}
     # An empty table needs only the header to fit.
-    assert _codes(Esrt(0, 1, 1, ()).validate(room=16)) == {"esrt.count-zero", "esrt.no-entries"}
+    assert _codes(esrt_findings(Esrt(0, 1, 1, ()), room=16)) == {"esrt.count-zero", "esrt.no-entries"}
     # Header-only validation works without entries (e.g. when parse refused the count).
     header = EsrtHeader(0xFFFFFFFF, 0xFFFFFFFF, 1)
-    assert _codes(header.validate(room=4096, **BS)) == {"esrt.count-too-large", "esrt.does-not-fit"}
+    assert _codes(header_findings(header, room=4096, **BS)) == {"esrt.count-too-large", "esrt.does-not-fit"}
 
 
 # --- round trips -----------------------------------------------------------------------------
@@ -392,7 +392,7 @@ def test_entry_round_trip(e):
     raw = e.pack()
     assert len(raw) == ESRT_ENTRY_SIZE
     assert EsrtEntry.unpack(raw) == e
-    assert all(f.code in FINDING_CODES for f in e.validate(0))
+    assert all(f.code in FINDING_CODES for f in entry_findings(e, 0))
 
 
 @SETTINGS
@@ -441,7 +441,7 @@ def test_random_bytes_only_parse_error(data, offset, limit):
             continue
         if isinstance(result, Esrt):
             assert len(result.entries) == result.fw_resource_count
-            assert all(f.code in FINDING_CODES for f in result.validate(room=len(data)))
+            assert all(f.code in FINDING_CODES for f in esrt_findings(result, room=len(data)))
 
 
 def test_truncation_at_every_length():
@@ -469,7 +469,7 @@ def test_mutated_bytes(pos, xor):
         assert pos < 4  # only a changed count can make the table not fit
         return
     assert t.build() == bytes(raw)[: t.size]
-    assert all(f.code in FINDING_CODES for f in t.validate(room=96, **BS))
+    assert all(f.code in FINDING_CODES for f in esrt_findings(t, room=96, **BS))
 
 
 @SETTINGS

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from efihandoff.errors import ParseError
 from efihandoff.findings import Severity
+from efihandoff.rules.linux import lookup_pre63
 from efihandoff.uefi.memmap import (
     FINDING_CODES,
     ISA_MASK,
@@ -316,7 +317,7 @@ def test_lookup(addr: int, index: int | None) -> None:
 )
 def test_lookup_pre63(addr: int, index: int | None) -> None:
     expected = None if index is None else LOOKUP_MAP[index]
-    assert LOOKUP_MAP.lookup_pre63(addr) == expected
+    assert lookup_pre63(LOOKUP_MAP, addr) == expected
 
 
 def test_is_bogus_boundaries() -> None:
@@ -638,7 +639,7 @@ def test_lookup_matches_linear_reference(
     probes = sorted(edges) + data.draw(st.lists(st.integers(0, (PAGES + 10) << 12), max_size=30))
     for addr in probes:
         assert m.lookup_index(addr) == _naive_lookup(descs, addr), hex(addr)
-        assert m.lookup_pre63(addr) == _naive_pre63(descs, addr), hex(addr)
+        assert lookup_pre63(m, addr) == _naive_pre63(descs, addr), hex(addr)
 
 
 good_descriptor = st.builds(

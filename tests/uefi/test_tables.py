@@ -12,19 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from efihandoff.uefi import tables
-from efihandoff.uefi.guid import Guid
-from efihandoff.uefi.tables import (
-    BYTES_NOT_AVAILABLE,
+from efihandoff.rules.tables import (
     REGISTRY,
     KnownTable,
-    SizeResult,
     by_linux_label,
     by_name,
     known,
     linux_labels,
-    table_size,
 )
+from efihandoff.uefi import tables
+from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.tables import BYTES_NOT_AVAILABLE, SizeResult, table_size
 
 BASE = 0x7F00_0000
 

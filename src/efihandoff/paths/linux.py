@@ -18,21 +18,31 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.intervals import SpanSet
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.xen import BS_TYPES, XenBoot, release_deferred
-from efihandoff.uefi import tables as known_tables
+from efihandoff.rules import tables as known_tables
+from efihandoff.rules.linux import (
+    LINUX_MAX_ENTRIES,
+    XEN_USABLE_TYPES,
+    EsrtCheck,
+    esrt_count_too_large,
+    esrt_fits,
+    esrt_header_fits,
+    esrt_only_header,
+    esrt_type_accepted,
+    esrt_version_supported,
+)
 from efihandoff.uefi.esrt import (
     ESRT_ENTRY_SIZE,
     ESRT_GUID,
     ESRT_HEADER_SIZE,
-    LINUX_MAX_ENTRIES,
     EsrtEntry,
     EsrtHeader,
+    esrt_size,
 )
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
@@ -57,26 +67,8 @@ LOW_RESERVED = ((0, 0x10000), (0x9F000, SZ_1M))
 # arch/x86/kernel/setup.c trim_bios_range: page 0 reserved, the ISA hole taken out of RAM.
 _TRIMMED = ((0, PAGE_SIZE), (0xA0000, SZ_1M))
 
-# drivers/xen/efi.c xen_efi_config_table_is_usable (6.3): the types a dom0 accepts.
-XEN_USABLE_TYPES = frozenset(
-    {
-        MemoryType.EfiRuntimeServicesCode,
-        MemoryType.EfiRuntimeServicesData,
-        MemoryType.EfiACPIReclaimMemory,
-        MemoryType.EfiACPIMemoryNVS,
-        MemoryType.EfiReservedMemoryType,
-    }
-)
-# esrt.c efi_esrt_init: types accepted without EFI_MEMORY_RUNTIME; 6.3 01de145dc7fb added ACPI.
-ESRT_TYPES_63 = frozenset(
-    {
-        MemoryType.EfiBootServicesData,
-        MemoryType.EfiRuntimeServicesData,
-        MemoryType.EfiACPIReclaimMemory,
-        MemoryType.EfiACPIMemoryNVS,
-    }
-)
-ESRT_TYPES_61 = frozenset({MemoryType.EfiBootServicesData, MemoryType.EfiRuntimeServicesData})
+# The types a dom0 accepts (XEN_USABLE_TYPES), efi_esrt_init's types and checks (EsrtCheck) are
+# Linux's rules, in efihandoff.rules.linux.
 # Parsers that keep their table out of the allocator on bare metal: memblock_reserve in
 # efi_memattr_init (version <= 2, EFI_MEMMAP only), efi_tpm_eventlog_init (the log; the final
 # log only next to a TCG2-format log), the MEMRESERVE walk and reserve_unaccepted in
@@ -90,26 +82,6 @@ _BS = frozenset(int(t) for t in BS_TYPES)
 _BS_DATA = int(MemoryType.EfiBootServicesData)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
 _TCG2_FORMAT = 2  # EFI_TCG2_EVENT_LOG_FORMAT_TCG_2
-
-
-class EsrtCheck(StrEnum):
-    """The check of esrt.c efi_esrt_init that stopped the ESRT (the kernel-log reader's
-    ``esrt:`` message kinds where the kernel prints one)."""
-
-    NO_EFI_MEMMAP = "no-efi-memmap"  # 6.1/6.2 in a PV dom0: returns before any message
-    NOT_IN_MEMMAP = "not-in-memmap"
-    DESCRIPTOR_INVALID = "descriptor-invalid"
-    HEADER_DOES_NOT_FIT = "header-does-not-fit"
-    BYTES_UNKNOWN = "bytes-unknown"  # the evidence lacks the header: no check could run
-    UNSUPPORTED_VERSION = "unsupported-version"
-    ONLY_HEADER = "only-header"
-    COUNT_TOO_LARGE = "count-too-large"
-    DOES_NOT_FIT = "does-not-fit"
-
-    @property
-    def decided_without_bytes(self) -> bool:
-        """Checks that run before the header is read: their outcome needs no ESRT bytes."""
-        return self in (EsrtCheck.NO_EFI_MEMMAP, EsrtCheck.NOT_IN_MEMMAP)
 
 
 @dataclass(frozen=True)
@@ -376,8 +348,7 @@ def _esrt_init(
         return
     esrt = use.address
     rc, md = lookup(esrt, lb.log)
-    types = ESRT_TYPES_63 if spec.linux >= (6, 3) else ESRT_TYPES_61
-    if rc < 0 or md is None or (not md.attribute & _RUNTIME and md.type not in types):
+    if rc < 0 or md is None or not esrt_type_accepted(md.type, md.attribute, spec.linux):
         lb.log.append("esrt: ESRT header is not in the memory map.")
         what = "no descriptor covers it" if md is None else f"its type is {md.type_name}"
         lb.esrt_refused = EsrtRefusal(
@@ -392,9 +363,10 @@ def _esrt_init(
         )
         return
     room = end - esrt
-    if room < ESRT_HEADER_SIZE:
+    if not esrt_header_fits(room):
         lb.log.append(
-            f"esrt: ESRT header doesn't fit on single memory map entry. (size: 16 max: {room})"
+            "esrt: ESRT header doesn't fit on single memory map entry. "
+            f"(size: {ESRT_HEADER_SIZE} max: {room})"
         )
         lb.esrt_refused = EsrtRefusal(
             EsrtCheck.HEADER_DOES_NOT_FIT,
@@ -408,33 +380,37 @@ def _esrt_init(
         )
         return
     hdr = EsrtHeader.unpack(raw)
-    if hdr.fw_resource_version != 1:
+    if not esrt_version_supported(hdr.fw_resource_version):
         lb.log.append(f"esrt: Unsupported ESRT version {_lld(hdr.fw_resource_version)}.")
         lb.esrt_refused = EsrtRefusal(
             EsrtCheck.UNSUPPORTED_VERSION,
             f"efi_esrt_init: fw_resource_version is {hdr.fw_resource_version}, not 1",
         )
         return
-    if hdr.fw_resource_count > 0 and room - ESRT_HEADER_SIZE < ESRT_ENTRY_SIZE:
+    if esrt_only_header(room, hdr.fw_resource_count):
         lb.log.append(
-            f"esrt: ESRT memory map entry can only hold the header. (max: {room - 16} size: 40)"
+            "esrt: ESRT memory map entry can only hold the header. "
+            f"(max: {room - ESRT_HEADER_SIZE} size: {ESRT_ENTRY_SIZE})"
         )
         lb.esrt_refused = EsrtRefusal(
             EsrtCheck.ONLY_HEADER, "efi_esrt_init: the descriptor holds only the header"
         )
         return
-    if hdr.fw_resource_count > LINUX_MAX_ENTRIES:
+    if esrt_count_too_large(hdr.fw_resource_count):
         lb.log.append(
             f"esrt: ESRT says fw_resource_count has very large value {_d(hdr.fw_resource_count)}."
         )
         lb.esrt_refused = EsrtRefusal(
             EsrtCheck.COUNT_TOO_LARGE,
-            f"efi_esrt_init: fw_resource_count {hdr.fw_resource_count} > 128",
+            f"efi_esrt_init: fw_resource_count {hdr.fw_resource_count} > {LINUX_MAX_ENTRIES}",
         )
         return
-    size = ESRT_HEADER_SIZE + ESRT_ENTRY_SIZE * hdr.fw_resource_count
-    if room < size:
-        lb.log.append(f"esrt: ESRT does not fit on single memory map entry (size: 16 max: {room})")
+    size = esrt_size(hdr.fw_resource_count)
+    if not esrt_fits(room, hdr.fw_resource_count):
+        lb.log.append(
+            "esrt: ESRT does not fit on single memory map entry "
+            f"(size: {ESRT_HEADER_SIZE} max: {room})"
+        )
         lb.esrt_refused = EsrtRefusal(
             EsrtCheck.DOES_NOT_FIT,
             f"efi_esrt_init: {size} bytes do not fit in the {room} left in the descriptor",

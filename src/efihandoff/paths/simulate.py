@@ -14,7 +14,7 @@ from efihandoff.paths import linux, xen
 from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.verdict import TableVerdict, Verdict
-from efihandoff.uefi import tables as known_tables
+from efihandoff.rules import tables as known_tables
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (

@@ -43,8 +43,8 @@ from typing import BinaryIO, Generic, TypeVar
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.rules import tables as known_tables
 from efihandoff.sources import Role
-from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap

@@ -1,10 +1,9 @@
-"""The EFI System Resource Table (ESRT): header, version-1 entries, codec and validation.
+"""The EFI System Resource Table (ESRT): header, version-1 entries and their codec.
 
 Sources: UEFI 2.10 section 23.4 (EFI_SYSTEM_RESOURCE_TABLE, EFI_SYSTEM_RESOURCE_ENTRY); edk2
 MdePkg/Include/Guid/SystemResourceTable.h (FwType and LastAttemptStatus values); Linux
-drivers/firmware/efi/esrt.c (``struct efi_system_resource_table``, ``efi_esrt_init``); fwts
-src/uefi/esrt/esrt.c (``esrt_test1``, ``check_entries``) and src/lib/include/fwts_uefi.h;
-fwupd plugins/uefi-capsule/fu-uefi-capsule-device.c (``fu_uefi_capsule_device_probe``).
+drivers/firmware/efi/esrt.c (``struct efi_system_resource_table``). What Linux, fwts and fwupd
+check of an ESRT is in ``efihandoff.rules`` (the findings: ``efihandoff.rules.esrt``).
 """
 
 from __future__ import annotations
@@ -15,18 +14,15 @@ from enum import IntEnum, IntFlag
 from typing import Any
 
 from efihandoff.errors import ParseError
-from efihandoff.findings import Finding, error, info, warning
 from efihandoff.uefi.guid import Guid
-from efihandoff.uefi.memmap import MemoryAttribute, MemoryType, type_name
 
 ESRT_GUID = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
 ESRT_HEADER_SIZE = 16
 ESRT_ENTRY_SIZE = 40
 ESRT_FIRMWARE_RESOURCE_VERSION = 1  # EFI_SYSTEM_RESOURCE_TABLE_FIRMWARE_RESOURCE_VERSION
-# Linux drivers/firmware/efi/esrt.c efi_esrt_init: "I'm making up 128 as the max number".
-LINUX_MAX_ENTRIES = 128
 # Our own bound for Esrt.parse: far above any real table (and Linux's 128), low enough that a
-# hostile count over a large dump cannot make us build millions of objects.
+# hostile count over a large dump cannot make us build millions of objects. (Linux's own limit,
+# 128, is efihandoff.rules.linux.LINUX_MAX_ENTRIES.)
 PARSE_MAX_ENTRIES = 4096
 
 _HEADER = struct.Struct("<IIQ")  # fw_resource_count, fw_resource_count_max, fw_resource_version
@@ -109,37 +105,6 @@ def describe_capsule_flags(value: int) -> list[str]:
     return out
 
 
-FINDING_CODES = (
-    "esrt.version",
-    "esrt.count-zero",
-    "esrt.count-max-zero",
-    "esrt.count-exceeds-max",
-    "esrt.count-too-large",
-    "esrt.header-does-not-fit",
-    "esrt.does-not-fit",
-    "esrt.memory-type",
-    "esrt.not-boot-services-data",
-    "esrt.no-entries",
-    "esrt.entry-count-mismatch",
-    "esrt.entry.fw-type",
-    "esrt.entry.version-below-lowest",
-    "esrt.entry.last-attempt-status",
-    "esrt.entry.zero-fw-class",
-    "esrt.entry.duplicate-fw-class",
-)
-
-# Linux 6.3 drivers/firmware/efi/esrt.c efi_esrt_init: types accepted without EFI_MEMORY_RUNTIME
-# (ACPI reclaim and NVS since 01de145dc7fb "efi: Actually enable the ESRT under Xen").
-LINUX_ACCEPTED_TYPES = frozenset(
-    {
-        MemoryType.EfiBootServicesData,
-        MemoryType.EfiRuntimeServicesData,
-        MemoryType.EfiACPIReclaimMemory,
-        MemoryType.EfiACPIMemoryNVS,
-    }
-)
-
-
 def _need(data: Any, offset: int, size: int, what: str) -> int:
     """Bytes available at ``offset``; ParseError when fewer than ``size``."""
     if offset < 0 or offset > len(data):
@@ -196,50 +161,6 @@ class EsrtEntry:
         raw_guid, *rest = _ENTRY.unpack_from(data, offset)
         return cls(Guid.from_bytes(raw_guid), *rest)
 
-    def validate(self, index: int) -> list[Finding]:
-        """Findings about this entry alone; ``index`` names it in the messages."""
-        out: list[Finding] = []
-        where = f"ESRT entry {index}"
-        if self.fw_class.is_zero:
-            # fwupd fu_uefi_capsule_device_probe: fwupd_guid_is_valid() rejects the zero GUID.
-            out.append(
-                error(
-                    "esrt.entry.zero-fw-class",
-                    f"{where}: fw_class is {self.fw_class}; fwupd rejects the entry",
-                )
-            )
-        if self.fw_type > FwType.UEFI_DRIVER:
-            # fwts esrt.c check_entries: FwType must be <= ESRT_FW_TYPE_UEFIDRIVER.
-            out.append(
-                warning(
-                    "esrt.entry.fw-type",
-                    f"{where}: fw_type {self.fw_type} is not defined by UEFI (0..3)",
-                )
-            )
-        if self.fw_version < self.lowest_supported_fw_version:
-            # fwts esrt.c check_entries: FwVersion >= LowestSupportedFwVersion.
-            out.append(
-                warning(
-                    "esrt.entry.version-below-lowest",
-                    f"{where}: fw_version {self.fw_version} is below "
-                    f"lowest_supported_fw_version {self.lowest_supported_fw_version}",
-                )
-            )
-        las = self.last_attempt_status
-        if las > LastAttemptStatus.ERROR_UNSATISFIED_DEPENDENCIES and not (
-            VENDOR_RANGE_MIN <= las <= VENDOR_RANGE_MAX
-        ):
-            # fwts esrt.c check_entries: <= UNSATISFIED_DEPENDENCIES or in the vendor range.
-            out.append(
-                warning(
-                    "esrt.entry.last-attempt-status",
-                    f"{where}: last_attempt_status {las:#x} is neither defined (0..8) nor in "
-                    f"the vendor range {VENDOR_RANGE_MIN:#x}..{VENDOR_RANGE_MAX:#x}",
-                )
-            )
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class EsrtHeader:
     """The 16-byte ESRT header."""
@@ -267,98 +188,6 @@ class EsrtHeader:
     def size(self) -> int:
         """Bytes the table claims: 16 + 40 * fw_resource_count (Max is only capacity)."""
         return esrt_size(self.fw_resource_count)
-
-    def validate(
-        self,
-        *,
-        room: int | None = None,
-        memory_type: int | None = None,
-        memory_attribute: int | None = None,
-    ) -> list[Finding]:
-        """Findings decidable from the header alone (see ``Esrt.validate``)."""
-        out: list[Finding] = []
-        count = self.fw_resource_count
-        count_max = self.fw_resource_count_max
-        version = self.fw_resource_version
-        if memory_type is not None:
-            runtime = bool((memory_attribute or 0) & MemoryAttribute.RUNTIME)
-            if memory_type not in LINUX_ACCEPTED_TYPES and not runtime:
-                # Linux 6.3 esrt.c efi_esrt_init: "ESRT header is not in the memory map."
-                out.append(
-                    error(
-                        "esrt.memory-type",
-                        f"ESRT is in {type_name(memory_type)} without the RUNTIME attribute; "
-                        "Linux >= 6.3 accepts only EfiBootServicesData, EfiRuntimeServicesData, "
-                        "EfiACPIReclaimMemory or EfiACPIMemoryNVS",
-                    )
-                )
-            if memory_type != MemoryType.EfiBootServicesData:
-                # UEFI 2.10 section 23.4: "ESRT shall be stored in EfiBootServicesData".
-                out.append(
-                    info(
-                        "esrt.not-boot-services-data",
-                        f"ESRT is in {type_name(memory_type)}; the UEFI spec asks for "
-                        "EfiBootServicesData",
-                    )
-                )
-        if room is not None:
-            # Linux 6.3 esrt.c efi_esrt_init: room = end of the memory descriptor - table start.
-            if room < ESRT_HEADER_SIZE:
-                out.append(
-                    error(
-                        "esrt.header-does-not-fit",
-                        f"ESRT header ({ESRT_HEADER_SIZE} bytes) does not fit in the "
-                        f"{room} bytes left in its memory descriptor",
-                    )
-                )
-            elif count > 0 and room - ESRT_HEADER_SIZE < ESRT_ENTRY_SIZE:
-                out.append(
-                    error(
-                        "esrt.does-not-fit",
-                        f"ESRT memory descriptor can only hold the header: {room} bytes left, "
-                        f"fw_resource_count {count} needs {esrt_size(count)}",
-                    )
-                )
-            elif room < esrt_size(count):
-                out.append(
-                    error(
-                        "esrt.does-not-fit",
-                        f"ESRT with fw_resource_count {count} needs {esrt_size(count)} bytes, "
-                        f"its memory descriptor has {room} left",
-                    )
-                )
-        if version != ESRT_FIRMWARE_RESOURCE_VERSION:
-            # Linux esrt.c efi_esrt_init "Unsupported ESRT version"; fwts esrt_test1.
-            out.append(
-                error(
-                    "esrt.version",
-                    f"ESRT fw_resource_version is {version}, only "
-                    f"{ESRT_FIRMWARE_RESOURCE_VERSION} is defined",
-                )
-            )
-        if count > LINUX_MAX_ENTRIES:
-            # Linux esrt.c efi_esrt_init: "fw_resource_count has very large value".
-            out.append(
-                error(
-                    "esrt.count-too-large",
-                    f"ESRT fw_resource_count {count} exceeds Linux's limit of {LINUX_MAX_ENTRIES}",
-                )
-            )
-        if count == 0:
-            # UEFI 2.10 section 23.4 "must not be zero"; fwts esrt_test1.
-            out.append(warning("esrt.count-zero", "ESRT fw_resource_count is 0"))
-        if count_max == 0:
-            out.append(warning("esrt.count-max-zero", "ESRT fw_resource_count_max is 0"))
-        if count > count_max:
-            # fwts esrt_test1 (Linux never compares the two).
-            out.append(
-                warning(
-                    "esrt.count-exceeds-max",
-                    f"ESRT fw_resource_count {count} exceeds fw_resource_count_max {count_max}",
-                )
-            )
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class Esrt:
@@ -452,45 +281,3 @@ class Esrt:
             raw_guid, *rest = _ENTRY.unpack_from(data, base + i * ESRT_ENTRY_SIZE)
             entries.append(EsrtEntry(Guid.from_bytes(raw_guid), *rest))
         return cls(count, header.fw_resource_count_max, header.fw_resource_version, tuple(entries))
-
-    def validate(
-        self,
-        *,
-        room: int | None = None,
-        memory_type: int | None = None,
-        memory_attribute: int | None = None,
-    ) -> list[Finding]:
-        """Every check of Linux 6.3 ``efi_esrt_init``, of the fwts ``esrt`` test, and fwupd's
-        zero-GUID rule, plus duplicate fw_class.
-
-        ``room``: bytes from the table start to the end of its memory descriptor.
-        ``memory_type``/``memory_attribute``: of that descriptor; the RUNTIME attribute makes
-        Linux accept any type.
-        """
-        out = self.header.validate(
-            room=room, memory_type=memory_type, memory_attribute=memory_attribute
-        )
-        if not self.entries:
-            # fwts esrt.c check_entries: "CannotFindEntries".
-            out.append(warning("esrt.no-entries", "ESRT has no entries"))
-        if len(self.entries) != self.fw_resource_count:
-            out.append(
-                error(
-                    "esrt.entry-count-mismatch",
-                    f"ESRT fw_resource_count is {self.fw_resource_count} but "
-                    f"{len(self.entries)} entries are given",
-                )
-            )
-        seen: dict[Guid, int] = {}
-        for index, entry in enumerate(self.entries):
-            out.extend(entry.validate(index))
-            first = seen.setdefault(entry.fw_class, index)
-            if first != index and not entry.fw_class.is_zero:
-                # UEFI 2.10 section 23.4: FwClass "must be unique within all entries".
-                out.append(
-                    warning(
-                        "esrt.entry.duplicate-fw-class",
-                        f"ESRT entry {index}: fw_class {entry.fw_class} repeats entry {first}",
-                    )
-                )
-        return out

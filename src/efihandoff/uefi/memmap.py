@@ -349,13 +349,11 @@ class MemoryMap:
     def _first_match(self) -> FirstMatch:
         return FirstMatch(self.descriptors)
 
-    def lookup_pre63(self, addr: int) -> MemoryDescriptor | None:
-        """Linux 6.1/6.2 ``efi_mem_desc_lookup``: first match in map order, bogus entries not
-        skipped, end computed in u64 (so a wrapping entry's end wraps). O(log n)."""
-        if not 0 <= addr <= U64_MAX:
-            return None
-        i = self._first_match.find(addr)
-        return None if i is None else self.descriptors[i]
+    def first_match(self, addr: int) -> int | None:
+        """Index of the first descriptor in map order whose range, computed in u64 as C does,
+        holds ``addr``; bogus entries not skipped (a wrapping entry never matches). O(log n).
+        Which consumer looks up this way is in ``efihandoff.rules``."""
+        return self._first_match.find(addr)
 
     def total_bytes(self, types: Iterable[int] | None = None, attribute: int = 0) -> int:
         """Bytes covered by descriptors of the given types (all when None) having every bit of
@@ -547,12 +545,7 @@ class FirstMatch:
         self._descs = descs
         self._skip_bogus = skip_bogus
         if skip_bogus:
-            spans = [
-                (d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), i)
-                for i, d in enumerate(descs)
-                if not d.phys_addr & (PAGE_SIZE - 1)
-                and 0 < d.num_pages <= (U64_MAX - d.phys_addr) >> PAGE_SHIFT
-            ]
+            spans = [(d.phys_addr, d.end, i) for i, d in enumerate(descs) if not d.is_bogus]
         else:
             spans = [
                 (d.phys_addr, (d.phys_addr + ((d.num_pages << PAGE_SHIFT) & U64_MAX)) & U64_MAX, i)

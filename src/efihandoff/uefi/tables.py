@@ -1,7 +1,8 @@
-"""Known EFI configuration tables: what each GUID is, who parses it, and how long it is.
+"""Known EFI configuration tables: what each GUID is and how long it is (who parses it is in
+``efihandoff.rules.tables``).
 
 A configuration table is only a ``<GUID, address>`` pair; its byte length is type-specific. Each
-:class:`KnownTable` carries a size rule that reads only the bytes it needs through a
+:class:`TableSpec` carries a size rule that reads only the bytes it needs through a
 :data:`Reader` and returns a :class:`SizeResult` (a size, or ``None`` with the reason).
 
 Size rules never raise on bad bytes and stay bounded whatever a count or length field claims.
@@ -59,23 +60,14 @@ SizeRule = Callable[[Reader, int, int | None], SizeResult]
 
 
 @dataclass(frozen=True, slots=True)
-class KnownTable:
-    """One configuration-table GUID and what Linux, Xen and the size rules know of it.
-
-    ``linux_parses`` is True when a Linux in the range this project models (6.1 and later) lists
-    the GUID in ``common_tables[]`` or an architecture's ``arch_tables``; ``description`` says
-    when a kernel version matters.
-    """
+class TableSpec:
+    """One configuration-table GUID as its specification defines it: our short ``name``, the
+    ``macro`` that names the GUID, and the size rule. What Linux and Xen do with it is in
+    ``efihandoff.rules.tables``."""
 
     guid: Guid
     name: str
     macro: str
-    linux_label: str | None
-    linux_parses: bool
-    linux_config: str | None
-    needs_efi_memmap: bool
-    xen_knows: bool
-    xen_since: str | None
     size_rule: SizeRule | None
     description: str
 
@@ -649,109 +641,80 @@ def _mokvar_rule(read: Reader, addr: int, limit: int | None) -> SizeResult:
 
 
 def _t(
-    guid: str,
-    name: str,
-    macro: str,
-    description: str,
-    *,
-    label: str | None = None,
-    parses: bool = False,
-    config: str | None = None,
-    memmap: bool = False,
-    xen: bool = False,
-    xen_since: str | None = None,
-    rule: SizeRule | None = None,
-) -> KnownTable:
-    return KnownTable(
-        Guid.parse(guid), name, macro, label, parses, config, memmap, xen, xen_since, rule,
-        description,
-    )
+    guid: str, name: str, macro: str, description: str, *, rule: SizeRule | None = None
+) -> TableSpec:
+    return TableSpec(Guid.parse(guid), name, macro, rule, description)
 
 
-_TABLES: tuple[KnownTable, ...] = (
-    # Linux common_tables[] (drivers/firmware/efi/efi.c), in its order.
+_TABLES: tuple[TableSpec, ...] = (
+    # In Linux's order: common_tables[] (drivers/firmware/efi/efi.c), then x86 arch_tables
+    # (rules.linux says what Linux does with each; rules.xen what Xen does).
     _t("8868e871-e4f1-11d3-bc22-0080c73c8881", "ACPI 2.0", "ACPI_20_TABLE_GUID",
-       "ACPI 2.0+ RSDP.", label="ACPI 2.0", parses=True, xen=True, rule=_rsdp_rule),
+       "ACPI 2.0+ RSDP.", rule=_rsdp_rule),
     _t("eb9d2d30-2d88-11d3-9a16-0090273fc14d", "ACPI", "ACPI_TABLE_GUID",
-       "ACPI 1.0 RSDP.", label="ACPI", parses=True, xen=True, rule=_rsdp_v1_rule),
+       "ACPI 1.0 RSDP.", rule=_rsdp_v1_rule),
     _t("eb9d2d31-2d88-11d3-9a16-0090273fc14d", "SMBIOS", "SMBIOS_TABLE_GUID",
-       "SMBIOS 2.x (32-bit) entry point.", label="SMBIOS", parses=True, xen=True,
+       "SMBIOS 2.x (32-bit) entry point.",
        rule=_smbios_rule),
     _t("f2fd1544-9794-4a2c-992e-e5bbcf20e394", "SMBIOS 3.0", "SMBIOS3_TABLE_GUID",
-       "SMBIOS 3.x (64-bit) entry point.", label="SMBIOS 3.0", parses=True, xen=True,
+       "SMBIOS 3.x (64-bit) entry point.",
        rule=_smbios3_rule),
     _t("b122a263-3661-4f68-9929-78f8b0d62180", "ESRT", "EFI_SYSTEM_RESOURCE_TABLE_GUID",
        "EFI System Resource Table (fwupd's source of devices). efi_esrt_init needs "
        "CONFIG_EFI_ESRT; before Linux 6.3 it also returned early without EFI_MEMMAP, so a Xen "
-       "PV dom0 never parsed it. Xen records and relocates it since 4.17.",
-       label="ESRT", parses=True, xen=True, xen_since="4.17", rule=_esrt_rule),
+       "PV dom0 never parsed it. Xen records and relocates it since 4.17.", rule=_esrt_rule),
     _t("dcfa911d-26eb-469f-a220-38b7dc461220", "MEMATTR", "EFI_MEMORY_ATTRIBUTES_TABLE_GUID",
-       "Memory attributes of runtime regions; efi_memattr_init runs only with EFI_MEMMAP.",
-       label="MEMATTR", parses=True, memmap=True, rule=_memattr_rule),
+       "Memory attributes of runtime regions; efi_memattr_init runs only with EFI_MEMMAP.", rule=_memattr_rule),
     _t("1ce1e5bc-7ceb-42f2-81e5-8aadf180f57b", "RNG", "LINUX_EFI_RANDOM_SEED_TABLE_GUID",
-       "Random seed left by the Linux EFI stub or a boot loader.", label="RNG", parses=True,
+       "Random seed left by the Linux EFI stub or a boot loader.",
        rule=_rng_rule),
     _t("b7799cb0-eca2-4943-9667-1fae07b747fa", "TPMEventLog", "LINUX_EFI_TPM_EVENT_LOG_GUID",
-       "TPM event log copied by the Linux EFI stub.", label="TPMEventLog", parses=True,
+       "TPM event log copied by the Linux EFI stub.",
        rule=_tpm_log_rule),
     _t("1e2ed096-30e2-4254-bd89-863bbef82325", "TPMFinalLog",
        "EFI_TCG2_FINAL_EVENTS_TABLE_GUID",
        "TCG2 final events (older Linux name LINUX_EFI_TPM_FINAL_LOG_GUID). Linux sizes it only "
-       "when the TPMEventLog table is present with log format 2.",
-       label="TPMFinalLog", parses=True, rule=_final_events_rule),
+       "when the TPMEventLog table is present with log format 2.", rule=_final_events_rule),
     _t("dd4a4648-2de7-4665-964d-21d9ef5fb446", "CCFinalLog", "EFI_CC_FINAL_EVENTS_TABLE_GUID",
        "Confidential-computing final events (same layout as TCG2's); recent kernels only, "
-       "sharing efi.tpm_final_log.", label="CCFinalLog", parses=True, rule=_final_events_rule),
+       "sharing efi.tpm_final_log.", rule=_final_events_rule),
     _t("888eb0c6-8ede-4ff5-a8f0-9aee5cb977c2", "MEMRESERVE", "LINUX_EFI_MEMRESERVE_TABLE_GUID",
-       "Linux persistent reservations (linked list, mainly arm64 GICv3 LPI tables across kexec).",
-       label="MEMRESERVE", parses=True, rule=_memreserve_rule),
+       "Linux persistent reservations (linked list, mainly arm64 GICv3 LPI tables across kexec).", rule=_memreserve_rule),
     _t("5568e427-68fc-4f3d-ac74-ca555231cc68", "INITRD", "LINUX_EFI_INITRD_MEDIA_GUID",
-       "initrd base and size passed by the Linux EFI stub.", label="INITRD", parses=True,
+       "initrd base and size passed by the Linux EFI stub.",
        rule=_fixed(16, "struct linux_efi_initrd {base; size}")),
     _t("eb66918a-7eef-402a-842e-931d21c38ae9", "RTPROP", "EFI_RT_PROPERTIES_TABLE_GUID",
-       "Which runtime services remain supported after ExitBootServices.", label="RTPROP",
-       parses=True, rule=_rt_properties_rule),
+       "Which runtime services remain supported after ExitBootServices.", rule=_rt_properties_rule),
     _t("95305139-b20f-4723-8425-627c888ff121", "OvmfDebugLog", "OVMF_MEMORY_LOG_TABLE_GUID",
        "OVMF firmware debug log buffer (edk2-stable202508 and later); Linux exposes it as "
-       "/sys/firmware/efi/ovmf_debug_log (driver posted July 2025).",
-       label="OvmfDebugLog", parses=True, config="CONFIG_OVMF_DEBUG_LOG", rule=_ovmf_log_rule),
+       "/sys/firmware/efi/ovmf_debug_log (driver posted July 2025).", rule=_ovmf_log_rule),
     _t("2d9f28a2-a886-456a-97a8-f11ef24ff455", "RCI2", "DELLEMC_EFI_RCI2_TABLE_GUID",
-       "Dell EMC Runtime Configuration Interface v2; recorded without a printed name.",
-       parses=True, config="CONFIG_EFI_RCI2_TABLE", rule=_rci2_rule),
+       "Dell EMC Runtime Configuration Interface v2; recorded without a printed name.", rule=_rci2_rule),
     _t("c451ed2b-9694-45d3-baba-ed9f8988a389", "MOKvar", "LINUX_EFI_MOK_VARIABLE_TABLE_GUID",
        "Machine Owner Key variables passed by shim; efi_mokvar_table_init needs EFI_MEMMAP.",
-       label="MOKvar", parses=True, config="CONFIG_LOAD_UEFI_KEYS", memmap=True,
        rule=_mokvar_rule),
     _t("adf956ad-e98c-484c-ae11-b51c7d336447", "CocoSecret", "LINUX_EFI_COCO_SECRET_AREA_GUID",
        "Confidential-computing secret area locator; the area itself is base_pa/size.",
-       label="CocoSecret", parses=True, config="CONFIG_EFI_COCO_SECRET",
        rule=_fixed(16, "struct linux_efi_coco_secret_area {u64 base_pa; u64 size}")),
     _t("d5d1de3c-105c-44f9-9ea9-bcef98120031", "Unaccepted", "LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID",
        "Bitmap of memory not yet accepted by a TDX/SNP guest (added to Linux in 2023; the "
        "release, 6.5, is not verified here).",
-       label="Unaccepted", parses=True, config="CONFIG_UNACCEPTED_MEMORY",
        rule=_unaccepted_rule),
     _t("e03fc20a-85dc-406e-b90e-4ab502371d95", "screen_info", "LINUX_EFI_SCREEN_INFO_TABLE_GUID",
        "struct screen_info handed from the generic EFI stub to the kernel; recorded unnamed.",
-       parses=True, config="CONFIG_EFI_GENERIC_STUB",
        rule=_fixed(64, "sizeof(struct screen_info), packed, include/uapi/linux/screen_info.h")),
-    # x86 arch_tables (arch/x86/platform/efi/efi.c).
     _t("3b13a7d4-633e-11dd-93ec-da2556d89593", "UVsystab", "UV_SYSTEM_TABLE_GUID",
-       "SGI/HPE UV BIOS system table (x86 arch_tables).", label="UVsystab", parses=True,
-       config="CONFIG_X86_UV", rule=_uv_rule),
+       "SGI/HPE UV BIOS system table (x86 arch_tables).", rule=_uv_rule),
     _t("880aaca3-4adc-4a04-9079-b747340825e5", "PROP", "EFI_PROPERTIES_TABLE_GUID",
        "UEFI 2.5 properties table, superseded by MEMATTR. x86 arch_tables printed PROP= until "
-       "the 'x86/efi: Drop support for the EFI_PROPERTIES_TABLE' patch (posted Nov 2024).",
-       label="PROP", parses=True, config="CONFIG_X86", rule=_properties_rule),
+       "the 'x86/efi: Drop support for the EFI_PROPERTIES_TABLE' patch (posted Nov 2024).", rule=_properties_rule),
     _t("61a4d49e-6f68-4f1b-b922-a86eed0b07a2", "UGA", "UGA_IO_PROTOCOL_GUID",
        "UGA I/O protocol pointer some (Apple) firmware installs as a table; x86 arch_tables "
        "printed UGA= in the kernels of the 6.x range; the newest mainline list has only "
-       "UVsystab. Only its address is recorded.",
-       label="UGA", parses=True, config="CONFIG_X86"),
+       "UVsystab. Only its address is recorded.",),
     # Known GUIDs that Linux's config-table parser does not record.
     _t("eb9d2d2f-2d88-11d3-9a16-0090273fc14d", "MPS", "MPS_TABLE_GUID",
-       "MultiProcessor Specification floating pointer; Xen records it, current Linux does not.",
-       xen=True),
+       "MultiProcessor Specification floating pointer; Xen records it, current Linux does not.",),
     _t("b1b621d5-f19c-41a5-830b-d9152c69aae0", "DeviceTree", "DEVICE_TREE_GUID",
        "Flattened devicetree; read by the Linux EFI stub on Arm/RISC-V, not by "
        "efi_config_parse_tables.", rule=_fdt_rule),
@@ -795,8 +758,8 @@ _TABLES: tuple[KnownTable, ...] = (
 )
 
 
-def _build() -> Mapping[Guid, KnownTable]:
-    registry: dict[Guid, KnownTable] = {}
+def _build() -> Mapping[Guid, TableSpec]:
+    registry: dict[Guid, TableSpec] = {}
     for table in _TABLES:
         if table.guid in registry:
             raise AssertionError(f"duplicate GUID {table.guid}")
@@ -804,46 +767,18 @@ def _build() -> Mapping[Guid, KnownTable]:
     return MappingProxyType(registry)
 
 
-REGISTRY: Mapping[Guid, KnownTable] = _build()
-_BY_LABEL: Mapping[str, KnownTable] = MappingProxyType(
-    {t.linux_label: t for t in _TABLES if t.linux_label is not None}
-)
-_BY_NAME: Mapping[str, KnownTable] = MappingProxyType({t.name: t for t in _TABLES})
+REGISTRY: Mapping[Guid, TableSpec] = _build()
+_BY_NAME: Mapping[str, TableSpec] = MappingProxyType({t.name: t for t in _TABLES})
 
 
-def known(guid: Guid) -> KnownTable | None:
+def known(guid: Guid) -> TableSpec | None:
     """The registry entry for ``guid``, or None."""
     return REGISTRY.get(guid)
 
 
-def by_linux_label(label: str) -> KnownTable | None:
-    """The table Linux prints as ``label`` in its ``efi: `` line (exact, case-sensitive)."""
-    return _BY_LABEL.get(label)
-
-
-# Labels an older Linux printed in its config-table line for a GUID today's Linux does not list
-# (so KnownTable.linux_label stays None): x86 arch/x86/platform/efi/efi.c efi_init (to 3.13),
-# then drivers/firmware/efi/efi.c common_tables[], printed " MPS=0x%lx " until the cleanup that
-# dropped HCDP and MPS from common_tables[] (5.x; the release is not verified here).
-FORMER_LINUX_LABELS: Mapping[str, str] = MappingProxyType({"MPS": "MPS"})
-
-
-def by_any_linux_label(label: str) -> KnownTable | None:
-    """:func:`by_linux_label`, or the table a label of an older Linux (``MPS``) names."""
-    table = _BY_LABEL.get(label)
-    if table is None and label in FORMER_LINUX_LABELS:
-        table = _BY_NAME.get(FORMER_LINUX_LABELS[label])
-    return table
-
-
-def by_name(name: str) -> KnownTable | None:
+def by_name(name: str) -> TableSpec | None:
     """The table with our short ``name``."""
     return _BY_NAME.get(name)
-
-
-def linux_labels() -> list[str]:
-    """Every Linux label, longest first, so ``SMBIOS 3.0`` is tried before ``SMBIOS``."""
-    return sorted(_BY_LABEL, key=lambda label: (-len(label), label))
 
 
 def table_size(guid: Guid, read: Reader, addr: int, limit: int | None = None) -> SizeResult:
