@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from efihandoff.findings import Finding, error
-from efihandoff.paths.firmware import (
+from efihandoff.edk2 import (
     POOL_ALIGN,
     POOL_HEAD_SIZE,
     POOL_TAIL_SIGNATURE,
     POOL_TAIL_SIZE,
 )
+from efihandoff.findings import Finding, error
 from efihandoff.paths.presets import BootMode, PathSpec
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, Esrt
 from efihandoff.uefi.memmap import PAGE_SIZE, MemoryType

@@ -326,7 +326,7 @@ class Machine:
     # regions only), so a table outside it says nothing about the firmware.
     memory_map_complete: bool = True
     notes: list[str] = field(default_factory=list)
-    # The firmware model's pool as boot services leave it (efihandoff.paths.firmware.PoolState),
+    # The firmware model's pool as boot services leave it (efihandoff.edk2.PoolState),
     # so a replay of the OS loader's allocations continues from it; None when not known.
     firmware_state: object | None = None
 

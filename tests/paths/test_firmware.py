@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from efihandoff.edk2 import BootServices, OutOfResources
 from efihandoff.errors import EfiHandoffError
 from efihandoff.machine import Fill, PhysicalMemory
-from efihandoff.paths.firmware import BootServices, OutOfResources
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryType
 

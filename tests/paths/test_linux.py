@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.edk2 import BootServices
 from efihandoff.machine import Machine
 from efihandoff.paths import linux
-from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate, stub_e820
 from efihandoff.sources.scenario import build_machine, load_scenario

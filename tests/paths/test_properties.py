@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from efihandoff import fwupd
+from efihandoff.edk2 import BootServices
 from efihandoff.machine import Machine
 from efihandoff.paths import xen
-from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PRESETS, PathSpec, Policy, parse_path
 from efihandoff.paths.simulate import PathResult, simulate
 from efihandoff.paths.verdict import Verdict

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.edk2 import BootServices
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths import xen
-from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate
 from efihandoff.sources.scenario import build_machine, load_scenario

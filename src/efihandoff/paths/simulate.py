@@ -7,14 +7,14 @@ from itertools import pairwise
 
 from efihandoff import fwupd
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.edk2 import BootServices
 from efihandoff.errors import EfiHandoffError
 from efihandoff.intervals import SpanSet
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths import linux, xen
-from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.verdict import TableVerdict, Verdict
-from efihandoff.rules import tables as known_tables
+from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.edk2 import BootServices, OutOfResources
 from efihandoff.intervals import subtract
 from efihandoff.machine import PhysicalMemory
-from efihandoff.paths.firmware import BootServices, OutOfResources
 from efihandoff.paths.presets import BootMode, PathSpec, Policy
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader

@@ -1,6 +1,6 @@
 """Scenario files (TOML): a machine described region by region and table by table.
 
-The builder lays out real bytes through the firmware model (:mod:`efihandoff.paths.firmware`):
+The builder lays out real bytes through the firmware model (:mod:`efihandoff.edk2`):
 the system table and its configuration array in EfiRuntimeServicesData as edk2 does, each table in
 the memory type the scenario names (allocated from free memory, top-down below 4 GiB, or placed at a
 given address), and a memory map consistent with all of it. The format is documented in README.md.
@@ -18,10 +18,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from efihandoff.edk2 import BootServices, OutOfResources
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths.firmware import BootServices, OutOfResources
-from efihandoff.rules import tables as known_tables
+from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
