@@ -22,7 +22,8 @@ from efihandoff.fwupd import unknown_files as fwupd_unknown_files
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths.linux import EsrtCheck
 from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
-from efihandoff.paths.simulate import PathResult, simulate
+from efihandoff.paths.memo import simulate  # one simulation per distinct question
+from efihandoff.paths.simulate import PathResult
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.rules import tables as known_tables
 from efihandoff.sources import Role, Source, SourceKind, View

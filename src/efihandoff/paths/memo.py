@@ -1,0 +1,159 @@
+"""One simulation per distinct question: :func:`simulate` remembers path results by a canonical
+form of exactly what :func:`efihandoff.paths.simulate.simulate` reads.
+
+What a simulation reads (``paths/simulate.py`` ``simulate``/``_firmware``/``_Judge`` and
+``paths/firmware.py`` ``BootServices.from_machine``): the machine's memory map, system table
+and its address, configuration-table array address and entries, memory (its bytes, which of
+them are known, what unwritten and scrubbed pages hold), firmware vendor and pool state; and
+the path's parameters. Its id and description only label the result. The key is those values
+themselves (hashable: frozen dataclasses, tuples, the memory's pickled state), so two machines
+share a result only when a simulation cannot tell them apart: machines of one model, the
+observed stack that equals a preset, one reduced candidate asked again. No address is shifted
+and nothing is abstracted, so a hit returns what a fresh simulation would, with the caller's
+spec. Memory of another kind (a dump read lazily) is not keyed: those machines are simulated.
+
+Results are kept in a bounded LRU per process (a survey worker keeps its own). Every caller
+gets its own containers (tables, log, sysfs, ...), so nothing a caller changes leaks into the
+next hit. ``EFIHANDOFF_MEMO=0`` or :func:`disabled` turns the cache off (the differential tests
+compare both ways).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from efihandoff.machine import Machine, PhysicalMemory
+from efihandoff.paths import simulate as simulate_mod
+from efihandoff.paths.firmware import PoolState
+from efihandoff.paths.presets import PathSpec
+from efihandoff.paths.simulate import PathResult
+
+MAX_ENTRIES = 256  # results kept per process (a full machine's result holds its whole map)
+ENV = "EFIHANDOFF_MEMO"
+
+
+@dataclass
+class Stats:
+    """Calls answered from the cache, simulated and stored, and simulated without a key."""
+
+    hits: int = 0
+    misses: int = 0
+    unkeyed: int = 0
+
+
+_cache: OrderedDict[Hashable, PathResult] = OrderedDict()
+_stats = Stats()
+_off = 0  # depth of disabled() contexts
+
+
+def enabled() -> bool:
+    """Whether :func:`simulate` uses the cache (not inside :func:`disabled`, nor with
+    ``EFIHANDOFF_MEMO=0``)."""
+    return _off == 0 and os.environ.get(ENV, "1") not in ("0", "no", "off", "false")
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Simulate every call afresh inside the block."""
+    global _off
+    _off += 1
+    try:
+        yield
+    finally:
+        _off -= 1
+
+
+def clear() -> None:
+    """Forget every result and zero the counters."""
+    _cache.clear()
+    _stats.hits = _stats.misses = _stats.unkeyed = 0
+
+
+def stats() -> Stats:
+    """A copy of this process's counters."""
+    return replace(_stats)
+
+
+def machine_key(machine: Machine) -> Hashable | None:
+    """Everything a simulation reads of ``machine``, hashable; None when some part cannot be
+    keyed (memory that is not a :class:`PhysicalMemory`, an unknown pool-state object)."""
+    memory = machine.memory
+    if memory is None:
+        mem_key: bytes | None = None
+    elif type(memory) is PhysicalMemory:
+        # Equal pickles mean equal state (pages, known-byte masks, scrubbed runs, background,
+        # seed); equal states pickled in another order only miss.
+        mem_key = pickle.dumps(memory, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        return None
+    state = machine.firmware_state
+    if state is not None and type(state) is not PoolState:
+        return None
+    return (
+        machine.memory_map,
+        machine.system_table_address,
+        machine.system_table,
+        machine.config_table_address,
+        machine.config_tables,
+        mem_key,
+        machine.firmware_vendor,
+        state,
+    )
+
+
+@lru_cache(maxsize=256)
+def spec_key(spec: PathSpec) -> PathSpec:
+    """The path's parameters without its labels (id, description)."""
+    return replace(spec, id="", description="")
+
+
+def simulate(machine: Machine, spec: PathSpec) -> PathResult:
+    """:func:`efihandoff.paths.simulate.simulate`, answered from the cache when the same
+    question was asked before in this process."""
+    if not enabled():
+        return simulate_mod.simulate(machine, spec)
+    mkey = machine_key(machine)
+    if mkey is None:
+        _stats.unkeyed += 1
+        return simulate_mod.simulate(machine, spec)
+    key = (spec_key(spec), mkey)
+    try:
+        hit = _cache.get(key)
+    except TypeError:  # an unhashable value somewhere in the machine: simulate it
+        _stats.unkeyed += 1
+        return simulate_mod.simulate(machine, spec)
+    if hit is not None:
+        _cache.move_to_end(key)
+        _stats.hits += 1
+        return own_copy(hit, spec)
+    result = simulate_mod.simulate(machine, spec)
+    _stats.misses += 1
+    _cache[key] = own_copy(result, spec_key(spec))
+    if len(_cache) > MAX_ENTRIES:
+        _cache.popitem(last=False)
+    return result
+
+
+def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
+    """``result`` for ``spec`` with containers of its own (their items are immutable)."""
+    out = copy.copy(result)  # every field, as the dataclass holds them
+    out.spec = spec
+    out.tables = dict(result.tables)
+    out.log = list(result.log)
+    out.sysfs = None if result.sysfs is None else dict(result.sysfs)
+    out.fwupd_devices = None if result.fwupd_devices is None else list(result.fwupd_devices)
+    out.kexec = dict(result.kexec)
+    out.esrt_differences = list(result.esrt_differences)
+    out.reclaimed = list(result.reclaimed)
+    return out
+
+
+__all__ = ["ENV", "MAX_ENTRIES", "Stats", "clear", "disabled", "enabled", "machine_key",
+           "own_copy", "simulate", "spec_key", "stats"]
