@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from efihandoff.sources import kernellog
-from efihandoff.sources.kernellog import read_kernel_log, read_kernel_log_file
+from efihandoff.sources.kernellog import fast as fast_path
+from efihandoff.sources.kernellog import read, read_kernel_log, read_kernel_log_file
+from efihandoff.sources.kernellog.reader import Reader
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -33,9 +34,9 @@ def test_fixture_same_both_ways(path: Path) -> None:
 @pytest.fixture
 def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks and spans of a few lines, so every boundary case comes up in a short log."""
-    monkeypatch.setattr(kernellog, "_BLOCK", 97)
-    monkeypatch.setattr(kernellog, "_FAST_BLOCK", 211)
-    monkeypatch.setattr(kernellog, "_SPAN", 150)
+    monkeypatch.setattr(read, "BLOCK", 97)
+    monkeypatch.setattr(read, "FAST_BLOCK", 211)
+    monkeypatch.setattr(fast_path, "SPAN", 150)
 
 
 @pytest.mark.parametrize("path", sorted(LOGS.glob("*.log")), ids=lambda p: p.name)
@@ -70,17 +71,17 @@ def test_bulk_path_is_taken() -> None:
     lines += [f"[{1 + i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(5000)]
     data = ("\n".join(lines) + "\n").encode()
     fed = []
-    real = kernellog._Reader.feed
+    real = Reader.feed
 
-    def counting(self: kernellog._Reader, ln: int, raw: str) -> None:
+    def counting(self: Reader, ln: int, raw: str) -> None:
         fed.append(ln)
         real(self, ln, raw)
 
-    kernellog._Reader.feed = counting  # type: ignore[method-assign]
+    Reader.feed = counting  # type: ignore[method-assign]
     try:
         fast = read_kernel_log(data)
     finally:
-        kernellog._Reader.feed = real  # type: ignore[method-assign]
+        Reader.feed = real  # type: ignore[method-assign]
     assert fast == read_kernel_log(data, fast=False)
     assert fast.lines_read == 5001
     assert len(fed) < 10

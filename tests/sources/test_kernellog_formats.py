@@ -16,6 +16,7 @@ from efihandoff.sources.kernellog import (
     E820Entry,
     KernelLog,
     UnparsedLine,
+    boots,
     looks_like_kernel_log,
     read_kernel_log,
     read_kernel_log_file,
@@ -528,7 +529,7 @@ def test_prose_quoting_a_message_is_not_read(fast: bool) -> None:
 
 
 def test_a_map_past_the_cap_is_cut_and_said(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
-    monkeypatch.setattr(kernellog, "MAX_DESCRIPTORS", 3)
+    monkeypatch.setattr(boots, "MAX_DESCRIPTORS", 3)
     lines = [
         f"[    0.000000] efi: mem{i:02d}: [Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT|WC"
         "|UC]"

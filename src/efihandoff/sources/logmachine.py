@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field, replace
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.rules import tables as known_tables
-from efihandoff.rules.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
+from efihandoff.paths.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
 from efihandoff.sources import Role
-from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor, infer_memory_type
+from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
+from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
@@ -477,3 +477,118 @@ def retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> Memo
     if stop < d.end:
         parts.append(d.replace(phys_addr=stop, num_pages=(d.end - stop) // PAGE_SIZE))
     return mm.replace_descriptor(i, *parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Memory type of an address, from what one boot printed (model logic: the reader only
+# records what was printed)
+# --------------------------------------------------------------------------------------------
+
+_T = MemoryType
+_RAM_TYPES = (
+    _T.EfiLoaderCode,
+    _T.EfiLoaderData,
+    _T.EfiBootServicesCode,
+    _T.EfiBootServicesData,
+    _T.EfiConventionalMemory,
+)
+# Linux drivers/firmware/efi/libstub/x86-stub.c setup_e820(): the EFI types behind each E820 kind
+# (GRUB's EFI loader maps the same way). Unaccepted memory is left out of the E820 table.
+_LINUX_E820_TO_EFI: dict[str, tuple[int, ...]] = {
+    "usable": _RAM_TYPES,
+    "soft reserved": _RAM_TYPES,  # RAM types with EFI_MEMORY_SP
+    "reserved": (
+        _T.EfiReservedMemoryType,
+        _T.EfiRuntimeServicesCode,
+        _T.EfiRuntimeServicesData,
+        _T.EfiMemoryMappedIO,
+        _T.EfiMemoryMappedIOPortSpace,
+        _T.EfiPalCode,
+    ),
+    "ACPI data": (_T.EfiACPIReclaimMemory,),
+    "ACPI NVS": (_T.EfiACPIMemoryNVS,),
+    "unusable": (_T.EfiUnusableMemory,),
+    "persistent": (_T.EfiPersistentMemory,),
+}
+# Xen xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map(): RAM types turn reserved with
+# EFI_MEMORY_RUNTIME (4.16.3+/4.17+) or -mapbs, unusable without WB.
+_XEN_E820_TO_EFI: dict[str, tuple[int, ...]] = {
+    **_LINUX_E820_TO_EFI,
+    "reserved": _LINUX_E820_TO_EFI["reserved"] + _RAM_TYPES + (_T.EfiPersistentMemory,),
+    "unusable": (
+        _T.EfiUnusableMemory,
+        _T.EfiLoaderCode,
+        _T.EfiLoaderData,
+        _T.EfiConventionalMemory,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TypeInference:
+    """The EFI memory type behind an address as far as one boot's log tells: ``memory_type``
+    when a single type remains, every type the evidence allows in ``candidates``, and
+    ``evidence`` naming the lines used (``inferred`` when no EFI memory map was printed)."""
+
+    memory_type: int | None
+    candidates: tuple[int, ...]
+    evidence: str
+
+    @property
+    def exact(self) -> bool:
+        """A printed EFI memory map gave the type."""
+        return self.memory_type is not None and "inferred" not in self.evidence
+
+
+def infer_memory_type(boot: BootLog, address: int) -> TypeInference:
+    """The memory type at ``address``: from the printed EFI memory map (Linux efi=debug, then
+    Xen's), else inferred from the E820 table and the ``esrt:`` / ``e820: update`` lines."""
+    for d in boot.memory_map:
+        if d.contains(address):
+            return TypeInference(d.type, (d.type,), f"EFI memory map (efi=debug), line {d.line}")
+    if boot.xen is not None:
+        for d in boot.xen.efi_memory_map:
+            if d.contains(address):
+                return TypeInference(d.type, (d.type,), f"Xen's EFI memory map, line {d.line}")
+    entry = next((e for e in boot.e820 if e.contains(address)), None)
+    source = "Xen's E820 for dom0" if boot.e820_source == "Xen" else "E820"
+    if entry is None and boot.xen is not None:
+        entry = next((e for e in boot.xen.e820 if e.contains(address)), None)
+        source = "Xen's E820"
+    if entry is None:
+        return TypeInference(None, (), f"no memory map in the log covers {address:#x}")
+    table = _XEN_E820_TO_EFI if source.startswith("Xen") else _LINUX_E820_TO_EFI
+    candidates = tuple(int(t) for t in table.get(entry.kind, ()))
+    evidence = f"{source} '{entry.kind}' (line {entry.line})"
+    bs_data = int(_T.EfiBootServicesData)
+    if entry.kind == "usable" and address == boot.esrt_address:
+        reserving = next((m for m in boot.esrt_messages if m.kind == "reserving"), None)
+        refused = next((m for m in boot.esrt_messages if m.kind == "not-in-memmap"), None)
+        update = next(
+            (
+                u
+                for u in boot.e820_updates
+                if u.op == "update"
+                and u.old_kind == "usable"
+                and u.new_kind == "reserved"
+                and u.covers(address)
+            ),
+            None,
+        )
+        if reserving is not None and update is not None:
+            # Linux 6.3 esrt.c efi_esrt_init calls efi_mem_reserve() only for Boot Services
+            # Data, and x86 efi_arch_mem_reserve() turns that page reserved in E820.
+            return TypeInference(
+                bs_data,
+                (bs_data,),
+                f"{evidence}, 'esrt: Reserving' (line {reserving.line}) and "
+                f"'e820: update ... usable ==> reserved' (line {update.line}) (inferred)",
+            )
+        if refused is not None:
+            # efi_esrt_init refuses a usable-RAM type other than Boot Services Data.
+            candidates = tuple(t for t in candidates if t != bs_data)
+            evidence += f", 'esrt: ESRT header is not in the memory map.' (line {refused.line})"
+        elif reserving is not None:
+            evidence += f", 'esrt: Reserving' (line {reserving.line}) without an e820 update"
+    only = candidates[0] if len(candidates) == 1 else None
+    return TypeInference(only, candidates, evidence + " (inferred)")
