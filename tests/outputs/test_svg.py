@@ -168,8 +168,10 @@ def test_hatch_xen_416(doc: dict[str, Any]) -> None:
     # Xen 4.16 turns every BS and loader region with WB into RAM; none is RUNTIME here.
     svg = memmap_svg(doc, path_id="xen-4.16")
     assert hatched_starts(svg, doc) == {BS_CODE_PAGE0, LOADER_DATA, BS_CODE, BS_DATA, TABLE_PAGE}
-    uses = svg.count(HATCH)
+    uses = svg.count(HATCH) - svg.count('class="inset-reclaimed"')
     assert uses == 5 + 1, "five reclaimed descriptors and the legend swatch"
+    # the inset zooms on the table page, which xen-4.16 reclaims too
+    assert svg.count('class="inset-reclaimed"') == 1
 
 
 def test_hatch_keep_boot_services(doc: dict[str, Any]) -> None:
@@ -190,25 +192,29 @@ def test_no_path_no_hatch(doc: dict[str, Any]) -> None:
     assert svg.count(HATCH) == 0
 
 
-def test_derived_ranges_when_the_document_lacks_them(doc: dict[str, Any]) -> None:
+def test_no_policy_in_the_picture_when_the_document_lacks_reclaimed(doc: dict[str, Any]) -> None:
+    # issue 14 point 7: the picture draws what the model computed; without the model's
+    # ``reclaimed`` it says so and hatches nothing (it used to re-derive Xen/Linux policy).
     d = copy.deepcopy(doc)
     for p in d["paths"].values():
         p.pop("reclaimed", None)
-    got = reclaimed_ranges(d, "xen-4.16")
-    assert got == [
-        (0x0, 0x1000),
-        (0x40000000, 0x40800000),
-        (0x70000000, 0x71800000),
-        (0x71800000, 0x74000000),
-        (0x79FFD000, 0x79FFE000),
-    ]
-    assert reclaimed_ranges(d, "reserve-hypercall") == [
-        (0x0, 0x1000),
-        (0x40000000, 0x40800000),
-        (0x70000000, 0x71800000),
-        (0x71800000, 0x74000000),
-    ]
+    assert reclaimed_ranges(d, "xen-4.16") is None
     assert reclaimed_ranges(d, "no-such-path") is None
+    svg = memmap_svg(d, path_id="xen-4.16")
+    assert hatched_starts(svg, d) == set()
+    assert "what this path reclaims is not known: nothing hatched" in svg
+
+
+def test_model_ranges_per_path(doc: dict[str, Any]) -> None:
+    # The model's reclaimed RAM (examples/laptop.toml by hand): Xen hands back every E820 RAM
+    # range (conventional, loader and BS memory merged: 0-0x9f000, 0x100000-0x79ffe000 with the
+    # table page, 4 GiB-18 GiB); reserve-hypercall keeps the table page; native frees BS
+    # memory above 1 MiB only.
+    assert reclaimed_ranges(doc, "xen-4.16") == [
+        (0x0, 0x9F000), (0x100000, 0x79FFE000), (0x100000000, 0x480000000)]
+    assert reclaimed_ranges(doc, "reserve-hypercall") == [
+        (0x0, 0x9F000), (0x100000, 0x79FFD000), (0x100000000, 0x480000000)]
+    assert reclaimed_ranges(doc, "native") == [(0x70000000, 0x74000000)]
 
 
 def test_given_ranges_are_used(doc: dict[str, Any]) -> None:
@@ -387,39 +393,39 @@ def _reference_lanes(ms: list[Any], right: float) -> list[int]:
     )
 )
 def test_lanes_match_the_reference_rule(spec: list[tuple[int, str]]) -> None:
-    from efihandoff.outputs import svg as svg_mod
+    from efihandoff.outputs import maplayout as lay_mod
 
-    pic = svg_mod._Picture({"memory_map": None, "tables": []}, None)
+    pic = lay_mod.MapLayout(None, [])
     pic.markers = [
-        svg_mod._Marker(None, 0, "t", label, "#000000", "", "", x=float(x)) for x, label in spec
+        lay_mod.Marker(None, 0, "t", label, "#000000", "", "", x=float(x)) for x, label in spec
     ]
-    pic._lanes()
+    pic.place_labels()
     ref = [copy.copy(m) for m in pic.markers]
-    assert [m.lane for m in pic.markers] == _reference_lanes(ref, svg_mod.WIDTH - svg_mod.MARGIN)
+    assert [m.lane for m in pic.markers] == _reference_lanes(ref, lay_mod.WIDTH - lay_mod.MARGIN)
 
 
 def test_many_tables_at_one_place_are_bounded_and_said() -> None:
-    from efihandoff.outputs import svg as svg_mod
+    from efihandoff.outputs import maplayout as svg_mod
 
-    pic = svg_mod._Picture({"memory_map": None, "tables": []}, None)
+    pic = svg_mod.MapLayout(None, [])
     pic.markers = [
-        svg_mod._Marker(None, 0, "t", f"ESRT {i:#x}", "#000000", "", "", x=100.0)
+        svg_mod.Marker(None, 0, "t", f"ESRT {i:#x}", "#000000", "", "", x=100.0)
         for i in range(1200)
     ]
     calls = 0
-    real = svg_mod._Spans.hits
+    real = svg_mod.Spans.hits
 
     def counting(self, lo, hi):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
         return real(self, lo, hi)
 
-    svg_mod._Spans.hits = counting  # type: ignore[method-assign]
+    svg_mod.Spans.hits = counting  # type: ignore[method-assign]
     try:
-        lanes = pic._lanes()
+        lanes = pic.place_labels()
     finally:
-        svg_mod._Spans.hits = real  # type: ignore[method-assign]
+        svg_mod.Spans.hits = real  # type: ignore[method-assign]
     assert lanes == {0: svg_mod.MAX_LANES}
     assert calls <= 1200 * svg_mod.MAX_LANES * 3
-    assert sum(m.label == "" for m in pic.markers) == 1200 - svg_mod.MAX_LANES
+    assert sum(m.hidden for m in pic.markers) == 1200 - svg_mod.MAX_LANES
     assert any("not drawn" in n for n in pic.notes)
