@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field, replace
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
+from efihandoff.rules import tables as known_tables
+from efihandoff.rules.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
 from efihandoff.sources import Role
 from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
-from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
