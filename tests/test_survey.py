@@ -118,19 +118,23 @@ def test_counts_match_the_planted_truth(
     truth_corpus: tuple[Path, list], truth_result: survey.SurveyResult
 ) -> None:
     root, planted = truth_corpus
-    machines = [(p, i, b) for p in planted for i, b in enumerate(p.boots, 1)]
+    # the boots of one log are one machine (the generator boots one firmware), judged on the last
+    machines = [(p, len(p.boots), p.boots[-1]) for p in planted if p.boots]
     garbage = [p for p in planted if p.kind == "garbage"]
     assert garbage and machines  # the seed gives both
     doc = truth_result.to_json()
     assert doc["machines"] == len(machines)
+    assert doc["boots"] == sum(len(p.boots) for p in planted)
+    assert doc["machines_with_several_boots"] == sum(1 for p in planted if len(p.boots) > 1)
     assert sorted(s["path"] for s in doc["skipped"]) == sorted(
         os.path.join(str(root), p.path) for p in garbage
     )
     # every machine, path by path
     table = csv.DictReader(io.StringIO(truth_result.to_csv()))
-    rows = {(r["path"], int(r["boot"])): r for r in table}
+    rows = {(r["path"], int(r["boot"])): r for r in table if not r["skipped"]}
     for p, i, b in machines:
         row = rows[(os.path.join(str(root), p.path), i)]
+        assert row["boots"] == str(len(p.boots))
         for pid in PRESET_IDS:
             assert row[pid] == expected_esrt(b, pid), (p.path, i, pid, b)
     # and the totals
@@ -175,7 +179,9 @@ def test_verdicts_equal_explain(truth_corpus: tuple[Path, list]) -> None:
     by_key = {m.key: m for m in result.machines}
     for f in files:
         views = read_source(f)
-        for i, view in enumerate(views, 1):
+        judged = [group[0] for group, _ in survey._machines_of(views)]
+        assert len(judged) == sum(1 for m in result.machines if m.path == f)
+        for i, view in enumerate(judged, 1):
             ex = explain([view])
             rec = by_key[(f, survey._boot_number(view) if len(views) > 1 else 1)]
             for p in rec.paths:
@@ -223,27 +229,40 @@ def test_bad_inputs_are_counted_not_fatal(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "boom.log").write_bytes((LOGS / "two-boots.log").read_bytes())
     real = survey._record
 
-    def record(path: str, views, specs):
+    def record(path: str, views, specs, boots=1):
         if path.endswith("boom.log"):
             raise RuntimeError("kaput")
-        return real(path, views, specs)
+        return real(path, views, specs, boots)
 
     monkeypatch.setattr(survey, "_record", record)
-    result = survey.run([str(tmp_path), str(tmp_path / "missing")], jobs=1)
+    (tmp_path / "dangling.log").symlink_to("nowhere")
+    result = survey.run([str(tmp_path)], jobs=1)
     reasons = {os.path.basename(s.path): s.reason for s in result.skipped}
     assert reasons["boom.log"] == "internal error: RuntimeError: kaput"
-    assert reasons["missing"] == "no such file or directory"
     assert "empty file" in reasons["empty.log"]
     assert "text" in reasons["readme.txt"]
-    assert set(reasons) == {"boom.log", "missing", "empty.log", "noise.bin", "readme.txt"}
-    assert [m.boot for m in result.machines] == [1, 2]
+    assert "cannot read" in reasons["dangling.log"]
+    assert set(reasons) == {"boom.log", "dangling.log", "empty.log", "noise.bin", "readme.txt"}
+    # two-boots.log: a BIOS update between the boots (DMI 01.15 -> 01.16): two firmwares
+    assert [(m.boot, m.boots) for m in result.machines] == [(1, 1), (2, 1)]
+
+
+def test_a_missing_input_path_is_an_error(tmp_path: Path) -> None:
+    from efihandoff.errors import SourceError
+
+    (tmp_path / "a.log").write_bytes((LOGS / "two-boots.log").read_bytes())
+    with pytest.raises(SourceError, match="missing: no such file or directory"):
+        survey.run([str(tmp_path), str(tmp_path / "missing")], jobs=1)
+    with pytest.raises(SourceError, match="Not a directory"):
+        survey.run([str(tmp_path / "a.log" / "x")], jobs=1)
 
 
 def test_progress_reaches_the_total(truth_corpus: tuple[Path, list]) -> None:
-    seen: list[tuple[int, int]] = []
-    survey.run([str(truth_corpus[0])], jobs=1, progress=lambda d, t: seen.append((d, t)))
-    assert seen and seen[-1][0] == seen[-1][1] == len(truth_corpus[1])
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    seen: list[survey.Progress] = []
+    result = survey.run([str(truth_corpus[0])], jobs=1, progress=seen.append)
+    assert seen and seen[-1].done == seen[-1].total == len(truth_corpus[1])
+    assert seen[-1].machines == len(result.machines) and seen[-1].eta == 0
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
 
 
 def test_json_and_csv_shape(truth_result: survey.SurveyResult) -> None:
@@ -259,7 +278,14 @@ def test_json_and_csv_shape(truth_result: survey.SurveyResult) -> None:
     json.dumps(doc)  # serialisable as is
     rows = list(csv.reader(io.StringIO(truth_result.to_csv())))
     assert rows[0][: 2] == ["path", "boot"] and rows[0][11 : 11 + len(PRESET_IDS)] == PRESET_IDS
-    assert len(rows) == doc["machines"] + 1
+    assert len(rows) == doc["machines"] + len(doc["skipped"]) + 1
+    assert rows[0][-3:] == ["boots", "findings", "skipped"]
+    skipped = [r for r in rows[1:] if r[-1]]
+    assert [(r[0], r[-1]) for r in skipped] == [(s["path"], s["reason"]) for s in doc["skipped"]]
+    assert all(set(r[1:-1]) == {""} for r in skipped)
+    found = {r[0]: r[-2] for r in rows[1:] if not r[-1]}
+    for m in doc["machines_detail"]:
+        assert found[m["path"]] == " ".join(m["findings"])
 
 
 def test_medians_are_of_the_machines() -> None:

@@ -449,35 +449,67 @@ def collect(out: str | None, as_json: bool, print_script: bool) -> None:
     "--json", "as_json", is_flag=True,
     help="Print the JSON document (schema efihandoff/survey/1) instead of text.",
 )
-@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per machine.")
+@click.option(
+    "--csv", "as_csv", is_flag=True,
+    help="Print one CSV row per machine (boots, findings), then one per skipped input.",
+)
+@click.option(
+    "--jsonl", "as_jsonl", is_flag=True,
+    help="Stream one JSON object a line as inputs finish: each machine (the rows of --json's "
+    "machines_detail), each skipped input ({path, skipped}).",
+)
 @_verbosity
 @_errors
 def survey(
-    paths: tuple[str, ...], path_ids: tuple[str, ...], jobs: int | None, as_json: bool, as_csv: bool
+    paths: tuple[str, ...],
+    path_ids: tuple[str, ...],
+    jobs: int | None,
+    as_json: bool,
+    as_csv: bool,
+    as_jsonl: bool,
 ) -> None:
     """Many machines at once: directories (recursive), files and .tar/.tar.gz archives of kernel
     logs and /sys/firmware copies; per path, how many keep, lose or refuse each table, the ESRT
-    memory types, the proposals' memory cost and the findings. A bad file is counted, never
-    fatal. Progress goes to stderr when it is a terminal (not with -q)."""
+    memory types, the proposals' memory cost and the findings. The boots of one machine in a
+    log count as one machine. A bad file inside a directory is counted, never fatal; an input
+    path that does not exist or cannot be read exits 3. Progress (files, machines/s, ETA) goes
+    to stderr when it is a terminal (not with -q)."""
     from efihandoff import survey as survey_mod
-    from efihandoff.outputs.survey import render_survey
+    from efihandoff.outputs.survey import progress_text, render_survey
 
-    if as_json and as_csv:
-        raise UsageError("--json and --csv exclude each other")
+    if sum((as_json, as_csv, as_jsonl)) > 1:
+        raise UsageError("--json, --csv and --jsonl exclude each other")
     specs = _specs(path_ids)
-    if sys.stderr.isatty() and _level() >= 0:
-        from rich.progress import Progress
+    emit = None
+    if as_jsonl:
 
-        with Progress(transient=True, console=text.make_console(stderr=True)) as bar:
-            task = bar.add_task("reading", total=None)
+        def emit(row: survey_mod.MachineRecord | survey_mod.Skipped) -> None:
+            if isinstance(row, survey_mod.Skipped):
+                click.echo(json.dumps({"path": row.path, "skipped": row.reason}))
+            else:
+                click.echo(json.dumps(row.to_json()))
+
+    live = sys.stderr.isatty() and _level() >= 0 and not (as_jsonl and sys.stdout.isatty())
+    if live:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        columns = (TextColumn("survey"), BarColumn(), TextColumn("{task.fields[line]}"))
+        console = text.make_console(stderr=True)
+        with Progress(*columns, transient=True, console=console) as bar:
+            task = bar.add_task("survey", total=None, line="")
             result = survey_mod.run(
                 paths,
                 jobs=jobs,
                 specs=specs,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                emit=emit,
+                progress=lambda p: bar.update(
+                    task, completed=p.done, total=p.total, line=progress_text(p)
+                ),
             )
     else:
-        result = survey_mod.run(paths, jobs=jobs, specs=specs)
+        result = survey_mod.run(paths, jobs=jobs, specs=specs, emit=emit)
+    if as_jsonl:
+        return
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     elif as_csv:

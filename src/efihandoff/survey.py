@@ -1,15 +1,19 @@
 """Many machines at once: every kernel log, /sys/firmware copy or dump under the given paths,
 each machine judged on every path exactly as ``explain`` judges it, then counted.
 
-A file is one machine per boot it holds (a kernel log), or one machine (a sysfs copy, a dump, a
-scenario: all its views together, as ``explain`` merges them). Directories are walked
-recursively in sorted order; a directory that is a copy of /sys/firmware is one source. A
+A file is one machine (a sysfs copy, a dump, a scenario: all its views together, as ``explain``
+merges them). A kernel log holding several boots is one machine per machine it shows: boots
+agree on being one machine unless the evidence differs (see :func:`same_machine`); each machine
+is judged on its last boot in the file and counted once, with its number of boots. Directories
+are walked recursively in sorted order; a directory that is a copy of /sys/firmware is one source. A
 ``.tar``/``.tar.gz`` of kernel logs is read member by member in memory (sizes bounded, nothing
 extracted); one that holds a /sys/firmware copy is that copy.
 
 Work is spread over ``jobs`` processes in chunks; the result is sorted by (path, boot), so it is
-the same whatever ``jobs`` is. A file that cannot be read is counted in ``skipped`` with its
-reason, never fatal.
+the same whatever ``jobs`` is, and ``emit`` sees each input's outcome in input order. A file
+inside a directory or archive that cannot be read is counted in ``skipped`` with its reason,
+never fatal; an input path named on the command line that does not exist or cannot be read is a
+:class:`~efihandoff.errors.SourceError`.
 """
 
 from __future__ import annotations
@@ -18,31 +22,35 @@ import csv
 import io
 import os
 import re
-import stat
 import statistics
 import sys
-import tarfile
-import zlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 from efihandoff.errors import EfiHandoffError
 from efihandoff.paths.presets import PRESETS, PathSpec
 from efihandoff.paths.verdict import Verdict
 from efihandoff.sources import SourceKind, View
+from efihandoff.survey_inputs import (
+    Skipped,
+    Unit,
+    archive_units,
+    check_roots,
+    echo_safe,
+    walk,
+)
 from efihandoff.uefi.esrt import ESRT_GUID
 from efihandoff.uefi.memmap import type_name
 
 SCHEMA = "efihandoff/survey/1"
-MAX_MEMBER_BYTES = 256 << 20  # one archive member read into memory (our bound)
-MAX_MEMBERS = 1_000_000  # members listed from one archive
 MAX_CHUNK = 32  # inputs handed to a worker at once
+MIN_CHUNK = 8  # fewer costs more in hand-overs than a second worker wins
 _BOOT_SUFFIX = re.compile(r"#boot(\d+)$")
 # Verdict words in the order the outputs list them (docs/design.md "Verdicts").
 VERDICT_ORDER = tuple(str(v) for v in (
@@ -92,18 +100,62 @@ class MachineRecord:
     paths: tuple[PathRecord, ...]
     findings: tuple[str, ...]  # distinct finding codes, sorted
     observed: str | None = None  # the path id of the stack a dom0 log was printed on
+    boots: int = 1  # boots of this machine in the file (``boot`` is the last, the one judged)
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.path, self.boot)
 
+    def to_json(self) -> dict[str, Any]:
+        """One row of ``machines_detail`` (and one ``--jsonl`` line)."""
+        return {
+            "path": self.path,
+            "boot": self.boot,
+            "boots": self.boots,
+            "kind": self.kind,
+            "vendor": self.vendor,
+            "dmi": self.dmi,
+            "kernel": self.kernel,
+            "xen": self.xen,
+            "dom0": self.dom0,
+            "esrt_address": self.esrt_address,
+            "esrt_memory_type": self.esrt_memory_type,
+            "evidence": self.evidence,
+            "observed": self.observed,
+            "paths": {
+                p.id: {
+                    "esrt": p.esrt,
+                    "tables": dict(p.tables),
+                    "reserved_bytes": p.reserved_bytes,
+                    "held_during_boot_bytes": p.held_during_boot_bytes,
+                }
+                for p in self.paths
+            },
+            "findings": list(self.findings),
+        }
+
 
 @dataclass(frozen=True)
-class Skipped:
-    """An input that gave no machine, and why."""
+class Progress:
+    """How far a survey is: inputs done of those known so far (archives add theirs as they
+    are opened), machines read, seconds since it started."""
 
-    path: str
-    reason: str
+    done: int
+    total: int
+    machines: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        """Machines a second so far."""
+        return self.machines / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far (None before the first input is done)."""
+        if not self.done or self.elapsed <= 0:
+            return None
+        return max(0.0, (self.total - self.done) * self.elapsed / self.done)
 
 
 @dataclass
@@ -119,8 +171,9 @@ class SurveyResult:
         extra = sorted({p.id for m in self.machines for p in m.paths} - set(self.path_ids))
         return [*self.path_ids, *extra]
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``efihandoff/survey/1`` document."""
+    def to_json(self, detail: bool = True) -> dict[str, Any]:
+        """The ``efihandoff/survey/1`` document; with ``detail``, every machine's row under
+        ``machines_detail`` (sorted by path and boot)."""
         paths: dict[str, Any] = {}
         for pid in self.all_path_ids():
             recs = [p for m in self.machines for p in m.paths if p.id == pid]
@@ -141,20 +194,26 @@ class SurveyResult:
             }
         types = Counter(m.esrt_memory_type for m in self.machines)
         findings = Counter(code for m in self.machines for code in m.findings)
-        return {
+        doc = {
             "schema": SCHEMA,
             "machines": len(self.machines),
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "boots": sum(m.boots for m in self.machines),
+            "machines_with_several_boots": sum(1 for m in self.machines if m.boots > 1),
+            "skipped": [s.to_json() for s in self.skipped],
             "paths": paths,
             "esrt_memory_types": _types_ordered(types),
             "evidence": dict(sorted(Counter(m.evidence for m in self.machines).items())),
             "findings": dict(sorted(findings.items())),
         }
+        if detail:
+            doc["machines_detail"] = [m.to_json() for m in self.machines]
+        return doc
 
     def csv_header(self) -> list[str]:
         return [
             "path", "boot", "kind", "vendor", "dmi", "kernel", "xen", "dom0", "esrt_address",
             "esrt_memory_type", "evidence", *self.path_ids, "observed_path", "observed_esrt",
+            "boots", "findings", "skipped",
         ]
 
     def csv_rows(self) -> Iterator[list[str]]:
@@ -175,11 +234,18 @@ class SurveyResult:
                 *(by_id.get(pid, "") for pid in self.path_ids),
                 m.observed or "",
                 by_id.get(m.observed, "") if m.observed else "",
+                str(m.boots),
+                " ".join(m.findings),
+                "",
             ]
+        blank = len(self.csv_header()) - 2
+        for s in self.skipped:  # after the machines: the path, and why in the last column
+            yield [s.path, *([""] * blank), s.reason]
 
     def to_csv(self) -> str:
         """One row per machine; one column per path with the ESRT's verdict there (empty when
-        the machine has no memory map to judge)."""
+        the machine has no memory map to judge), its boots and finding codes; then one row per
+        skipped input with the reason in ``skipped``."""
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(self.csv_header())
@@ -220,15 +286,78 @@ def _boot_number(view: View) -> int:
     return int(m[1]) if m else 1
 
 
-def _machines_of(views: Sequence[View]) -> list[list[View]]:
-    """Kernel-log boots are machines of their own; anything else (sysfs copy with its
-    dmesg.txt, dump, scenario) is one machine seen through all its views."""
-    if all(v.source.kind is SourceKind.DMESG for v in views):
-        return [[v] for v in views]
-    return [list(views)]
+@dataclass(frozen=True)
+class Identity:
+    """What one boot's log says about which machine printed it; None (no tables) where the log
+    is silent: the ``DMI:`` line (board and BIOS revision), the firmware's ``EFI vX.Y by
+    VENDOR`` and the labels of the ``efi:`` configuration-table line (labels, not addresses:
+    Xen moves the ESRT, and a dom0 sees the copy)."""
+
+    dmi: str | None = None
+    firmware: str | None = None
+    tables: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, view: View) -> Identity:
+        if view.log is None:
+            return cls()
+        boot = view.log.boot
+        firmware = None
+        if boot.efi_vendor or boot.efi_version:
+            firmware = f"EFI v{efi_revision(boot.efi_version)} by {boot.efi_vendor or '?'}"
+        return cls(boot.dmi, firmware, frozenset(t.label for t in boot.config_tables))
+
+    def merged(self, other: Identity) -> Identity:
+        """What both say together (each field from whichever says it)."""
+        return Identity(
+            self.dmi or other.dmi, self.firmware or other.firmware, self.tables or other.tables
+        )
 
 
-def _record(path: str, views: Sequence[View], specs: Sequence[PathSpec]) -> MachineRecord:
+def efi_revision(printed: str | None) -> str:
+    """The firmware's UEFI revision as one text whichever kernel printed it: Linux before 6.2
+    printed the minor number in two digits ("2.70", "2.31"), later ones digit by digit ("2.7",
+    "2.3.1"; drivers/firmware/efi/efi.c efi_systab_report_header)."""
+    if not printed:
+        return "?"
+    major, _, minor = printed.partition(".")
+    digits = minor.replace(".", "").rstrip("0")
+    return f"{major}.{digits or '0'}"
+
+
+def same_machine(a: Identity, b: Identity) -> bool:
+    """Two boots of one file are one machine unless the evidence says otherwise: every field
+    both boots print is equal (a boot that prints no DMI line, no firmware line or no table
+    line is silent on it, not different). A firmware update changes the BIOS revision in the
+    DMI line, so the boots before and after it count as two machines."""
+    return all(
+        x == y or not x or not y
+        for x, y in ((a.dmi, b.dmi), (a.firmware, b.firmware), (a.tables, b.tables))
+    )
+
+
+def _machines_of(views: Sequence[View]) -> list[tuple[list[View], int]]:
+    """(views to judge, boots) per machine. The boots of a kernel log are grouped into machines
+    by :func:`same_machine` (a boot joins the first group it agrees with, in file order); each
+    machine is judged on its last boot. Anything else (a sysfs copy with its dmesg.txt, a dump,
+    a scenario) is one machine seen through all its views."""
+    if not all(v.source.kind is SourceKind.DMESG for v in views):
+        return [(list(views), 1)]
+    groups: list[tuple[Identity, list[View]]] = []
+    for v in views:
+        ident = Identity.of(v)
+        for i, (known, boots) in enumerate(groups):
+            if same_machine(known, ident):
+                groups[i] = (known.merged(ident), [*boots, v])
+                break
+        else:
+            groups.append((ident, [v]))
+    return [([boots[-1]], len(boots)) for _, boots in groups]
+
+
+def _record(
+    path: str, views: Sequence[View], specs: Sequence[PathSpec], boots: int = 1
+) -> MachineRecord:
     from efihandoff.explain import OBSERVED, explain
 
     ex = explain(views, specs)
@@ -278,6 +407,7 @@ def _record(path: str, views: Sequence[View], specs: Sequence[PathSpec]) -> Mach
         paths=tuple(records),
         findings=tuple(sorted({f.code for f in ex.findings})),
         observed=observed,
+        boots=boots,
     )
 
 
@@ -296,13 +426,10 @@ def _error(path: str, exc: BaseException) -> Skipped:
     return Skipped(path, f"internal error: {type(exc).__name__}" + (f": {text}" if text else ""))
 
 
-# One unit of work: ("path", display path) reads a file or directory with read_source;
-# ("log", display path, bytes) is an archive member read as a kernel log.
-_Unit = tuple[Any, ...]
 _Outcome = list[MachineRecord | Skipped]
 
 
-def _views_of_unit(unit: _Unit) -> list[View]:
+def _views_of_unit(unit: Unit) -> list[View]:
     if unit[0] == "path":
         from efihandoff.sources import read_source
 
@@ -312,153 +439,18 @@ def _views_of_unit(unit: _Unit) -> list[View]:
     return log_views(unit[2], unit[1])
 
 
-def survey_unit(unit: _Unit, specs: Sequence[PathSpec]) -> _Outcome:
+def survey_unit(unit: Unit, specs: Sequence[PathSpec]) -> _Outcome:
     """Every machine of one input, or why it gave none; never raises."""
     display = unit[1]
     try:
         views = _views_of_unit(unit)
-        return [_record(display, group, specs) for group in _machines_of(views)]
+        return [_record(display, group, specs, n) for group, n in _machines_of(views)]
     except Exception as exc:  # a survey counts what it cannot read, never stops
         return [_error(display, exc)]
 
 
-def _work(chunk: list[_Unit], specs: Sequence[PathSpec]) -> list[_Outcome]:
+def _work(chunk: list[Unit], specs: Sequence[PathSpec]) -> list[_Outcome]:
     return [survey_unit(u, specs) for u in chunk]
-
-
-# --------------------------------------------------------------------------------------------
-# Finding the inputs
-# --------------------------------------------------------------------------------------------
-
-
-def _is_sysfs_dir(p: Path) -> bool:
-    try:
-        from efihandoff.sources.sysfs import looks_like_sysfs
-    except ImportError:  # pragma: no cover - reader not installed
-        return False
-    return looks_like_sysfs(p)
-
-
-def _tar_kind(p: Path) -> str | None:
-    """"tar" for a tar archive (plain or gzip), else None; by content, not name."""
-    try:
-        with p.open("rb") as f:
-            head = f.read(512)
-    except OSError:
-        return None
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
-    if head[:2] == b"\x1f\x8b" and p.name.endswith((".tar.gz", ".tgz")):
-        return "tar"
-    return None
-
-
-def _walk(roots: Sequence[str], skipped: list[Skipped]) -> Iterator[tuple[str, str]]:
-    """(kind, path): "source" for something read_source reads whole, "archive" for a tar of
-    logs (or a tar read_source sorts out itself), in sorted order under each root. Symlinks
-    are followed, but each real file or directory is visited once, under the first name that
-    reaches it (no loops, no machine counted twice)."""
-    seen: set[tuple[int, int]] = set()
-    for root in roots:
-        p = Path(root)
-        if not p.exists() and not p.is_symlink():
-            skipped.append(Skipped(root, "no such file or directory"))
-            continue
-        yield from _walk_one(p, root, skipped, seen)
-
-
-def _walk_one(
-    p: Path, display: str, skipped: list[Skipped], seen: set[tuple[int, int]]
-) -> Iterator[tuple[str, str]]:
-    try:
-        st = p.stat()
-    except OSError as exc:
-        skipped.append(Skipped(display, f"cannot read: {exc.strerror or exc}"))
-        return
-    if (st.st_dev, st.st_ino) in seen:
-        return  # reached again through a symlink (or named twice): read once
-    seen.add((st.st_dev, st.st_ino))
-    if stat.S_ISDIR(st.st_mode):
-        if _is_sysfs_dir(p):
-            yield "source", display
-            return
-        try:
-            names = sorted(os.listdir(p))
-        except OSError as exc:
-            skipped.append(Skipped(display, f"cannot read: {exc.strerror or exc}"))
-            return
-        for name in names:
-            yield from _walk_one(p / name, os.path.join(display, name), skipped, seen)
-        return
-    if not stat.S_ISREG(st.st_mode):
-        skipped.append(Skipped(display, "not a regular file"))
-        return
-    yield ("archive" if _tar_kind(p) == "tar" else "source"), display
-
-
-def _member_name_ok(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return not name.startswith("/") and ".." not in parts and not re.match(r"^[A-Za-z]:", name)
-
-
-def _sysfs_names(names: Iterable[str]) -> bool:
-    """Whether archive member names look like a /sys/firmware copy."""
-    for name in names:
-        parts = [x for x in name.split("/") if x not in ("", ".")]
-        named = "firmware" in parts[:3] or any(x in ("efi", "memmap") for x in parts[:2])
-        if named and len(parts) >= 2:
-            return True
-    return False
-
-
-def _archive_units(
-    archive: str, skipped: list[Skipped]
-) -> tuple[list[_Unit] | None, Iterator[_Unit]]:
-    """A sysfs-copy archive as one ``path`` unit, or the members of an archive of logs (read
-    lazily, one at a time)."""
-    try:
-        with tarfile.open(archive, mode="r:*") as tf:
-            names = []
-            for i, m in enumerate(tf):
-                if i >= MAX_MEMBERS:
-                    break
-                names.append(m.name)
-    except (tarfile.TarError, OSError, EOFError, zlib.error):
-        return [("path", archive)], iter(())  # read_source says what is wrong with it
-    if _sysfs_names(names):
-        return [("path", archive)], iter(())
-    return None, _members(archive, skipped)
-
-
-def _members(archive: str, skipped: list[Skipped]) -> Iterator[_Unit]:
-    try:
-        with tarfile.open(archive, mode="r:*") as tf:
-            for i, m in enumerate(tf):
-                if i >= MAX_MEMBERS:
-                    why = f"more than {MAX_MEMBERS} members: the rest not read"
-                    skipped.append(Skipped(archive, why))
-                    return
-                display = f"{archive}::{m.name}"
-                if m.isdir():
-                    continue
-                if not _member_name_ok(m.name):
-                    why = "unsafe member name (absolute or '..'): not read"
-                    skipped.append(Skipped(display, why))
-                    continue
-                if not m.isfile():
-                    skipped.append(Skipped(display, "not a regular file in the archive"))
-                    continue
-                if m.size > MAX_MEMBER_BYTES:
-                    why = f"{m.size} bytes, more than the {MAX_MEMBER_BYTES} read from a member"
-                    skipped.append(Skipped(display, why))
-                    continue
-                f = tf.extractfile(m)
-                if f is None:
-                    skipped.append(Skipped(display, "cannot read the member"))
-                    continue
-                yield ("log", display, f.read(MAX_MEMBER_BYTES))
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        skipped.append(Skipped(archive, f"archive cut short or corrupt: {exc}"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,8 +458,11 @@ def _members(archive: str, skipped: list[Skipped]) -> Iterator[_Unit]:
 # --------------------------------------------------------------------------------------------
 
 
-def _chunks(units: Iterable[_Unit], size: int) -> Iterator[list[_Unit]]:
-    chunk: list[_Unit] = []
+_Emit = Callable[[MachineRecord | Skipped], None]
+
+
+def _chunks(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:
+    chunk: list[Unit] = []
     for u in units:
         chunk.append(u)
         if len(chunk) >= size:
@@ -477,28 +472,45 @@ def _chunks(units: Iterable[_Unit], size: int) -> Iterator[list[_Unit]]:
         yield chunk
 
 
+def chunk_size(files: int, jobs: int) -> int:
+    """Inputs per chunk: about 4 chunks per worker so the last ones finish together, at least
+    :data:`MIN_CHUNK` so a worker's start and each hand-over are paid back (with 200 logs and
+    2 workers: 25 a chunk), at most :data:`MAX_CHUNK`; one worker takes the most."""
+    if jobs == 1:
+        return MAX_CHUNK
+    if not files:
+        return MIN_CHUNK  # archive members: how many is not known before they are read
+    return max(MIN_CHUNK, min(MAX_CHUNK, -(-files // (jobs * 4))))
+
+
 def run(
     paths: Sequence[str],
     *,
     jobs: int | None = None,
     specs: Sequence[PathSpec] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    emit: _Emit | None = None,
 ) -> SurveyResult:
     """Survey every machine under ``paths`` on each of ``specs`` (default: every preset),
-    with ``jobs`` worker processes (default: every core). ``progress(done, total)`` is called
-    in this process as inputs finish (``total`` grows as archives are opened)."""
+    with ``jobs`` worker processes (default: every core). ``progress`` is called in this
+    process as inputs finish (``total`` grows as archives are opened); ``emit`` is given every
+    machine and every skipped input as soon as the inputs before it are done (input order,
+    names escaped), then what the walk skipped. Raises :class:`SourceError` when an input path
+    does not exist or cannot be read."""
     specs = list(specs) if specs else list(PRESETS.values())
     jobs = max(1, jobs or os.cpu_count() or 1)
+    check_roots(paths)
+    start = time.monotonic()
     skipped: list[Skipped] = []
-    entries = list(_walk(paths, skipped))
+    entries = list(walk(paths, skipped))
     files = [("path", p) for kind, p in entries if kind == "source"]
     archives = [p for kind, p in entries if kind == "archive"]
-    state = {"done": 0, "total": len(files)}
+    state = {"done": 0, "total": len(files), "machines": 0, "next": 0}
 
-    def units() -> Iterator[_Unit]:
+    def units() -> Iterator[Unit]:
         yield from files
         for a in archives:
-            whole, members = _archive_units(a, skipped)
+            whole, members = archive_units(a, skipped)
             if whole is not None:
                 state["total"] += len(whole)
                 yield from whole
@@ -507,75 +519,77 @@ def run(
                 state["total"] += 1
                 yield u
 
-    size = max(1, min(MAX_CHUNK, len(files) // (jobs * 8) if files else 8))
     outcomes: list[MachineRecord | Skipped] = []
+    waiting: dict[int, list[_Outcome]] = {}  # chunks done out of order, for emit
 
-    def finished(results: list[_Outcome]) -> None:
+    def finished(index: int, results: list[_Outcome]) -> None:
         for r in results:
             outcomes.extend(r)
             state["done"] += 1
+            state["machines"] += sum(1 for o in r if isinstance(o, MachineRecord))
+        if emit is not None:
+            waiting[index] = results
+            while state["next"] in waiting:
+                for r in waiting.pop(state["next"]):
+                    for o in r:
+                        emit(_echo_record(o) if isinstance(o, MachineRecord) else _echo_skip(o))
+                state["next"] += 1
         if progress is not None:
-            progress(state["done"], max(state["total"], state["done"]))
+            total = max(state["total"], state["done"])
+            elapsed = time.monotonic() - start
+            progress(Progress(state["done"], total, state["machines"], elapsed))
 
+    chunks = enumerate(_chunks(units(), chunk_size(len(files), jobs)))
     if jobs == 1:
-        for chunk in _chunks(units(), size):
-            finished(_work(chunk, specs))
+        for i, chunk in chunks:
+            finished(i, _work(chunk, specs))
     else:
-        _run_pool(_chunks(units(), size), specs, jobs, finished)
+        _run_pool(chunks, specs, jobs, finished)
     machines = sorted(
         (_echo_record(o) for o in outcomes if isinstance(o, MachineRecord)), key=lambda m: m.key
     )
-    skipped += [o for o in outcomes if isinstance(o, Skipped)]
-    skipped = [Skipped(echo_safe(s.path), echo_safe(s.reason)) for s in skipped]
-    skipped.sort(key=lambda s: (s.path, s.reason))
-    return SurveyResult(machines, skipped, [s.id for s in specs])
+    walked = [_echo_skip(s) for s in skipped]
+    if emit is not None:
+        for sk in walked:
+            emit(sk)
+    every = walked + [_echo_skip(o) for o in outcomes if isinstance(o, Skipped)]
+    every.sort(key=lambda s: (s.path, s.reason))
+    return SurveyResult(machines, every, [s.id for s in specs])
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-
-def echo_safe(text: str) -> str:
-    """``text`` with what a terminal, a CSV row or a JSON encoder would not show as written
-    escaped: control characters (newlines included), DEL, C1, line separators and the lone
-    surrogates an undecodable file name becomes (``\\n``, ``\\x1b``, ``\\udcff``)."""
-    return _UNSAFE.sub(_escape_char, text)
-
-
-def _escape_char(m: re.Match[str]) -> str:
-    c = ord(m.group())
-    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-    if c in named:
-        return named[c]
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+def _echo_skip(s: Skipped) -> Skipped:
+    return Skipped(echo_safe(s.path), echo_safe(s.reason))
 
 
 def _echo_record(m: MachineRecord) -> MachineRecord:
     """A record's names and the text read from the machine, made safe to echo."""
-    fields = {
+    safe = {
         name: echo_safe(value)
         for name in ("path", "vendor", "dmi", "kernel", "xen")
-        if isinstance(value := getattr(m, name), str) and _UNSAFE.search(value)
+        if isinstance(value := getattr(m, name), str)
     }
-    return replace(m, **fields) if fields else m
+    changed: dict[str, Any] = {k: v for k, v in safe.items() if v != getattr(m, k)}
+    return replace(m, **changed) if changed else m
+
+
+_Chunk = tuple[int, list[Unit]]  # (index in input order, units)
+_Done = Callable[[int, list[_Outcome]], None]
 
 
 def _run_pool(
-    chunks: Iterator[list[_Unit]],
-    specs: Sequence[PathSpec],
-    jobs: int,
-    finished: Callable[[list[_Outcome]], None],
+    chunks: Iterable[_Chunk], specs: Sequence[PathSpec], jobs: int, finished: _Done
 ) -> None:
     """At most ``4 * jobs`` chunks in flight, so archives stream through bounded memory. When a
     worker dies, the chunks in flight are retried one input at a time in a worker of their own;
     an input that kills that worker too is skipped with the reason."""
     ctx = _context()
-    retry: list[list[_Unit]] = []
-    pending: dict[Future[list[_Outcome]], list[_Unit]] = {}
+    retry: list[_Chunk] = []
+    pending: dict[Future[list[_Outcome]], _Chunk] = {}
     ex = ProcessPoolExecutor(jobs, mp_context=ctx)
     try:
         for chunk in chunks:
             try:
-                pending[ex.submit(_work, chunk, specs)] = chunk
+                pending[ex.submit(_work, chunk[1], specs)] = chunk
             except BrokenProcessPool:
                 retry.append(chunk)
                 ex = _fresh_pool(ex, pending, retry, jobs, ctx)
@@ -589,20 +603,24 @@ def _run_pool(
         ex.shutdown(cancel_futures=True)
     if not retry:
         return
+    retry.sort(key=lambda c: c[0])
     try:  # can a worker run at all? (else read here, one input at a time)
         with ProcessPoolExecutor(1, mp_context=ctx) as probe:
             probe.submit(int).result()
     except BrokenProcessPool:
-        for chunk in retry:
-            finished(_work(chunk, specs))
+        for index, units in retry:
+            finished(index, _work(units, specs))
         return
-    for chunk in retry:
-        for unit in chunk:
+    for index, units in retry:
+        results: list[_Outcome] = []
+        for unit in units:
             try:
                 with ProcessPoolExecutor(1, mp_context=ctx) as one:
-                    finished(one.submit(_work, [unit], specs).result())
+                    results += one.submit(_work, [unit], specs).result()
             except BrokenProcessPool:
-                finished([[Skipped(unit[1], "internal error: the worker process died reading it")]])
+                why = "internal error: the worker process died reading it"
+                results.append([Skipped(unit[1], why)])
+        finished(index, results)
 
 
 def _context() -> Any:
@@ -613,8 +631,8 @@ def _context() -> Any:
 
 def _fresh_pool(
     ex: ProcessPoolExecutor,
-    pending: dict[Future[list[_Outcome]], list[_Unit]],
-    retry: list[list[_Unit]],
+    pending: dict[Future[list[_Outcome]], _Chunk],
+    retry: list[_Chunk],
     jobs: int,
     ctx: Any,
 ) -> ProcessPoolExecutor:
@@ -625,9 +643,7 @@ def _fresh_pool(
 
 
 def _drain(
-    pending: dict[Future[list[_Outcome]], list[_Unit]],
-    finished: Callable[[list[_Outcome]], None],
-    retry: list[list[_Unit]],
+    pending: dict[Future[list[_Outcome]], _Chunk], finished: _Done, retry: list[_Chunk]
 ) -> bool:
     """Collect what is done; True when the pool broke."""
     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -635,7 +651,7 @@ def _drain(
     for fut in done:
         chunk = pending.pop(fut)
         try:
-            finished(fut.result())
+            finished(chunk[0], fut.result())
         except BrokenProcessPool:
             retry.append(chunk)
             broken = True
@@ -644,10 +660,17 @@ def _drain(
 
 __all__ = [
     "SCHEMA",
+    "Identity",
     "MachineRecord",
     "PathRecord",
+    "Progress",
     "Skipped",
     "SurveyResult",
+    "check_roots",
+    "chunk_size",
+    "echo_safe",
+    "efi_revision",
     "run",
+    "same_machine",
     "survey_unit",
 ]

@@ -11,19 +11,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from efihandoff.outputs.text import _VERDICT_STYLE, _bytes
-from efihandoff.survey import VERDICT_ORDER, SurveyResult
+from efihandoff.survey import VERDICT_ORDER, Progress, SurveyResult
 
 _SKIPPED_SHOWN = 10
 
 
 def render_survey(result: SurveyResult, console: Console) -> None:
     """Print a survey: one table per question a fleet analyst asks."""
-    doc = result.to_json()
+    doc = result.to_json(detail=False)
     n = doc["machines"]
     console.print(
         f"[bold]efihandoff survey[/bold] — {n} machine{'s' if n != 1 else ''}, "
         f"{len(doc['skipped'])} input{'s' if len(doc['skipped']) != 1 else ''} skipped"
     )
+    several = doc["machines_with_several_boots"]
+    if several:
+        console.print(
+            f"{doc['boots']} boots read; {several} machine{'s' if several != 1 else ''} "
+            f"booted more than once in {'their logs' if several != 1 else 'its log'}, "
+            "each counted once (judged on its last boot)"
+        )
     asked = {pid: p for pid, p in doc["paths"].items() if pid in result.path_ids}
     observed = {pid: p for pid, p in doc["paths"].items() if pid not in result.path_ids}
     if asked:
@@ -40,6 +47,19 @@ def render_survey(result: SurveyResult, console: Console) -> None:
         _counts("Findings (machines with each code)", "code", findings, n, console)
     if doc["skipped"]:
         _skipped(doc["skipped"], console)
+
+
+def progress_text(p: Progress) -> str:
+    """One line of progress: inputs done of those known, machines a second, time left."""
+    eta = "?" if p.eta is None else _clock(p.eta)
+    return f"{p.done}/{p.total} files · {p.machines} machines · {p.rate:,.0f}/s · ETA {eta}"
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
 
 
 def _cell(word: str, count: int, total: int) -> str:
@@ -117,4 +137,4 @@ def _skipped(skipped: list[dict[str, str]], console: Console) -> None:
         console.print(f"  … {len(by_reason) - _SKIPPED_SHOWN} more reasons (--json lists all)")
 
 
-__all__ = ["render_survey"]
+__all__ = ["progress_text", "render_survey"]
