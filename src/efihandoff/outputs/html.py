@@ -44,8 +44,9 @@ td.num { text-align: right; }
 div.scroll { overflow-x: auto; }
 table.matrix { font-size: 0.85em; }
 table.matrix .reason { max-width: 13em; }
+table.matrix td, table.matrix th { min-width: 7em; }  /* narrower windows scroll, not squeeze */
 figure { margin: 8px 0; overflow-x: auto; }
-figure svg { max-width: 100%; height: auto; border: 1px solid #dddddd; }
+figure svg { border: 1px solid #dddddd; }  /* drawn at its size (legible); the figure scrolls */
 figcaption { font-size: 0.9em; color: #444444; }
 details { margin: 6px 0; border: 1px solid #dddddd; padding: 4px 10px; }
 summary { cursor: pointer; font-weight: bold; }
@@ -145,7 +146,12 @@ def _advice(doc: Mapping[str, Any]) -> list[str]:
 def _picture(doc: Mapping[str, Any], path_id: str | None) -> list[str]:
     caption = "The physical address space, one band per memory descriptor, coloured by type."
     if path_id is not None:
-        caption += f" Hatched: what path {path_id} reclaims as RAM; markers: each table's verdict."
+        caption += (
+            f" Hatched: what path {path_id} reclaims as RAM; markers: each table's verdict, by "
+            "colour and by shape."
+        )
+    if doc.get("memory_map") and any(t.get("address") is not None for t in doc.get("tables") or []):
+        caption += " Below, the pages holding tables zoomed, each marker numbered in the list."
     return [
         "<h2>Memory map</h2>",
         "<figure>",
@@ -385,6 +391,9 @@ def _paths(doc: Mapping[str, Any]) -> list[str]:
         )
         if p.get("description"):
             out.append(f"<p>{esc(p['description'])}</p>")
+        if p.get("halt"):  # the stack never brings the OS up
+            h = p["halt"]
+            out.append(f"<p>Never boots: <code>{esc(h['message'])}</code> ({esc(h['source'])})</p>")
         out.append(
             f"<p>/sys/firmware/efi/esrt: {_yes_no(p.get('esrt_sysfs'))}; "
             f"memory cost: {_cost(p.get('cost'))}</p>"
