@@ -224,3 +224,23 @@ def test_checks_can_fail() -> None:
     ):
         with pytest.raises(AssertionError):
             _check({**ok, key: bad}, 800)
+
+
+def test_probe_catches_a_broken_page(tmp_path: Path) -> None:
+    """A page with a cut table, a spilling cell and overlapping SVG text, as Chromium lays it
+    out: each defect is seen."""
+    page = tmp_path / "broken.html"
+    page.write_text(
+        "<!DOCTYPE html><html><body style='margin:0'>"
+        "<table style='width:2000px'><tr><td>wide</td></tr></table>"
+        "<table style='table-layout:fixed;width:200px'><tr>"
+        "<td style='width:50px'>0xfffffffffffff000fffffff</td><td>next</td></tr></table>"
+        "<svg width='300' height='50'><text x='10' y='20'>ESRT 0x79ffd018</text>"
+        "<text x='30' y='24'>MEMATTR 0x79ffd000</text></svg>"
+        f"<script>{PROBE}</script></body></html>",
+        "utf-8",
+    )
+    res = _probe(page, 800, tmp_path / "profile")
+    assert res["page_sw"] > res["vw"]
+    assert [s["s"] for s in res["spills"]] == ["0xfffffffffffff000fffffff"]
+    assert _text_overlaps(res["texts"]) == [("ESRT 0x79ffd018", "MEMATTR 0x79ffd000")]
