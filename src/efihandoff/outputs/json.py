@@ -204,4 +204,7 @@ def path_json(r: PathResult, label: str | None = None) -> dict[str, Any]:
         "kexec": {str(g): tv.to_json() for g, tv in r.kexec.items()},
         "esrt_differences": r.esrt_differences,
         "reclaimed": [[start, end] for start, end in r.reclaimed],
+        # false when the stack never brings the OS up; halt: what the real software prints
+        "booted": r.booted,
+        "halt": r.halt.to_json() if r.halt is not None else None,
     }

@@ -208,6 +208,75 @@ def boot(
     return lb
 
 
+# Where Xen puts a PV dom0 kernel in the dom0's pseudo-physical space: the ELF image's paddr
+# range (Xen prints "Dom0 kernel: ... paddr 0x1000000 -> 0x4a00000"), _text at
+# CONFIG_PHYSICAL_START (0x1000000, x86-64's default and Debian's). The end by kernel version
+# is what Debian's 6.1.0-57 and 6.12.118 images gave on the real bench; for any other version
+# the model knows only the first CONFIG_PHYSICAL_ALIGN (2 MiB) from _text, which every x86-64
+# image covers. A path's ``dom0_kernel=START-END`` replaces it.
+DOM0_KERNEL_START = 0x1000000
+DOM0_KERNEL_END: dict[tuple[int, ...], int] = {(6, 1): 0x4A00000, (6, 12): 0x4200000}
+DOM0_KERNEL_KNOWN = 0x200000
+# Linux 6.12 be35d91c8880 (xen_e820_resolve_conflicts: an ACPI NVS range over a Xen-placed
+# area is swapped with RAM), taken by the 6.1.y, 6.6.y and 6.11.y stable trees.
+_NVS_SWAP_STABLE = frozenset({(6, 1), (6, 6), (6, 11)})
+DOM0_HALT_SOURCE = (
+    "Linux {v} arch/x86/xen/setup.c xen_memory_setup ({fn}), on Xen's console before dom0 "
+    "prints anything; then BUG() and Xen: (XEN) Hardware Dom0 halted"
+)
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why a stack never brings the OS up: the line the real software prints, and where."""
+
+    message: str
+    source: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"message": self.message, "source": self.source}
+
+
+def dom0_kernel_range(spec: PathSpec) -> tuple[int, int]:
+    """[_text, _end) of the PV dom0 kernel: the path's ``dom0_kernel`` or the default above."""
+    if spec.dom0_kernel is not None:
+        return spec.dom0_kernel
+    end = DOM0_KERNEL_END.get(spec.linux[:2], DOM0_KERNEL_START + DOM0_KERNEL_KNOWN)
+    return DOM0_KERNEL_START, end
+
+
+def xen_dom0_memory_setup(spec: PathSpec, e820: list[E820Range]) -> Halt | None:
+    """arch/x86/xen/setup.c xen_memory_setup, its check that the kernel image lies in RAM of
+    the machine E820 Xen hands over (XENMEM_machine_memory_map): xen_is_e820_reserved is
+    false only when one RAM entry (after e820__update_table merged neighbours) holds all of
+    [_text, _end). Else "Xen hypervisor allocated kernel memory conflicts with E820 map" and
+    BUG() (6.1: inline; 6.12: xen_chk_is_e820_usable, which first swaps ACPI NVS ranges over
+    the area with RAM higher up: taken as always possible, the model does not know dom0's
+    initial page count). Runs before any EFI table is looked at. A map that ends below part
+    of the range says nothing of that part (a scenario describes the memory it is about)."""
+    start, end = dom0_kernel_range(spec)
+    end = min(end, max((r.end for r in e820), default=0))
+    if start >= end:
+        return None
+    nvs_swap = spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE
+    ram: list[tuple[int, int]] = []
+    for r in sorted(e820, key=lambda r: r.start):
+        swapped = nvs_swap and r.type == E820Type.NVS and r.start < end and start < r.end
+        if r.type != E820Type.RAM and not swapped:
+            continue
+        if ram and r.start == ram[-1][1]:
+            ram[-1] = (ram[-1][0], r.end)
+        else:
+            ram.append((r.start, r.end))
+    if any(s <= start and end <= e for s, e in ram):
+        return None
+    fn = "xen_chk_is_e820_usable" if nvs_swap else "xen_is_e820_reserved"
+    return Halt(
+        "Xen hypervisor allocated kernel memory conflicts with E820 map",
+        DOM0_HALT_SOURCE.format(v=_v(spec.linux), fn=fn),
+    )
+
+
 def _report_header(spec: PathSpec, header: TableHeader, vendor: str | None) -> str:
     """efi.c efi_systab_report_header: 6.1 prints the revision as ``%u.%.02u`` (2.70), later
     kernels as ``2.7`` (both seen in real boots; the change is taken to be 6.2)."""

@@ -42,6 +42,9 @@ class PathSpec:
     # 3ea44aa78c carried as a patch by a build whose version predates it (distributions
     # backport fixes): True forces the whole copy; None follows the version.
     size_fix: bool | None = None
+    # [_text, _end) of the PV dom0 kernel in dom0's pseudo-physical space (Xen prints it as
+    # "Dom0 kernel: ... paddr A -> B"); None: linux.DOM0_KERNEL_START/END by version.
+    dom0_kernel: tuple[int, int] | None = None
     description: str = ""
 
     @property
@@ -162,7 +165,8 @@ PRESETS: dict[str, PathSpec] = {
 
 def parse_path(text: str) -> PathSpec:
     """A preset id, or ``key=value`` pairs: ``xen=4.17.0``, ``boot=efi|multiboot2``,
-    ``linux=6.1``, ``mapbs``, ``policy=...``, ``prerelease``, ``scrub=zeros|random|intact``;
+    ``linux=6.1``, ``mapbs``, ``policy=...``, ``prerelease``, ``scrub=zeros|random|intact``,
+    ``dom0_kernel=0x1000000-0x4a00000`` (the PV dom0 kernel's [_text, _end));
     ``base=PRESET`` starts from a preset."""
     text = text.strip()
     if text in PRESETS:
@@ -193,11 +197,22 @@ def parse_path(text: str) -> PathSpec:
                 spec = replace(spec, prerelease_rt_data=value in ("", "1", "yes", "true"))
             elif key == "scrub":
                 spec = replace(spec, scrub=Fill(value))
+            elif key == "dom0_kernel":
+                spec = replace(spec, dom0_kernel=_span(value))
             else:
                 raise UsageError(f"unknown path parameter {key!r} in {text!r}")
         except (KeyError, ValueError) as exc:
             raise UsageError(f"bad path parameter {part!r}: {exc}") from None
     return spec
+
+
+def _span(text: str) -> tuple[int, int]:
+    """``0x1000000-0x4a00000``: a non-empty [start, end)."""
+    a, _, b = text.partition("-")
+    start, end = int(a, 0), int(b, 0)
+    if not 0 <= start < end:
+        raise ValueError(text)
+    return start, end
 
 
 def _version(text: str, width: int) -> Version:

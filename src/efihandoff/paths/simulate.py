@@ -82,6 +82,9 @@ class PathResult:
     unusable: tuple[Guid, ...] = ()
     esrt_reserving: bool = False
     esrt_check: linux.EsrtCheck | None = None  # the efi_esrt_init check that stopped the ESRT
+    # False when the stack never brings the OS up; ``halt`` says what the real software prints.
+    booted: bool = True
+    halt: linux.Halt | None = None
 
     @property
     def esrt(self) -> TableVerdict:
@@ -110,6 +113,9 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     else:
         xb = xen.boot(bs, spec)
         log += xb.log
+        halt = linux.xen_dom0_memory_setup(spec, xb.e820)
+        if halt is not None:
+            return _halted(spec, xb, fw_tables, log, halt)
         raw = bs.memory.read(xb.config_table_address, xb.nr_tables * CONFIG_TABLE_SIZE_64)
         dom0_tables = parse_config_tables(raw, xb.nr_tables) if raw is not None else ()
         # Linux 6.x arch/x86/xen/efi.c xen_efi_probe: a synthetic system table whose revision
@@ -139,6 +145,40 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         unusable=tuple(u.guid for u in lb.uses if u.unusable),
         esrt_reserving=lb.esrt_data is not None,
         esrt_check=lb.esrt_refused.check if lb.esrt_refused else None,
+    )
+
+
+def _halted(
+    spec: PathSpec,
+    xb: xen.XenBoot,
+    fw_tables: tuple,  # type: ignore[type-arg]
+    log: list[str],
+    halt: linux.Halt,
+) -> PathResult:
+    """A dom0 that dies in xen_memory_setup: no table is ever looked at, so every verdict is
+    unknown (docs/design.md) and nothing reaches sysfs (esrt_sysfs false) or fwupd."""
+    reason = f"the dom0 never starts: {halt.message} ({halt.source})"
+    verdicts: dict[Guid, TableVerdict] = {}
+    for ct in fw_tables:
+        if ct.guid not in verdicts:
+            kt = known_tables.known(ct.guid)
+            name = kt.name if kt else str(ct.guid)
+            verdicts[ct.guid] = TableVerdict(ct.guid, name, Verdict.UNKNOWN, reason, ct.table)
+    if ESRT_GUID not in verdicts:
+        verdicts[ESRT_GUID] = TableVerdict(ESRT_GUID, "ESRT", Verdict.UNKNOWN, reason)
+    lb = linux.LinuxBoot(spec=spec)
+    return PathResult(
+        spec=spec,
+        tables=verdicts,
+        log=[*log, halt.message],
+        esrt_sysfs=False,  # no OS, no /sys
+        sysfs=None,
+        fwupd_devices=None,
+        cost=_cost(spec, lb, xb),
+        reclaimed=list(xb.reclaimed),
+        memmap=xb.efi_memmap,
+        booted=False,
+        halt=halt,
     )
 
 
