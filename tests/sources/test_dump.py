@@ -481,7 +481,7 @@ def test_sniff():
 def test_aliasing_pt_loads_are_scanned_once(tmp_path, laptop, monkeypatch):
     # Issue 15: 60,000 PT_LOAD headers over the same bytes cost headers x size before. Each file
     # byte is now scanned once per alignment class, and the table is still found.
-    from efihandoff.sources import dump as dump_mod
+    from efihandoff.sources import dumpscan as dump_mod
 
     machine, pages = laptop
     (base, blob), *_ = _runs(pages)
@@ -524,3 +524,53 @@ def test_aliasing_at_shifted_offsets_stays_bounded(tmp_path, laptop):
     with read_dump(path) as ev:
         assert len(ev.candidates) <= 64
         assert any("candidates" in p or "alias" in p for p in ev.problems)
+
+
+@pytest.mark.parametrize("memmem,split", [(True, True), (True, False), (False, False)])
+def test_find_all_finds_every_needle_once(tmp_path, monkeypatch, memmem, split):
+    # Needles at the file's ends, across block boundaries (the carried-over bytes), overlapping,
+    # and past a hole of a sparse file: the same offsets as a plain search, each once.
+    import mmap
+
+    from efihandoff.sources import dumpscan
+
+    if not memmem:
+        monkeypatch.setattr(dumpscan, "_MEMMEM", None)
+    monkeypatch.setattr(dumpscan, "BLOCK", 4096)
+    # halves of a block searched in two threads (overlapping by 7 bytes), or one search
+    monkeypatch.setattr(dumpscan, "BLOCK_MIN_SPLIT", 16 if split else 1 << 20)
+    spots_mid = [2048 - 4, 4096 + 2048 - 8, 4096 + 2048 + 3]
+    needle = b"IBI SYST"
+    size = 5 * 4096 + 300
+    data = bytearray(b"\x5a" * size)
+    spots = [0, 4096 - 3, 4096 - 8, 2 * 4096 - 1, 3 * 4096, 3 * 4096 + 4, size - 8, *spots_mid]
+    for at in spots:
+        data[at : at + 8] = needle
+    data[8192 + 100 : 8192 + 108] = b"IBI SYS" + b"x"  # a near miss
+    path = tmp_path / "blocks.raw"
+    path.write_bytes(data)
+    want = [i for i in range(size - 7) if data[i : i + 8] == needle]
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            got = list(dumpscan.find_all(mm, f.fileno(), needle, 0, size))
+            assert got == want and len(want) >= 5
+            # a sub-range: only the needles wholly inside it
+            sub = list(dumpscan.find_all(mm, f.fileno(), needle, 4090, 3 * 4096 + 8))
+            assert sub == [w for w in want if w >= 4090 and w + 8 <= 3 * 4096 + 8]
+            assert list(dumpscan.find_all(mm, None, needle, 0, size)) == want
+        finally:
+            mm.close()
+    # sparse: a hole of 64 MiB before the data, skipped unread
+    sparse = tmp_path / "sparse.raw"
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)
+        f.seek(64 << 20)
+        f.write(bytes(data))
+    with open(sparse, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            got = list(dumpscan.find_all(mm, f.fileno(), needle, 0, (64 << 20) + size))
+            assert got == [(64 << 20) + w for w in want]
+        finally:
+            mm.close()

@@ -8,8 +8,10 @@ described (the rest reads as zeros, as the ELF specification says). Sources: Sys
 QEMU dump/dump.c ``write_elf64_load`` (``p_paddr`` = guest physical, ``p_offset`` after the
 notes).
 
-The dump is memory-mapped and never copied: finding the system table is one pass of
-``mmap.find`` over the file, and memory use does not grow with the dump.
+The dump is memory-mapped for reads and never copied whole: finding the system table is one pass
+over the file's data in blocks (:mod:`efihandoff.sources.dumpscan`), and memory use does not
+grow with the dump. Segments and reads through them are :mod:`efihandoff.sources.dumpmemory`,
+ELF program headers :mod:`efihandoff.sources.elfcore`.
 
 After a native Linux boot, SetVirtualAddressMap has converted the system table's
 ``ConfigurationTable``, ``FirmwareVendor`` and ``RuntimeServices`` pointers to virtual addresses
@@ -24,17 +26,24 @@ Under Xen the pointers stay physical (Xen does not call SetVirtualAddressMap for
 from __future__ import annotations
 
 import bisect
-import contextlib
-import errno
 import mmap
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Machine, PhysicalMemory
+from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory, DumpSegment
+from efihandoff.sources.dumpscan import (
+    SCAN_WORK,
+    file_ranges_by_delta,
+    find_all,
+    merge_spans,
+    scan,
+)
+from efihandoff.sources.elfcore import ELF_MAGIC, elf_segments, looks_like_elf_core
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, PARSE_MAX_ENTRIES, Esrt
 from efihandoff.uefi.guid import Guid
@@ -44,49 +53,12 @@ from efihandoff.uefi.systab import (
     ConfigurationTable,
     SystemTable,
     config_table_size,
-    find_system_table,
     parse_config_tables,
     read_ucs2,
 )
 
-ELF_MAGIC = b"\x7fELF"
-ET_CORE = 4
-PT_LOAD = 1
-PN_XNUM = 0xFFFF
-MAX_SEGMENTS = 1 << 18  # our bound on PT_LOAD headers kept
-MAX_CANDIDATES = 64  # system-table candidates examined
 MAX_CONTENT_HITS = 4096  # GUID hits examined by the content heuristic
 VENDOR_MAX_CHARS = 256
-U64_MAX = (1 << 64) - 1
-
-# (ehdr size, e_phoff fmt/offset, e_shoff, e_phentsize off, e_phnum off, phdr min size, shdr
-# sh_info offset, shdr min size) per ELF class: gABI "ELF Header", "Program Header", "Sections".
-_ELF64 = {
-    "ehdr": 64,
-    "phoff": (32, "Q"),
-    "shoff": (40, "Q"),
-    "phentsize": 54,
-    "phnum": 56,
-    "shentsize": 58,
-    "phdr": 56,
-    "sh_info": 44,
-    "shdr": 64,
-}
-_ELF32 = {
-    "ehdr": 52,
-    "phoff": (28, "I"),
-    "shoff": (32, "I"),
-    "phentsize": 42,
-    "phnum": 44,
-    "shentsize": 46,
-    "phdr": 32,
-    "sh_info": 28,
-    "shdr": 40,
-}
-# Elf64_Phdr: p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align.
-# Elf32_Phdr: p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align.
-_PHDR64 = "IIQQQQQQ"
-_PHDR32 = "IIIIIIII"
 
 # GUIDs nearly every firmware installs; the content heuristic searches their bytes.
 _ANCHOR_GUIDS = tuple(
@@ -98,180 +70,6 @@ _ANCHOR_GUIDS = tuple(
     )
 )
 
-
-# --------------------------------------------------------------------------------------------
-# Memory over the mapped file
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DumpSegment:
-    """A run of physical memory in the dump.
-
-    ``[phys, phys + file_bytes)`` is in the file at ``offset``; ``[phys + declared_filesz,
-    phys + size)`` reads as zeros (ELF ``p_memsz > p_filesz``); anything between (a segment cut
-    short by the end of the file) is unknown.
-    """
-
-    phys: int
-    size: int
-    offset: int
-    file_bytes: int
-    declared_filesz: int
-    header_offset: int | None = None  # file offset of its program header (ELF)
-
-    @property
-    def end(self) -> int:
-        """Exclusive physical end."""
-        return self.phys + self.size
-
-
-class DumpMemory:
-    """The Memory protocol over a memory-mapped dump; bytes outside every segment are unknown."""
-
-    def __init__(self, mm: mmap.mmap | None, segments: Sequence[DumpSegment]) -> None:
-        self._mm = mm
-        self.segments = tuple(sorted(segments, key=lambda s: (s.phys, -s.size)))
-        self._starts = [s.phys for s in self.segments]
-        # Running maximum of segment ends, so overlapping segments are found by bisect.
-        self._max_end: list[int] = []
-        top = -1
-        for s in self.segments:
-            top = max(top, s.end)
-            self._max_end.append(top)
-
-    @property
-    def mmap(self) -> mmap.mmap | None:
-        """The mapping (None once closed)."""
-        return self._mm
-
-    def close(self) -> None:
-        """Unmap the dump; later reads return None."""
-        if self._mm is not None:
-            # BufferError: a view is still exported somewhere; the GC unmaps it later.
-            with contextlib.suppress(BufferError):
-                self._mm.close()
-            self._mm = None
-
-    def _segment(self, addr: int) -> DumpSegment | None:
-        i = bisect.bisect_right(self._starts, addr) - 1
-        while i >= 0 and self._max_end[i] > addr:
-            s = self.segments[i]
-            if s.phys <= addr < s.end:
-                return s
-            i -= 1
-        return None
-
-    def contains(self, addr: int, length: int = 1) -> bool:
-        """Whether every byte of ``[addr, addr+length)`` is known (without reading them)."""
-        if self._mm is None or addr < 0 or length < 0 or addr + length > U64_MAX + 1:
-            return False
-        pos, end = addr, addr + length
-        while pos < end:
-            s = self._segment(pos)
-            if s is None:
-                return False
-            rel = pos - s.phys
-            if s.file_bytes <= rel < s.declared_filesz:
-                return False
-            pos = min(end, s.end if rel >= s.declared_filesz else s.phys + s.file_bytes)
-        return True
-
-    def read(self, addr: int, length: int) -> bytes | None:
-        """Bytes at ``[addr, addr+length)``, or None if any of them is not in the dump."""
-        mm = self._mm
-        if mm is None or addr < 0 or length < 0 or addr + length > U64_MAX + 1:
-            return None
-        out = bytearray()
-        pos, end = addr, addr + length
-        while pos < end:
-            s = self._segment(pos)
-            if s is None:
-                return None
-            rel = pos - s.phys
-            if rel < s.file_bytes:
-                n = min(end - pos, s.file_bytes - rel)
-                out += mm[s.offset + rel : s.offset + rel + n]
-            elif rel >= s.declared_filesz:
-                n = min(end - pos, s.size - rel)
-                out += bytes(n)
-            else:
-                return None
-            pos += n
-        return bytes(out)
-
-
-class _Window:
-    """A segment's file bytes seen as one buffer with ``find`` (for find_system_table)."""
-
-    def __init__(self, mm: mmap.mmap, start: int, length: int) -> None:
-        self._mm = mm
-        self._start = start
-        self._len = length
-
-    def __len__(self) -> int:
-        return self._len
-
-    def find(self, sub: bytes, pos: int = 0) -> int:
-        hit = self._mm.find(sub, self._start + pos, self._start + self._len)
-        return -1 if hit < 0 else hit - self._start
-
-    def __getitem__(self, s: slice) -> bytes:
-        start, stop, _ = s.indices(self._len)
-        return self._mm[self._start + start : self._start + stop]
-
-
-_BLOCK = 1 << 20  # scan granularity: all-zero blocks are skipped after one compare
-_TAIL = 128  # bytes past a block a table found at its end may need (120-byte system table)
-
-
-def _data_extents(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """``[a, b)`` file ranges holding data (holes of a sparse file skipped, Linux SEEK_DATA)."""
-    seek_data = getattr(os, "SEEK_DATA", None)
-    seek_hole = getattr(os, "SEEK_HOLE", None)
-    if seek_data is None or seek_hole is None:
-        yield start, end
-        return
-    pos = start
-    while pos < end:
-        try:
-            data = os.lseek(fd, pos, seek_data)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:  # ENXIO: only a hole is left
-                yield pos, end
-            return
-        if data >= end:
-            return
-        try:
-            hole = os.lseek(fd, data, seek_hole)
-        except OSError:
-            hole = end
-        yield data, min(max(hole, data + 1), end)
-        pos = hole
-
-
-def _blocks(mm: mmap.mmap, fd: int | None, seg: DumpSegment) -> Iterator[tuple[int, int]]:
-    """File ranges ``(pos, n)`` of a segment that hold a non-zero byte, in order; ``pos`` keeps
-    the segment's 8-byte alignment."""
-    start, end = seg.offset, seg.offset + seg.file_bytes
-    extents = _data_extents(fd, start, end) if fd is not None else iter([(start, end)])
-    for a, b in extents:
-        pos = a - (a - start) % 8
-        while pos < b:
-            n = min(_BLOCK, b - pos)
-            yield pos, n  # holes were skipped by SEEK_DATA; find() is as fast as a zero check
-            _release(mm, pos, n)
-            pos += n
-
-
-def _release(mm: mmap.mmap, pos: int, n: int) -> None:
-    """Unmap the scanned pages behind us so resident memory stays one block, whatever the size
-    of the dump (they come back from the page cache if read again)."""
-    if not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    start = pos - pos % mmap.PAGESIZE
-    with contextlib.suppress(OSError, ValueError):
-        mm.madvise(mmap.MADV_DONTNEED, start, pos + n - start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,93 +221,6 @@ class DumpEvidence:
         )
 
 
-# --------------------------------------------------------------------------------------------
-# Segments
-# --------------------------------------------------------------------------------------------
-
-
-def _elf_segments(mm: mmap.mmap, size: int, problems: list[str]) -> tuple[str, list[DumpSegment]]:
-    ident = mm[:16]
-    if len(ident) < 16:
-        raise ParseError("truncated ELF identification", offset=len(ident), what="ELF header")
-    klass, data = ident[4], ident[5]
-    if klass not in (1, 2):
-        raise ParseError(f"unknown ELF class {klass}", offset=4, what="ELF header")
-    if data not in (1, 2):
-        raise ParseError(f"unknown ELF data encoding {data}", offset=5, what="ELF header")
-    lay = _ELF64 if klass == 2 else _ELF32
-    end = "<" if data == 1 else ">"
-    if size < lay["ehdr"]:
-        raise ParseError(
-            f"truncated ELF header: {size} of {lay['ehdr']} bytes", offset=size, what="ELF header"
-        )
-    head = mm[: lay["ehdr"]]
-    (e_type,) = struct.unpack_from(end + "H", head, 16)
-    if e_type != ET_CORE:
-        raise ParseError(f"ELF type {e_type} is not a core file (4)", offset=16, what="ELF header")
-    (phoff,) = struct.unpack_from(end + lay["phoff"][1], head, lay["phoff"][0])
-    (shoff,) = struct.unpack_from(end + lay["shoff"][1], head, lay["shoff"][0])
-    (phentsize,) = struct.unpack_from(end + "H", head, lay["phentsize"])
-    (phnum,) = struct.unpack_from(end + "H", head, lay["phnum"])
-    if phnum == PN_XNUM:
-        # gABI: with more than 0xfffe headers the count is section header 0's sh_info.
-        (shentsize,) = struct.unpack_from(end + "H", head, lay["shentsize"])
-        if shoff == 0 or shentsize < lay["shdr"] or shoff + lay["shdr"] > size:
-            raise ParseError(
-                "e_phnum is PN_XNUM but section header 0 is missing", offset=shoff, what="ELF"
-            )
-        (phnum,) = struct.unpack_from(end + "I", mm[shoff : shoff + lay["shdr"]], lay["sh_info"])
-    if phnum == 0:
-        raise ParseError("ELF core without program headers", offset=lay["phnum"], what="ELF")
-    if phentsize < lay["phdr"]:
-        raise ParseError(
-            f"e_phentsize {phentsize} is below {lay['phdr']}", offset=lay["phentsize"], what="ELF"
-        )
-    if phnum > MAX_SEGMENTS:
-        raise ParseError(f"{phnum} program headers, more than {MAX_SEGMENTS}", offset=0, what="ELF")
-    table_end = phoff + phnum * phentsize
-    if phoff < lay["ehdr"] or table_end > size:
-        raise ParseError(
-            f"program headers [{phoff:#x}, {table_end:#x}) run past the end of the file "
-            f"({size:#x})",
-            offset=phoff,
-            what="ELF program headers",
-        )
-    fmt = end + (_PHDR64 if klass == 2 else _PHDR32)
-    loads = []
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        fields = struct.unpack_from(fmt, mm[off : off + lay["phdr"]])
-        if klass == 2:
-            p_type, _fl, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _al = fields
-        else:
-            p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _fl, _al = fields
-        if p_type == PT_LOAD:
-            loads.append((off, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz))
-    if not loads:
-        raise ParseError("ELF core without PT_LOAD segments", offset=phoff, what="ELF")
-    use_vaddr = len(loads) > 1 and all(ld[3] == 0 for ld in loads) and any(ld[2] for ld in loads)
-    if use_vaddr:
-        problems.append("every PT_LOAD has p_paddr 0: p_vaddr taken as the physical address")
-    segments = []
-    for hoff, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz in loads:
-        phys = p_vaddr if use_vaddr else p_paddr
-        memsz = max(p_memsz, p_filesz)
-        if memsz == 0:
-            continue
-        if phys + memsz > U64_MAX + 1:
-            problems.append(f"PT_LOAD at header {hoff:#x}: range wraps past 2^64, ignored")
-            continue
-        avail = p_filesz
-        if p_filesz and p_offset + p_filesz > size:
-            avail = max(0, size - p_offset)
-            problems.append(
-                f"PT_LOAD at header {hoff:#x} (phys {phys:#x}): {p_filesz:#x} bytes claimed at "
-                f"file offset {p_offset:#x}, only {avail:#x} in the file; the rest is unknown"
-            )
-        segments.append(DumpSegment(phys, memsz, p_offset, avail, p_filesz, hoff))
-    return ("elf64" if klass == 2 else "elf32"), segments
-
 
 # --------------------------------------------------------------------------------------------
 # Finding the system table and the config tables
@@ -579,43 +290,37 @@ def _find_config_array_by_content(
     page_off = pointer & (PAGE_SIZE - 1)
     best: dict[int, int] = {}
     hits = 0
-    # Each file byte searched once however many segments alias it (see _scan).
-    merged = _file_ranges_by_delta(memory)
-    spans = _merge([span for g in merged.values() for span in g])
+    # Each file byte searched once however many segments alias it (see dumpscan.scan).
+    merged = file_ranges_by_delta(memory)
+    spans = merge_spans([span for g in merged.values() for span in g])
     work = 0
     for anchor in _ANCHOR_GUIDS:
         needle = anchor.to_bytes()
         for a, b in spans:
-            whole = DumpSegment(0, b - a, a, b - a, b - a)
-            for block, n in _blocks(mm, fd, whole):
-                pos = block
-                stop = min(block + n + len(needle) - 1, b)
-                while hits < MAX_CONTENT_HITS:
-                    hit = mm.find(needle, pos, stop)
-                    if hit < 0:
-                        break
-                    pos = hit + 1
-                    places = []
-                    for delta, g in merged.items():
-                        work += 1
-                        k = bisect.bisect_right(g, (hit, U64_MAX + 1)) - 1
-                        if k >= 0 and g[k][0] <= hit < g[k][1]:
-                            places.append(hit + delta)
-                    hits += max(1, len(places))
-                    if work > _SCAN_WORK:
-                        hits = MAX_CONTENT_HITS  # segments alias too much: stop looking
-                    for phys in places:
-                        for i in range(count):
-                            start = phys - i * size
-                            if start < 0 or start & (PAGE_SIZE - 1) != page_off:
-                                continue
-                            data = memory.read(start, count * size)
-                            if data is None:
-                                continue
-                            entries = parse_config_tables(data, count, bits=bits)
-                            known = sum(known_tables.known(t.guid) is not None for t in entries)
-                            if known >= min(2, count):
-                                best[start] = known
+            for hit in find_all(mm, fd, needle, a, b):
+                if hits >= MAX_CONTENT_HITS:
+                    break
+                places = []
+                for delta, g in merged.items():
+                    work += 1
+                    k = bisect.bisect_right(g, (hit, U64_MAX + 1)) - 1
+                    if k >= 0 and g[k][0] <= hit < g[k][1]:
+                        places.append(hit + delta)
+                hits += max(1, len(places))
+                if work > SCAN_WORK:
+                    hits = MAX_CONTENT_HITS  # segments alias too much: stop looking
+                for phys in places:
+                    for i in range(count):
+                        start = phys - i * size
+                        if start < 0 or start & (PAGE_SIZE - 1) != page_off:
+                            continue
+                        data = memory.read(start, count * size)
+                        if data is None:
+                            continue
+                        entries = parse_config_tables(data, count, bits=bits)
+                        known = sum(known_tables.known(t.guid) is not None for t in entries)
+                        if known >= min(2, count):
+                            best[start] = known
         if best:
             break
     if not best:
@@ -640,6 +345,7 @@ def _vendor(memory: DumpMemory, translate: _Translator, ptr: int) -> str | None:
         except ParseError:
             continue
     return None
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -681,111 +387,6 @@ def read_dump(
             raise
 
 
-def _scan(
-    mm: mmap.mmap, fd: int | None, memory: DumpMemory, problems: list[str]
-) -> list[tuple[int, int]]:
-    """(address, bits) of every plausible system table: one pass over the non-zero blocks for
-    the 64-bit layout, a second for the 32-bit layout only when the first found nothing.
-
-    Each file byte is scanned once per alignment class however many segments map it (ELF cores
-    whose PT_LOAD headers alias the same bytes cost one scan, not one per header); a hit is then
-    mapped to the physical address of every segment holding it, in bounded work."""
-    if hasattr(mmap, "MADV_SEQUENTIAL"):
-        mm.madvise(mmap.MADV_SEQUENTIAL)
-    # Segments grouped by phys - offset, their file ranges merged; and the ranges to scan per
-    # class (offset - phys) % 8.
-    merged = _file_ranges_by_delta(memory)
-    by_class: dict[int, list[int]] = {}
-    for delta in merged:
-        by_class.setdefault(-delta % 8, []).append(delta)
-    found: dict[tuple[int, int], None] = {}
-    budget = [_SCAN_WORK]
-    try:
-        for bits in (64, 32):
-            for cls in sorted(by_class):
-                deltas = by_class[cls]
-                spans = _merge([span for d in deltas for span in merged[d]])
-                for a, b in spans:
-                    start = a + (cls - a) % 8
-                    if start >= b:
-                        continue
-                    for hit in _scan_range(mm, fd, start, b, bits):
-                        if not _place(hit, bits, deltas, merged, found, budget, problems):
-                            return sorted(found)
-            if found:
-                break
-    finally:
-        if hasattr(mmap, "MADV_NORMAL"):
-            mm.madvise(mmap.MADV_NORMAL)
-    return sorted(found)
-
-
-_SCAN_WORK = 1 << 20  # (hit, segment group) pairs examined before the scan gives up
-
-
-
-def _file_ranges_by_delta(memory: DumpMemory) -> dict[int, list[tuple[int, int]]]:
-    """The segments grouped by ``phys - offset`` (one physical address per file byte within a
-    group), each group's file ranges merged: aliasing segments hold each byte once."""
-    groups: dict[int, list[tuple[int, int]]] = {}
-    for seg in memory.segments:
-        if seg.file_bytes:
-            groups.setdefault(seg.phys - seg.offset, []).append(
-                (seg.offset, seg.offset + seg.file_bytes)
-            )
-    return {delta: _merge(spans) for delta, spans in groups.items()}
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1]:
-            if b > out[-1][1]:
-                out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
-
-
-def _scan_range(mm: mmap.mmap, fd: int | None, start: int, end: int, bits: int) -> Iterator[int]:
-    """File offsets of plausible system tables in ``[start, end)`` (8-aligned from start)."""
-    seg = DumpSegment(0, end - start, start, end - start, end - start)
-    for pos, n in _blocks(mm, fd, seg):
-        tail = min(n + _TAIL, end - pos)
-        for hit in find_system_table(_Window(mm, pos, tail), bits=bits):
-            if hit >= n:
-                break  # found again, whole, in the next block
-            yield pos + hit
-
-
-def _place(
-    hit: int,
-    bits: int,
-    deltas: list[int],
-    merged: dict[int, list[tuple[int, int]]],
-    found: dict[tuple[int, int], None],
-    budget: list[int],
-    problems: list[str],
-) -> bool:
-    """Add the physical address of file offset ``hit`` in every segment group holding it;
-    False once the candidates or the work budget run out."""
-    for delta in deltas:
-        budget[0] -= 1
-        if budget[0] < 0:
-            problems.append("segments alias too much: system-table scan stopped")
-            return False
-        spans = merged[delta]
-        k = bisect.bisect_right(spans, (hit, U64_MAX + 1)) - 1
-        if k < 0 or not spans[k][0] <= hit < spans[k][1]:
-            continue
-        phys = hit + delta
-        if phys < 0 or phys > U64_MAX:
-            continue
-        found[(phys, bits)] = None
-        if len(found) >= MAX_CANDIDATES:
-            problems.append(f"more than {MAX_CANDIDATES} system-table candidates; rest ignored")
-            return False
-    return True
-
 
 def _read(
     mm: mmap.mmap,
@@ -797,12 +398,12 @@ def _read(
 ) -> DumpEvidence:
     problems: list[str] = []
     if mm[:4] == ELF_MAGIC:
-        fmt, segments = _elf_segments(mm, size, problems)
+        fmt, segments = elf_segments(mm, size, problems)
     else:
         fmt, segments = "raw", [DumpSegment(0, size, 0, size, size)]
     memory = DumpMemory(mm, segments)
     translate = _Translator(memory, runtime_map)
-    found = _scan(mm, fd, memory, problems)
+    found = scan(mm, fd, memory, problems)
     candidates = [c for a, b in found if (c := _candidate(memory, translate, a, b)) is not None]
     candidates.sort(key=lambda c: c.score, reverse=True)
     chosen = candidates[0] if candidates else None
@@ -897,9 +498,6 @@ def _esrt(
     return None, None
 
 
-def looks_like_elf_core(head: bytes) -> bool:
-    """Whether ``head`` starts an ELF core file (for source sniffing)."""
-    return len(head) >= 18 and head[:4] == ELF_MAGIC and head[16:18] in (b"\x04\x00", b"\x00\x04")
 
 
 def write_raw_image(
@@ -936,3 +534,15 @@ def write_raw_image(
             if addr + len(data) <= size:
                 f.seek(addr)
                 f.write(data)
+
+
+__all__ = [
+    "DumpEvidence",
+    "DumpMemory",
+    "DumpSegment",
+    "DumpTable",
+    "SystemTableCandidate",
+    "looks_like_elf_core",
+    "read_dump",
+    "write_raw_image",
+]
