@@ -45,6 +45,11 @@ INJECTOR_DIR = HERE / "injector"
 if str(REPO / "src") not in sys.path:  # running from a checkout without installing
     sys.path.insert(0, str(REPO / "src"))
 
+if str(HERE) not in sys.path:  # imported from elsewhere (tests): the bench's own modules
+    sys.path.insert(0, str(HERE))
+
+import realfw_live  # noqa: E402
+
 from efihandoff.uefi.guid import Guid  # noqa: E402
 
 # Bump when the way a case is booted or parsed changes, to invalidate cached results.
@@ -72,7 +77,10 @@ MULTIBOOT2_STACKS = ("xen-4.17-multiboot2+linux-6.1", "xen-4.17-multiboot2+linux
 MAPBS_STACKS = ("xen-4.17-mapbs+linux-6.1", "xen-4.17-mapbs+linux-6.12")
 # Debian's xen 4.17 source with the ESRT size fix (build_fixed_xen), as xen.efi.
 FIXED_STACKS = ("xen-4.17-fixed+linux-6.1", "xen-4.17-fixed+linux-6.12")
-STACKS = (*BASE_STACKS, *MULTIBOOT2_STACKS, *MAPBS_STACKS, *FIXED_STACKS)
+# The live reader (realfw_live): a Debian root with the project's wheel runs `efihandoff
+# explain --json` and `efihandoff collect` inside the guest, natively and as a dom0.
+LIVE_STACKS = ("live+linux-6.12", "xen-4.17-live+linux-6.12")
+STACKS = (*BASE_STACKS, *MULTIBOOT2_STACKS, *MAPBS_STACKS, *FIXED_STACKS, *LIVE_STACKS)
 CONTENTS = ("valid2", "valid5", "version2", "count0")
 # Short placement names -> EFI_MEMORY_TYPE (UEFI 2.10 table 7.5).
 PLACEMENTS = {
@@ -88,6 +96,9 @@ PLACEMENTS = {
 }
 # The issue's matrix: BS data, RT data, ACPI reclaim, reserved, and a type Linux refuses.
 MATRIX_PLACEMENTS = ("bsdata", "rtdata", "acpireclaim", "reserved", "bscode")
+# The live stacks test the reader, not the ESRT's fate: one content, the placements whose ESRT
+# reaches a 6.12 dom0 in three different ways (copied short, kept, kept in ACPI reclaim).
+LIVE_MATRIX = (("bsdata", "valid2"), ("rtdata", "valid2"), ("acpireclaim", "valid5"))
 # The model's path (efihandoff.paths.presets.parse_path) for each stack: the real versions; xen.efi
 # chain-loaded from the injector is boot mode efi (efi_start), with or without -mapbs; GRUB's
 # multiboot2 is boot=multiboot2 (efi_multiboot2).
@@ -103,6 +114,8 @@ PATH_FOR_STACK = {
     # a 4.17 with 3ea44aa78c's size fix behaves as the releases that have it: the xen-fixed preset
     "xen-4.17-fixed+linux-6.1": "base=xen-fixed,linux=6.1",
     "xen-4.17-fixed+linux-6.12": "base=xen-fixed,linux=6.12",
+    "live+linux-6.12": "linux=6.12",
+    "xen-4.17-live+linux-6.12": "xen=4.17.7,boot=efi,linux=6.12",
 }
 # The machine as the model sees it (regions and OVMF's own tables); scenario_for adds the case's.
 SCENARIO = HERE / "ovmf-q35.toml"
@@ -169,12 +182,21 @@ class Case:
         """True when Xen is the bench's build with the ESRT size fix (build_fixed_xen)."""
         return "-fixed+" in self.stack
 
+    @property
+    def live(self) -> bool:
+        """True when the guest is the live-reader root (realfw_live), not the busybox one."""
+        return "live" in self.stack.split("+")[0].split("-")
+
 
 def matrix(placements: Iterable[str] = MATRIX_PLACEMENTS,
            stacks: Iterable[str] = STACKS) -> list[Case]:
     """The full matrix: placements x contents x stacks."""
     stacks = tuple(stacks)
-    return [Case.make(p, c, s) for p in placements for c in CONTENTS for s in stacks]
+    placements = tuple(placements)
+    out = [Case.make(p, c, s) for p in placements for c in CONTENTS for s in stacks
+           if s not in LIVE_STACKS]
+    return out + [Case.make(p, c, s) for s in stacks if s in LIVE_STACKS
+                  for p, c in LIVE_MATRIX if p in placements]
 
 
 SMOKE = (
@@ -195,6 +217,8 @@ SMOKE = (
     ("bsdata", "valid2", "xen-4.17-mapbs+linux-6.1"),
     ("bsdata", "valid2", "xen-4.17-fixed+linux-6.12"),
     ("bsdata", "valid5", "xen-4.17-fixed+linux-6.1"),
+    ("bsdata", "valid2", "live+linux-6.12"),
+    ("bsdata", "valid2", "xen-4.17-live+linux-6.12"),
 )
 
 
@@ -621,7 +645,8 @@ def esp_inputs(case: Case, dump: bool = False) -> dict[str, bytes | Path]:
         "efihandoff/inject.bin": encode_inject(records_for(case)),
     }
     kernel = KERNELS / case.kernel / "vmlinuz"
-    initrd = build_initrd()
+    initrd = (realfw_live.build_initrd(INIT_SCRIPT, BUSYBOX, _cpio_newc) if case.live
+              else build_initrd())
     extra = " ehdump" if dump else ""
     if case.boot == "multiboot2":
         # The xen.efi stacks' layout (four files in \EFI\xen, the cfg in \efihandoff), so the
@@ -670,6 +695,9 @@ def case_key(case: Case, dump: bool = False, init: str | None = None,
         h.update(MAPBS_LOAD_OPTIONS.encode())
     if case.fixed:
         h.update(json.dumps([xen_source_version(), XEN_ESRT_SIZE_PATCH, XEN_BUILD]).encode())
+    if case.live:  # the root's recipe, the checkout the wheel is built from, the live /init
+        h.update(json.dumps([realfw_live.root_key(), realfw_live.source_hash(),
+                             realfw_live.LIVE_PART]).encode())
     h.update(_hash_files([INJECTOR_DIR / "inject.c", INJECTOR_DIR / "Makefile"]).encode())
     h.update((INIT_SCRIPT if init is None else init).encode())
     h.update(XEN_OPTIONS.encode() + (LINUX_ARGS if linux_args is None else linux_args).encode())
@@ -944,7 +972,19 @@ def parse_serial(text: str) -> dict[str, Any]:
         "runtime_map": rtmap or None,
         # EHFILEX: paths under /sys (firmware/efi/systab, hypervisor/type, ...) -> content
         "files": files,
+        # live stacks: what came back of the guest's explain/collect (None: not a live boot)
+        "live": _live_summary(lines),
     }
+
+
+def _live_summary(lines: Sequence[str]) -> dict[str, Any] | None:
+    """The live part of a boot: exit codes, files (name -> bytes, gunzipped), the names whose
+    checksum failed, whether the part ended; None when the guest ran no live part."""
+    if "EHMARK live-begin" not in lines:
+        return None
+    live = realfw_live.parse_live(lines)
+    return {"rc": live["rc"], "bad": live["bad"], "ended": live["ended"],
+            "sizes": {k: len(v) for k, v in sorted(live["files"].items())}}
 
 
 def _sysfs_order(path: str) -> tuple[int, int, str]:
@@ -990,6 +1030,8 @@ def run_case(case: Case, timeout: float = DEFAULT_TIMEOUT, dump: bool = False,
         return cached
     with tempfile.TemporaryDirectory(prefix=f"realfw-{case.id}-", dir=_workroot()) as tmp:
         work = Path(tmp)
+        if case.live:
+            timeout = max(timeout, realfw_live.LIVE_TIMEOUT)
         info = boot(case, work, timeout=timeout, dump=dump)
         serial = Path(info["serial_log"])
         if not serial.exists():  # QEMU never started the machine: nothing to cache
@@ -1033,6 +1075,8 @@ def run_cases(cases: Sequence[Case], jobs: int = 2, timeout: float = DEFAULT_TIM
         build_grub()  # once, before the parallel boots
     if any(c.fixed for c in cases):
         build_fixed_xen()
+    if any(c.live for c in cases):
+        realfw_live.build_initrd(INIT_SCRIPT, BUSYBOX, _cpio_newc)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(run_case, c, timeout, dump, use_cache): i
                    for i, c in enumerate(cases)}
@@ -1528,6 +1572,8 @@ FALLBACK_PRESET = {
     "xen-4.17-mapbs+linux-6.12": "xen-4.17",
     "xen-4.17-fixed+linux-6.1": "xen-4.17-linux-6.1",
     "xen-4.17-fixed+linux-6.12": "xen-fixed",
+    "live+linux-6.12": "native",
+    "xen-4.17-live+linux-6.12": "xen-4.17",
 }
 # Disagreements of explain known today: (case glob, evidence set, the wrong verdict (the
 # report's cell code) explain gives, why). A disagreement matching one is reported
@@ -1830,7 +1876,56 @@ def explain_checks(case: Case, text: str) -> dict[str, Any] | None:
             known = _known_wrong(case.id, label, cell) if status == "disagree" else None
             sets.append({"set": label, "status": status, "cell": cell, **obs,
                          "findings": codes, "known": known})
+        if case.live:
+            sets += live_sets(case, serial_lines(text), truth[0], Path(tmp))
     return {"truth": truth[0], "why": truth[1], "short_copy": short_copy, "sets": sets}
+
+
+def live_sets(case: Case, lines: list[str], truth: str, tmp: Path) -> list[dict[str, Any]]:
+    """The live stacks' two evidence sets: ``live`` (the JSON `efihandoff explain --json`
+    printed inside the guest, on the live machine) and ``live-tgz`` (explain here on the
+    archive `efihandoff collect` wrote inside the guest), judged as the other sets (verdict
+    against the truth, machine role and versions). A file that did not come back whole, or a
+    command that failed, is an error."""
+    live = realfw_live.parse_live(lines)
+    out: list[dict[str, Any]] = []
+    for label, name, cmd in (("live", "explain.json", "explain"),
+                             ("live-tgz", "collect.tar.gz", "collect")):
+        data = live["files"].get(name)
+        err = live["files"].get(name.split(".")[0] + ".err", b"").decode(errors="replace")
+        problem = None
+        if live["rc"].get(cmd) != 0:
+            problem = f"efihandoff {cmd} exited {live['rc'].get(cmd)}: {err.strip()[-300:]}"
+        elif data is None:
+            problem = f"{name} did not come back" + (" whole" if name in live["bad"] else "")
+        if problem is None and data is not None:
+            try:
+                if label == "live":
+                    doc = json.loads(data)
+                else:
+                    doc = run_explain([realfw_live.save_archive(data, tmp / "live")])
+            except ValueError as exc:
+                problem = f"{name}: {exc}"
+        if problem is not None:
+            out.append({"set": label, "status": "error", "cell": "err", "error": problem,
+                        "known": None})
+            continue
+        if "error" in doc:
+            out.append({"set": label, "status": "error", "cell": "err", "error": doc["error"],
+                        "known": None})
+            continue
+        obs = observed_esrt(doc, case.stack)
+        status, cell = judge_observed(truth, obs)
+        wrong_machine = machine_mismatch(case, label, obs)
+        if wrong_machine is not None and status != "disagree":
+            status, cell = "disagree", wrong_machine
+            obs["reason"] = (f"machine {wrong_machine}; verdict {obs.get('verdict')}: "
+                             f"{obs.get('reason')}")
+        codes = [f.get("code") for f in doc.get("findings") or [] if isinstance(f, dict)]
+        known = _known_wrong(case.id, label, cell) if status == "disagree" else None
+        out.append({"set": label, "status": status, "cell": cell, **obs, "findings": codes,
+                    "known": known})
+    return out
 
 
 def explain_cell(result: dict[str, Any] | None) -> str:
