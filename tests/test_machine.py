@@ -191,3 +191,44 @@ def test_scrub_many_equals_one_scrub_each(batches: list, writes: list[int]) -> N
             b.scrub(s, e, fill, seed)
     assert a.scrubbed() == b.scrubbed()
     assert a.read(0, 48 * PAGE) == b.read(0, 48 * PAGE)
+
+
+# UEFI 2.10 section 23.4: EFI_SYSTEM_RESOURCE_TABLE_GUID
+ESRT = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
+
+
+def _esrt_bytes(count: int, entries: int, max_: int = 4) -> bytes:
+    """Header (count, max, version 1) then ``entries`` 40-byte entries of 0x11 ... (by hand)."""
+    head = count.to_bytes(4, "little") + max_.to_bytes(4, "little") + (1).to_bytes(8, "little")
+    return head + b"".join(bytes([0x11 * (i + 1)]) * 16 + bytes(24) for i in range(entries))
+
+
+def _esrt_machine(raw: bytes, addr: int = 0x7000_0000) -> Machine:
+    mem = PhysicalMemory(Fill.UNKNOWN)
+    mem.write(addr, raw)
+    return Machine(config_tables=(ConfigurationTable(ESRT, addr),), memory=mem)
+
+
+def test_read_esrt_whole_table() -> None:
+    got = _esrt_machine(_esrt_bytes(2, 2)).read_esrt()
+    assert got is not None and got.address == 0x7000_0000
+    assert got.header is not None and got.header.fw_resource_count == 2
+    assert got.table is not None and len(got.table.entries) == 2
+    assert str(got.table.entries[1].fw_class) == "22222222-2222-2222-2222-222222222222"
+
+
+def test_read_esrt_header_only_when_entries_are_unknown_or_over_the_cap() -> None:
+    short = _esrt_machine(_esrt_bytes(3, 2)).read_esrt()  # the third entry's bytes unknown
+    assert short is not None and short.header is not None and short.table is None
+    capped = _esrt_machine(_esrt_bytes(3, 3)).read_esrt(max_entries=2)
+    assert capped is not None and capped.header is not None and capped.table is None
+    whole = _esrt_machine(_esrt_bytes(3, 3)).read_esrt(max_entries=3)
+    assert whole is not None and whole.table is not None
+
+
+def test_read_esrt_unknown_bytes_or_no_table() -> None:
+    unknown = _esrt_machine(b"")
+    got = unknown.read_esrt()
+    assert got is not None and got.header is None and got.table is None
+    assert Machine().read_esrt() is None
+    assert Machine(config_tables=()).read_esrt() is None

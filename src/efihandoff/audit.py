@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, error, info, warning
 from efihandoff.machine import Machine
 from efihandoff.rules.esrt import esrt_findings, header_findings
 from efihandoff.uefi import tables as known_tables
-from efihandoff.uefi.esrt import ESRT_GUID, Esrt
+from efihandoff.uefi.esrt import ESRT_GUID
 from efihandoff.uefi.memmap import MemoryType, type_name
 
 _REUSABLE = frozenset(
@@ -82,30 +81,22 @@ def machine_findings(machine: Machine) -> list[Finding]:
                     f"{name} is in {md.type_name}, memory a hypervisor may reuse",
                 )
             )
-    esrt = machine.table(ESRT_GUID)
-    if esrt is not None:
-        out += _esrt_findings(machine, esrt.table)
-    return out
+    return out + _esrt_findings(machine)
 
 
-def _esrt_findings(machine: Machine, addr: int) -> list[Finding]:
+def _esrt_findings(machine: Machine) -> list[Finding]:
     if machine.esrt_stand_ins:
         return []  # the header bytes stand in for what the log's messages imply
+    esrt = machine.read_esrt()
+    if esrt is None or esrt.header is None:
+        return []
+    addr, table = esrt.address, esrt.table
     # A type the evidence only guesses is no fact to judge the table's placement by.
     md = None if addr in machine.memory_type_candidates else machine.lookup(addr)
     room = md.end - addr if md else None
-    head = machine.read(addr, 16)
-    if head is None:
-        return []
-    try:
-        hdr = Esrt.parse_header(head)
-        raw = machine.read(addr, min(hdr.size, 16 + 40 * 4096))
-        table = Esrt.parse(raw) if raw is not None else None
-    except ParseError:
-        table = None
     if table is None:
         return header_findings(
-            hdr,
+            esrt.header,
             room=room,
             memory_type=md.type if md else None,
             memory_attribute=md.attribute if md else None,

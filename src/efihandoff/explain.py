@@ -16,13 +16,12 @@ from efihandoff.dom0 import (
     xen_copy_is_whole,
     xen_may_have_copied,
 )
-from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, info, warning
 from efihandoff.fwupd import unknown_files as fwupd_unknown_files
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths.linux import EsrtCheck
-from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
 from efihandoff.paths.memo import simulate  # one simulation per distinct question
+from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
 from efihandoff.paths.simulate import PathResult
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.rules import tables as known_tables
@@ -354,15 +353,9 @@ def _short_copies(views: Sequence[View]) -> list[tuple[View, ShortCopy]]:
 
 
 def _esrt_of(machine: Machine) -> Esrt | None:
-    ct = machine.table(ESRT_GUID)
-    head = machine.read(ct.table, 16) if ct is not None else None
-    if ct is None or head is None:
-        return None
-    raw = machine.read(ct.table, min(Esrt.parse_header(head).size, 16 + 40 * 128))
-    try:
-        return Esrt.parse(raw) if raw is not None else None
-    except ParseError:  # hostile dump bytes: no ESRT is the answer
-        return None
+    """The ESRT a view's memory holds whole, up to 128 entries (hostile bytes: none)."""
+    read = machine.read_esrt(max_entries=128)
+    return read.table if read is not None else None
 
 
 def _candidates(

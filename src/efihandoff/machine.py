@@ -14,6 +14,15 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
+from efihandoff.errors import ParseError
+from efihandoff.uefi.esrt import (
+    ESRT_GUID,
+    ESRT_HEADER_SIZE,
+    PARSE_MAX_ENTRIES,
+    Esrt,
+    EsrtHeader,
+    esrt_size,
+)
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import PAGE_SHIFT, PAGE_SIZE, MemoryDescriptor, MemoryMap
 from efihandoff.uefi.systab import ConfigurationTable, SystemTable
@@ -299,6 +308,16 @@ def _fill_bytes(fill: Fill, addr: int, length: int, seed: int) -> bytes | None:
 
 
 
+@dataclass(frozen=True)
+class EsrtBytes:
+    """What a Machine's memory says of its ESRT (:meth:`Machine.read_esrt`): the header when
+    its 16 bytes are known, the whole table when every claimed entry is known and parses."""
+
+    address: int
+    header: EsrtHeader | None
+    table: Esrt | None
+
+
 @dataclass
 class Machine:
     """Firmware's handoff: memory map, system table, configuration tables and memory.
@@ -344,6 +363,24 @@ class Machine:
             if t.guid == guid:
                 return t
         return None
+
+    def read_esrt(self, max_entries: int = PARSE_MAX_ENTRIES) -> EsrtBytes | None:
+        """The ESRT the configuration array points at, as far as the memory holds it; None
+        when the array has no ESRT. Entries are read up to ``max_entries`` (a table claiming
+        more is not parsed)."""
+        ct = self.table(ESRT_GUID)
+        if ct is None:
+            return None
+        head = self.read(ct.table, ESRT_HEADER_SIZE)
+        if head is None:
+            return EsrtBytes(ct.table, None, None)
+        header = Esrt.parse_header(head)
+        raw = self.read(ct.table, min(header.size, esrt_size(max_entries)))
+        try:
+            table = Esrt.parse(raw, max_entries=max_entries) if raw is not None else None
+        except ParseError:  # claims more than the bytes or the cap hold: no table, a header
+            table = None
+        return EsrtBytes(ct.table, header, table)
 
     def with_(self, **changes: object) -> Machine:
         """A shallow copy with fields changed."""

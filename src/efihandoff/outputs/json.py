@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import Any
 
 from efihandoff import fwupd
-from efihandoff.errors import ParseError
 from efihandoff.explain import OBSERVED, Explanation
 from efihandoff.machine import Machine
 from efihandoff.paths.simulate import PathResult
@@ -93,20 +92,19 @@ def tables_json(machine: Machine) -> list[dict[str, Any]]:
 
 
 def esrt_json(machine: Machine) -> dict[str, Any] | None:
-    ct = machine.table(ESRT_GUID)
-    if ct is None:
+    esrt = machine.read_esrt()
+    if esrt is None:
         return None
     out: dict[str, Any] = {
-        "address": ct.table,
+        "address": esrt.address,
         "fw_resource_count": None,
         "fw_resource_count_max": None,
         "fw_resource_version": None,
         "entries": None,
     }
-    head = machine.read(ct.table, 16)
-    if head is None:
+    hdr = esrt.header
+    if hdr is None:
         return out
-    hdr = Esrt.parse_header(head)
     out.update(
         {
             name: None if name in machine.esrt_stand_ins else getattr(hdr, name)
@@ -115,15 +113,10 @@ def esrt_json(machine: Machine) -> dict[str, Any] | None:
     )
     if machine.esrt_stand_ins:
         return out  # the bytes are stand-ins for checks, not the firmware's
-    raw = machine.read(ct.table, min(hdr.size, 16 + 40 * 4096))
-    try:
-        table = Esrt.parse(raw) if raw is not None else None
-    except ParseError:
-        table = None
-    if table is not None:
-        out["entries"] = _esrt_fields(table)["entries"]
+    if esrt.table is not None:
+        out["entries"] = _esrt_fields(esrt.table)["entries"]
     elif hdr.fw_resource_count <= _PARTIAL_MAX:
-        out["entries"] = _partial_entries(machine, ct.table + 16, hdr.fw_resource_count)
+        out["entries"] = _partial_entries(machine, esrt.address + 16, hdr.fw_resource_count)
     if out["entries"] is not None:
         out["names"] = [entry_names(e) for e in out["entries"]]  # words beside the numbers
     return out
