@@ -284,7 +284,7 @@ def test_default_xl_is_also_looked_for_in_sbin(tmp_path, monkeypatch):
     no_xl.mkdir()
     os.symlink(shutil.which("cat"), no_xl / "cat")
     monkeypatch.setenv("PATH", str(no_xl))
-    monkeypatch.setattr(collect_mod, "_is_real_root", lambda _root: True)
+    monkeypatch.setattr(collect_mod, "is_real_root", lambda _root: True)
     monkeypatch.setattr(collect_mod, "SBIN", (str(sbin),))
     read = read_xen_log(root)
     assert read.command == f"{sbin / 'xl'} dmesg" and read.data == XL_DMESG

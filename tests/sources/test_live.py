@@ -14,7 +14,7 @@ import pytest
 
 from efihandoff.errors import OutputError, SourceError
 from efihandoff.sources import collect as collect_mod
-from efihandoff.sources import sysfs as sysfs_mod
+from efihandoff.sources import sysfs_tree
 from efihandoff.sources.collect import collect
 from efihandoff.sources.live import _read_kmsg, read_live, read_live_kernel_log
 from efihandoff.sources.sysfs import read_sysfs
@@ -82,14 +82,14 @@ def _summary(ev):
 
 def _deny_entries(monkeypatch):
     """Make the ESRT entry files unreadable, as they are without CAP_SYS_ADMIN."""
-    real = sysfs_mod._DirTree.read
+    real = sysfs_tree.DirTree.read
 
     def read(self, rel, cap):
         if "/esrt/entries/" in rel and rel.count("/") >= 6:
-            raise sysfs_mod._Unreadable("Permission denied")
+            raise sysfs_tree.Unreadable("Permission denied")
         return real(self, rel, cap)
 
-    monkeypatch.setattr(sysfs_mod._DirTree, "read", read)
+    monkeypatch.setattr(sysfs_tree.DirTree, "read", read)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from efihandoff.e820 import E820Range, E820Type
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.paths.linux import esrt_tree as linux_esrt_tree
 from efihandoff.sources import sysfs as sysfs_mod
+from efihandoff.sources import sysfs_tree
 from efihandoff.sources.sysfs import FirmwareMemmapEntry, looks_like_sysfs, read_sysfs
 from efihandoff.uefi.esrt import ESRT_GUID
 from efihandoff.uefi.guid import Guid
@@ -434,7 +435,7 @@ def test_truncated_archive(tmp_path):
 
 
 def test_member_count_bound(tmp_path, monkeypatch):
-    monkeypatch.setattr(sysfs_mod, "MAX_MEMBERS", 5)
+    monkeypatch.setattr(sysfs_tree, "MAX_MEMBERS", 5)
     with pytest.raises(ParseError, match="more than 5 archive members"):
         read_sysfs(_tar(tmp_path, NATIVE, "sys/firmware"))
 

@@ -42,14 +42,9 @@ from pathlib import Path
 
 from efihandoff import __version__
 from efihandoff.errors import OutputError
-from efihandoff.sources.live import _is_real_root, read_live_kernel_log
-from efihandoff.sources.sysfs import (
-    EFI_TOP_FILES,
-    MAX_DIR_ENTRIES,
-    MAX_VALUE_BYTES,
-    _DirTree,
-    _Unreadable,
-)
+from efihandoff.sources.live import is_real_root, read_live_kernel_log
+from efihandoff.sources.sysfs import EFI_TOP_FILES
+from efihandoff.sources.sysfs_tree import MAX_DIR_ENTRIES, MAX_VALUE_BYTES, DirTree, Unreadable
 
 FORBIDDEN_ROOTS = ("/sys", "/dev", "/proc")
 SUBTREES = (
@@ -146,15 +141,15 @@ def _check_target(out: Path, root: Path) -> Path:
     return real
 
 
-def _osrelease(tree: _DirTree) -> str | None:
+def _osrelease(tree: DirTree) -> str | None:
     try:
         data = tree.read("proc/sys/kernel/osrelease", 256)
-    except _Unreadable:
+    except Unreadable:
         return None
     return data.decode("utf-8", "replace").strip() if data else None
 
 
-def _xen_dom0(tree: _DirTree) -> tuple[bool, str]:
+def _xen_dom0(tree: DirTree) -> tuple[bool, str]:
     """Whether the machine is a Xen dom0: ``proc/xen/capabilities`` decides when readable
     (Linux drivers/xen/xenfs/super.c capabilities_show prints control_d in the initial domain),
     else ``sys/hypervisor/type`` being xen (drivers/xen/sys-hypervisor.c type_show)."""
@@ -162,7 +157,7 @@ def _xen_dom0(tree: _DirTree) -> tuple[bool, str]:
     def text(rel: str) -> str | None:
         try:
             data = tree.read(rel, MAX_VALUE_BYTES)
-        except _Unreadable:
+        except Unreadable:
             return None
         return None if data is None else data.decode("utf-8", "replace").strip("\0\n ")
 
@@ -239,10 +234,10 @@ def read_xen_log(
     timeout = XL_TIMEOUT if timeout is None else timeout
     cap = MAX_XL_BYTES if cap is None else cap
     base = Path(root)
-    dom0, why = _xen_dom0(_DirTree(base))
+    dom0, why = _xen_dom0(DirTree(base))
     if not dom0:
         return XenLogRead(None, None, f"not run: not a Xen dom0 ({why})")
-    if xl is None and not _is_real_root(base):
+    if xl is None and not is_real_root(base):
         return XenLogRead(None, None, "not run (root is not /)", True)
     name = xl or "xl"
     search = os.environ.get("PATH", "")
@@ -281,7 +276,7 @@ def collect(
     the ``xl`` command to run on a dom0 (see :func:`read_xen_log`)."""
     base = Path(root)
     target = _check_target(Path(out_path), base)
-    tree = _DirTree(base)
+    tree = DirTree(base)
     now = int(time.time())
     members: list[tuple[str, bytes | None]] = []  # (archive path, content; None = directory)
     seen_dirs: set[str] = set()
@@ -299,7 +294,7 @@ def collect(
     def add_file(rel: str, *, required: bool = False) -> None:
         try:
             data = tree.read(rel, MAX_VALUE_BYTES)
-        except _Unreadable as exc:
+        except Unreadable as exc:
             skipped.append((f"/{rel}", str(exc)))
             return
         if data is None:
@@ -359,7 +354,7 @@ def collect(
 
 def _manifest(
     base: Path,
-    tree: _DirTree,
+    tree: DirTree,
     now: int,
     files: list[str],
     skipped: list[tuple[str, str]],

@@ -76,7 +76,7 @@ class LiveEvidence:
         return machine
 
 
-def _is_real_root(root: Path) -> bool:
+def is_real_root(root: Path) -> bool:
     try:
         return root.resolve() == Path("/").resolve()
     except OSError:
@@ -172,7 +172,7 @@ def read_live_kernel_log(
     """The current boot's kernel log from the first source that gives it whole (see module
     docstring); a wrapped ``/dev/kmsg`` is kept only when nothing better is readable."""
     base = Path(root)
-    real = _is_real_root(base)
+    real = is_real_root(base)
     notes: list[str] = []
     fallback: KernelLogRead | None = None
 

@@ -21,7 +21,7 @@ from typing import Any
 from efihandoff.edk2 import BootServices, OutOfResources
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.uefi import tables as known_tables
+from efihandoff.rules import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (

@@ -32,19 +32,33 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, field
 from lzma import LZMAError
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from efihandoff.e820 import E820Range, E820Type
-from efihandoff.errors import ParseError, SourceError
+from efihandoff.errors import ParseError
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.rules import tables as known_tables
 from efihandoff.sources import Role
+from efihandoff.sources.sysfs_tree import (
+    MAX_ARCHIVE_BYTES,
+    MAX_DIR_ENTRIES,
+    MAX_KEPT_BYTES,
+    MAX_LINK_HOPS,
+    MAX_LOG_BYTES,
+    MAX_MEMBER_BYTES,
+    MAX_MEMBERS,
+    MAX_VALUE_BYTES,
+    DirTree,
+    TarTree,
+    Tree,
+    Unreadable,
+    rel_join,
+)
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, Esrt, EsrtEntry
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap
@@ -52,16 +66,6 @@ from efihandoff.uefi.systab import ConfigurationTable
 
 T = TypeVar("T")
 
-# Bounds (our choice): sysfs attributes hold at most one page; a real /sys/firmware copy has a few
-# thousand files (efivars and ACPI tables included).
-MAX_VALUE_BYTES = 64 << 10  # one value file
-MAX_LOG_BYTES = 64 << 20  # dmesg.txt, xl-dmesg.txt (each)
-MAX_MEMBERS = 100_000  # archive members
-MAX_MEMBER_BYTES = 256 << 20  # one archive member's claimed size
-MAX_ARCHIVE_BYTES = 1 << 30  # sum of claimed member sizes
-MAX_KEPT_BYTES = 32 << 20  # small files kept in memory from an archive (plus two logs)
-MAX_DIR_ENTRIES = 65_536  # names listed from one directory
-MAX_LINK_HOPS = 40  # symlinks followed resolving one path (Linux MAXSYMLINKS)
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
@@ -347,380 +351,6 @@ def _systab_table(label: str) -> known_tables.KnownTable | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Trees: a directory or an archive, read by relative POSIX path
-# --------------------------------------------------------------------------------------------
-
-
-class _Unreadable(Exception):
-    """A path exists but cannot be read; the message says why."""
-
-
-class _Tree:
-    """Read-only access by relative POSIX path (components never ``..``)."""
-
-    notes: tuple[str, ...] = ()  # problems of the container itself (e.g. a truncated archive)
-
-    def read(self, rel: str, cap: int) -> bytes | None:
-        """Up to ``cap`` bytes of a regular file; None if missing; _Unreadable otherwise."""
-        raise NotImplementedError
-
-    def listdir(self, rel: str) -> list[str] | None:
-        """Names in a directory (at most MAX_DIR_ENTRIES), None if not a directory."""
-        raise NotImplementedError
-
-    def is_dir(self, rel: str) -> bool:
-        return self.listdir(rel) is not None
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
-
-
-class _DirTree(_Tree):
-    """A directory; symlinks resolved by hand with a hop bound, never leaving ``base``."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self._is_fs_root = base == Path(base.anchor)
-
-    def _resolve(self, rel: str) -> tuple[Path, os.stat_result] | None:
-        pending = [c for c in rel.split("/") if c not in ("", ".")]
-        pending.reverse()  # a stack: next component last
-        done: list[str] = []
-        hops = 0
-        st: os.stat_result | None = None
-        while pending:
-            comp = pending.pop()
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if not done:
-                    raise _Unreadable("a symlink on the way points outside the copy")
-                done.pop()
-                continue
-            path = self.base.joinpath(*done, comp)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return None
-            except NotADirectoryError:
-                return None
-            except OSError as exc:
-                raise _Unreadable(exc.strerror or str(exc)) from None
-            if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > MAX_LINK_HOPS:
-                    raise _Unreadable(f"more than {MAX_LINK_HOPS} symlinks (a loop?)")
-                try:
-                    target = os.readlink(path)
-                except OSError as exc:
-                    raise _Unreadable(exc.strerror or str(exc)) from None
-                if target.startswith("/"):
-                    if not self._is_fs_root:
-                        raise _Unreadable(f"symlink to {target} points outside the copy")
-                    done = []
-                pending.extend(reversed(target.split("/")))
-                continue
-            if pending and not stat.S_ISDIR(st.st_mode):
-                return None
-            done.append(comp)
-        if st is None:  # rel named the base itself
-            try:
-                st = os.stat(self.base)
-            except OSError as exc:
-                raise _Unreadable(exc.strerror or str(exc)) from None
-        return self.base.joinpath(*done), st
-
-    def read(self, rel: str, cap: int) -> bytes | None:
-        found = self._resolve(rel)
-        if found is None:
-            return None
-        path, st = found
-        if stat.S_ISDIR(st.st_mode):
-            raise _Unreadable("is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise _Unreadable("not a regular file")
-        try:
-            # O_NONBLOCK: a FIFO swapped in after the check must not block us.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as exc:
-            raise _Unreadable(exc.strerror or str(exc)) from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise _Unreadable("not a regular file")
-            chunks = []
-            left = cap + 1
-            while left > 0:
-                chunk = os.read(fd, min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-        except OSError as exc:
-            raise _Unreadable(exc.strerror or str(exc)) from None
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
-        if len(data) > cap:
-            raise _Unreadable(f"larger than {cap} bytes")
-        return data
-
-    def listdir(self, rel: str) -> list[str] | None:
-        try:
-            found = self._resolve(rel)
-        except _Unreadable:
-            return None
-        if found is None or not stat.S_ISDIR(found[1].st_mode):
-            return None
-        names = []
-        try:
-            with os.scandir(found[0]) as it:
-                for entry in it:
-                    names.append(entry.name)
-                    if len(names) >= MAX_DIR_ENTRIES:
-                        break
-        except OSError:
-            return None
-        return names
-
-
-@dataclass
-class _Node:
-    kind: str  # "file", "dir", "link"
-    data: bytes | None = None  # file content when kept
-    size: int = 0
-    target: str | None = None  # link: normalised archive path it points to
-    note: str | None = None  # why data was not kept
-
-
-def _norm_member(name: str) -> str:
-    """A member name as a relative POSIX path; ParseError for an absolute or ``..`` name."""
-    if name.startswith("/") or re.match(r"[A-Za-z]:[\\/]", name):
-        raise ParseError(f"archive member {name!r} has an absolute path", what="sysfs archive")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ParseError(f"archive member {name!r} contains '..'", what="sysfs archive")
-    return "/".join(parts)
-
-
-def _norm_target(link_dir: str, target: str, member: str) -> str:
-    if target.startswith("/"):
-        raise ParseError(
-            f"archive member {member!r} links to absolute path {target!r}", what="sysfs archive"
-        )
-    out = [p for p in link_dir.split("/") if p]
-    for comp in target.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if not out:
-                raise ParseError(
-                    f"archive member {member!r} links outside the archive ({target!r})",
-                    what="sysfs archive",
-                )
-            out.pop()
-        else:
-            out.append(comp)
-    return "/".join(out)
-
-
-def _tar_mode(raw: BinaryIO, path: Path) -> str:
-    """``.tar`` and ``.tar.gz`` only (what README.md and ``collect`` promise): other
-    compressions are refused here, so no other decompressor's errors can escape."""
-    head = raw.read(6)
-    raw.seek(0)
-    if head.startswith((b"\xfd7zXZ\x00", b"BZh", b"\x28\xb5\x2f\xfd")):
-        raise ParseError(
-            "a compressed archive other than gzip: efihandoff reads .tar and .tar.gz",
-            offset=0,
-            what=str(path),
-        )
-    return "r:gz" if head.startswith(b"\x1f\x8b") else "r:"
-
-
-class _TarTree(_Tree):
-    """An archive's members, indexed once; small files kept in memory, nothing extracted."""
-
-    def __init__(self, path: Path) -> None:
-        self.nodes: dict[str, _Node] = {"": _Node("dir")}
-        self.children: dict[str, set[str]] = {"": set()}
-        try:
-            raw = path.open("rb")
-        except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        try:
-            with raw, tarfile.open(fileobj=raw, mode=_tar_mode(raw, path)) as tf:
-                self._load(tf, path)
-        except ParseError:
-            raise
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise ParseError(
-                f"not a tar archive: {_one_line(exc)}", offset=0, what=str(path)
-            ) from None
-
-    def _load(self, tf: tarfile.TarFile, path: Path) -> None:
-        kept = 0
-        claimed = 0
-        count = 0
-        offset = 0
-        try:
-            while True:
-                member = tf.next()
-                if member is None:
-                    break
-                offset = member.offset
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise ParseError(
-                        f"more than {MAX_MEMBERS} archive members", offset=offset, what=str(path)
-                    )
-                name = _norm_member(member.name)
-                if member.size < 0 or member.size > MAX_MEMBER_BYTES:
-                    raise ParseError(
-                        f"archive member {member.name!r} claims {member.size} bytes "
-                        f"(more than {MAX_MEMBER_BYTES})",
-                        offset=offset,
-                        what=str(path),
-                    )
-                claimed += member.size
-                if claimed > MAX_ARCHIVE_BYTES:
-                    raise ParseError(
-                        f"archive members claim more than {MAX_ARCHIVE_BYTES} bytes in all",
-                        offset=offset,
-                        what=str(path),
-                    )
-                parent = name.rpartition("/")[0]
-                if member.isdir():
-                    self._add(name, _Node("dir"))
-                elif member.issym():
-                    self._add(
-                        name,
-                        _Node("link", target=_norm_target(parent, member.linkname, member.name)),
-                    )
-                elif member.islnk():
-                    # A hard link names another member by its archive path.
-                    self._add(
-                        name, _Node("link", target=_norm_target("", member.linkname, member.name))
-                    )
-                elif member.isreg():
-                    node = _Node("file", size=member.size)
-                    cap = MAX_LOG_BYTES if name.endswith(".txt") else MAX_VALUE_BYTES
-                    if member.size > cap:
-                        node.note = f"larger than {cap} bytes"
-                    elif kept + member.size > MAX_KEPT_BYTES + 2 * MAX_LOG_BYTES:
-                        node.note = "not kept: archive holds too much data"
-                    else:
-                        f = tf.extractfile(member)
-                        node.data = f.read(member.size) if f is not None else b""
-                        if len(node.data) != member.size:
-                            raise ParseError(
-                                f"archive member {member.name!r} is truncated",
-                                offset=offset,
-                                what=str(path),
-                            )
-                        kept += member.size
-                    self._add(name, node)
-                else:
-                    raise ParseError(
-                        f"archive member {member.name!r} is a device, FIFO or other special file",
-                        offset=offset,
-                        what=str(path),
-                    )
-        except ParseError:
-            raise
-        except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, UnicodeError) as exc:
-            raise ParseError(
-                f"corrupt archive: {_one_line(exc)}", offset=offset, what=str(path)
-            ) from None
-        if count == 0:
-            raise ParseError("empty archive", offset=0, what=str(path))
-        # tarfile stops quietly at a header cut short; an archive ends with two zero blocks
-        # (POSIX.1-2001 ustar), so check they are there.
-        try:
-            tf.fileobj.seek(tf.offset)
-            tail = tf.fileobj.read(1024)
-        except (OSError, EOFError, zlib.error):
-            tail = b""
-        if len(tail) < 1024 or tail.count(0) != len(tail):
-            self.notes = (
-                f"archive ends at offset {tf.offset:#x} without its end-of-archive marker "
-                "(truncated?): files after that point are missing",
-            )
-
-    def _add(self, name: str, node: _Node) -> None:
-        if not name:
-            return
-        parts = name.split("/")
-        for i in range(len(parts)):
-            parent = "/".join(parts[:i])
-            if parent not in self.nodes:
-                self.nodes[parent] = _Node("dir")
-            self.children.setdefault(parent, set()).add(parts[i])
-        if node.kind == "dir" and name in self.nodes and self.nodes[name].kind == "dir":
-            return  # keep what is known; a later duplicate directory entry adds nothing
-        self.nodes[name] = node
-
-    def _resolve(self, rel: str) -> tuple[str, _Node] | None:
-        pending = [c for c in rel.split("/") if c]
-        pending.reverse()
-        done: list[str] = []
-        hops = 0
-        node = self.nodes[""]
-        while pending:
-            comp = pending.pop()
-            if comp == "..":
-                if not done:
-                    raise _Unreadable("a link on the way points outside the archive")
-                done.pop()
-                continue
-            if comp == ".":
-                continue
-            key = "/".join([*done, comp])
-            found = self.nodes.get(key)
-            if found is None:
-                return None
-            if found.kind == "link":
-                hops += 1
-                if hops > MAX_LINK_HOPS:
-                    raise _Unreadable(f"more than {MAX_LINK_HOPS} links (a loop?)")
-                assert found.target is not None
-                done = []
-                pending.extend(reversed(found.target.split("/")))
-                continue
-            if pending and found.kind != "dir":
-                return None
-            done.append(comp)
-            node = found
-        return "/".join(done), node
-
-    def read(self, rel: str, cap: int) -> bytes | None:
-        found = self._resolve(rel)
-        if found is None:
-            return None
-        node = found[1]
-        if node.kind == "dir":
-            raise _Unreadable("is a directory")
-        if node.data is None:
-            raise _Unreadable(node.note or "content not available")
-        if len(node.data) > cap:
-            raise _Unreadable(f"larger than {cap} bytes")
-        return node.data
-
-    def listdir(self, rel: str) -> list[str] | None:
-        try:
-            found = self._resolve(rel)
-        except _Unreadable:
-            return None
-        if found is None or found[1].kind != "dir":
-            return None
-        return sorted(self.children.get(found[0], ()))[:MAX_DIR_ENTRIES]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-# --------------------------------------------------------------------------------------------
 # Layout: where firmware/, sys/ and the copy's root are
 # --------------------------------------------------------------------------------------------
 
@@ -732,17 +362,17 @@ class _Layout:
     root: str | None  # standing for / (proc/, dmesg.txt)
 
 
-def _layout_in(tree: _Tree, prefix: str) -> _Layout | None:
-    if tree.is_dir(_join(prefix, "sys/firmware")):
-        return _Layout(_join(prefix, "sys/firmware"), _join(prefix, "sys"), prefix)
-    if tree.is_dir(_join(prefix, "firmware")):
-        return _Layout(_join(prefix, "firmware"), prefix, None)
-    if tree.is_dir(_join(prefix, "efi")) or tree.is_dir(_join(prefix, "memmap")):
+def _layout_in(tree: Tree, prefix: str) -> _Layout | None:
+    if tree.is_dir(rel_join(prefix, "sys/firmware")):
+        return _Layout(rel_join(prefix, "sys/firmware"), rel_join(prefix, "sys"), prefix)
+    if tree.is_dir(rel_join(prefix, "firmware")):
+        return _Layout(rel_join(prefix, "firmware"), prefix, None)
+    if tree.is_dir(rel_join(prefix, "efi")) or tree.is_dir(rel_join(prefix, "memmap")):
         return _Layout(prefix, None, None)
     return None
 
 
-def _find_layout(tree: _Tree, what: str) -> _Layout:
+def _find_layout(tree: Tree, what: str) -> _Layout:
     layout = _layout_in(tree, "")
     if layout is None:
         top = tree.listdir("") or []
@@ -758,7 +388,7 @@ def _find_layout(tree: _Tree, what: str) -> _Layout:
 
 def _dir_layout(path: Path) -> tuple[Path, _Layout]:
     """The base directory and layout for a directory argument."""
-    tree = _DirTree(path)
+    tree = DirTree(path)
     layout = _layout_in(tree, "")
     if layout is not None and layout.fw == "":
         # path itself is the firmware directory: climb to the copy's root when named so.
@@ -796,7 +426,7 @@ def _uint(text: str, bits: int) -> int:
 
 
 class _Reader:
-    def __init__(self, tree: _Tree, layout: _Layout) -> None:
+    def __init__(self, tree: Tree, layout: _Layout) -> None:
         self.tree = tree
         self.layout = layout
         self.problems: list[str] = []
@@ -805,17 +435,17 @@ class _Reader:
         """Text of ``rel`` under the firmware dir (or ``base``); None if missing/unreadable."""
         prefix = self.layout.fw if base is None else base
         try:
-            data = self.tree.read(_join(prefix, rel), cap)
-        except _Unreadable as exc:
-            self.problems.append(f"{_join(prefix, rel)}: {exc}")
+            data = self.tree.read(rel_join(prefix, rel), cap)
+        except Unreadable as exc:
+            self.problems.append(f"{rel_join(prefix, rel)}: {exc}")
             return None
         return None if data is None else _text(data)
 
     def value(self, rel: str, bits: int = 64) -> SysfsValue[int]:
         prefix = self.layout.fw
         try:
-            data = self.tree.read(_join(prefix, rel), MAX_VALUE_BYTES)
-        except _Unreadable as exc:
+            data = self.tree.read(rel_join(prefix, rel), MAX_VALUE_BYTES)
+        except Unreadable as exc:
             self.problems.append(f"{rel}: {exc}")
             return SysfsValue(rel, None, None, str(exc))
         if data is None:
@@ -829,8 +459,8 @@ class _Reader:
 
     def guid(self, rel: str) -> SysfsValue[Guid]:
         try:
-            data = self.tree.read(_join(self.layout.fw, rel), MAX_VALUE_BYTES)
-        except _Unreadable as exc:
+            data = self.tree.read(rel_join(self.layout.fw, rel), MAX_VALUE_BYTES)
+        except Unreadable as exc:
             self.problems.append(f"{rel}: {exc}")
             return SysfsValue(rel, None, None, str(exc))
         if data is None:
@@ -845,7 +475,7 @@ class _Reader:
 
     def indexed(self, rel: str, pattern: re.Pattern[str]) -> list[str] | None:
         """Sub-directory names of ``rel`` matching ``pattern`` (then the rest), numerically."""
-        names = self.tree.listdir(_join(self.layout.fw, rel))
+        names = self.tree.listdir(rel_join(self.layout.fw, rel))
         if names is None:
             return None
 
@@ -857,7 +487,7 @@ class _Reader:
 
 
 def _read_esrt(r: _Reader) -> tuple[SysfsEsrt | None, tuple[tuple[str, str | None], ...]]:
-    if not r.tree.is_dir(_join(r.layout.fw, "efi/esrt")):
+    if not r.tree.is_dir(rel_join(r.layout.fw, "efi/esrt")):
         return None, ()
     tree: list[tuple[str, str | None]] = [("efi/esrt", None)]
     head = []
@@ -874,7 +504,7 @@ def _read_esrt(r: _Reader) -> tuple[SysfsEsrt | None, tuple[tuple[str, str | Non
         entries = []
         for name in names:
             base = f"efi/esrt/entries/{name}"
-            if not r.tree.is_dir(_join(r.layout.fw, base)):
+            if not r.tree.is_dir(rel_join(r.layout.fw, base)):
                 continue
             tree.append((base, None))
             values: list[SysfsValue[object]] = [r.guid(f"{base}/fw_class")]
@@ -918,7 +548,7 @@ def _read_runtime_map(r: _Reader) -> tuple[MemoryDescriptor, ...] | None:
     out = []
     for name in names:
         base = f"efi/runtime-map/{name}"
-        if not _INDEX_NAME.match(name) or not r.tree.is_dir(_join(r.layout.fw, base)):
+        if not _INDEX_NAME.match(name) or not r.tree.is_dir(rel_join(r.layout.fw, base)):
             continue
         vals = {f: r.value(f"{base}/{f}", 32 if f == "type" else 64) for f in RUNTIME_MAP_FILES}
         missing = [f for f, v in vals.items() if v.value is None]
@@ -944,7 +574,7 @@ def _read_memmap(r: _Reader) -> tuple[FirmwareMemmapEntry, ...] | None:
     out = []
     for name in names:
         base = f"memmap/{name}"
-        if not _INDEX_NAME.match(name) or not r.tree.is_dir(_join(r.layout.fw, base)):
+        if not _INDEX_NAME.match(name) or not r.tree.is_dir(rel_join(r.layout.fw, base)):
             continue
         start = r.value(f"{base}/start")
         end = r.value(f"{base}/end")
@@ -980,10 +610,10 @@ def _read_hypervisor(r: _Reader) -> tuple[str | None, str | None, str | None]:
     return htype, hversion, caps
 
 
-def _read(tree: _Tree, layout: _Layout, path: str, kind: str, extras: bool = True) -> SysfsEvidence:
+def _read(tree: Tree, layout: _Layout, path: str, kind: str, extras: bool = True) -> SysfsEvidence:
     r = _Reader(tree, layout)
     r.problems.extend(tree.notes)
-    efi_names = tree.listdir(_join(layout.fw, "efi"))
+    efi_names = tree.listdir(rel_join(layout.fw, "efi"))
     esrt, esrt_files = _read_esrt(r)
     htype, hversion, caps = _read_hypervisor(r)
     base = layout.root if layout.root is not None else (layout.sys or "")
@@ -992,9 +622,9 @@ def _read(tree: _Tree, layout: _Layout, path: str, kind: str, extras: bool = Tru
     if extras:
         for name in ("dmesg.txt", "xl-dmesg.txt"):
             try:
-                logs[name] = tree.read(_join(base, name), MAX_LOG_BYTES)
-            except _Unreadable as exc:
-                r.problems.append(f"{_join(base, name)}: {exc}")
+                logs[name] = tree.read(rel_join(base, name), MAX_LOG_BYTES)
+            except Unreadable as exc:
+                r.problems.append(f"{rel_join(base, name)}: {exc}")
         manifest = r.raw("MANIFEST.txt", base=base)
     return SysfsEvidence(
         path=path,
@@ -1031,8 +661,8 @@ def read_sysfs(path: str | os.PathLike[str], *, extras: bool = True) -> SysfsEvi
     p = Path(path)
     if p.is_dir():
         base, layout = _dir_layout(p)
-        return _read(_DirTree(base), layout, str(p), "directory", extras)
-    tree = _TarTree(p)
+        return _read(DirTree(base), layout, str(p), "directory", extras)
+    tree = TarTree(p)
     layout = _find_layout(tree, str(p))
     return _read(tree, layout, str(p), "tar", extras)
 
@@ -1047,3 +677,29 @@ def looks_like_sysfs(path: str | os.PathLike[str]) -> bool:
         return tarfile.is_tarfile(p)
     except (ParseError, OSError, tarfile.TarError, EOFError, zlib.error, ValueError, LZMAError):
         return False
+
+
+__all__ = [  # the bounds and trees live in sysfs_tree; their names stay importable from here
+    "E820_TYPE_STRINGS",
+    "EFI_TOP_FILES",
+    "ESRT_ENTRY_FILES",
+    "MAX_ARCHIVE_BYTES",
+    "MAX_DIR_ENTRIES",
+    "MAX_KEPT_BYTES",
+    "MAX_LINK_HOPS",
+    "MAX_LOG_BYTES",
+    "MAX_MEMBERS",
+    "MAX_MEMBER_BYTES",
+    "MAX_VALUE_BYTES",
+    "RUNTIME_MAP_EVIDENCE",
+    "RUNTIME_MAP_FILES",
+    "U32_MAX",
+    "U64_MAX",
+    "FirmwareMemmapEntry",
+    "SysfsEsrt",
+    "SysfsEsrtEntry",
+    "SysfsEvidence",
+    "SysfsValue",
+    "looks_like_sysfs",
+    "read_sysfs",
+]
