@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from efihandoff.outputs.text import _VERDICT_STYLE, _bytes
+from efihandoff.outputs.text import VERDICT_STYLE, size_text
 from efihandoff.survey import VERDICT_ORDER, Progress, SurveyResult
 
 _SKIPPED_SHOWN = 10
@@ -65,7 +65,7 @@ def _clock(seconds: float) -> str:
 def _cell(word: str, count: int, total: int) -> str:
     if not count:
         return "[dim]-[/]"
-    style = _VERDICT_STYLE.get(word, "")
+    style = VERDICT_STYLE.get(word, "")
     return f"[{style}]{count}[/] ({100 * count / total:.0f}%)" if total else str(count)
 
 
@@ -83,10 +83,10 @@ def _esrt_table(title: str, paths: dict[str, Any], console: Console) -> None:
         t.add_row(
             escape(pid),
             *(_cell(w, p["esrt"].get(w, 0), p["machines"]) for w in words),
-            _bytes(cost["reserved_bytes"]["median"]),
-            _bytes(cost["reserved_bytes"]["max"]),
-            _bytes(cost["held_during_boot_bytes"]["median"]),
-            _bytes(cost["held_during_boot_bytes"]["max"]),
+            size_text(cost["reserved_bytes"]["median"]),
+            size_text(cost["reserved_bytes"]["max"]),
+            size_text(cost["held_during_boot_bytes"]["median"]),
+            size_text(cost["held_during_boot_bytes"]["max"]),
         )
     console.print(t)
 
@@ -104,7 +104,7 @@ def _other_tables(paths: dict[str, Any], console: Console) -> None:
         for p in paths.values():
             counts = p["tables"].get(name, {})
             parts = [
-                f"[{_VERDICT_STYLE.get(w, '')}]{w}[/] {counts[w]}"
+                f"[{VERDICT_STYLE.get(w, '')}]{w}[/] {counts[w]}"
                 for w in [*VERDICT_ORDER, *sorted(set(counts) - set(VERDICT_ORDER))]
                 if counts.get(w)
             ]

@@ -24,7 +24,7 @@ from efihandoff.uefi.memmap import attribute_names
 
 ESRT_GUID = "b122a263-3661-4f68-9929-78f8b0d62180"
 
-_VERDICT_STYLE = {
+VERDICT_STYLE = {
     "intact": "green",
     "relocated": "green",
     "corrupt": "bold red",
@@ -623,8 +623,8 @@ def render_paths(
                 _esrt_verdict(p),
                 _sysfs(p),
                 _devices(p),
-                _bytes(cost.get("reserved_bytes")),
-                _bytes(cost.get("held_during_boot_bytes")),
+                size_text(cost.get("reserved_bytes")),
+                size_text(cost.get("held_during_boot_bytes")),
                 *(p["tables"].get(g, {}).get("verdict") or "-" for g in others),
             ]
         )
@@ -687,7 +687,7 @@ def _paths_narrow(
             ("held_during_boot_bytes", "held at boot"),
         ):
             if cost.get(key) is not None:
-                g.add_row(what, _bytes(cost[key]), "")
+                g.add_row(what, size_text(cost[key]), "")
         console.print(Padding(g, (0, 0, 0, 2), expand=False))
 
 
@@ -730,14 +730,14 @@ def _devices(p: Mapping[str, Any]) -> str:
 
 
 def _verdict_style(word: str) -> str:
-    return _VERDICT_STYLE.get(word, "")
+    return VERDICT_STYLE.get(word, "")
 
 
 def _verdict(word: str | None) -> str:
     """Console markup for a verdict (kept for renderers that print markup)."""
     if word is None:
         return "-"
-    return f"[{_VERDICT_STYLE.get(word, '')}]{word}[/]"
+    return f"[{VERDICT_STYLE.get(word, '')}]{word}[/]"
 
 
 # --- boot ---------------------------------------------------------------------------------
@@ -794,7 +794,8 @@ def _q(v: Any, fmt: str = "{}") -> str:
     return "?" if v is None else fmt.format(v)
 
 
-def _bytes(n: int | None) -> str:
+def size_text(n: int | None) -> str:
+    """A byte count as GiB, MiB, KiB or B with one decimal; "-" when not known."""
     if n is None:
         return "-"
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
