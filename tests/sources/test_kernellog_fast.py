@@ -333,3 +333,134 @@ def test_corrupt_gzip_same_error() -> None:
         except Exception as exc:  # compared below
             errors.append((type(exc), str(exc)))
     assert errors[0] == errors[1]
+
+
+# -- map lines in bulk -------------------------------------------------------------------------
+
+_MAP_PREFIXES = [
+    "[{ts}] ",
+    "<6>[{ts}] ",
+    "[{ts}][    T1] ",
+    "Jun 18 10:00:00 host kernel: [{ts}] ",
+    "Jun 18 10:00:00 host kernel: ",
+    "2024-06-18T10:00:00+0200 host kernel: ",
+    "[Tue Jun 18 09:58:01 2024] ",
+    "(XEN) [{ts}] ",
+    "(XEN) ",
+    "> [{ts}] ",
+]
+_TYPEATTRS = [
+    "Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC",
+    "Boot Data   |   |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC",
+    "Runtime Data|RUN|  |  |  |  |  |  |  |  |   |WB|WT|WC|UC",
+    "Reserved    |   |  |  |  |  |  |  |  |  |   |  |  |  |UC",
+    "type=99|attr=0x000000000000000f",
+    "Not A Type  |   |WB",
+    "Conventional|   |XX|  |WB",
+]
+_E820_WORDS = ["usable", "reserved", "ACPI NVS", "ACPI data", "usable =3D=3D", "resrved",
+               "persistent (type 12)", "type 20", "usable  ", "reserved`"]  # fmt: skip
+_XEN_WORDS = ["(usable)", "(reserved)", "(ACPI data)", "(bogus)", "(usable) "]
+
+
+@st.composite
+def _map_line(draw: st.DrawFn, kind: str, i: int) -> str:
+    a = draw(st.integers(0, 1 << 40)) & ~0xFFF
+    size = draw(st.sampled_from([0x1000, 0x20000, 0x9F000, 0]))
+    b = a + size - 1 if size else a - 0x1000  # a last before the first, now and then
+    if kind == "memmap":
+        index = draw(st.sampled_from([i, i, i, 0]))
+        mb = size >> 20
+        sep = draw(st.sampled_from([" ", " ", "", "  "]))
+        tail = draw(st.sampled_from(["", "", "  ", "`"]))
+        ta = draw(st.sampled_from(_TYPEATTRS))
+        return f"efi:{sep}mem{index:02d}: [{ta}] range=[0x{a:016x}-0x{b:016x}] ({mb}MB){tail}"
+    if kind == "e820":
+        who = draw(st.sampled_from(["BIOS-e820", "BIOS-e820", "Xen"]))
+        return f"{who}: [mem 0x{a:016x}-0x{b:016x}] {draw(st.sampled_from(_E820_WORDS))}"
+    if kind == "xen-efi":
+        t = draw(st.integers(0, 15))
+        attr = draw(st.sampled_from(["000000000000000f", "800000000000000f", "=3D0f"]))
+        return f" {a:013x}-{b:013x} type={t} attr={attr}"
+    return f" [{a:016x}, {b:016x}] {draw(st.sampled_from(_XEN_WORDS))}"
+
+
+@st.composite
+def _map_log(draw: st.DrawFn) -> bytes:
+    """Runs of map lines in one capture style, with what makes a line leave the bulk path:
+    a timestamp that falls (a new boot), a line repeated, a type word or bracket that does
+    not parse, a quoted-printable '=3D', a markdown backtick, a trailing blank."""
+    out = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    for _ in range(draw(st.integers(1, 3))):
+        prefix = draw(st.sampled_from(_MAP_PREFIXES))
+        kind = draw(st.sampled_from(["memmap", "e820", "xen-efi", "xen-e820"]))
+        if kind.startswith("xen") and not prefix.startswith("(XEN)"):
+            prefix = "(XEN) " + prefix
+        header = {"xen-efi": "EFI memory map:", "xen-e820": "Xen-e820 RAM map:"}.get(kind)
+        t0 = draw(st.integers(0, 3))
+        lines: list[str] = []
+        if header:
+            lines.append(prefix.format(ts=f"{t0:5d}.000000") + header)
+        for i in range(draw(st.integers(1, 30))):
+            t = t0 + i // 8 if draw(st.integers(0, 20)) else 0
+            line = prefix.format(ts=f"{t:5d}.{i:06d}") + draw(_map_line(kind, i))
+            lines.append(line)
+            if not draw(st.integers(0, 15)):
+                lines.append(line)  # a paste repeated
+        out += lines
+        out.append(f"[{t0 + 5:5d}.000000] usb 1-1: chatter")
+    sep = draw(st.sampled_from(["\n", "\r\n"]))
+    return (sep.join(out) + sep).encode()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_map_log())
+def test_hypothesis_map_runs_same_both_ways(data: bytes) -> None:
+    same(data)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=_map_log())
+def test_hypothesis_map_runs_same_with_tiny_blocks(data: bytes, tiny_blocks: None) -> None:
+    same(data)
+
+
+def test_map_runs_are_read_in_bulk() -> None:
+    """An efi=debug map, an E820 table and Xen's EFI map, 600 lines each: none goes through
+    Reader.message one line at a time; the result is the line-by-line one."""
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    for i in range(600):
+        a = i << 20
+        lines.append(
+            f"[    0.000000] efi: mem{i:02d}: [Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT"
+            f"|WC|UC] range=[0x{a:016x}-0x{a + 0xFFFFF:016x}] (1MB)"
+        )
+    for i in range(600):
+        a = i << 20
+        lines.append(f"[    0.000000] BIOS-e820: [mem 0x{a:016x}-0x{a + 0xFFFFF:016x}] usable")
+    lines.append("(XEN) EFI memory map:")
+    for i in range(600):
+        a = i << 20
+        lines.append(f"(XEN)  {a:013x}-{a + 0xFFFFF:013x} type=7 attr=000000000000000f")
+    data = ("\n".join(lines) + "\n").encode()
+    calls = []
+    real = Reader.message
+
+    def counting(self: Reader, ln: int, *args: object, **kw: object) -> None:
+        calls.append(ln)
+        real(self, ln, *args, **kw)  # type: ignore[arg-type]
+
+    Reader.message = counting  # type: ignore[method-assign]
+    try:
+        fast = read_kernel_log(data)
+    finally:
+        Reader.message = real  # type: ignore[method-assign]
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    assert len(boot.memory_map) == 600 and len(boot.e820) == 600
+    assert boot.xen is not None and len(boot.xen.efi_memory_map) == 600
+    assert len(calls) < 20

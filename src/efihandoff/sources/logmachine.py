@@ -189,8 +189,7 @@ def candidate_machine(
     """The machine as one candidate type of ``table`` would make it, reduced to what decides
     that table's verdict: its own page(s) (already a descriptor of their own in a map inferred
     from the log), free memory for firmware-side copies, and the table alone in the array."""
-    own = retype(mm, table.table, mtype, end)
-    i = own.lookup_index(table.table)
+    own, i = retype_at(mm, table.table, mtype, end)
     if i is None:  # e.g. a page at the top of the address space: no descriptor Linux would use
         return machine.with_(memory_map=own)
     d = own[i]
@@ -450,6 +449,16 @@ def _narrow(
 def retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> MemoryMap:
     """The map with the pages holding ``addr`` (up to ``end`` when known, else one page) given
     type ``mtype``: split out of the descriptor covering them, or added where none does."""
+    return retype_at(mm, addr, mtype, end)[0]
+
+
+def retype_at(
+    mm: MemoryMap, addr: int, mtype: int, end: int | None = None
+) -> tuple[MemoryMap, int | None]:
+    """:func:`retype`, and the index its map's ``lookup_index(addr)`` gives, without a fresh
+    O(n) index of the new map: the descriptors before the one ``mm`` found are unchanged (none
+    held ``addr``), the part before ``addr`` does not hold it, and the retyped part does and is
+    valid (the descriptor it is cut from is, so it starts and ends on pages)."""
     page = addr & ~(PAGE_SIZE - 1)
     stop = (
         page + PAGE_SIZE
@@ -465,10 +474,11 @@ def retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> Memo
     if i is None:
         new = MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, int(attr))
         descs = sorted((*mm.descriptors, new), key=lambda d: d.phys_addr)
-        return MemoryMap(tuple(descs), mm.desc_size, mm.desc_version)
+        own = MemoryMap(tuple(descs), mm.desc_size, mm.desc_version)
+        return own, own.lookup_index(addr)
     d = mm[i]
     if d.type == mtype and end is None:
-        return mm
+        return mm, i
     stop = min(stop, d.end)
     parts = []
     if page > d.phys_addr:
@@ -476,7 +486,7 @@ def retype(mm: MemoryMap, addr: int, mtype: int, end: int | None = None) -> Memo
     parts.append(MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, int(d.attribute | attr)))
     if stop < d.end:
         parts.append(d.replace(phys_addr=stop, num_pages=(d.end - stop) // PAGE_SIZE))
-    return mm.replace_descriptor(i, *parts)
+    return mm.replace_descriptor(i, *parts), i + (page > d.phys_addr)
 
 
 # --------------------------------------------------------------------------------------------

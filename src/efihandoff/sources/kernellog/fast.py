@@ -61,6 +61,24 @@ _F_STOP = (
 _F_IGNORED = IGNORED_BYTES
 
 
+# Map lines read in bulk: the message (group 2) of a line the reader reads as it is, no more
+# (a narrower form than its str pattern; anything else goes the ordinary way): ASCII, no '='
+# or '`' where a quoted-printable or markdown paste could put one, no control but a CR before
+# the newline.
+_F_HEX = rb"([0-9a-fA-F]{1,16})"
+_F_TEXT = rb"[ -<>-_a-~]"  # printable ASCII but '=' and '`'
+# Linux efi_print_memmap through the "efi: " pr_fmt: index, type|attribute names, first, last.
+_F_MEMMAP = (
+    rb"(efi: {0,16}mem([0-9]{1,6}): \[([ A-Za-z0-9|]{1,96})\] range=\[0x" + _F_HEX + rb"-0x"
+    + _F_HEX + rb"\] {0,4}\([0-9]{1,20}MB\) {0,16})\r?(?=\n)"
+)  # fmt: skip
+# Linux e820__print_table (and a PV dom0's "Xen: [mem ...]"): who, first, last, the type words.
+_F_E820 = (
+    rb"((BIOS-e820|Xen): \[mem 0x" + _F_HEX + rb"-0x" + _F_HEX + rb"\](" + _F_TEXT
+    + rb"{0,200}))\r?(?=\n)"
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Style:
     """One capture style. ``bulk`` takes a line whose message nothing reads (``quick`` too,
@@ -77,6 +95,8 @@ class _Style:
     parse: re.Pattern[bytes]
     prefixed: bool
     other_msg: bool
+    memmap: re.Pattern[bytes]  # a kernel line holding _F_MEMMAP (groups from 2 on)
+    e820: re.Pattern[bytes]  # a kernel line holding _F_E820
 
 
 def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _Style:
@@ -98,6 +118,8 @@ def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _St
         build(_F_STOP, _F_STOP),
         b"kernel" in rest,
         other == "iso",
+        re.compile(head + rest + _F_MEMMAP),
+        re.compile(head + rest + _F_E820),
     )
 
 
@@ -117,6 +139,9 @@ _STYLES: tuple[_Style, ...] = (
 _F_XEN_LINE = re.compile(
     rb"\n\(XEN\) ?+(?:\[ {0,12}[0-9]{1,10}\.[0-9]{1,9}\] ?|" + _F_HUMAN + rb"|(?!\[))"
 )
+# A (XEN) line whose message the reader may take in bulk while a Xen map is being read.
+# (Its '=' are checked there: "=3D" is a quoted-printable one.)
+_F_XEN_MAP = re.compile(_F_XEN_LINE.pattern + rb"([ -_a-~]{1,200})\r?(?=\n)")
 # bytes a line may hold without clean changing it (everything but the ASCII controls)
 _NOT_CONTROL = bytes(range(0x20, 0x7F)) + b"\n" + bytes(range(0x80, 0x100))
 
@@ -286,6 +311,11 @@ class Fast:
         r = self.r
         while pos < end:
             if buf.startswith(b"(XEN)", pos + 1):
+                if r.pending is None and r.cur.xen_map_mode is not None:
+                    run = self._xen_map_run(buf, pos, end)
+                    if run != pos:
+                        pos = run
+                        continue
                 m = _F_XEN_LINE.match(buf, pos, end)
                 if m is None:
                     pos = self.slow(buf, pos)
@@ -308,6 +338,12 @@ class Fast:
                 else:
                     pos = self.slow(buf, pos)
                     continue
+            c = buf[m.end() : m.end() + 1]
+            if (c == b"e" or c == b"B" or c == b"X") and r.pending is None:
+                run = self._map_run(buf, pos, end, style, c == b"e")
+                if run != pos:
+                    pos = run
+                    continue
             mode = style.mode
             nxt = buf.index(b"\n", m.end())
             self.ln += 1
@@ -329,3 +365,40 @@ class Fast:
                 r.lines_read += 1
                 r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), ts, False, True)
             pos = nxt
+
+    def _map_run(self, buf: bytes, pos: int, end: int, style: _Style, efi: bool) -> int:
+        """Linux map lines from the one after the newline at ``pos`` on, while the style's map
+        pattern matches and the reader takes them: one compiled match per line and no other
+        work on its text; the newline after the last line taken."""
+        r = self.r
+        ts_mode = style.mode[0] == "t"
+        pattern = style.memmap if efi else style.e820
+        while pos < end:
+            m = pattern.match(buf, pos)
+            if m is None:
+                break
+            ts = float(m[1]) if ts_mode else None
+            if efi:
+                inner = m[4].decode("ascii")
+                took = r.take_memmap(
+                    self.ln + 1, ts, m[2], int(m[3]), inner, int(m[5], 16), int(m[6], 16)
+                )
+            else:
+                who, rest = m[3].decode("ascii"), m[6].decode("ascii")
+                took = r.take_e820(self.ln + 1, ts, m[2], who, int(m[4], 16), int(m[5], 16), rest)
+            if not took:
+                break
+            self.ln += 1
+            pos = m.end()
+        return pos
+
+    def _xen_map_run(self, buf: bytes, pos: int, end: int) -> int:
+        """Lines of the Xen map being read, as :meth:`_map_run` does Linux's."""
+        r = self.r
+        while pos < end:
+            m = _F_XEN_MAP.match(buf, pos)
+            if m is None or not r.take_xen_map(self.ln + 1, m[1].decode("ascii")):
+                break
+            self.ln += 1
+            pos = m.end()
+        return pos
