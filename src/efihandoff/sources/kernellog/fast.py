@@ -227,8 +227,8 @@ class Fast:
                     return fields
             if len(fields) > best_count:
                 best, best_count = i, len(fields)
-            if i == self.style and 2 * len(fields) > n:
-                break  # mostly this style
+            if i == self.style and (2 * len(fields) > n or style.parse.match(buf, pos)):
+                break  # mostly this style, or lines of this style that are not chatter
         self.style = best
         self.mixed = 2 * best_count > n
         return None
@@ -373,9 +373,10 @@ class Fast:
         r = self.r
         ts_mode = style.mode[0] == "t"
         pattern = style.memmap if efi else style.e820
-        while pos < end:
-            m = pattern.match(buf, pos)
-            if m is None:
+        # one scan over the span; a match that does not start where the last one ended (or
+        # none at all) ends the run
+        for m in pattern.finditer(buf, pos, end + 1):  # + 1: the lookahead sees the newline
+            if m.start() != pos:
                 break
             ts = float(m[1]) if ts_mode else None
             if efi:
@@ -390,15 +391,18 @@ class Fast:
                 break
             self.ln += 1
             pos = m.end()
+            if pos >= end:
+                break
         return pos
 
     def _xen_map_run(self, buf: bytes, pos: int, end: int) -> int:
         """Lines of the Xen map being read, as :meth:`_map_run` does Linux's."""
         r = self.r
-        while pos < end:
-            m = _F_XEN_MAP.match(buf, pos)
-            if m is None or not r.take_xen_map(self.ln + 1, m[1].decode("ascii")):
+        for m in _F_XEN_MAP.finditer(buf, pos, end + 1):
+            if m.start() != pos or not r.take_xen_map(self.ln + 1, m[1].decode("ascii")):
                 break
             self.ln += 1
             pos = m.end()
+            if pos >= end:
+                break
         return pos
