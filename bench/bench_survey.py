@@ -2,7 +2,7 @@
 ``grep -c 'efi:'`` over the same files, measured in the same run.
 
     .venv/bin/python bench/bench_survey.py [--logs 10000] [--size-mb 1024] [--seed 1]
-        [--jobs 2] [--cache DIR] [--limit N] [--no-survey]
+        [--jobs 2] [--cache DIR] [--limit N] [--no-survey] [--compare N]
 
 The corpus (bench/make_corpus.py) is generated once into the cache directory (default
 ``~/.cache/efihandoff-bench``) and reused. Before timing, every file is read once so the page
@@ -10,7 +10,9 @@ cache is warm for every contender. Baselines: one ``grep -c 'efi:'`` after anoth
 files (``find | xargs -0 grep``: one core) and ``xargs -0 -P JOBS -n 500`` (every core asked
 for). Then, with ``JOBS`` worker processes: reading every file with the kernel-log reader alone
 (``read_source``, no judging), and the whole survey (``survey.run``). Last, on one core and the
-first 100 MiB of logs, the line-by-line reader against the fast path. Each line prints the
+first 100 MiB of logs, the line-by-line reader against the fast path. With ``--compare N``, the
+first N files surveyed with the path-result cache (efihandoff.paths.memo) on and off: the
+output must be the same byte for byte. Each line prints the
 time, the throughput and the ratio to the grep baseline on every core. Times are wall-clock,
 best of ``--repeat`` for the short ones; the machine may be busy (nothing here asserts a time).
 """
@@ -118,6 +120,29 @@ def reader_speed(files: list[str], budget: int) -> tuple[int, float, float]:
     return size, times[0], times[1]
 
 
+def compare_memo(files: list[str], jobs: int) -> tuple[bool, float, float]:
+    """Survey ``files`` with efihandoff.paths.memo's cache on, then off (EFIHANDOFF_MEMO=0,
+    inherited by the workers): whether JSON and CSV are the same byte for byte, and the two
+    times."""
+    from efihandoff import survey
+    from efihandoff.paths import memo
+
+    out = []
+    for value in ("1", "0"):
+        old = os.environ.get(memo.ENV)
+        os.environ[memo.ENV] = value
+        try:
+            t = time.perf_counter()
+            r = survey.run(files, jobs=jobs)
+            out.append((json.dumps(r.to_json()) + r.to_csv(), time.perf_counter() - t))
+        finally:
+            if old is None:
+                del os.environ[memo.ENV]
+            else:
+                os.environ[memo.ENV] = old
+    return out[0][0] == out[1][0], out[0][1], out[1][1]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--logs", type=int, default=10_000)
@@ -128,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=os.environ.get("EFIHANDOFF_BENCH_CACHE"))
     ap.add_argument("--limit", type=int, default=None, help="survey only the first N files")
     ap.add_argument("--no-survey", action="store_true", help="skip the (long) survey run")
+    ap.add_argument(
+        "--compare", type=int, default=0, metavar="N",
+        help="also survey the first N files with the path-result cache on and off: same "
+        "output? how much faster?",
+    )
     a = ap.parse_args(argv)
     cache = Path(a.cache or Path.home() / ".cache" / "efihandoff-bench")
     cache.mkdir(parents=True, exist_ok=True)
@@ -156,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary.update(read_s=round(rt, 2), read_ratio=round(rt / gp, 1))
 
+    if a.compare:
+        same, on, off = compare_memo(files[: a.compare], a.jobs)
+        print(
+            f"survey of the first {a.compare} files, path-result cache on / off: {on:.1f} s / "
+            f"{off:.1f} s ({off / on:.2f}x); JSON and CSV {'identical' if same else 'DIFFER'}"
+        )
+        summary.update(memo_on_s=round(on, 1), memo_off_s=round(off, 1), memo_same=same)
+
     if not a.no_survey:
         from efihandoff import survey
 
@@ -163,16 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         result = survey.run(files, jobs=a.jobs)
         st = time.perf_counter() - t
         n = len(result.machines)
+        boots = sum(m.boots for m in result.machines)
         print(
             f"survey (jobs={a.jobs}): {st:8.1f} s  {mb / st:8.2f} MiB/s  {n} machines "
-            f"({n / st:.1f}/s), {len(result.skipped)} skipped  ratio to grep -P{a.jobs}: "
-            f"{st / gp:.0f}x"
+            f"({n / st:.1f}/s; {boots} boots, {boots / st:.1f}/s), {len(result.skipped)} skipped"
+            f"  ratio to grep -P{a.jobs}: {st / gp:.0f}x"
         )
-        doc = result.to_json()
+        doc = result.to_json(detail=False)
         print("  ESRT on native:", json.dumps(doc["paths"]["native"]["esrt"]))
         print("  ESRT on xen-4.17:", json.dumps(doc["paths"]["xen-4.17"]["esrt"]))
         summary.update(
-            survey_s=round(st, 1), survey_ratio=round(st / gp), machines=n,
+            survey_s=round(st, 1), survey_ratio=round(st / gp), machines=n, boots=boots,
             skipped=len(result.skipped),
         )
 

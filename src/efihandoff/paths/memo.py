@@ -6,7 +6,8 @@ What a simulation reads (``paths/simulate.py`` ``simulate``/``_firmware``/``_Jud
 and its address, configuration-table array address and entries, memory (its bytes, which of
 them are known, what unwritten and scrubbed pages hold), firmware vendor and pool state; and
 the path's parameters. Its id and description only label the result. The key is those values
-themselves (hashable: frozen dataclasses, tuples, the memory's pickled state), so two machines
+themselves (hashable: frozen dataclasses, tuples, the map's and the memory's pickled state; equal
+pickles of these plain values mean equal values), so two machines
 share a result only when a simulation cannot tell them apart: machines of one model, the
 observed stack that equals a preset, one reduced candidate asked again. No address is shifted
 and nothing is abstracted, so a hit returns what a fresh simulation would, with the caller's
@@ -34,8 +35,10 @@ from efihandoff.paths import simulate as simulate_mod
 from efihandoff.paths.firmware import PoolState
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.simulate import PathResult
+from efihandoff.uefi.memmap import MemoryMap
 
 MAX_ENTRIES = 256  # results kept per process (a full machine's result holds its whole map)
+MAX_MAPS = 64  # memory maps whose key bytes are kept
 ENV = "EFIHANDOFF_MEMO"
 
 
@@ -49,6 +52,7 @@ class Stats:
 
 
 _cache: OrderedDict[Hashable, PathResult] = OrderedDict()
+_maps: dict[int, tuple[MemoryMap, bytes]] = {}  # id(map) -> (map, its bytes), oldest first
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
 
@@ -73,6 +77,7 @@ def disabled() -> Iterator[None]:
 def clear() -> None:
     """Forget every result and zero the counters."""
     _cache.clear()
+    _maps.clear()
     _stats.hits = _stats.misses = _stats.unkeyed = 0
 
 
@@ -97,7 +102,7 @@ def machine_key(machine: Machine) -> Hashable | None:
     if state is not None and type(state) is not PoolState:
         return None
     return (
-        machine.memory_map,
+        map_key(machine.memory_map),
         machine.system_table_address,
         machine.system_table,
         machine.config_table_address,
@@ -106,6 +111,25 @@ def machine_key(machine: Machine) -> Hashable | None:
         machine.firmware_vendor,
         state,
     )
+
+
+def map_key(mm: MemoryMap | None) -> bytes | None:
+    """A memory map as bytes (every field of every descriptor, the stride and version): hashed
+    once (bytes keep their hash), compared at memcmp speed. A map is immutable, so its bytes
+    are kept per map object for the machines that share it (every path of one machine)."""
+    if mm is None:
+        return None
+    hit = _maps.get(id(mm))
+    if hit is not None and hit[0] is mm:
+        return hit[1]
+    rows = tuple(
+        (d.type, d.phys_addr, d.num_pages, d.attribute, d.virt_addr) for d in mm.descriptors
+    )
+    key = pickle.dumps((mm.desc_size, mm.desc_version, rows), protocol=pickle.HIGHEST_PROTOCOL)
+    _maps[id(mm)] = (mm, key)  # the map held here, so its id is not reused while kept
+    if len(_maps) > MAX_MAPS:
+        del _maps[next(iter(_maps))]
+    return key
 
 
 @lru_cache(maxsize=256)
