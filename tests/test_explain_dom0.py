@@ -286,10 +286,10 @@ def test_explain_json_names_the_esrt_fields(tmp_path: Path) -> None:
 
 
 def test_model_checks_are_the_readers_message_kinds() -> None:
-    from efihandoff.explain import _PRINTED_CHECKS
+    from efihandoff.crosscheck import PRINTED_CHECKS
     from efihandoff.sources.kernellog import ESRT_KINDS
 
-    assert {str(c) for c in _PRINTED_CHECKS} <= set(ESRT_KINDS)
+    assert {str(c) for c in PRINTED_CHECKS} <= set(ESRT_KINDS)
 
 
 def test_cross_check_compares_the_stopping_check(tmp_path: Path) -> None:
