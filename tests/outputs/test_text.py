@@ -365,3 +365,55 @@ def test_streamed_findings_wrap_prose_at_spaces_never_cut():
         assert words.count("0xfffffffffffff000") == 2 * len(finds)
         assert words.count("fw_resource_count_max") == 2 * len(finds)
         assert f"esrt.c{len(finds) - 1}" in words
+
+
+def _many_paths(n: int) -> dict[str, object]:
+    tables = {f"{i:08x}-0000-0000-0000-000000000000": f"T{i}=intact" for i in range(n)}
+    paths = {pid: path_entry(v, lab, **tables) for pid, (v, lab) in {
+        "native": ("intact", "bare metal, Linux 6.3"),
+        "xen-4.16": ("refused", "Xen 4.16.5 (efi), Linux 6.3 dom0"),
+        LONG_ID: ("unknown", LONG_LABEL),
+    }.items()}
+    return paths
+
+
+def _tables(n: int) -> list[dict[str, object]]:
+    return [{"name": f"T{i}", "guid": f"{i:08x}-0000-0000-0000-000000000000",
+             "address": 0x7000_0000 + i * 0x18, "size": None if i % 2 else 96,
+             "memory_type": None if i % 3 else "EfiBootServicesData",
+             "memory_type_candidates": ["EfiLoaderData", "EfiACPIReclaimMemory"],
+             "memory_type_evidence": "E820 kind only, line 12 of the log" if i % 2 else None}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("width", [160, 80, 50])
+def test_streamed_paths_and_reasons_keep_the_layout(monkeypatch, width):
+    # The narrow per-path blocks, the reasons hanging beside their prefixes and the narrow
+    # table list, streamed, are what rich draws for them, line for line.
+    paths = _many_paths(30)
+    for render in (lambda c: text.render_paths(paths, c, verbose=True),
+                   lambda c: text.render_tables(_tables(30), c)):
+        outs = []
+        for limit in (10**9, 5):
+            monkeypatch.setattr(text, "STREAM_ROWS", limit)
+            c, buf = console(width)
+            render(c)
+            outs.append([line.rstrip() for line in buf.getvalue().splitlines()])
+        if any("┃" in line for line in outs[0]):  # boxed when small: never when streamed
+            assert not any("┃" in line for line in outs[1])
+            continue
+        assert outs[0] == outs[1]
+
+
+def test_a_thousand_tables_on_every_path_stream_whole():
+    paths = _many_paths(1000)
+    c, buf = console(80)
+    text.render_paths(paths, c, verbose=True)
+    text.render_tables(_tables(1000), c)
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    words = buf.getvalue().split()
+    assert words.count("T999") == 3 + 1  # a verdict row per path, and the table list
+    assert words.count("T999:") == 3  # its reason on each path
+    assert words.count(f"{999:08x}-0000-0000-0000-000000000000") == 1
+    assert words.count("because") == 3 * 12  # the ESRT's reason on each path, whole

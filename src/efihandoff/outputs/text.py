@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import IO, Any
 
 from rich.cells import cell_len
@@ -19,6 +19,19 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from efihandoff.outputs.textlines import (
+    STREAM_ROWS,
+    Styler,
+    column_needs,
+    fits_boxed,
+    fits_compact,
+    folded,
+    hang_lines,
+    print_lines,
+    stream_table,
+    verdict_lines,
+    wrapped,
+)
 from efihandoff.uefi.descriptions import describe_entry
 from efihandoff.uefi.memmap import attribute_names
 
@@ -180,32 +193,6 @@ def make_console(*, stderr: bool = False) -> Console:
 # --- fitting ------------------------------------------------------------------------------
 
 
-def _need(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], wrap: Collection[int]
-) -> list[int]:
-    """Per column, the narrowest width that shows every cell whole (prose wraps at spaces)."""
-    out = []
-    for i, h in enumerate(headers):
-        cells = [r[i] for r in rows]
-        if i in wrap:
-            words = [w for c in cells for w in c.split()] + h.split()
-            out.append(max((cell_len(w) for w in words), default=0))
-        else:
-            out.append(max([cell_len(h), *(cell_len(c) for c in cells)]))
-    return out
-
-
-def _fits_boxed(need: Sequence[int], width: int) -> bool:
-    return sum(need) + 3 * len(need) + 1 <= width
-
-
-def _fits_compact(need: Sequence[int], width: int) -> bool:
-    return sum(need) + 2 * (len(need) - 1) <= width
-
-
-Styler = Callable[[str], str]
-
-
 def _table(
     title: str | None,
     headers: Sequence[str],
@@ -251,24 +238,24 @@ def _show(
     """A boxed table if it fits whole, else borderless, else without ``drop_when_narrow``,
     else one record per row. Above ``STREAM_ROWS`` rows the same layouts are streamed as plain
     rows (rich's table layout is far from linear: 15,000 map lines took 15-60 s, issue 15)."""
-    need = _need(headers, rows, wrap)
+    need = column_needs(headers, rows, wrap)
     if len(rows) > STREAM_ROWS:
-        _stream(
+        stream_table(
             console, title, headers, rows, need, wrap=wrap, right=right, styles=styles,
             key_cols=key_cols, drop_when_narrow=drop_when_narrow, drop_note=drop_note,
         )
         return
     kw: dict[str, Any] = {"wrap": wrap, "right": right, "styles": styles}
-    if _fits_boxed(need, console.width):
+    if fits_boxed(need, console.width):
         console.print(_table(title, headers, rows, **kw))
         return
-    if _fits_compact(need, console.width):
+    if fits_compact(need, console.width):
         console.print(_table(title, headers, rows, compact=True, **kw))
         return
     if drop_when_narrow:
         keep = [i for i in range(len(headers)) if i not in drop_when_narrow]
         sub_need = [need[i] for i in keep]
-        if _fits_compact(sub_need, console.width):
+        if fits_compact(sub_need, console.width):
             remap = {old: new for new, old in enumerate(keep)}
             console.print(
                 _table(
@@ -283,129 +270,6 @@ def _show(
             )
             return
     _records(console, title, headers, rows, key_cols=key_cols, styles=styles)
-
-
-STREAM_ROWS = 200  # above this many rows a table is streamed as plain rows
-_CHUNK = 256  # streamed lines per console.print
-
-
-def _stream(
-    console: Console,
-    title: str,
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    need: Sequence[int],
-    *,
-    wrap: Collection[int] = (),
-    right: Collection[int] = (),
-    styles: Mapping[int, Styler] | None = None,
-    key_cols: int = 1,
-    drop_when_narrow: Collection[int] = (),
-    drop_note: str = "",
-) -> None:
-    """The borderless layout (or, narrower, the one without ``drop_when_narrow``, or records),
-    written as plain padded rows in chunks: linear in the cells, nothing cut (a prose column
-    that is last wraps at spaces under itself, any other cell longer than the width folds)."""
-    cols = list(range(len(headers)))
-    if not _fits_compact(need, console.width) and drop_when_narrow:
-        keep = [i for i in cols if i not in drop_when_narrow]
-        if _fits_compact([need[i] for i in keep], console.width):
-            cols, title = keep, f"{title} {drop_note}".strip()
-    styles = styles or {}
-    lines: list[Text] = [Text(title, style="bold")]
-    if _fits_compact([need[i] for i in cols], console.width):
-        last = cols[-1]
-        widths = {i: max(cell_len(headers[i]), *(cell_len(r[i]) for r in rows)) for i in cols}
-        start = sum(widths[i] + 2 for i in cols[:-1])
-        if last in wrap:  # prose: whatever room is left, at least its longest word
-            widths[last] = max(need[last], console.width - start)
-        if start + widths[last] > console.width and last not in wrap:
-            widths[last] = need[last]
-        lines.append(_row(headers, cols, widths, right, {}, "bold underline", start, wrap))
-        lines += (_row(r, cols, widths, right, styles, "", start, wrap) for r in rows)
-    else:
-        fields = [i for i in cols if i >= key_cols]
-        label_w = max((cell_len(headers[i]) for i in fields), default=0)
-        room = max(console.width - 4 - label_w - 2, 1)
-        for r in rows:
-            head = Text()
-            for i in range(key_cols):
-                head.append("  " if i else "")
-                head.append(r[i], style=styles[i](r[i]) if i in styles else "")
-            lines.append(head)
-            for i in fields:
-                if r[i] == "":
-                    continue
-                style = styles[i](r[i]) if i in styles else ""
-                parts = _wrapped(r[i], room) if i in wrap else _folded(r[i], room)
-                for k, part in enumerate(parts):
-                    line = Text(f"    {headers[i] if k == 0 else '':<{label_w}}  ")
-                    line.append(part, style=style)
-                    lines.append(line)
-    for k in range(0, len(lines), _CHUNK):
-        console.print(Text("\n").join(lines[k : k + _CHUNK]), soft_wrap=True)
-
-
-def _row(
-    cells: Sequence[str],
-    cols: Sequence[int],
-    widths: Mapping[int, int],
-    right: Collection[int],
-    styles: Mapping[int, Styler],
-    style: str,
-    start: int,
-    wrap: Collection[int],
-) -> Text:
-    """One streamed row: cells padded to their column, the last one wrapped or folded."""
-    line = Text()
-    for i in cols[:-1]:
-        c = cells[i]
-        pad = " " * (widths[i] - cell_len(c))
-        line.append(pad if i in right else "")
-        line.append(c, style=style or (styles[i](c) if i in styles else ""))
-        line.append(("" if i in right else pad) + "  ")
-    last = cols[-1]
-    c = cells[last]
-    parts = _wrapped(c, widths[last]) if last in wrap else _folded(c, widths[last])
-    if last in right and len(parts) == 1:
-        line.append(" " * (widths[last] - cell_len(c)))
-    cstyle = style or (styles[last](c) if last in styles else "")
-    for k, part in enumerate(parts):
-        line.append(("\n" + " " * start) if k else "")
-        line.append(part, style=cstyle)
-    line.rstrip()
-    return line
-
-
-def _folded(text: str, width: int) -> list[str]:
-    """``text`` in pieces of at most ``width`` cells (an over-long token is never cut off)."""
-    if cell_len(text) <= width:
-        return [text]
-    out, cur = [], ""
-    for ch in text:
-        if cur and cell_len(cur + ch) > width:
-            out.append(cur)
-            cur = ""
-        cur += ch
-    return [*out, cur]
-
-
-def _wrapped(text: str, width: int) -> list[str]:
-    """Greedy wrap at spaces to ``width`` cells; a word longer than that is folded."""
-    out: list[str] = []
-    cur = ""
-    for word in text.split():
-        if not cur:
-            cur = word
-        elif cell_len(cur) + 1 + cell_len(word) <= width:
-            cur += " " + word
-        else:
-            out.append(cur)
-            cur = word
-        if cell_len(cur) > width:
-            *whole, cur = _folded(cur, width)
-            out += whole
-    return [*out, cur] if cur or not out else out
 
 
 def _records(
@@ -563,10 +427,21 @@ def render_tables(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
             ]
         )
     headers = ["name", "guid", "address", "size", "memory type", "evidence"]
-    need = _need(headers, cells, [5])
-    if _fits_boxed(need, console.width):
+    need = column_needs(headers, cells, [5])
+    if len(cells) > STREAM_ROWS and fits_compact(need, console.width):
+        stream_table(console, "Configuration tables", headers, cells, need, wrap=[5])
+    elif len(cells) > STREAM_ROWS:  # the narrow layout below, as plain lines
+        width = console.width
+        lines = [Text("Configuration tables", style="bold")]
+        for name, guid, addr, size, mt, ev in cells:
+            where = f"at {addr}, " + ("size ?" if size == "?" else f"{size} bytes")
+            where += f", {mt}" + (f" (evidence: {ev})" if ev else "")
+            lines += [Text(p) for p in folded(f"{name}  {guid}", width)]
+            lines += [Text("    " + p) for p in wrapped(where, max(width - 4, 1))]
+        print_lines(console, lines)
+    elif fits_boxed(need, console.width):
         console.print(_table("Configuration tables", headers, cells, wrap=[5]))
-    elif _fits_compact(need, console.width):
+    elif fits_compact(need, console.width):
         console.print(_table("Configuration tables", headers, cells, wrap=[5], compact=True))
     else:  # narrow: the name and GUID, then where it is on one line
         console.print(Text("Configuration tables", style="bold"))
@@ -630,18 +505,18 @@ def render_paths(
         )
     verdict_cols = [2, *range(7, len(headers))]
     styles = {i: _verdict_style for i in verdict_cols}
-    need = _need(headers, rows, wrap=())
+    need = column_needs(headers, rows, wrap=())
     # without the stack column (then listed below the table), when only that keeps it too wide
     no_stack = [h for i, h in enumerate(headers) if i != 1]
     rows_ns = [[c for i, c in enumerate(r) if i != 1] for r in rows]
     styles_ns = {i - 1: _verdict_style for i in verdict_cols}
-    need_ns = _need(no_stack, rows_ns, wrap=())
-    if _fits_boxed(need, console.width):
+    need_ns = column_needs(no_stack, rows_ns, wrap=())
+    if fits_boxed(need, console.width):
         console.print(_table("Paths", headers, rows, right=[5, 6], styles=styles))
-    elif _fits_compact(need, console.width):
+    elif fits_compact(need, console.width):
         console.print(_table("Paths", headers, rows, right=[5, 6], styles=styles, compact=True))
-    elif _fits_boxed(need_ns, console.width) or _fits_compact(need_ns, console.width):
-        compact = not _fits_boxed(need_ns, console.width)
+    elif fits_boxed(need_ns, console.width) or fits_compact(need_ns, console.width):
+        compact = not fits_boxed(need_ns, console.width)
         console.print(
             _table("Paths", no_stack, rows_ns, right=[4, 5], styles=styles_ns, compact=compact)
         )
@@ -671,23 +546,30 @@ def _paths_narrow(
         console.print(head, overflow="fold")
         if label:  # too long beside the id: on its own line
             console.print(Padding(Text(label), (0, 0, 0, 2), expand=False))
-        g = Table.grid(padding=(0, 2))
-        g.add_column(no_wrap=True, min_width=name_w)
-        g.add_column(no_wrap=True, min_width=9)
-        g.add_column(overflow="fold")
         word = _esrt_verdict(p)
-        g.add_row("ESRT", Text(word, style=_verdict_style(word)),
-                  f"sysfs {_sysfs(p)}, fwupd {_devices(p)}")
+        rows: list[tuple[str, Text, str]] = [
+            ("ESRT", Text(word, style=_verdict_style(word)),
+             f"sysfs {_sysfs(p)}, fwupd {_devices(p)}")
+        ]
         for guid, name in others.items():
             w = p["tables"].get(guid, {}).get("verdict") or "-"
-            g.add_row(name, Text(w, style=_verdict_style(w)), "")
+            rows.append((name, Text(w, style=_verdict_style(w)), ""))
         cost = p.get("cost") or {}
         for key, what in (
             ("reserved_bytes", "reserved"),
             ("held_during_boot_bytes", "held at boot"),
         ):
             if cost.get(key) is not None:
-                g.add_row(what, size_text(cost[key]), "")
+                rows.append((what, Text(size_text(cost[key])), ""))
+        if len(rows) > STREAM_ROWS:  # a grid of 1,000 rows per path took seconds
+            print_lines(console, verdict_lines(rows, name_w, console.width))
+            continue
+        g = Table.grid(padding=(0, 2))
+        g.add_column(no_wrap=True, min_width=name_w)
+        g.add_column(no_wrap=True, min_width=9)
+        g.add_column(overflow="fold")
+        for name, verdict, extra in rows:
+            g.add_row(name, verdict, extra)
         console.print(Padding(g, (0, 0, 0, 2), expand=False))
 
 
@@ -696,10 +578,11 @@ def _reasons(
 ) -> None:
     console.print(Text("Why, for every table" if verbose else "Why, for the ESRT", style="bold"))
     pid_w = max(cell_len(pid) for pid in paths)
+    hangs: list[tuple[Text, str]] = []
     for pid, p in paths.items():
         if p.get("halt"):  # the stack never brings the OS up
-            body = Text(f"{p['halt']['message']} ({p['halt']['source']})")
-            console.print(_hang(Text(f"  {pid:<{pid_w}} never boots: "), body, console.width))
+            body = f"{p['halt']['message']} ({p['halt']['source']})"
+            hangs.append((Text(f"  {pid:<{pid_w}} never boots: "), body))
         items = [
             (v.get("name") or g, v)
             for g, v in p["tables"].items()
@@ -711,7 +594,13 @@ def _reasons(
                 prefix.append(f"{name}: ")
             prefix.append(v["verdict"], style=_verdict_style(v["verdict"]))
             prefix.append(":")
-            console.print(_hang(prefix, Text(v.get("reason") or ""), console.width))
+            hangs.append((prefix, v.get("reason") or ""))
+    if len(hangs) > STREAM_ROWS:  # a grid per reason is slow: 9 paths x 1,000 tables took 6 s
+        width = console.width
+        print_lines(console, [ln for pr, body in hangs for ln in hang_lines(pr, body, width)])
+        return
+    for prefix, body in hangs:
+        console.print(_hang(prefix, Text(body), console.width))
 
 
 def _esrt_verdict(p: Mapping[str, Any]) -> str:
