@@ -464,3 +464,28 @@ def test_map_runs_are_read_in_bulk() -> None:
     assert len(boot.memory_map) == 600 and len(boot.e820) == 600
     assert boot.xen is not None and len(boot.xen.efi_memory_map) == 600
     assert len(calls) < 20
+
+
+def test_a_map_line_that_does_not_parse_inside_a_run_is_kept_unparsed() -> None:
+    """A memNN line whose bracket names no type, between two that parse: the run hands it
+    back, the reader keeps it as an unparsed line (nothing dropped in silence)."""
+    good = (
+        "[    0.000000] efi: mem{:02d}: [Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC]"
+        " range=[0x{:016x}-0x{:016x}] (0MB)"
+    )
+    bad = (
+        "[    0.000000] efi: mem01: [Not A Type  |   |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC]"
+        " range=[0x0000000000001000-0x0000000000001fff] (0MB)"
+    )
+    lines = [
+        "[    0.000000] Linux version 6.6.1 (b@h) #1",
+        good.format(0, 0, 0xFFF),
+        bad,
+        good.format(2, 0x2000, 0x2FFF),
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    fast = read_kernel_log(data)
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    assert [d.phys_addr for d in boot.memory_map] == [0, 0x2000]
+    assert [(u.line, u.what) for u in boot.unparsed] == [(3, "efi memory map")]

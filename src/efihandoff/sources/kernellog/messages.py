@@ -2,10 +2,12 @@
 message, and what their fields mean.
 
 :data:`MESSAGES` names every message start the reader reads and which of its readers reads it;
-the slow path's dispatch (``Reader.linux``), the search for a message after an unknown prefix
-(:data:`BODY`), the fast path's test for chatter (:data:`IGNORED_BYTES`, :data:`FIRST_BYTES`)
-and the bulk scan for lines that matter are all generated from it, so they cannot drift apart.
-Message formats, as printed by (project, file, function), are listed in the package docstring.
+the slow path's dispatch (``Reader._linux``), the search for a message after an unknown prefix
+(:data:`BODY`) and the fast path's test for chatter (:data:`IGNORED_BYTES`, :data:`FIRST_BYTES`)
+are all generated from it, so they cannot drift apart. The fast path's map-run patterns are
+narrower forms of :data:`MEM_NEW` and :data:`E820_LINE` whose lines the reader still reads by
+its own rules (a line they take that the reader would not is handed back). Message formats, as
+printed by (project, file, function), are listed in the package docstring.
 """
 
 from __future__ import annotations
