@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fnmatch
+import glob
 import gzip
 import hashlib
 import json
@@ -996,13 +997,21 @@ def _sysfs_order(path: str) -> tuple[int, int, str]:
 # Running cases (cached, in parallel)
 
 
+# --cached-only: a live case's key holds the checkout's source hash (the wheel the guest ran);
+# a report rebuilt from the cache takes the newest live boot of any checkout.
+LIVE_ANY_CHECKOUT = False
+
+
 def cached_outcome(case: Case, dump: bool = False) -> dict[str, Any] | None:
     """The cached RealOutcome of a case, or None when it has not been booted as it is now
     (or in an :data:`EQUIVALENT_BOOTS` way). With ``dump``, only a result whose dump file is
     still there counts."""
     keys = [case_key(case, dump)] + [case_key(case, dump, i, a) for i, a in EQUIVALENT_BOOTS]
-    for key in keys:
-        result_file = CACHE / "results" / f"{case.id}.{key}.json"
+    files = [CACHE / "results" / f"{case.id}.{key}.json" for key in keys]
+    if case.live and LIVE_ANY_CHECKOUT:  # the newest boot of an earlier checkout's wheel
+        files += sorted((CACHE / "results").glob(f"{glob.escape(case.id)}.*.json"),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+    for result_file in files:
         if not result_file.exists():
             continue
         outcome = json.loads(result_file.read_text())
@@ -2264,6 +2273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = [c for c in base if c.stack in stacks]
     cases = select(base, args.cases)
     if args.cached_only:
+        global LIVE_ANY_CHECKOUT
+        LIVE_ANY_CHECKOUT = True
         cases = [c for c in cases if cached_outcome(c, args.dump) is not None]
     if args.list:
         print("\n".join(c.id for c in cases))

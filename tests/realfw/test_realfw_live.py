@@ -138,3 +138,19 @@ def test_live_sets_judge_the_guests_explain(tmp_path: Path):
                                       *_emit("explain.err", b"Error: boom\n")],
                                "intact", tmp_path)
     assert s["status"] == "error" and s["error"] == "efihandoff explain exited 2: Error: boom"
+
+
+def test_cached_only_takes_an_earlier_checkouts_live_boot(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(harness, "CACHE", tmp_path)
+    case = harness.Case.make("bsdata", "valid2", "live+linux-6.12")
+    other = harness.Case.make("bsdata", "valid2", "linux-6.12")
+    (tmp_path / "results").mkdir()
+    for c in (case, other):  # booted with another wheel (or other versions): another key
+        (tmp_path / "results" / f"{c.id}.0123456789abcdef0123.json").write_text(
+            json.dumps({"case": c.id, "booted": True, "live": {"rc": {}}}))
+    monkeypatch.setattr(harness, "LIVE_ANY_CHECKOUT", False)
+    assert harness.cached_outcome(case) is None  # a run boots the checkout's wheel
+    monkeypatch.setattr(harness, "LIVE_ANY_CHECKOUT", True)
+    got = harness.cached_outcome(case)
+    assert got is not None and got["case"] == case.id and got["cached"]
+    assert harness.cached_outcome(other) is None  # only the live stacks: keys stay exact
