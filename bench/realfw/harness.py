@@ -2000,6 +2000,8 @@ def summarize_predicted(p: dict[str, Any] | None) -> str:
     the model cannot know and its ESRT verdict word."""
     if p is None:
         return "no prediction"
+    if p.get("halt"):  # paths.<id>.booted false: the model's dom0 never starts
+        return f"dom0 halts: `{_short(p['halt'])}` [{str(p.get('verdict')).split(':')[0]}]"
     cell = summarize_real({"booted": True, **p})
     unknown = sum(1 for v in (p.get("sysfs") or {}).values() if v is None)
     if unknown:
@@ -2139,7 +2141,10 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
            "`xl+d` dmesg and `xl dmesg` (Xen's `(XEN)` lines), `xl` alone, `ex` only the "
            "`efi:`/`esrt:`/`(XEN)` lines, `t` the /sys/firmware copy (collect's layout) alone, "
            "`t+d` with the dmesg, `tgz` the copy and the logs in one archive as `efihandoff "
-           "collect` writes it. `ok` the right verdict; `unk` unknown with the truth among "
+           "collect` writes it; on the `live` stacks also `live`, `efihandoff explain --json` "
+           "run inside the guest on the live machine, and `live-tgz`, explain here on the "
+           "archive `efihandoff collect` wrote inside the guest. `ok` the right verdict; "
+           "`unk` unknown with the truth among "
            "its candidates; `unk?` unknown without candidates and `none` no verdict for an "
            "ESRT it shows (weak, not counted as wrong); otherwise the wrong verdict in bold "
            "(in italics when listed as known in `KNOWN_EXPLAIN_WRONG`). A set holding the copy "

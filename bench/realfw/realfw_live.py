@@ -15,6 +15,7 @@ usual EH lines runs both commands and prints their output between markers on the
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -89,8 +91,11 @@ def build_root(out_dir: Path | None = None) -> Path:
     return out
 
 
+@functools.cache
 def source_hash() -> str:
-    """The checkout's package sources and build config: the wheel's identity."""
+    """The checkout's package sources and build config: the wheel's identity. Taken once per
+    process: a run boots the checkout as it was when the run began, whatever is edited
+    meanwhile."""
     h = hashlib.sha256()
     files = [*sorted(p for p in (REPO / "src").rglob("*")
                      if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"),
@@ -101,11 +106,15 @@ def source_hash() -> str:
 
 
 def build_wheel(out_dir: Path | None = None) -> Path:
-    """The project's wheel from this checkout (``pip wheel --no-deps``), cached by source."""
-    d = (out_dir or LIVE_CACHE) / f"wheel-{source_hash()}"
+    """The project's wheel from this checkout (``pip wheel --no-deps``), cached by source;
+    older wheels are removed."""
+    base = out_dir or LIVE_CACHE
+    d = base / f"wheel-{source_hash()}"
     found = sorted(d.glob("efihandoff-*.whl")) if d.is_dir() else []
     if found:
         return found[-1]
+    for old in base.glob("wheel-*"):
+        shutil.rmtree(old, ignore_errors=True)
     d.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                            str(d), str(REPO)], capture_output=True, text=True, check=False)
@@ -171,9 +180,19 @@ def live_init(init_script: str) -> str:
     return head + LIVE_PART + sep + tail
 
 
+_LOCK = threading.Lock()
+
+
 def build_initrd(init_script: str, busybox: Path, cpio_newc: Any,
                  out_dir: Path | None = None) -> Path:
-    """root + wheel + busybox + /init as one gzip'd newc initramfs, cached by all four."""
+    """root + wheel + busybox + /init as one gzip'd newc initramfs, cached by all four (one
+    build at a time: the bench's boot threads all ask for it)."""
+    with _LOCK:
+        return _build_initrd(init_script, busybox, cpio_newc, out_dir)
+
+
+def _build_initrd(init_script: str, busybox: Path, cpio_newc: Any,
+                  out_dir: Path | None) -> Path:
     out_dir = out_dir or LIVE_CACHE
     root = build_root(out_dir)
     wheel = build_wheel(out_dir)
