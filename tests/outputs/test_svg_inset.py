@@ -176,3 +176,11 @@ def test_markers_and_legend_carry_the_verdict_shape(doc: dict[str, Any]) -> None
     assert shapes["3d0e6f2a…"] == "circle"  # clobbered
     legend = {p.get("data-shape") for p in root.iter(f"{S}path") if p.get("class") == "swatch"}
     assert legend == {"square", "triangle", "circle"}
+
+
+def test_the_widest_key_entry_stays_on_one_line(doc: dict[str, Any]) -> None:
+    # Its column is exactly as wide as it (a float rounding once wrapped it).
+    lay = maplayout.MapLayout(doc["memory_map"], doc["tables"], path=doc["paths"]["xen-4.17"],
+                              path_id="xen-4.17")
+    assert all(len(e.lines) == 1 for e in lay.inset.key)
+    assert any(e.lines == ("2 ESRT 0x79ffdb98 corrupt → 0x79ffef18",) for e in lay.inset.key)

@@ -109,7 +109,7 @@ def text_el(
 
 def wrap(text: str, width: float, size: float) -> list[str]:
     """Greedy word wrap by estimated width; a word longer than a line is folded."""
-    limit = max(int(width / (size * CHAR_W)), 10)
+    limit = max(int(width / (size * CHAR_W) + 1e-9), 10)  # a text exactly as wide fits
     lines: list[str] = []
     cur = ""
     for word in text.split(" "):
