@@ -45,8 +45,9 @@ Message formats, as printed by (project, file, function):
 
 The package, by concern: ``model`` (the values and caps), ``prefixes`` (what comes before a
 message), ``messages`` (the one table of message starts and each message's pattern),
-``boots`` (one boot's state), ``reader`` (line by line), ``fast`` (the fast path and the bulk
-map reader), ``read`` (entry points). Memory-type inference lives with the model that asks it,
+``boots`` (one boot's state), ``reader`` (line by line), ``fast`` (the fast path: chatter
+and map lines in bulk) with ``bulk`` (the reader's entry points for map runs), ``read`` (entry
+points). Memory-type inference lives with the model that asks it,
 :mod:`efihandoff.sources.logmachine`.
 """
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from efihandoff.sources.kernellog.bulk import BulkReader
 from efihandoff.sources.kernellog.messages import FIRST_BYTES, IGNORED_BYTES
 from efihandoff.sources.kernellog.model import MAX_LINE
-from efihandoff.sources.kernellog.reader import Reader
 
 SPAN = 8192  # bytes tried in bulk at once
 # _TS with six decimals and no leading zero, so equal-width fields sort like their numbers.
@@ -149,7 +149,7 @@ _NOT_CONTROL = bytes(range(0x20, 0x7F)) + b"\n" + bytes(range(0x80, 0x100))
 class Fast:
     """The fast path over one stream; ``buf`` is always b"\\n" then whole lines."""
 
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: BulkReader) -> None:
         self.r = reader
         self.ln = 0
         self.style = 0

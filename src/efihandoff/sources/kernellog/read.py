@@ -11,6 +11,7 @@ from os import PathLike
 from typing import IO
 
 from efihandoff.errors import ParseError
+from efihandoff.sources.kernellog.bulk import BulkReader
 from efihandoff.sources.kernellog.fast import Fast
 from efihandoff.sources.kernellog.model import MAX_LINE, KernelLog
 from efihandoff.sources.kernellog.reader import Reader
@@ -58,7 +59,7 @@ def _run(reader: Reader, stream: IO[bytes], name: str) -> None:
         ) from None
 
 
-def _run_fast(reader: Reader, stream: IO[bytes], name: str) -> None:
+def _run_fast(reader: BulkReader, stream: IO[bytes], name: str) -> None:
     """:func:`_run` with the fast path: the same reads, the same lines."""
     fast = Fast(reader)
     read = getattr(stream, "read1", stream.read)
@@ -98,6 +99,18 @@ def _run_fast(reader: Reader, stream: IO[bytes], name: str) -> None:
         reader.feed(fast.ln, carry.decode("utf-8", "replace").rstrip("\r"))
 
 
+def _read(stream: IO[bytes], name: str, fast: bool) -> Reader:
+    """The stream read through the fast path (a :class:`BulkReader` behind it) or line by line
+    (a plain :class:`Reader`)."""
+    if fast:
+        bulk = BulkReader()
+        _run_fast(bulk, stream, name)
+        return bulk
+    reader = Reader()
+    _run(reader, stream, name)
+    return reader
+
+
 def _result(reader: Reader, name: str, strict: bool) -> KernelLog:
     boots = reader.finish()
     if strict and not boots:
@@ -125,12 +138,12 @@ def read_kernel_log(
     :class:`ParseError` (without it, it reads as ``KernelLog(boots=())``). ``fast=False``
     reads bytes line by line (same result, slower).
     """
-    reader = Reader()
     if isinstance(data, str):
+        reader = Reader()
         for ln, raw in enumerate(io.StringIO(data), 1):
             reader.feed(ln, raw[:MAX_LINE].rstrip("\r\n"))
     else:
-        (_run_fast if fast else _run)(reader, _open_bytes(data), name)
+        reader = _read(_open_bytes(data), name, fast)
     return _result(reader, name, strict)
 
 
@@ -138,9 +151,7 @@ def read_kernel_log_stream(
     stream: IO[bytes], *, name: str = "<log>", strict: bool = False, fast: bool = True
 ) -> KernelLog:
     """Read a kernel log from a binary file object (``fast=False``: line by line)."""
-    reader = Reader()
-    (_run_fast if fast else _run)(reader, stream, name)
-    return _result(reader, name, strict)
+    return _result(_read(stream, name, fast), name, strict)
 
 
 def read_kernel_log_file(
