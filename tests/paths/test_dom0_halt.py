@@ -134,3 +134,20 @@ def test_simulate_mapbs_dom0_never_boots() -> None:
     # nothing at 16 MiB but free memory: -mapbs boots
     free = simulate(_machine(bs_at_16m=False), parse_path("xen=4.17.7,mapbs,linux=6.12"))  # type: ignore[arg-type]
     assert free.booted and free.esrt.verdict is Verdict.INTACT
+
+
+def test_text_and_html_say_the_path_never_boots() -> None:
+    import io
+
+    from rich.console import Console
+
+    from efihandoff.outputs import html, text
+
+    r = simulate(_machine(bs_at_16m=True), parse_path("xen=4.17.7,mapbs,linux=6.12"))  # type: ignore[arg-type]
+    paths = {"mapbs": path_json(r)}
+    buf = io.StringIO()
+    text.render_paths(paths, Console(file=buf, width=200, highlight=False, emoji=False))
+    out = " ".join(buf.getvalue().split())
+    assert f"mapbs never boots: {MSG} (Linux 6.12 arch/x86/xen/setup.c" in out
+    page = html._paths({"paths": paths})
+    assert any(f"Never boots: <code>{MSG}</code>" in line for line in page)
