@@ -1738,7 +1738,7 @@ def observed_esrt(doc: dict[str, Any], stack: str) -> dict[str, Any]:
         return {**out, "verdict": "absent", "reason": f"no ESRT in {source}'s tables",
                 "candidates": None}
     cands = table.get("candidates")
-    words = sorted({c.get("verdict") for c in cands if isinstance(c, dict)}) if cands else None
+    words = sorted({str(c.get("verdict")) for c in cands if isinstance(c, dict)}) if cands else None
     return {**out, "verdict": table.get("verdict"), "reason": table.get("reason"),
             "candidates": words or None}
 
@@ -2062,8 +2062,9 @@ def explain_failures(rows: Sequence[Row]) -> list[str]:
     for r in rows:
         for st in (r.explain_result or {}).get("sets", []):
             if st["status"] in ("disagree", "error") and not st.get("known"):
+                truth = (r.explain_result or {}).get("truth")
                 out.append(f"{r.real['case']} {st['set']}: {st['cell']}, truly "
-                           f"{r.explain_result['truth']} ({st.get('reason') or st.get('error')})")
+                           f"{truth} ({st.get('reason') or st.get('error')})")
     return out
 
 
@@ -2195,8 +2196,9 @@ def write_report(rows: Sequence[Row], path: Path | None = None,
         for r, st in wrong:
             why = (st.get("reason") or st.get("error") or "").replace("|", "\\|")
             known = f" (known: {st['known']})" if st.get("known") else ""
+            truth = (r.explain_result or {}).get("truth")
             tail.append(f"| {r.real['case']} | {st['set']} | {st['cell']}{known} | "
-                        f"{r.explain_result['truth']} | {st.get('from', '-')} | {why} |")
+                        f"{truth} | {st.get('from', '-')} | {why} |")
     tail += ["", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), "", final, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -2311,7 +2313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = run_cases(cases, jobs=args.jobs, timeout=args.timeout, dump=args.dump,
                          use_cache=not args.no_cache, progress=progress)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        rows = list(pool.map(lambda cr: judge(*cr, compare_model=not args.no_compare,
+        rows = list(pool.map(lambda cr: judge(cr[0], cr[1], compare_model=not args.no_compare,
                                               fwupd=want_fwupd,
                                               explain_evidence=not args.no_explain),
                              zip(cases, outcomes, strict=True)))

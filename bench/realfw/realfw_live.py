@@ -40,7 +40,7 @@ PACKAGES = ("python3", "python3-click", "python3-rich")
 EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 # this machine's own apt source entries (deb822 or one-line), passed to mmdebstrap as mirrors
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
-LIVE_TIMEOUT = 420.0  # seconds: the initramfs is ~50x the busybox one, python under TCG
+LIVE_TIMEOUT = 600.0  # seconds: 160-250 s seen (a 53 MB initramfs, python under TCG, 2 QEMUs)
 
 # The commands the guest runs, and the files it prints (name -> path in the guest).
 LIVE_PART = r"""echo "EHMARK live-begin"
