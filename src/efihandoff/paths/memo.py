@@ -6,9 +6,9 @@ What a simulation reads (``paths/simulate.py`` ``simulate``/``_firmware``/``_Jud
 and its address, configuration-table array address and entries, memory (its bytes, which of
 them are known, what unwritten and scrubbed pages hold), firmware vendor and pool state; and
 the path's parameters. Its id and description only label the result. The key is those values
-themselves (hashable: frozen dataclasses, tuples, the map's and the memory's pickled state; equal
-pickles of these plain values mean equal values), so two machines
-share a result only when a simulation cannot tell them apart: machines of one model, the
+pickled (equal pickles of these plain values mean equal values; the immutable parts pickled once
+per machine and per spec object, the memory, which can be written, on every call), so two
+machines share a result only when a simulation cannot tell them apart: machines of one model, the
 observed stack that equals a preset, one reduced candidate asked again. No address is shifted
 and nothing is abstracted, so a hit returns what a fresh simulation would, with the caller's
 spec. Memory of another kind (a dump read lazily) is not keyed: those machines are simulated.
@@ -21,14 +21,12 @@ compare both ways).
 
 from __future__ import annotations
 
-import copy
 import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.paths import simulate as simulate_mod
@@ -38,7 +36,7 @@ from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi.memmap import MemoryMap
 
 MAX_ENTRIES = 256  # results kept per process (a full machine's result holds its whole map)
-MAX_MAPS = 64  # memory maps whose key bytes are kept
+MAX_MAPS = 64  # machines and specs whose key bytes are kept
 ENV = "EFIHANDOFF_MEMO"
 
 
@@ -52,7 +50,9 @@ class Stats:
 
 
 _cache: OrderedDict[Hashable, PathResult] = OrderedDict()
-_maps: dict[int, tuple[MemoryMap, bytes]] = {}  # id(map) -> (map, its bytes), oldest first
+# id -> (the object, held so the id is not reused, ..., its key bytes), oldest first
+_statics: dict[int, tuple[Machine, tuple[object, ...], bytes]] = {}
+_specs: dict[int, tuple[PathSpec, bytes]] = {}
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
 
@@ -77,7 +77,8 @@ def disabled() -> Iterator[None]:
 def clear() -> None:
     """Forget every result and zero the counters."""
     _cache.clear()
-    _maps.clear()
+    _statics.clear()
+    _specs.clear()
     _stats.hits = _stats.misses = _stats.unkeyed = 0
 
 
@@ -86,56 +87,71 @@ def stats() -> Stats:
     return replace(_stats)
 
 
-def machine_key(machine: Machine) -> Hashable | None:
-    """Everything a simulation reads of ``machine``, hashable; None when some part cannot be
-    keyed (memory that is not a :class:`PhysicalMemory`, an unknown pool-state object)."""
+def machine_key(machine: Machine) -> tuple[bytes, bytes | None] | None:
+    """Everything a simulation reads of ``machine`` as bytes (pickles of plain values: equal
+    pickles mean equal values; equal values pickled otherwise only miss): the immutable parts
+    (map, system table, configuration tables, vendor, pool state), made once per machine
+    object while those fields stay the same objects, and the memory's state, made each call
+    (memory can be written). None when some part cannot be keyed (memory that is not a
+    :class:`PhysicalMemory`, an unknown pool-state object)."""
     memory = machine.memory
     if memory is None:
         mem_key: bytes | None = None
     elif type(memory) is PhysicalMemory:
-        # Equal pickles mean equal state (pages, known-byte masks, scrubbed runs, background,
-        # seed); equal states pickled in another order only miss.
+        # pages, known-byte masks, scrubbed runs, background, seed
         mem_key = pickle.dumps(memory, protocol=pickle.HIGHEST_PROTOCOL)
     else:
         return None
     state = machine.firmware_state
     if state is not None and type(state) is not PoolState:
         return None
-    return (
-        map_key(machine.memory_map),
+    fields = (
+        machine.memory_map,
         machine.system_table_address,
         machine.system_table,
         machine.config_table_address,
         machine.config_tables,
-        mem_key,
         machine.firmware_vendor,
         state,
     )
+    held = _statics.get(id(machine))
+    if held is not None and held[0] is machine and all(
+        x is y for x, y in zip(held[1], fields, strict=True)
+    ):
+        return held[2], mem_key
+    static = pickle.dumps(
+        (map_key(machine.memory_map), *fields[1:]), protocol=pickle.HIGHEST_PROTOCOL
+    )
+    _statics[id(machine)] = (machine, fields, static)  # held, so the id is not reused
+    if len(_statics) > MAX_MAPS:
+        del _statics[next(iter(_statics))]
+    return static, mem_key
 
 
 def map_key(mm: MemoryMap | None) -> bytes | None:
-    """A memory map as bytes (every field of every descriptor, the stride and version): hashed
-    once (bytes keep their hash), compared at memcmp speed. A map is immutable, so its bytes
-    are kept per map object for the machines that share it (every path of one machine)."""
+    """A memory map as bytes (every field of every descriptor, the stride and version)."""
     if mm is None:
         return None
-    hit = _maps.get(id(mm))
-    if hit is not None and hit[0] is mm:
-        return hit[1]
     rows = tuple(
         (d.type, d.phys_addr, d.num_pages, d.attribute, d.virt_addr) for d in mm.descriptors
     )
-    key = pickle.dumps((mm.desc_size, mm.desc_version, rows), protocol=pickle.HIGHEST_PROTOCOL)
-    _maps[id(mm)] = (mm, key)  # the map held here, so its id is not reused while kept
-    if len(_maps) > MAX_MAPS:
-        del _maps[next(iter(_maps))]
-    return key
+    return pickle.dumps((mm.desc_size, mm.desc_version, rows), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-@lru_cache(maxsize=256)
 def spec_key(spec: PathSpec) -> PathSpec:
     """The path's parameters without its labels (id, description)."""
     return replace(spec, id="", description="")
+
+
+def _spec_bytes(spec: PathSpec) -> bytes:
+    held = _specs.get(id(spec))
+    if held is not None and held[0] is spec:
+        return held[1]
+    key = pickle.dumps(spec_key(spec), protocol=pickle.HIGHEST_PROTOCOL)
+    _specs[id(spec)] = (spec, key)  # a spec is immutable; held, so the id is not reused
+    if len(_specs) > MAX_MAPS:
+        del _specs[next(iter(_specs))]
+    return key
 
 
 def simulate(machine: Machine, spec: PathSpec) -> PathResult:
@@ -147,19 +163,15 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
-    key = (spec_key(spec), mkey)
-    try:
-        hit = _cache.get(key)
-    except TypeError:  # an unhashable value somewhere in the machine: simulate it
-        _stats.unkeyed += 1
-        return simulate_mod.simulate(machine, spec)
+    key = (_spec_bytes(spec), *mkey)
+    hit = _cache.get(key)
     if hit is not None:
         _cache.move_to_end(key)
         _stats.hits += 1
         return own_copy(hit, spec)
     result = simulate_mod.simulate(machine, spec)
     _stats.misses += 1
-    _cache[key] = own_copy(result, spec_key(spec))
+    _cache[key] = own_copy(result, spec)
     if len(_cache) > MAX_ENTRIES:
         _cache.popitem(last=False)
     return result
@@ -167,7 +179,8 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
 
 def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
     """``result`` for ``spec`` with containers of its own (their items are immutable)."""
-    out = copy.copy(result)  # every field, as the dataclass holds them
+    out = object.__new__(PathResult)
+    out.__dict__.update(result.__dict__)  # every field, as the dataclass holds them
     out.spec = spec
     out.tables = dict(result.tables)
     out.log = list(result.log)
