@@ -244,11 +244,11 @@ def _fits(
             has = any(k.startswith("efi/esrt/") for k in tree)
             if has != result.esrt_sysfs:
                 return False
-            pred = result.sysfs or {}
-            unknowable = fwupd_unknown_files(pred)
+            files = result.sysfs or {}
+            unknowable = fwupd_unknown_files(files)
             if any(
                 v is not None and k not in unknowable and tree.get(k) not in (None, v)
-                for k, v in pred.items()
+                for k, v in files.items()
             ):
                 return False
     for o in printed:

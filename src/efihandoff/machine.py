@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from efihandoff.errors import ParseError
 from efihandoff.uefi.esrt import (
@@ -161,7 +161,7 @@ class PhysicalMemory:
             page = pos >> PAGE_SHIFT
             lo = pos & _PAGE_MASK
             hi = min(PAGE_SIZE, lo + (end - pos))
-            data = self._pages.get(page)
+            data: bytes | bytearray | None = self._pages.get(page)
             mask = self._known.get(page)
             if mask is not None and mask.find(0, lo, hi) != -1:
                 return None
@@ -291,7 +291,8 @@ class PhysicalMemory:
         fills[k0:k1] = [r[2] for r in runs]
 
 
-def _in_runs(firsts: list[int], runs: list, page: int) -> bool:  # type: ignore[type-arg]
+def _in_runs(firsts: list[int], runs: list[list[int]], page: int) -> bool:
+    """Whether ``page`` lies in one of the sorted ``[first, last]`` runs."""
     k = bisect.bisect_right(firsts, page) - 1
     return k >= 0 and page <= runs[k][1]
 
@@ -382,7 +383,7 @@ class Machine:
             table = None
         return EsrtBytes(ct.table, header, table)
 
-    def with_(self, **changes: object) -> Machine:
-        """A shallow copy with fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Machine:
+        """A shallow copy with fields changed (each field's own type; checked by dataclass)."""
+        return replace(self, **changes)
 

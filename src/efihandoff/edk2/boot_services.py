@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from efihandoff.edk2.pool import (
     PAGE_BIN,
@@ -454,12 +454,18 @@ class BootServices:
         self._write_system_table()
         return self.system_table_address
 
-    def _write_system_table(self, **changes: int) -> None:
+    def _write_system_table(
+        self, *, nr_tables: int | None = None, tables: int | None = None
+    ) -> None:
+        """The system table with the configuration array's count and address changed, its CRC32
+        recomputed, written at its address."""
         assert self.system_table is not None and self.system_table_address is not None
-        from dataclasses import replace
-
-        self.system_table = replace(self.system_table, **changes)
-        raw = self.system_table.build(fix_crc=True)
+        st = self.system_table
+        if nr_tables is not None:
+            st = replace(st, nr_tables=nr_tables)
+        if tables is not None:
+            st = replace(st, tables=tables)
+        raw = st.build(fix_crc=True)
         self.system_table = SystemTable.parse(raw)
         self.memory.write(self.system_table_address, raw)
 

@@ -14,7 +14,7 @@ from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths import linux, xen
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.verdict import TableVerdict, Verdict
-from efihandoff.uefi import tables as known_tables
+from efihandoff.rules import tables as known_tables
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
@@ -30,6 +30,7 @@ from efihandoff.uefi.systab import (
     CONFIG_TABLE_SIZE_64,
     EFI_SYSTEM_TABLE_SIGNATURE,
     SYSTEM_TABLE_SIZE_64,
+    ConfigurationTable,
     SystemTable,
     TableHeader,
     build_config_tables,
@@ -151,7 +152,7 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
 def _halted(
     spec: PathSpec,
     xb: xen.XenBoot,
-    fw_tables: tuple,  # type: ignore[type-arg]
+    fw_tables: tuple[ConfigurationTable, ...],
     log: list[str],
     halt: linux.Halt,
 ) -> PathResult:
@@ -297,7 +298,7 @@ class _Judge:
         self.reclaimed = SpanSet(xb.reclaimed if xb is not None else lb.freed)
         self.linux_reserved = SpanSet(lb.reserved)
 
-    def all(self, fw_tables: tuple) -> dict[Guid, TableVerdict]:  # type: ignore[type-arg]
+    def all(self, fw_tables: tuple[ConfigurationTable, ...]) -> dict[Guid, TableVerdict]:
         out: dict[Guid, TableVerdict] = {}
         final_tables = self.bs.config_tables()
         for i, ct in enumerate(fw_tables):
@@ -343,7 +344,7 @@ class _Judge:
                 "was read",
             )
         recorded = use is not None and use.recorded and kt is not None
-        if recorded and self.xb is None and kt.name in linux.EARLY_CONSUMED:
+        if recorded and self.xb is None and kt is not None and kt.name in linux.EARLY_CONSUMED:
             # drivers/firmware/efi/efi.c efi_config_parse_tables: the RNG seed and the initrd
             # location are used while parsing, long before efi_free_boot_services.
             return v(
@@ -475,7 +476,7 @@ class _Judge:
             return False, "Linux treats it as usable RAM"
         return True, ""
 
-    def kexec(self, fw_tables: tuple) -> dict[Guid, TableVerdict]:  # type: ignore[type-arg]
+    def kexec(self, fw_tables: tuple[ConfigurationTable, ...]) -> dict[Guid, TableVerdict]:
         """After a kexec: does the next kernel still find each table's bytes?
 
         Native Linux hands the next kernel its EFI map, in which what efi_mem_reserve tagged

@@ -231,8 +231,8 @@ def boot(bs: BootServices, spec: PathSpec) -> XenBoot:
     )
     # The E820 RAM ranges become Xen's heap; the ones that held BS code/data are reused (and
     # scrubbed) before dom0 reads anything. The reserve-hypercall proposal holds BS ranges.
-    for d, inc, t in zip(final.descriptors, included, types, strict=True):
-        if not inc or t != _E820_RAM or d.type not in _RAM_TYPES:
+    for d, inc, e820_t in zip(final.descriptors, included, types, strict=True):
+        if not inc or e820_t != _E820_RAM or d.type not in _RAM_TYPES:
             continue
         span = (d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT))
         if spec.policy is Policy.RESERVE_HYPERCALL and d.type in _BS:

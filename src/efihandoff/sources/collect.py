@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from efihandoff import __version__
 from efihandoff.errors import OutputError
@@ -391,7 +392,7 @@ def _write(target: Path, members: list[tuple[str, bytes | None]], now: int) -> i
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as raw:
             # a name ending in .tar gets a plain tar, as its name says; else gzip
-            mode = "w" if target.name.lower().endswith(".tar") else "w:gz"
+            mode: Literal["w", "w:gz"] = "w" if target.name.lower().endswith(".tar") else "w:gz"
             with tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tf:
                 for name, data in members:
                     info = tarfile.TarInfo(name)

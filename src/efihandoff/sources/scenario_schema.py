@@ -249,17 +249,17 @@ def _table_keys(data: Mapping[str, Any], path: tuple[str | int, ...]) -> Mapping
     if isinstance(guid, str):
         try:
             if Guid.parse(guid) == ESRT_GUID:
-                return _TABLE_COMMON | TABLE_KINDS["ESRT"]
+                return {**_TABLE_COMMON, **TABLE_KINDS["ESRT"]}
         except (ParseError, ValueError):
             raise Invalid((*path, "guid"), f"not a GUID: {guid[:60]!r}") from None
     name = data.get("name")
     if isinstance(name, str):
         kt = table_by_name(name)
         if kt is not None and kt.guid == ESRT_GUID and guid is None:
-            return _TABLE_COMMON | TABLE_KINDS["ESRT"]
+            return {**_TABLE_COMMON, **TABLE_KINDS["ESRT"]}
         if name in TABLE_KINDS and name != "ESRT":
-            return _TABLE_COMMON | TABLE_KINDS[name]
-    return _TABLE_COMMON | TABLE_KINDS[""]
+            return {**_TABLE_COMMON, **TABLE_KINDS[name]}
+    return {**_TABLE_COMMON, **TABLE_KINDS[""]}
 
 
 def _check(value: Any, key: Key, path: tuple[str | int, ...]) -> Any:

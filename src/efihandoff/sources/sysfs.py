@@ -150,9 +150,11 @@ class SysfsEsrtEntry:
 
     def to_entry(self) -> EsrtEntry | None:
         """The entry, or None when any value is unknown."""
-        if not self.complete:
+        nums = [getattr(self, f).value for f in ESRT_ENTRY_FILES[1:]]
+        known = [n for n in nums if n is not None]
+        if self.fw_class.value is None or len(known) != len(nums):
             return None
-        return EsrtEntry(*(v.value for v in self.values()))  # type: ignore[arg-type]
+        return EsrtEntry(self.fw_class.value, *known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +171,16 @@ class SysfsEsrt:
 
         The count is the header file's, even when it differs from the number of entries.
         """
-        hdr = (self.fw_resource_count, self.fw_resource_count_max, self.fw_resource_version)
-        if any(v.value is None for v in hdr) or self.entries is None:
+        count = self.fw_resource_count.value
+        count_max = self.fw_resource_count_max.value
+        version = self.fw_resource_version.value
+        if count is None or count_max is None or version is None or self.entries is None:
             return None
         entries = [e.to_entry() for e in self.entries]
-        if any(e is None for e in entries):
+        known = [e for e in entries if e is not None]
+        if len(known) != len(entries):
             return None
-        return Esrt(*(v.value for v in hdr), tuple(entries))  # type: ignore[arg-type]
+        return Esrt(count, count_max, version, tuple(known))
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,12 +512,13 @@ def _read_esrt(r: _Reader) -> tuple[SysfsEsrt | None, tuple[tuple[str, str | Non
             if not r.tree.is_dir(rel_join(r.layout.fw, base)):
                 continue
             tree.append((base, None))
-            values: list[SysfsValue[object]] = [r.guid(f"{base}/fw_class")]
-            values += [r.value(f"{base}/{f}", 32) for f in ESRT_ENTRY_FILES[1:]]
-            for v in values:
-                if v.text is not None:
-                    tree.append((v.file, v.text))
-            entries.append(SysfsEsrtEntry(name, *values))  # type: ignore[arg-type]
+            fw_class = r.guid(f"{base}/fw_class")
+            nums = [r.value(f"{base}/{f}", 32) for f in ESRT_ENTRY_FILES[1:]]
+            shown: list[SysfsValue[Guid] | SysfsValue[int]] = [fw_class, *nums]
+            for sv in shown:
+                if sv.text is not None:
+                    tree.append((sv.file, sv.text))
+            entries.append(SysfsEsrtEntry(name, fw_class, *nums))
     esrt = SysfsEsrt(head[0], head[1], head[2], None if entries is None else tuple(entries))
     return esrt, tuple(tree)
 
@@ -551,17 +557,18 @@ def _read_runtime_map(r: _Reader) -> tuple[MemoryDescriptor, ...] | None:
         if not _INDEX_NAME.match(name) or not r.tree.is_dir(rel_join(r.layout.fw, base)):
             continue
         vals = {f: r.value(f"{base}/{f}", 32 if f == "type" else 64) for f in RUNTIME_MAP_FILES}
-        missing = [f for f, v in vals.items() if v.value is None]
-        if missing:
+        known = {f: v.value for f, v in vals.items() if v.value is not None}
+        if len(known) != len(vals):
+            missing = [f for f in vals if f not in known]
             r.problems.append(f"{base}: skipped, no usable {', '.join(missing)}")
             continue
         out.append(
             MemoryDescriptor(
-                type=vals["type"].value,  # type: ignore[arg-type]
-                phys_addr=vals["phys_addr"].value,  # type: ignore[arg-type]
-                num_pages=vals["num_pages"].value,  # type: ignore[arg-type]
-                attribute=vals["attribute"].value,  # type: ignore[arg-type]
-                virt_addr=vals["virt_addr"].value,  # type: ignore[arg-type]
+                type=known["type"],
+                phys_addr=known["phys_addr"],
+                num_pages=known["num_pages"],
+                attribute=known["attribute"],
+                virt_addr=known["virt_addr"],
             )
         )
     return tuple(out)

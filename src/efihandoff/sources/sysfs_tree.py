@@ -15,7 +15,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from efihandoff.errors import ParseError, SourceError
 
@@ -205,7 +205,7 @@ def _norm_target(link_dir: str, target: str, member: str) -> str:
     return "/".join(out)
 
 
-def _tar_mode(raw: BinaryIO, path: Path) -> str:
+def _tar_mode(raw: BinaryIO, path: Path) -> Literal["r:gz", "r:"]:
     """``.tar`` and ``.tar.gz`` only (what README.md and ``collect`` promise): other
     compressions are refused here, so no other decompressor's errors can escape."""
     head = raw.read(6)
