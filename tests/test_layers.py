@@ -14,13 +14,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "efihandoff"
 # package (or module) -> the efihandoff packages/modules it must never import
 FORBIDDEN = {
     "uefi": ("paths", "sources", "edk2", "rules", "explain", "audit", "survey", "outputs", "cli"),
+    "rules": ("paths", "sources", "explain", "audit", "survey", "outputs", "cli"),
     "edk2": ("paths", "sources", "rules", "explain", "audit", "survey", "outputs", "cli"),
     "machine": ("paths", "sources", "edk2", "explain", "audit", "survey", "outputs", "cli"),
     "intervals": ("paths", "sources", "edk2", "explain", "audit", "survey", "outputs", "cli"),
     "sources": ("paths", "explain", "audit", "survey", "outputs", "cli"),
     "paths": ("sources", "explain", "audit", "survey", "outputs", "cli"),
     "explain": ("survey", "outputs", "cli"),
-    "audit": ("explain", "survey", "outputs", "cli"),
+    "candidates": ("explain", "crosscheck", "advice", "survey", "outputs", "cli"),
+    "crosscheck": ("explain", "advice", "survey", "outputs", "cli"),
+    "advice": ("explain", "crosscheck", "survey", "outputs", "cli"),
+    "audit": ("explain", "candidates", "crosscheck", "advice", "survey", "outputs", "cli"),
 }
 
 
