@@ -360,6 +360,20 @@ _TYPEATTRS = [
 ]
 _E820_WORDS = ["usable", "reserved", "ACPI NVS", "ACPI data", "usable =3D=3D", "resrved",
                "persistent (type 12)", "type 20", "usable  ", "reserved`"]  # fmt: skip
+_XEN_CHAT = [
+    "HVM d3v0 save: CPU",
+    "grant_table.c:1808:d0v2 Expanding d0 grant table from 5 to 6 frames",
+    "",
+    "   ",
+    "  Xen version 4.19.1 (mockbuild@) (gcc) debug=n",
+    "Bootloader: GRUB 2.06",
+    "Command line: dom0_mem=4G",
+    "Xen-e820 RAM map:=20",
+    "Initial Xen-e820 RAM map:",
+    "printk: 12 messages suppressed. RAM map",
+    "tail with a backtick`",
+    "x =3D y",
+]
 _XEN_WORDS = ["(usable)", "(reserved)", "(ACPI data)", "(bogus)", "(usable) "]
 
 
@@ -399,6 +413,9 @@ def _map_log(draw: st.DrawFn) -> bytes:
         header = {"xen-efi": "EFI memory map:", "xen-e820": "Xen-e820 RAM map:"}.get(kind)
         t0 = draw(st.integers(0, 3))
         lines: list[str] = []
+        if kind.startswith("xen"):  # Xen's own chatter first, some of it read after all
+            for _ in range(draw(st.integers(0, 6))):
+                lines.append(prefix.format(ts=f"{t0:5d}.000000") + draw(st.sampled_from(_XEN_CHAT)))
         if header:
             lines.append(prefix.format(ts=f"{t0:5d}.000000") + header)
         for i in range(draw(st.integers(1, 30))):

@@ -127,3 +127,14 @@ class BulkReader(Reader):
                 memo.clear()
             found = memo[text] = e820_kind(text)
         return found
+
+    def take_xen_chatter(self, ln: int, n: int) -> None:
+        """``n`` (XEN) lines from line ``ln`` on that no Xen message reader reads, while no Xen
+        map is being read and no line is held: only counted."""
+        b = self.cur
+        self.lines_read += n
+        b.xen_lines += n
+        b.kernel_lines += n
+        self.kernel_lines += n
+        if b.first_line is None:
+            b.first_line = ln

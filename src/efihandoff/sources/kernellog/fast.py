@@ -142,6 +142,13 @@ _F_XEN_LINE = re.compile(
 # A (XEN) line whose message the reader may take in bulk while a Xen map is being read.
 # (Its '=' are checked there: "=3D" is a quoted-printable one.)
 _F_XEN_MAP = re.compile(_F_XEN_LINE.pattern + rb"([ -_a-~]{1,200})\r?(?=\n)")
+# A (XEN) line nothing reads while no Xen map is being read: none of the messages
+# Reader._xen looks for (after blanks; "RAM map:" anywhere), printable ASCII but '`'.
+_F_XEN_CHATTER = re.compile(
+    _F_XEN_LINE.pattern
+    + rb"(?![ -~]*RAM map)(?: {0,4000}(?!Xen version |Bootloader: |Command line: "
+    + rb"|EFI memory map:)[!-_a-~][ -_a-~]{0,4000})?\r?(?=\n)"
+)
 # bytes a line may hold without clean changing it (everything but the ASCII controls)
 _NOT_CONTROL = bytes(range(0x20, 0x7F)) + b"\n" + bytes(range(0x80, 0x100))
 
@@ -311,8 +318,11 @@ class Fast:
         r = self.r
         while pos < end:
             if buf.startswith(b"(XEN)", pos + 1):
-                if r.pending is None and r.cur.xen_map_mode is not None:
-                    run = self._xen_map_run(buf, pos, end)
+                if r.pending is None:
+                    if r.cur.xen_map_mode is None:
+                        run = self._xen_chatter_run(buf, pos, end)
+                    else:
+                        run = self._xen_map_run(buf, pos, end)
                     if run != pos:
                         pos = run
                         continue
@@ -406,3 +416,19 @@ class Fast:
             if pos >= end:
                 break
         return pos
+
+    def _xen_chatter_run(self, buf: bytes, pos: int, end: int) -> int:
+        """(XEN) lines nothing reads, counted at once."""
+        n = 0
+        at = pos
+        for m in _F_XEN_CHATTER.finditer(buf, pos, end + 1):
+            if m.start() != at:
+                break
+            n += 1
+            at = m.end()
+            if at >= end:
+                break
+        if n:
+            self.r.take_xen_chatter(self.ln + 1, n)
+            self.ln += n
+        return at
