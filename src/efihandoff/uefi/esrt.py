@@ -11,22 +11,19 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any
+from typing import Annotated, Any
 
 from efihandoff.errors import ParseError
 from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.layout import GUID, U32, U64, Layout
 
 ESRT_GUID = Guid.parse("b122a263-3661-4f68-9929-78f8b0d62180")
-ESRT_HEADER_SIZE = 16
-ESRT_ENTRY_SIZE = 40
+# ESRT_HEADER_SIZE (16) and ESRT_ENTRY_SIZE (40) come from the declarations below.
 ESRT_FIRMWARE_RESOURCE_VERSION = 1  # EFI_SYSTEM_RESOURCE_TABLE_FIRMWARE_RESOURCE_VERSION
 # Our own bound for Esrt.parse: far above any real table (and Linux's 128), low enough that a
 # hostile count over a large dump cannot make us build millions of objects. (Linux's own limit,
 # 128, is efihandoff.rules.linux.LINUX_MAX_ENTRIES.)
 PARSE_MAX_ENTRIES = 4096
-
-_HEADER = struct.Struct("<IIQ")  # fw_resource_count, fw_resource_count_max, fw_resource_version
-_ENTRY = struct.Struct("<16sIIIIII")
 
 
 def esrt_size(count: int) -> int:
@@ -114,43 +111,24 @@ def _need(data: Any, offset: int, size: int, what: str) -> int:
         raise ParseError(f"truncated: need {size} bytes, have {have}", offset=offset, what=what)
     return have
 
-# EFI_SYSTEM_RESOURCE_ENTRY fields in table order, named as Linux names them (and its
-# /sys/firmware/efi/esrt/entries/entryN files).
-ENTRY_FIELDS = (
-    "fw_class",
-    "fw_type",
-    "fw_version",
-    "lowest_supported_fw_version",
-    "capsule_flags",
-    "last_attempt_version",
-    "last_attempt_status",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class EsrtEntry:
-    """EFI_SYSTEM_RESOURCE_ENTRY, version 1 (40 bytes). Fields hold raw u32 values."""
+    """EFI_SYSTEM_RESOURCE_ENTRY, version 1 (40 bytes), fields named as Linux names them (and
+    its /sys/firmware/efi/esrt/entries/entryN files). Fields hold raw u32 values."""
 
-    fw_class: Guid
-    fw_type: int
-    fw_version: int
-    lowest_supported_fw_version: int
-    capsule_flags: int
-    last_attempt_version: int
-    last_attempt_status: int
+    fw_class: Annotated[Guid, GUID]
+    fw_type: Annotated[int, U32]
+    fw_version: Annotated[int, U32]
+    lowest_supported_fw_version: Annotated[int, U32]
+    capsule_flags: Annotated[int, U32]
+    last_attempt_version: Annotated[int, U32]
+    last_attempt_status: Annotated[int, U32]
 
     def pack(self) -> bytes:
         """The 40 bytes."""
         try:
-            return _ENTRY.pack(
-                self.fw_class.to_bytes(),
-                self.fw_type,
-                self.fw_version,
-                self.lowest_supported_fw_version,
-                self.capsule_flags,
-                self.last_attempt_version,
-                self.last_attempt_status,
-            )
+            return ENTRY_LAYOUT.pack(self)
         except struct.error as exc:
             raise ValueError(f"ESRT entry field out of range: {exc}") from None
 
@@ -158,23 +136,20 @@ class EsrtEntry:
     def unpack(cls, data: Any, offset: int = 0) -> EsrtEntry:
         """Read one entry at ``offset``."""
         _need(data, offset, ESRT_ENTRY_SIZE, "ESRT entry")
-        raw_guid, *rest = _ENTRY.unpack_from(data, offset)
-        return cls(Guid.from_bytes(raw_guid), *rest)
+        return ENTRY_LAYOUT.unpack_from(data, offset)
 
 @dataclass(frozen=True, slots=True)
 class EsrtHeader:
     """The 16-byte ESRT header."""
 
-    fw_resource_count: int
-    fw_resource_count_max: int
-    fw_resource_version: int
+    fw_resource_count: Annotated[int, U32]
+    fw_resource_count_max: Annotated[int, U32]  # capacity only
+    fw_resource_version: Annotated[int, U64]
 
     def pack(self) -> bytes:
         """The 16 bytes."""
         try:
-            return _HEADER.pack(
-                self.fw_resource_count, self.fw_resource_count_max, self.fw_resource_version
-            )
+            return HEADER_LAYOUT.pack(self)
         except struct.error as exc:
             raise ValueError(f"ESRT header field out of range: {exc}") from None
 
@@ -182,12 +157,19 @@ class EsrtHeader:
     def unpack(cls, data: Any, offset: int = 0) -> EsrtHeader:
         """Read a header at ``offset``."""
         _need(data, offset, ESRT_HEADER_SIZE, "ESRT header")
-        return cls(*_HEADER.unpack_from(data, offset))
+        return HEADER_LAYOUT.unpack_from(data, offset)
 
     @property
     def size(self) -> int:
         """Bytes the table claims: 16 + 40 * fw_resource_count (Max is only capacity)."""
         return esrt_size(self.fw_resource_count)
+
+
+HEADER_LAYOUT = Layout(EsrtHeader)
+ENTRY_LAYOUT = Layout(EsrtEntry)
+ESRT_HEADER_SIZE = HEADER_LAYOUT.size
+ESRT_ENTRY_SIZE = ENTRY_LAYOUT.size
+ENTRY_FIELDS = ENTRY_LAYOUT.names  # in table order
 
 @dataclass(frozen=True, slots=True)
 class Esrt:
@@ -260,7 +242,7 @@ class Esrt:
                     offset=offset,
                     what="ESRT header",
                 )
-        header = EsrtHeader(*_HEADER.unpack_from(data, offset))
+        header = HEADER_LAYOUT.unpack_from(data, offset)
         count = header.fw_resource_count
         if header.size > have:
             raise ParseError(
@@ -275,9 +257,5 @@ class Esrt:
                 offset=offset,
                 what="ESRT",
             )
-        base = offset + ESRT_HEADER_SIZE
-        entries = []
-        for i in range(count):
-            raw_guid, *rest = _ENTRY.unpack_from(data, base + i * ESRT_ENTRY_SIZE)
-            entries.append(EsrtEntry(Guid.from_bytes(raw_guid), *rest))
+        entries = ENTRY_LAYOUT.iter_unpack(data, offset + ESRT_HEADER_SIZE, count)
         return cls(count, header.fw_resource_count_max, header.fw_resource_version, tuple(entries))

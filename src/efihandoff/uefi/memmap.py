@@ -17,20 +17,20 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from functools import cached_property
 from itertools import pairwise
+from typing import Annotated
 
 from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, error, info, warning
+from efihandoff.uefi.layout import U32, U64, Layout
 
 PAGE_SHIFT = 12  # EFI_PAGE_SHIFT: always 4 KiB, whatever the CPU's page size
 PAGE_SIZE = 1 << PAGE_SHIFT
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
 DESCRIPTOR_VERSION = 1  # EFI_MEMORY_DESCRIPTOR_VERSION
-DESCRIPTOR_SIZE_MIN = 40  # sizeof(EFI_MEMORY_DESCRIPTOR)
+# DESCRIPTOR_SIZE_MIN, sizeof(EFI_MEMORY_DESCRIPTOR) (40), comes from its declaration below.
 EDK2_DESCRIPTOR_SIZE = 48  # edk2 DxeMain.c: sizeof + 8 so callers never assume sizeof
 MAX_DESCRIPTOR_SIZE = 4096  # our bound on a claimed stride; real firmware reports 40..56
-
-_DESC = struct.Struct("<IIQQQQ")  # type, pad, phys_addr, virt_addr, num_pages, attribute
 
 FINDING_CODES = (
     "memmap.desc-size",
@@ -195,11 +195,11 @@ class MemoryDescriptor:
     """EFI_MEMORY_DESCRIPTOR (Linux ``efi_memory_desc_t``); ``type`` may be a value outside
     :class:`MemoryType`. The pad word and any bytes past 40 are not kept."""
 
-    type: int
-    phys_addr: int
-    num_pages: int
-    attribute: int = 0
-    virt_addr: int = 0
+    type: Annotated[int, U32]
+    phys_addr: Annotated[int, U64]
+    num_pages: Annotated[int, U64]
+    attribute: Annotated[int, U64] = 0
+    virt_addr: Annotated[int, U64] = 0
 
     @property
     def size(self) -> int:
@@ -236,9 +236,7 @@ class MemoryDescriptor:
         if desc_size < DESCRIPTOR_SIZE_MIN:
             raise ValueError(f"descriptor size {desc_size} < {DESCRIPTOR_SIZE_MIN}")
         try:
-            raw = _DESC.pack(
-                self.type, 0, self.phys_addr, self.virt_addr, self.num_pages, self.attribute
-            )
+            raw = DESCRIPTOR_LAYOUT.pack(self)
         except struct.error as exc:
             raise ValueError(f"descriptor field out of range: {self!r}") from exc
         return raw + bytes(desc_size - DESCRIPTOR_SIZE_MIN)
@@ -250,8 +248,7 @@ class MemoryDescriptor:
             raise ParseError(
                 "truncated memory descriptor", offset=offset, what="EFI_MEMORY_DESCRIPTOR"
             )
-        mtype, _pad, phys, virt, pages, attr = _DESC.unpack_from(data, offset)
-        return cls(type=mtype, phys_addr=phys, num_pages=pages, attribute=attr, virt_addr=virt)
+        return DESCRIPTOR_LAYOUT.unpack_from(data, offset)
 
     def replace(self, **changes: int) -> MemoryDescriptor:
         """A copy with some fields changed."""
@@ -270,6 +267,14 @@ class MemoryDescriptor:
             f"[{self.type_name:<26}] [{self.phys_addr:#018x}-{self.end - 1:#018x}] "
             f"({self.num_pages} pages) attr={self.attribute:#x}"
         )
+
+
+# C order: UINT32 Type, (4 bytes of padding), PhysicalStart, VirtualStart, NumberOfPages,
+# Attribute (UEFI 2.10 section 7.2); the constructor takes the type and range first.
+DESCRIPTOR_LAYOUT = Layout(
+    MemoryDescriptor, order=("type", "phys_addr", "virt_addr", "num_pages", "attribute")
+)
+DESCRIPTOR_SIZE_MIN = DESCRIPTOR_LAYOUT.size
 
 
 @dataclass(frozen=True)
@@ -313,7 +318,7 @@ class MemoryMap:
                 offset=base_offset + whole,
                 what="memory map",
             )
-        descs = tuple(MemoryDescriptor.unpack(view, off) for off in range(0, whole, desc_size))
+        descs = tuple(DESCRIPTOR_LAYOUT.iter_unpack(view, 0, whole // desc_size, desc_size))
         return cls(descs, desc_size, desc_version)
 
     def build(self) -> bytes:

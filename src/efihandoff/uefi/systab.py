@@ -15,12 +15,13 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from efihandoff.errors import ParseError
 from efihandoff.findings import Finding, error, warning
 from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.layout import GUID, U32, U64, UINTN, Embed, Layout
 
 # Linux include/linux/efi.h; UEFI 2.10 section 4.3 / 4.4 / 4.5. Little-endian ASCII in memory:
 # "IBI SYST", "BOOTSERV", "RUNTSERV".
@@ -28,11 +29,8 @@ EFI_SYSTEM_TABLE_SIGNATURE = 0x5453595320494249
 EFI_BOOT_SERVICES_SIGNATURE = 0x56524553544F4F42
 EFI_RUNTIME_SERVICES_SIGNATURE = 0x56524553544E5552
 
-TABLE_HEADER_SIZE = 24
-SYSTEM_TABLE_SIZE_64 = 120
-SYSTEM_TABLE_SIZE_32 = 72
-CONFIG_TABLE_SIZE_64 = 24
-CONFIG_TABLE_SIZE_32 = 20
+# TABLE_HEADER_SIZE (24), SYSTEM_TABLE_SIZE_64/32 (120/72) and CONFIG_TABLE_SIZE_64/32 (24/20)
+# come from the declarations below.
 
 # Our bound for "absurd" NumberOfTableEntries: edk2 grows the array 0x10 at a time and real
 # firmware has a few dozen entries (edk2 MdeModulePkg/Core/Dxe/Misc/InstallConfigurationTable.c).
@@ -42,14 +40,6 @@ LINUX_VENDOR_MAX_CHARS = 99
 
 U32_MAX = 0xFFFFFFFF
 
-_HDR = struct.Struct("<QIIII")  # signature, revision, header_size, crc32, reserved
-# After the header. 64-bit: fw_vendor, fw_revision, __pad1, then ten UINTN/pointers
-# (Linux efi_system_table_64_t; nr_tables kept here as the full UINTN).
-_BODY64 = struct.Struct("<QIIQQQQQQQQQQ")
-# 32-bit: every pointer and UINTN is u32 (Linux efi_system_table_32_t).
-_BODY32 = struct.Struct("<IIIIIIIIIIII")
-_CT64 = struct.Struct("<16sQ")
-_CT32 = struct.Struct("<16sI")
 _SIG_BYTES = EFI_SYSTEM_TABLE_SIGNATURE.to_bytes(8, "little")
 _SCAN_CHUNK = 1 << 20  # window for buffers without .find (memoryview)
 
@@ -81,15 +71,17 @@ def _need(data: Any, offset: int, size: int, what: str) -> None:
 
 
 def table_crc32(raw: bytes | bytearray | memoryview, header_size: int) -> int:
-    """CRC32 over the first ``header_size`` bytes of ``raw`` with bytes 16..19 taken as zero."""
+    """CRC32 over the first ``header_size`` bytes of ``raw`` with the CRC32 field (bytes 16..19)
+    taken as zero."""
+    at, after = _CRC_AT, _CRC_AT + 4
     view = memoryview(raw)
     try:
         end = min(header_size, len(view))
-        crc = zlib.crc32(view[: min(16, end)])
-        if end > 16:
-            crc = zlib.crc32(b"\0" * (min(20, end) - 16), crc)
-        if end > 20:
-            crc = zlib.crc32(view[20:end], crc)
+        crc = zlib.crc32(view[: min(at, end)])
+        if end > at:
+            crc = zlib.crc32(b"\0" * (min(after, end) - at), crc)
+        if end > after:
+            crc = zlib.crc32(view[after:end], crc)
         return crc
     finally:
         view.release()
@@ -99,24 +91,22 @@ def table_crc32(raw: bytes | bytearray | memoryview, header_size: int) -> int:
 class TableHeader:
     """EFI_TABLE_HEADER (24 bytes)."""
 
-    signature: int
-    revision: int
-    header_size: int
-    crc32: int
-    reserved: int = 0
+    signature: Annotated[int, U64]
+    revision: Annotated[int, U32]
+    header_size: Annotated[int, U32]
+    crc32: Annotated[int, U32]
+    reserved: Annotated[int, U32] = 0
 
     @classmethod
     def unpack(cls, data: Any, offset: int = 0) -> TableHeader:
         """Read a header at ``offset``."""
         _need(data, offset, TABLE_HEADER_SIZE, "EFI_TABLE_HEADER")
-        return cls(*_HDR.unpack_from(data, offset))
+        return TABLE_HEADER_LAYOUT.unpack_from(data, offset)
 
     def pack(self) -> bytes:
         """The 24 bytes."""
         try:
-            return _HDR.pack(
-                self.signature, self.revision, self.header_size, self.crc32, self.reserved
-            )
+            return TABLE_HEADER_LAYOUT.pack(self)
         except struct.error as exc:
             raise ValueError(f"TableHeader field out of range: {exc}") from None
 
@@ -144,6 +134,11 @@ class TableHeader:
         if self.minor % 10:
             text += f".{self.minor % 10}"
         return text
+
+
+TABLE_HEADER_LAYOUT = Layout(TableHeader)
+TABLE_HEADER_SIZE = TABLE_HEADER_LAYOUT.size
+_CRC_AT = TABLE_HEADER_LAYOUT.offsets["crc32"]  # 16
 
 
 def linux_report_header(hdr: TableHeader, vendor: str | None) -> str:
@@ -203,14 +198,14 @@ def read_ucs2(data: Any, offset: int, max_chars: int = 256) -> str:
 class ConfigurationTable:
     """EFI_CONFIGURATION_TABLE: a vendor GUID and a pointer, with no size."""
 
-    guid: Guid
-    table: int
+    guid: Annotated[Guid, GUID]
+    table: Annotated[int, UINTN]
 
     def pack(self, bits: int = 64) -> bytes:
         """The 24 (64-bit) or 20 (32-bit) bytes."""
         _check_bits(bits)
         try:
-            return (_CT64 if bits == 64 else _CT32).pack(self.guid.to_bytes(), self.table)
+            return _config_layout(bits).pack(self)
         except struct.error as exc:
             raise ValueError(f"table pointer {self.table:#x} does not fit: {exc}") from None
 
@@ -218,10 +213,19 @@ class ConfigurationTable:
     def unpack(cls, data: Any, offset: int = 0, bits: int = 64) -> ConfigurationTable:
         """Read one entry at ``offset``."""
         _check_bits(bits)
-        layout = _CT64 if bits == 64 else _CT32
+        layout = _config_layout(bits)
         _need(data, offset, layout.size, "EFI_CONFIGURATION_TABLE")
-        raw_guid, table = layout.unpack_from(data, offset)
-        return cls(Guid.from_bytes(raw_guid), table)
+        return layout.unpack_from(data, offset)
+
+
+CONFIG_TABLE_64 = Layout(ConfigurationTable)
+CONFIG_TABLE_32 = Layout(ConfigurationTable, width=32)
+CONFIG_TABLE_SIZE_64 = CONFIG_TABLE_64.size
+CONFIG_TABLE_SIZE_32 = CONFIG_TABLE_32.size
+
+
+def _config_layout(bits: int) -> Layout[ConfigurationTable]:
+    return CONFIG_TABLE_64 if bits == 64 else CONFIG_TABLE_32
 
 
 def config_table_size(bits: int = 64) -> int:
@@ -239,12 +243,7 @@ def parse_config_tables(
     if count < 0:
         raise ParseError(f"negative table count {count}", offset=offset, what="config tables")
     _need(data, offset, count * size, f"{count} config tables")
-    layout = _CT64 if bits == 64 else _CT32
-    out = []
-    for i in range(count):
-        raw_guid, table = layout.unpack_from(data, offset + i * size)
-        out.append(ConfigurationTable(Guid.from_bytes(raw_guid), table))
-    return tuple(out)
+    return tuple(_config_layout(bits).iter_unpack(data, offset, count, size))
 
 
 def build_config_tables(entries: Iterable[ConfigurationTable], bits: int = 64) -> bytes:
@@ -257,22 +256,24 @@ class SystemTable:
     """EFI_SYSTEM_TABLE. Pointers are physical addresses; ``bits`` picks the layout.
 
     Padding (``__pad1`` at offset 36 of the 64-bit layout) is not kept: ``build`` writes zero.
+    Linux's efi_system_table_64_t reads ``nr_tables`` as a u32 and padding; it is kept here as
+    the full UINTN (:attr:`linux_nr_tables` is Linux's view).
     """
 
-    hdr: TableHeader
-    fw_vendor: int
-    fw_revision: int
-    con_in_handle: int
-    con_in: int
-    con_out_handle: int
-    con_out: int
-    stderr_handle: int
-    stderr: int
-    runtime: int
-    boottime: int
-    nr_tables: int
-    tables: int
-    bits: int = 64
+    hdr: Annotated[TableHeader, Embed(TABLE_HEADER_LAYOUT)]
+    fw_vendor: Annotated[int, UINTN]  # CHAR16 *
+    fw_revision: Annotated[int, U32]
+    con_in_handle: Annotated[int, UINTN]
+    con_in: Annotated[int, UINTN]
+    con_out_handle: Annotated[int, UINTN]
+    con_out: Annotated[int, UINTN]
+    stderr_handle: Annotated[int, UINTN]
+    stderr: Annotated[int, UINTN]
+    runtime: Annotated[int, UINTN]
+    boottime: Annotated[int, UINTN]
+    nr_tables: Annotated[int, UINTN]
+    tables: Annotated[int, UINTN]
+    bits: int = 64  # which layout: not a field of the table
 
     @classmethod
     def new(
@@ -324,32 +325,12 @@ class SystemTable:
         """Read a system table at ``offset`` in the given layout (no validation)."""
         size = cls.layout_size(bits)
         _need(data, offset, size, f"EFI_SYSTEM_TABLE ({bits}-bit)")
-        hdr = TableHeader(*_HDR.unpack_from(data, offset))
-        if bits == 64:
-            (fw_vendor, fw_rev, _pad, *rest) = _BODY64.unpack_from(data, offset + TABLE_HEADER_SIZE)
-        else:
-            (fw_vendor, fw_rev, *rest) = _BODY32.unpack_from(data, offset + TABLE_HEADER_SIZE)
-        # The pointer fields after fw_revision, in declaration order (bits is not in the layout).
-        names = [f.name for f in fields(cls)][3:-1]
-        return cls(hdr, fw_vendor, fw_rev, **dict(zip(names, rest, strict=True)), bits=bits)
+        return _system_layout(bits).unpack_from(data, offset, bits=bits)
 
-    def _body(self) -> bytes:
-        fields = (
-            self.con_in_handle,
-            self.con_in,
-            self.con_out_handle,
-            self.con_out,
-            self.stderr_handle,
-            self.stderr,
-            self.runtime,
-            self.boottime,
-            self.nr_tables,
-            self.tables,
-        )
+    def _pack(self) -> bytes:
+        header = self.hdr.pack()  # a header field out of range is the header's error
         try:
-            if self.bits == 64:
-                return _BODY64.pack(self.fw_vendor, self.fw_revision, 0, *fields)
-            return _BODY32.pack(self.fw_vendor, self.fw_revision, *fields)
+            return header + _system_layout(self.bits).pack(self)[len(header) :]
         except struct.error as exc:
             raise ValueError(f"SystemTable field out of range for {self.bits}-bit: {exc}") from None
 
@@ -360,9 +341,9 @@ class SystemTable:
         claims more than the layout holds).
         """
         _check_bits(self.bits)
-        raw = bytearray(self.hdr.pack() + self._body())
+        raw = bytearray(self._pack())
         if fix_crc:
-            struct.pack_into("<I", raw, 16, table_crc32(raw, self.hdr.header_size))
+            struct.pack_into("<I", raw, _CRC_AT, table_crc32(raw, self.hdr.header_size))
         return bytes(raw)
 
     @staticmethod
@@ -373,7 +354,7 @@ class SystemTable:
         """
         if len(raw) < TABLE_HEADER_SIZE:
             return False
-        hdr = TableHeader(*_HDR.unpack_from(raw, 0))
+        hdr = TABLE_HEADER_LAYOUT.unpack_from(raw, 0)
         if hdr.header_size < TABLE_HEADER_SIZE or hdr.header_size > len(raw):
             return False
         return table_crc32(bytes(raw[: hdr.header_size]), hdr.header_size) == hdr.crc32
@@ -451,15 +432,25 @@ class SystemTable:
         return out
 
 
+SYSTEM_TABLE_64 = Layout(SystemTable)
+SYSTEM_TABLE_32 = Layout(SystemTable, width=32)
+SYSTEM_TABLE_SIZE_64 = SYSTEM_TABLE_64.size
+SYSTEM_TABLE_SIZE_32 = SYSTEM_TABLE_32.size
+
+
+def _system_layout(bits: int) -> Layout[SystemTable]:
+    return SYSTEM_TABLE_64 if bits == 64 else SYSTEM_TABLE_32
+
+
 def _plausible(buf: Any, off: int, bits: int) -> bool:
     size = SYSTEM_TABLE_SIZE_64 if bits == 64 else SYSTEM_TABLE_SIZE_32
     if len(buf) - off < size:
         return False
     raw = bytes(buf[off : off + size])  # one table's worth, never the buffer
-    _sig, revision, header_size, crc, _res = _HDR.unpack_from(raw, 0)
-    if header_size != size or (revision >> 16) not in (1, 2):
+    hdr = TABLE_HEADER_LAYOUT.unpack_from(raw, 0)
+    if hdr.header_size != size or hdr.major not in (1, 2):
         return False
-    return bool(table_crc32(raw, size) == crc)
+    return bool(table_crc32(raw, size) == hdr.crc32)
 
 
 def _find_sig(buf: Any, pos: int) -> int:
