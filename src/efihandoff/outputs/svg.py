@@ -21,6 +21,8 @@ from efihandoff.outputs.maplayout import (
     ADDR_H,
     BAND_H,
     BAND_UNIT,
+    INSET_PAGE_W,
+    INSET_SEP,
     KEY_GLYPH_W,
     LABEL_SIZE,
     LANE_H,
@@ -250,8 +252,8 @@ class _Picture:
         n = len(inset.pages)
         title = (
             f"Zoom on the {n} page{'s' if n != 1 else ''} holding tables: each 4 KiB page is "
-            "drawn at least 150 px wide; markers keep address order, pushed apart where closer "
-            "than 22 px, numbered as in the list below"
+            f"drawn at least {num(INSET_PAGE_W)} px wide; markers keep address order, pushed "
+            f"apart where closer than {num(INSET_SEP)} px, numbered as in the list below"
         )
         out = ['<g class="inset">']
         for part in wrap(title, WIDTH - 2 * MARGIN, 12):
