@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from efihandoff.errors import ParseError
+from efihandoff.intervals import merge
 from efihandoff.uefi.esrt import (
     ESRT_GUID,
     ESRT_HEADER_SIZE,
@@ -222,15 +223,9 @@ class PhysicalMemory:
         a whole map's worth of regions: O((ranges + runs) log) rather than one splice each."""
         if fill is Fill.INTACT:
             return
-        runs: list[list[int]] = []
-        for start, end in sorted(spans):
-            if end <= start:
-                continue
-            first, last = start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
-            if runs and first <= runs[-1][1] + 1:
-                runs[-1][1] = max(runs[-1][1], last)
-            else:
-                runs.append([first, last])
+        # page runs [first, last]: the pages each span touches, touching runs joined
+        pages = merge((s >> PAGE_SHIFT, ((e - 1) >> PAGE_SHIFT) + 1) for s, e in spans if s < e)
+        runs = [[first, end - 1] for first, end in pages]
         if not runs:
             return
         firsts = [r[0] for r in runs]

@@ -44,6 +44,7 @@ from efihandoff.edk2.pool import (
     pool_bin,
 )
 from efihandoff.errors import EfiHandoffError
+from efihandoff.intervals import merge
 from efihandoff.machine import DEBUG_CLEAR_VALUE, Fill, Machine, PhysicalMemory
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
@@ -187,14 +188,7 @@ class BootServices:
             return  # not pages the model allocated: nothing to give back
         if any(lo <= start and end <= hi for lo, hi in self._bin_extents.get(d.type, ())):
             free = self._bin_free.setdefault(d.type, [])
-            bisect.insort(free, (start, end))
-            merged: list[tuple[int, int]] = []
-            for lo, hi in free:
-                if merged and lo <= merged[-1][1]:
-                    merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-                else:
-                    merged.append((lo, hi))
-            free[:] = merged
+            free[:] = merge([*free, (start, end)], keep_empty=True)  # CoreAddRange coalesces
             return
         attr = d.attribute & ~_RUNTIME
         new = MemoryDescriptor(_CONVENTIONAL, start, pages, attr)
