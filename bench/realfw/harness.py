@@ -1078,13 +1078,17 @@ def run_cases(cases: Sequence[Case], jobs: int = 2, timeout: float = DEFAULT_TIM
               dump: bool = False, use_cache: bool = True,
               progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run cases, ``jobs`` QEMUs at a time; outcomes in the order of ``cases``."""
-    build_injector()
-    build_initrd()
-    if any(c.boot == "multiboot2" for c in cases):
-        build_grub()  # once, before the parallel boots
-    if any(c.fixed for c in cases):
+    # what the boots need, built once before the parallel boots; nothing for cached cases
+    # (a --cached-only report builds no Xen, root or initramfs)
+    boots = [c for c in cases if not (use_cache and cached_outcome(c, dump) is not None)]
+    if boots:
+        build_injector()
+        build_initrd()
+    if any(c.boot == "multiboot2" for c in boots):
+        build_grub()
+    if any(c.fixed for c in boots):
         build_fixed_xen()
-    if any(c.live for c in cases):
+    if any(c.live for c in boots):
         realfw_live.build_initrd(INIT_SCRIPT, BUSYBOX, _cpio_newc)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(run_case, c, timeout, dump, use_cache): i
