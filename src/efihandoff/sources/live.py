@@ -77,6 +77,7 @@ class LiveEvidence:
 
 
 def is_real_root(root: Path) -> bool:
+    """Whether ``root`` is this machine's ``/`` (not a copy of one)."""
     try:
         return root.resolve() == Path("/").resolve()
     except OSError:
