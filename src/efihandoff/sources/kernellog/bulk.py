@@ -31,8 +31,8 @@ class BulkReader(Reader):
         if ts is None:
             return True, None
         b = self.cur
-        if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
-            return False, None  # a new boot
+        if self.starts_boot(b, ts):
+            return False, None
         key = (ts, hash(msg.decode("ascii")))
         return key not in b.seen, key
 

@@ -316,9 +316,14 @@ class Reader:
             memo[inner] = typeattr(inner)
         return memo[inner]
 
+    @staticmethod
+    def starts_boot(b: Boot, ts: float) -> bool:
+        """Whether a Linux line with timestamp ``ts`` begins a new boot after ``b``: Linux
+        timestamps restart at zero on a new boot."""
+        return b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0))
+
     def _timestamp(self, b: Boot, ln: int, ts: float) -> Boot:
-        # Linux timestamps restart at zero on a new boot.
-        if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
+        if self.starts_boot(b, ts):
             b = self._new_boot(ln)
         b.last_ts = ts
         return b
