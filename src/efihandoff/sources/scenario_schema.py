@@ -162,6 +162,8 @@ SCHEMA: Mapping[str, Key] = {
 
 
 class Invalid(Exception):
+    """A scenario key at fault: ``path`` names it (table, index, key), ``message`` says why."""
+
     def __init__(self, path: Sequence[str | int], message: str) -> None:
         super().__init__(message)
         self.path = tuple(path)
