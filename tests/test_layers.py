@@ -74,6 +74,42 @@ def test_no_private_name_crosses_modules():
     assert bad == []
 
 
+def _private_attributes(path: Path) -> list[str]:
+    """``module._name`` where ``module`` is an efihandoff module this file imported (enum's
+    ``_sunder_`` names are the enum's API, not a module's private name)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "efihandoff":
+                modules |= {a.asname or a.name for a in node.names if a.name[:1].islower()}
+        elif isinstance(node, ast.Import):
+            modules |= {
+                a.asname or a.name.split(".")[0]
+                for a in node.names
+                if a.name.split(".")[0] == "efihandoff"
+            }
+    return [
+        f"{node.lineno}: {node.value.id}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in modules
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (node.attr.endswith("_") and len(node.attr) > 2)
+    ]
+
+
+def test_no_private_attribute_of_another_module():
+    bad = [
+        f"{path.relative_to(SRC)}:{hit}"
+        for path in sorted(SRC.rglob("*.py"))
+        for hit in _private_attributes(path)
+    ]
+    assert bad == []
+
+
 def test_the_checks_see_a_violation(tmp_path):
     """The scan itself: a private name and a reader importing a path are found."""
     f = tmp_path / "m.py"
@@ -82,3 +118,6 @@ def test_the_checks_see_a_violation(tmp_path):
     assert found == [("efihandoff.paths.linux", ["_x", "y"], 1), ("efihandoff.paths", [], 2)]
     assert _target("efihandoff.paths.linux", ["_x"]) == ["paths"]
     assert _target("efihandoff", ["explain"]) == ["explain"]
+    g = tmp_path / "g.py"
+    g.write_text("from efihandoff.sources import sysfs\nx = sysfs._Tree\ny = sysfs.Tree\n")
+    assert _private_attributes(g) == ["2: sysfs._Tree"]
