@@ -31,8 +31,9 @@ from efihandoff.paths.presets import PRESETS, BootMode, PathSpec
 from efihandoff.paths.simulate import PathResult
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.rules import tables as known_tables
+from efihandoff.rules.version import parse_version, version_text
 from efihandoff.sources import Role, Source, View
-from efihandoff.sources.logmachine import from_boot, parse_version, version_text
+from efihandoff.sources.logmachine import from_boot
 from efihandoff.uefi.esrt import ESRT_GUID
 
 # Linux drivers/firmware/efi/efi.c common_tables names the ESRT since 4.2 (0bb549052d33).

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from efihandoff.errors import ParseError
 from efihandoff.findings import Severity
+from efihandoff.rules.esrt import FINDING_CODES, entry_findings, esrt_findings, header_findings
+from efihandoff.rules.linux import LINUX_MAX_ENTRIES
 from efihandoff.uefi.esrt import (
     ESRT_ENTRY_SIZE,
     ESRT_FIRMWARE_RESOURCE_VERSION,
@@ -28,8 +30,6 @@ from efihandoff.uefi.esrt import (
     describe_last_attempt_status,
     esrt_size,
 )
-from efihandoff.rules.esrt import FINDING_CODES, entry_findings, esrt_findings, header_findings
-from efihandoff.rules.linux import LINUX_MAX_ENTRIES
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryType
 
@@ -350,31 +350,29 @@ def test_clean_tables_have_no_findings():
     for status in (0, 8, VENDOR_RANGE_MIN, 0x2345, VENDOR_RANGE_MAX):
         assert esrt_findings(Esrt.of([_entry(last_attempt_status=status)])) == []
     # fw_version == lowest is fine; capacity above count is fine.
-    assert (
-        esrt_findings(Esrt.of([_entry(fw_version=4, lowest_supported_fw_version=4)], count_max=9), 
-            room=56, **BS
-        )
-        == []
-    )
+    table = Esrt.of([_entry(fw_version=4, lowest_supported_fw_version=4)], count_max=9)
+    assert esrt_findings(table, room=56, **BS) == []
 
 
 def test_linux_memory_rules():
     # The RUNTIME attribute makes Linux accept any type (Linux 6.3 efi_esrt_init).
-    found = esrt_findings(CLEAN, 
-        memory_type=MemoryType.EfiConventionalMemory, memory_attribute=MemoryAttribute.RUNTIME
-    )
+    conventional, runtime = MemoryType.EfiConventionalMemory, MemoryAttribute.RUNTIME
+    found = esrt_findings(CLEAN, memory_type=conventional, memory_attribute=runtime)
     assert _codes(found) == {"esrt.not-boot-services-data"}
     for accepted in (
         MemoryType.EfiRuntimeServicesData,
         MemoryType.EfiACPIReclaimMemory,
         MemoryType.EfiACPIMemoryNVS,
     ):
-        assert _codes(esrt_findings(CLEAN, memory_type=accepted)) == {"esrt.not-boot-services-data"}
+        found = esrt_findings(CLEAN, memory_type=accepted)
+        assert _codes(found) == {"esrt.not-boot-services-data"}
     # An empty table needs only the header to fit.
-    assert _codes(esrt_findings(Esrt(0, 1, 1, ()), room=16)) == {"esrt.count-zero", "esrt.no-entries"}
+    found = esrt_findings(Esrt(0, 1, 1, ()), room=16)
+    assert _codes(found) == {"esrt.count-zero", "esrt.no-entries"}
     # Header-only validation works without entries (e.g. when parse refused the count).
     header = EsrtHeader(0xFFFFFFFF, 0xFFFFFFFF, 1)
-    assert _codes(header_findings(header, room=4096, **BS)) == {"esrt.count-too-large", "esrt.does-not-fit"}
+    found = header_findings(header, room=4096, **BS)
+    assert _codes(found) == {"esrt.count-too-large", "esrt.does-not-fit"}
 
 
 # --- round trips -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from efihandoff.rules.linux import (
     esrt_type_accepted,
     esrt_version_supported,
 )
+from efihandoff.rules.version import format_version
 from efihandoff.uefi.esrt import (
     ESRT_ENTRY_SIZE,
     ESRT_GUID,
@@ -734,8 +735,7 @@ def _touches(unknown: frozenset[int], off: int, size: int) -> bool:
     return any(p in unknown for p in range(off & ~3, off + size, 4))
 
 
-def _v(v: tuple[int, ...]) -> str:
-    return ".".join(str(x) for x in v)
+_v = format_version  # "6.3"
 
 
 def _lld(v: int) -> int:

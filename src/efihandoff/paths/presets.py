@@ -8,8 +8,9 @@ from enum import StrEnum
 
 from efihandoff.errors import UsageError
 from efihandoff.machine import Fill
-
-Version = tuple[int, ...]
+from efihandoff.rules import linux as linux_rules
+from efihandoff.rules import xen as xen_rules
+from efihandoff.rules.version import Version, exact_version, format_version
 
 
 class BootMode(StrEnum):
@@ -56,7 +57,7 @@ class PathSpec:
     @property
     def xen_knows_esrt(self) -> bool:
         """Xen 4.17.0 dc7da0874b: efi_tables() records the ESRT; 4.16 knows nothing of it."""
-        return self.xen is not None and self.xen >= (4, 17, 0)
+        return xen_rules.knows_esrt(self.xen)
 
     @property
     def xen_relocates_esrt(self) -> bool:
@@ -64,7 +65,8 @@ class PathSpec:
         4.18.0, backported as 1dcc9b6dfe to 4.17.1)."""
         if not self.xen_knows_esrt or self.policy is Policy.RESERVE_HYPERCALL:
             return False
-        return self.boot is BootMode.EFI or self.xen >= (4, 17, 1)  # type: ignore[operator]
+        assert self.xen is not None  # xen_knows_esrt
+        return self.boot is BootMode.EFI or xen_rules.relocates_esrt_from_multiboot2(self.xen)
 
     @property
     def xen_esrt_size_fixed(self) -> bool:
@@ -72,20 +74,13 @@ class PathSpec:
         the build carries it: ``size_fix``)."""
         if self.size_fix is not None:
             return self.size_fix
-        v = self.xen or (0,)
-        major_minor = v[:2]
-        patch = v[2] if len(v) > 2 else 0
-        fixed_from = {(4, 19): 5, (4, 20): 3, (4, 21): 1}
-        if major_minor >= (4, 22):
-            return True
-        return major_minor in fixed_from and patch >= fixed_from[major_minor]
+        return xen_rules.esrt_size_fixed(self.xen)
 
     @property
     def xen_runtime_attr_reserved(self) -> bool:
         """f324300c83 (4.17.0) / 54f8ed80c8 (4.16.3): RUNTIME-attributed RAM types become
         E820_RESERVED instead of RAM."""
-        v = self.xen or (0,)
-        return v >= (4, 17, 0) or (v[:2] == (4, 16) and (v[2] if len(v) > 2 else 0) >= 3)
+        return xen_rules.runtime_attr_reserved(self.xen)
 
     # -- Linux features by version (facts 3, 4, 5.7) ----------------------------------------
 
@@ -93,12 +88,12 @@ class PathSpec:
     def linux_xen_esrt(self) -> bool:
         """Linux 6.3 (01de145dc7fb, c0fecaa44dc3, aca1d27ac38a): ESRT under EFI_PARAVIRT,
         the config-table allowlist, and memory lookup by hypercall."""
-        return self.linux >= (6, 3)
+        return linux_rules.xen_esrt(self.linux)
 
     @property
     def linux_skips_bogus(self) -> bool:
         """Linux 6.3 ab03e91e60ce: __efi_mem_desc_lookup disregards bogus descriptors."""
-        return self.linux >= (6, 3)
+        return linux_rules.skips_bogus(self.linux)
 
     def label(self) -> str:
         """A one-line description of the stack."""
@@ -106,13 +101,10 @@ class PathSpec:
             hv = "bare metal"
         else:
             fix = ", size fix backported" if self.size_fix else ""
-            hv = f"Xen {_v(self.xen)} ({self.boot}{', -mapbs' if self.mapbs else ''}{fix})"
+            mapbs = ", -mapbs" if self.mapbs else ""
+            hv = f"Xen {format_version(self.xen)} ({self.boot}{mapbs}{fix})"
         pol = "" if self.policy is Policy.RELEASED else f", {self.policy} proposal"
-        return f"{hv}, Linux {_v(self.linux)}{' dom0' if self.xen else ''}{pol}"
-
-
-def _v(v: Version) -> str:
-    return ".".join(str(x) for x in v)
+        return f"{hv}, Linux {format_version(self.linux)}{' dom0' if self.xen else ''}{pol}"
 
 
 PRESETS: dict[str, PathSpec] = {
@@ -184,9 +176,9 @@ def parse_path(text: str) -> PathSpec:
             if key == "base":
                 spec = replace(PRESETS[value], id=text)
             elif key == "xen":
-                spec = replace(spec, xen=None if value in ("", "none") else _version(value, 3))
+                spec = replace(spec, xen=None if value in ("", "none") else exact_version(value, 3))
             elif key == "linux":
-                spec = replace(spec, linux=_version(value, 2))
+                spec = replace(spec, linux=exact_version(value, 2))
             elif key == "boot":
                 spec = replace(spec, boot=BootMode(value))
             elif key == "mapbs":
@@ -214,9 +206,3 @@ def _span(text: str) -> tuple[int, int]:
         raise ValueError(text)
     return start, end
 
-
-def _version(text: str, width: int) -> Version:
-    parts = tuple(int(x) for x in text.split("."))
-    if not parts or any(p < 0 for p in parts):
-        raise ValueError(text)
-    return parts + (0,) * (width - len(parts))

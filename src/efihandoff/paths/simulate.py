@@ -15,11 +15,11 @@ from efihandoff.paths import linux, xen
 from efihandoff.paths.presets import PathSpec, Policy
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.rules import tables as known_tables
+from efihandoff.rules.e820 import linux_stub_e820_type
 from efihandoff.uefi.esrt import ENTRY_FIELDS, ESRT_GUID, ESRT_HEADER_SIZE, EsrtEntry, EsrtHeader
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import (
     PAGE_SHIFT,
-    U64_MAX,
     MemoryAttribute,
     MemoryDescriptor,
     MemoryMap,
@@ -188,15 +188,12 @@ def stub_e820(mm: MemoryMap) -> list[E820Range]:
     drivers/firmware/efi/libstub/x86-stub.c setup_e820): types it does not know are left out;
     neighbours of one type merge (e820__update_table)."""
     rows: list[tuple[int, int, int]] = []
-    sp = int(MemoryAttribute.SP)
     for d in mm.descriptors:
-        if d.phys_addr & 0xFFF or not 0 < d.num_pages <= (U64_MAX - d.phys_addr) >> PAGE_SHIFT:
-            continue  # bogus
-        e = _STUB_TYPE.get(d.type)
+        if d.is_bogus:
+            continue
+        e = linux_stub_e820_type(d.type, d.attribute)  # rules.e820: setup_e820's mapping
         if e is None:
             continue  # "default: continue"
-        if e == E820Type.RAM and d.attribute & sp:
-            e = E820Type.SOFT_RESERVED  # with CONFIG_EFI_SOFT_RESERVE (the default)
         rows.append((d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), e))
     if any(a[0] > b[0] for a, b in pairwise(rows)):
         rows.sort()
@@ -215,22 +212,6 @@ def stub_e820(mm: MemoryMap) -> list[E820Range]:
 
 
 _E820 = {int(t): t for t in E820Type}
-_STUB_TYPE: dict[int, int] = {
-    **{int(t): int(E820Type.RESERVED) for t in (
-        MemoryType.EfiReservedMemoryType,
-        MemoryType.EfiRuntimeServicesCode,
-        MemoryType.EfiRuntimeServicesData,
-        MemoryType.EfiMemoryMappedIO,
-        MemoryType.EfiMemoryMappedIOPortSpace,
-        MemoryType.EfiPalCode,
-    )},
-    **{t: int(E820Type.RAM) for t in _BS | _LINUX_RAM},
-    int(MemoryType.EfiUnacceptedMemoryType): int(E820Type.RAM),
-    int(MemoryType.EfiUnusableMemory): int(E820Type.UNUSABLE),
-    int(MemoryType.EfiACPIReclaimMemory): int(E820Type.ACPI),
-    int(MemoryType.EfiACPIMemoryNVS): int(E820Type.NVS),
-    int(MemoryType.EfiPersistentMemory): int(E820Type.PMEM),
-}
 
 
 def _firmware(machine: Machine) -> tuple[BootServices, bool]:

@@ -19,6 +19,7 @@ from efihandoff.edk2 import BootServices, OutOfResources
 from efihandoff.intervals import subtract
 from efihandoff.machine import PhysicalMemory
 from efihandoff.paths.presets import BootMode, PathSpec, Policy
+from efihandoff.rules.e820 import XEN_RAM_TYPES, xen_e820_type
 from efihandoff.uefi import tables as known_tables
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
 from efihandoff.uefi.guid import Guid
@@ -44,10 +45,9 @@ E820MAX = 1024  # Xen 4.16+ xen/arch/x86/include/asm/e820.h: e820_raw holds at m
 BS_TYPES = frozenset({MemoryType.EfiBootServicesCode, MemoryType.EfiBootServicesData})
 LOADER_TYPES = frozenset({MemoryType.EfiLoaderCode, MemoryType.EfiLoaderData})
 # efi_arch_process_memory_map: the types that become E820_RAM (given WB and no RUNTIME).
-_RAM_TYPES = frozenset(int(t) for t in BS_TYPES | LOADER_TYPES | {MemoryType.EfiConventionalMemory})
+_RAM_TYPES = XEN_RAM_TYPES
 _BS = frozenset(int(t) for t in BS_TYPES)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
-_WB = int(MemoryAttribute.WB)
 _RT_TYPES = (int(MemoryType.EfiRuntimeServicesCode), int(MemoryType.EfiRuntimeServicesData))
 _ESRT_DESC_TYPES = frozenset(
     {
@@ -263,20 +263,8 @@ def e820_type(d: MemoryDescriptor, spec: PathSpec) -> E820Type:
     return _E820[_classify(d.type, d.attribute, spec.mapbs, spec.xen_runtime_attr_reserved)]
 
 
-def _classify(t: int, attr: int, mapbs: bool, runtime_reserved: bool) -> int:
-    if t in _RAM_TYPES and not (mapbs and t in _BS):
-        if attr & _RUNTIME and runtime_reserved:
-            return _E820_RESERVED
-        return _E820_RAM if attr & _WB else _E820_UNUSABLE
-    return _E820_OTHER.get(t, _E820_RESERVED)
-
-
-_E820_RAM, _E820_RESERVED, _E820_UNUSABLE = int(E820Type.RAM), 2, int(E820Type.UNUSABLE)
-_E820_OTHER = {
-    int(MemoryType.EfiUnusableMemory): _E820_UNUSABLE,
-    int(MemoryType.EfiACPIReclaimMemory): int(E820Type.ACPI),
-    int(MemoryType.EfiACPIMemoryNVS): int(E820Type.NVS),
-}
+_classify = xen_e820_type  # the mapping is Xen's rule: efihandoff.rules.e820
+_E820_RAM = int(E820Type.RAM)
 _E820 = {int(t): t for t in E820Type}
 
 

@@ -186,3 +186,9 @@ FORMER_LINUX_LABELS: Mapping[str, str] = MappingProxyType({"MPS": "MPS"})
 def linux_table(name: str) -> LinuxTable:
     """What Linux does with the table of our short ``name`` (nothing when it is not listed)."""
     return LINUX_TABLES.get(name, NOT_PARSED)
+
+
+def xen_esrt(linux: Version) -> bool:
+    """Linux 6.3 (01de145dc7fb, c0fecaa44dc3, aca1d27ac38a): the ESRT under EFI_PARAVIRT, the
+    config-table allowlist, and memory lookup by hypercall."""
+    return linux >= LINUX_6_3

@@ -7,12 +7,12 @@ whose memory type only an E820 kind hints at gets every candidate type the evide
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.rules import tables as known_tables
 from efihandoff.rules.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
+from efihandoff.rules.version import parse_version, version_text
 from efihandoff.sources import Role
 from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
@@ -94,16 +94,6 @@ class LogEvidence:
     variants: dict[Guid, list[tuple[tuple[int, ...], Machine]]] = field(default_factory=dict)
     # (label, address) of tables the efi: line names that no registry entry knows: not judged.
     unknown_labels: tuple[tuple[str, int], ...] = ()
-
-
-def parse_version(text: str | None, width: int) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if m is None:
-        return None
-    parts = tuple(int(x) for x in m.groups() if x is not None)
-    return ((*parts, 0, 0, 0))[:width]
 
 
 def from_boot(boot: BootLog, name: str = "log") -> LogEvidence:
@@ -308,13 +298,6 @@ def _observed(boot: BootLog) -> Observed:
         xen_text=version_text(xen_text),
         lists_tables=bool(boot.config_tables),
     )
-
-
-def version_text(text: str | None) -> str | None:
-    """The numeric version at the start of a printed one: "6.1.112" of
-    "6.1.112-1.qubes.fc37.x86_64"."""
-    m = re.match(r"\d+\.\d+(?:\.\d+)?", text or "")
-    return m[0] if m else None
 
 
 def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]:

@@ -1,0 +1,49 @@
+"""Tests for efihandoff.rules.e820: the types by hand from Linux libstub/x86-stub.c setup_e820
+and Xen efi-boot.h efi_arch_process_memory_map."""
+
+from __future__ import annotations
+
+import pytest
+
+from efihandoff.e820 import E820Type
+from efihandoff.rules.e820 import linux_stub_e820_type, xen_e820_type
+from efihandoff.uefi.memmap import MemoryAttribute, MemoryType
+
+T = MemoryType
+WB, RUN, SP = int(MemoryAttribute.WB), int(MemoryAttribute.RUNTIME), int(MemoryAttribute.SP)
+
+
+@pytest.mark.parametrize(
+    ("mtype", "attr", "e820"),
+    [
+        (T.EfiBootServicesData, WB, E820Type.RAM),
+        (T.EfiConventionalMemory, WB | SP, E820Type.SOFT_RESERVED),
+        (T.EfiRuntimeServicesData, WB | RUN, E820Type.RESERVED),
+        (T.EfiACPIReclaimMemory, WB, E820Type.ACPI),
+        (T.EfiACPIMemoryNVS, WB, E820Type.NVS),
+        (T.EfiUnusableMemory, 0, E820Type.UNUSABLE),
+        (T.EfiPersistentMemory, WB, E820Type.PMEM),
+        (T.EfiUnacceptedMemoryType, WB, E820Type.RAM),
+        (0x70000000, WB, None),  # an OEM type: "default: continue"
+    ],
+)
+def test_linux_stub(mtype: int, attr: int, e820: E820Type | None) -> None:
+    assert linux_stub_e820_type(mtype, attr) == e820
+
+
+@pytest.mark.parametrize(
+    ("mtype", "attr", "mapbs", "rt_reserved", "e820"),
+    [
+        (T.EfiBootServicesData, WB, False, True, E820Type.RAM),
+        (T.EfiBootServicesData, WB, True, True, E820Type.RESERVED),  # -mapbs
+        (T.EfiConventionalMemory, 0, False, True, E820Type.UNUSABLE),  # no WB
+        (T.EfiLoaderData, WB | RUN, False, True, E820Type.RESERVED),  # 4.17+: RUNTIME
+        (T.EfiLoaderData, WB | RUN, False, False, E820Type.RAM),  # 4.16.2
+        (T.EfiACPIReclaimMemory, WB, False, True, E820Type.ACPI),
+        (T.EfiACPIMemoryNVS, WB, False, True, E820Type.NVS),
+        (T.EfiUnusableMemory, WB, False, True, E820Type.UNUSABLE),
+        (T.EfiRuntimeServicesCode, WB | RUN, False, True, E820Type.RESERVED),
+    ],
+)
+def test_xen(mtype: int, attr: int, mapbs: bool, rt_reserved: bool, e820: E820Type) -> None:
+    assert xen_e820_type(mtype, attr, mapbs, rt_reserved) == e820
