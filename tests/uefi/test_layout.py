@@ -181,3 +181,15 @@ def test_guid_field_value() -> None:
     # EFI_GUID in memory: Data1..3 little-endian, Data4 as bytes.
     raw = bytes.fromhex("63a222b16136684f992978f8b0d62180")
     assert Layout(OnlyGuid).unpack_from(raw) == OnlyGuid(guid)
+
+
+def test_pack_many_and_build_errors() -> None:
+    a, b = MemoryDescriptor(4, 0x2000, 1), MemoryDescriptor(7, 0x3000, 2)
+    assert DESCRIPTOR_LAYOUT.pack_many([a, b], 48) == a.pack(48) + b.pack(48)
+    # A field out of range still names the descriptor at fault (MemoryDescriptor.pack).
+    from efihandoff.uefi.memmap import MemoryMap
+
+    with pytest.raises(ValueError, match="descriptor field out of range"):
+        MemoryMap((a, MemoryDescriptor(1 << 32, 0, 1)), 48).build()
+    entries = [EsrtEntry(Guid.from_bytes(bytes(range(16))), 1, 2, 3, 4, 5, 6)] * 2
+    assert ENTRY_LAYOUT.pack_many(entries) == ENTRY_LAYOUT.pack(entries[0]) * 2

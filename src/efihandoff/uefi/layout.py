@@ -96,7 +96,9 @@ class Layout(Generic[T]):
 
     __slots__ = (
         "_conv",
+        "_encoders",
         "_fields",
+        "_get",
         "_make",
         "_single",
         "align",
@@ -189,14 +191,26 @@ class Layout(Generic[T]):
         self._single = single
         # The constructor takes the fields in dataclass order: positional when C's is the same.
         ctor = [f.name for f in dc_fields if f.name in by_name]
-        plain = all(count == 1 and dec is None for _, count, dec in conv)
-        if plain and list(self.names) == ctor:
-            self._make: Callable[[tuple[Any, ...]], T] = lambda vals: cls(*vals)
-        elif plain and len(ctor) > 1:
-            pick = operator.itemgetter(*(self.names.index(n) for n in ctor))
-            self._make = lambda vals: cls(*pick(vals))
+        flat = all(count == 1 for _, count, _ in conv)  # no embedded struct
+        decoders = [
+            (ctor.index(n), dec)
+            for n, (_, _, dec) in zip(self.names, conv, strict=True)
+            if dec is not None and not isinstance(dec, Layout)
+        ]
+        if not flat:
+            self._make: Callable[[tuple[Any, ...]], T] = self._general
+        elif list(self.names) == ctor and not decoders:
+            self._make = lambda vals: cls(*vals)
         else:
-            self._make = self._general
+            perm = [self.names.index(n) for n in ctor]
+            self._make = lambda vals: cls(*_decoded([vals[i] for i in perm], decoders))
+        # pack: the attributes in C order, encoded where the C type says so.
+        self._encoders = [
+            (i, ctype.encode)
+            for i, (_, ctype) in enumerate(self._fields)
+            if isinstance(ctype, CType) and ctype.encode is not None
+        ]
+        self._get = operator.attrgetter(*self.names) if flat and len(self.names) > 1 else None
 
     @property
     def format(self) -> str:
@@ -247,6 +261,11 @@ class Layout(Generic[T]):
 
     def raw(self, obj: T) -> tuple[Any, ...]:
         """The ``struct`` values of ``obj``, in C order."""
+        if self._get is not None:
+            values = self._get(obj)
+            if not self._encoders:
+                return values
+            return tuple(_decoded(list(values), self._encoders))
         out: list[Any] = []
         for name, ctype in self._fields:
             value = getattr(obj, name)
@@ -257,6 +276,17 @@ class Layout(Generic[T]):
             else:
                 out.append(value)
         return tuple(out)
+
+    def pack_many(self, objs: Sequence[T], stride: int | None = None) -> bytes:
+        """The structures one after another, ``stride`` bytes apart (default: the size; the
+        bytes between are zero)."""
+        step = self.size if stride is None else stride
+        pad = bytes(step - self.struct.size)
+        pack = self.struct.pack
+        if self._get is not None and not self._encoders:
+            get = self._get
+            return b"".join([pack(*get(o)) + pad for o in objs])
+        return b"".join([pack(*self.raw(o)) + pad for o in objs])
 
     def pack(self, obj: T) -> bytes:
         """The structure's bytes (``size`` of them: tail padding is zero)."""
@@ -275,3 +305,9 @@ def _dataclass_fields(cls: type) -> tuple[Field[Any], ...]:
     if is_dataclass(cls):
         return fields(cls)
     raise TypeError(f"{cls.__name__} is not a dataclass")
+
+
+def _decoded(values: list[Any], convert: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
+    for i, fn in convert:
+        values[i] = fn(values[i])
+    return values

@@ -323,6 +323,11 @@ class MemoryMap:
 
     def build(self) -> bytes:
         """The map buffer as GetMemoryMap would fill it (pad and tail bytes zero)."""
+        if self.desc_size >= DESCRIPTOR_SIZE_MIN:
+            try:
+                return DESCRIPTOR_LAYOUT.pack_many(self.descriptors, self.desc_size)
+            except struct.error:
+                pass  # MemoryDescriptor.pack names the descriptor at fault
         return b"".join(d.pack(self.desc_size) for d in self.descriptors)
 
     # -- queries ----------------------------------------------------------------------------
