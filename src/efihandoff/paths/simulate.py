@@ -191,10 +191,10 @@ def stub_e820(mm: MemoryMap) -> list[E820Range]:
     for d in mm.descriptors:
         if d.is_bogus:
             continue
-        e = linux_stub_e820_type(d.type, d.attribute)  # rules.e820: setup_e820's mapping
-        if e is None:
+        kind = linux_stub_e820_type(d.type, d.attribute)  # rules.e820: setup_e820's mapping
+        if kind is None:
             continue  # "default: continue"
-        rows.append((d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), e))
+        rows.append((d.phys_addr, d.phys_addr + (d.num_pages << PAGE_SHIFT), kind))
     if any(a[0] > b[0] for a, b in pairwise(rows)):
         rows.sort()
     out: list[E820Range] = []
