@@ -55,3 +55,23 @@ def test_line_of_finds_a_key_under_array_headers():
     )
     assert line_of(text, ("table", 0, "entry", 1, "fw_version")) == 9
     assert line_of(text, ("region", 0, "start")) == 2
+
+
+HUGE = int("4" * 5000, 16)  # 4 * 5,000 - 1 = 19,999 bits (0x4 is 3 bits); over 6,000 decimal digits
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"region": [{**REGION, "start": HUGE}]}, ("region", 0, "start")),
+        ({"region": [{**REGION, "type": HUGE}]}, ("region", 0, "type")),
+        ({"region": [{**REGION, "attribute": HUGE}]}, ("region", 0, "attribute")),
+        ({"region": [REGION], "seed": -HUGE}, ("seed",)),
+    ],
+)
+def test_a_number_too_long_for_decimal_is_named_not_raised(data, path):
+    # Regression (fuzz, seed 4): a 5,000-digit hex start made the range message raise ValueError.
+    with pytest.raises(Invalid) as exc:
+        validate(data)
+    assert exc.value.path == path
+    assert "19999 bits" in exc.value.message and len(exc.value.message) < 200

@@ -303,9 +303,10 @@ def _check(value: Any, key: Key, path: tuple[str | int, ...]) -> Any:
         return value
     if kind == "memory_type":
         try:
-            parse_type_name(str(value) if isinstance(value, int) else _text(value, path))
+            parse_type_name(_shown(value) if isinstance(value, int) else _text(value, path))
         except (ParseError, ValueError):
-            raise Invalid(path, f"unknown memory type {str(value)[:60]!r}") from None
+            shown = _shown(value) if isinstance(value, int) else str(value)
+            raise Invalid(path, f"unknown memory type {shown[:60]!r}") from None
         return value
     if kind == "attribute":
         number = _attribute_value(value, path)
@@ -316,7 +317,7 @@ def _check(value: Any, key: Key, path: tuple[str | int, ...]) -> Any:
     else:
         number = _int_value(value, path)
     if not key.lo <= number <= key.hi:
-        raise Invalid(path, f"{number} is out of range ({key.lo} to {key.hi:#x})")
+        raise Invalid(path, f"{_shown(number)} is out of range ({key.lo} to {key.hi:#x})")
     return number
 
 
@@ -334,6 +335,17 @@ _KIND_WORDS = {
     "revision": '"major.minor" or a number',
     "tables": "an array of tables",
 }
+
+
+def _shown(number: int) -> str:
+    """A number for a message: decimal when short, else the head of its hex and its width.
+
+    TOML reads hex of any length, and ``str()`` of an int over 4,300 decimal digits raises
+    ValueError (CPython's int_max_str_digits), so a message never converts a big one to decimal.
+    """
+    if -(10**20) < number < 10**20:
+        return str(number)
+    return f"{f'{number:#x}'[:20]}... ({number.bit_length()} bits)"
 
 
 def _text(value: Any, path: tuple[str | int, ...]) -> str:
@@ -370,7 +382,7 @@ def _size_value(value: Any, path: tuple[str | int, ...]) -> int:
 def _attribute_value(value: Any, path: tuple[str | int, ...]) -> int:
     if isinstance(value, int):
         if not 0 <= value <= U64:
-            raise Invalid(path, f"{value} is out of range (0 to {U64:#x})")
+            raise Invalid(path, f"{_shown(value)} is out of range (0 to {U64:#x})")
         return value
     attr = 0
     for part in _text(value, path).replace(",", "|").split("|"):
@@ -390,7 +402,7 @@ def _attribute_value(value: Any, path: tuple[str | int, ...]) -> int:
 def _revision_value(value: Any, path: tuple[str | int, ...]) -> int:
     if isinstance(value, int):
         if not 0 <= value <= U32:
-            raise Invalid(path, f"{value} is out of range (0 to {U32:#x})")
+            raise Invalid(path, f"{_shown(value)} is out of range (0 to {U32:#x})")
         return value
     major, _, minor = _text(value, path).partition(".")
     hi, lo = _int_value(major, path), _int_value(minor or "0", path)
