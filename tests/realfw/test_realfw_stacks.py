@@ -424,3 +424,17 @@ def test_report_counts_every_stack(tmp_path):
     assert body["linux-6.1"][1:6] == ["1", "0", "0", "0", "1"]
     harness.write_report(rows, tmp_path / "r.md", {"v": "1"})
     assert "## By stack" in (tmp_path / "r.md").read_text()
+
+
+def test_a_dom0_that_printed_its_log_is_never_judged_halted(tmp_path):
+    # regression: explain's candidate machines (reduced to one table's region) have no RAM
+    # described at 16 MiB; the halt rule took that gap for a conflict and every dom0 log of an
+    # RT-data ESRT read "the dom0 never starts" (unk?) instead of intact
+    data = Path(__file__).parent / "data" / "rtdata-valid2-xen-4.17+linux-6.12.serial.log"
+    files = harness.write_evidence(data.read_text(), tmp_path)
+    for names in (("dmesg.txt",), ("tree", "dmesg.txt")):
+        doc = harness.run_explain([files[n] for n in names])
+        assert all(p.get("booted") is not False for p in doc["paths"].values())
+        esrt = doc["paths"]["observed"]["tables"][str(harness.ESRT_GUID)]
+        assert "never starts" not in esrt["reason"]
+        assert esrt["verdict"] == "intact", esrt

@@ -253,23 +253,19 @@ def xen_dom0_memory_setup(spec: PathSpec, e820: list[E820Range]) -> Halt | None:
     [_text, _end). Else "Xen hypervisor allocated kernel memory conflicts with E820 map" and
     BUG() (6.1: inline; 6.12: xen_chk_is_e820_usable, which first swaps ACPI NVS ranges over
     the area with RAM higher up: taken as always possible, the model does not know dom0's
-    initial page count). Runs before any EFI table is looked at. A map that ends below part
-    of the range says nothing of that part (a scenario describes the memory it is about)."""
+    initial page count). Runs before any EFI table is looked at. The model halts only on a
+    range the map describes as other than RAM: a gap (memory a scenario or the evidence leaves
+    out, or a reduced candidate machine) says nothing, though a real hole would BUG() too."""
     start, end = dom0_kernel_range(spec)
-    end = min(end, max((r.end for r in e820), default=0))
-    if start >= end:
-        return None
     nvs_swap = spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE
-    ram: list[tuple[int, int]] = []
-    for r in sorted(e820, key=lambda r: r.start):
-        swapped = nvs_swap and r.type == E820Type.NVS and r.start < end and start < r.end
-        if r.type != E820Type.RAM and not swapped:
-            continue
-        if ram and r.start == ram[-1][1]:
-            ram[-1] = (ram[-1][0], r.end)
-        else:
-            ram.append((r.start, r.end))
-    if any(s <= start and end <= e for s, e in ram):
+    conflict = any(
+        r.start < end
+        and start < r.end
+        and r.type != E820Type.RAM
+        and not (nvs_swap and r.type == E820Type.NVS)
+        for r in e820
+    )
+    if not conflict:
         return None
     fn = "xen_chk_is_e820_usable" if nvs_swap else "xen_is_e820_reserved"
     return Halt(
