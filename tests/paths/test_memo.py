@@ -202,3 +202,32 @@ def test_a_changed_byte_is_another_question() -> None:
     bad = memo.simulate(machine(2), PRESETS["native"])
     assert memo.stats().hits == 0
     assert good.esrt.verdict != bad.esrt.verdict
+
+
+def test_the_key_covers_every_field_a_simulation_reads() -> None:
+    """A tripwire: if simulate() starts reading a Machine field the key leaves out, the cache
+    could answer from another machine; this fails first."""
+    keyed = {
+        "memory_map", "system_table_address", "system_table", "config_table_address",
+        "config_tables", "memory", "firmware_vendor", "firmware_state",
+    }
+    methods = {"read", "table", "lookup"}  # their bodies read keyed fields through self
+
+    class Spy(Machine):
+        def __getattribute__(self, name: str) -> object:
+            if not name.startswith("__") and name != "seen":
+                object.__getattribute__(self, "seen").add(name)
+            return object.__getattribute__(self, name)
+
+    from efihandoff.paths import simulate as simulate_mod
+    from efihandoff.sources import example_path, read_source
+
+    for example in ("laptop.toml", "esrt-bsdata-1.toml", "memattr-tpm-bsdata.toml"):
+        (view,) = read_source(example_path().parent / example)
+        m = view.machine
+        spy = Spy(**{f: getattr(m, f) for f in Machine.__dataclass_fields__})
+        object.__setattr__(spy, "seen", set())
+        for spec in PRESETS.values():
+            simulate_mod.simulate(spy, spec)
+        seen = object.__getattribute__(spy, "seen")
+        assert seen and seen <= keyed | methods, sorted(seen - keyed - methods)
