@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from click.shell_completion import CompletionItem
@@ -93,7 +93,7 @@ def _errors(fn: F) -> F:
             click.echo(f"efihandoff: internal error: {type(exc).__name__}: {exc}", err=True)
             sys.exit(1)
 
-    return run  # type: ignore[return-value]
+    return cast(F, run)  # functools.wraps keeps the command's signature
 
 
 def _level() -> int:
@@ -122,10 +122,10 @@ def _verbosity(fn: F) -> F:
         "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_level(-1),
         help="Results only: no notes, progress or \"wrote FILE\" on stderr.",
     )(fn)
-    return click.option(  # type: ignore[return-value]
+    return cast(F, click.option(
         "-v", "--verbose", is_flag=True, expose_value=False, callback=_set_level(1),
         help="Say more (explain: the whole memory map and every table's reason).",
-    )(fn)
+    )(fn))
 
 
 def _complete_path(

@@ -297,10 +297,10 @@ def _memory_map(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _attributes(attr: object) -> str:
+def _attributes(attr: int | None) -> str:
     if attr is None:
         return "?"
-    return esc("|".join(attribute_names(int(attr))) or "0")  # type: ignore[call-overload]
+    return esc("|".join(attribute_names(int(attr))) or "0")
 
 
 def _tables(doc: Mapping[str, Any]) -> list[str]:
@@ -332,8 +332,8 @@ def _tables(doc: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _hex(value: object) -> str:
-    return "?" if value is None else esc(f"{int(value):#x}")  # type: ignore[call-overload]
+def _hex(value: int | None) -> str:
+    return "?" if value is None else esc(f"{int(value):#x}")
 
 
 def _esrt(doc: Mapping[str, Any]) -> list[str]:

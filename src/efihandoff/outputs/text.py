@@ -86,6 +86,7 @@ class _FittingConsole(Console):
     survey's): widths are given so that every word shows whole, or, when this width cannot
     show them all, the table is printed as records instead."""
 
+    # rich's Console.print names each keyword; this override forwards them all unchanged.
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if len(objects) == 1 and not kwargs and isinstance(objects[0], Table):
             t = objects[0]
@@ -180,6 +181,7 @@ def make_console(*, stderr: bool = False) -> Console:
     width = int(cols) if cols.isdigit() and int(cols) > 0 else None
     dumb = env.get("TERM", "") in ("dumb", "unknown")
     return _FittingConsole(
+        # _Trimmed implements the write/flush/isatty/encoding rich uses, not all of IO[str].
         file=_Trimmed(sys.stderr if stderr else sys.stdout),  # type: ignore[arg-type]
         stderr=stderr,
         width=width,

@@ -21,7 +21,11 @@ FAST_BLOCK = 1 << 20  # bytes gathered before the fast path looks at the lines i
 _SNIFF_BYTES = 65536
 
 
-def _iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
+#: What the reader takes: a binary file, or gzip's reader over one (typeshed types it apart).
+ByteStream = IO[bytes] | gzip.GzipFile
+
+
+def _iter_lines(stream: ByteStream) -> Iterator[bytes]:
     """The lines of a binary stream, read in fixed-size blocks; a line is yielded with at most
     2 x MAX_LINE bytes (the reader keeps MAX_LINE), so memory does not depend on line length."""
     carry = b""  # the start of a line that continues in the next block, at most MAX_LINE bytes
@@ -45,7 +49,7 @@ def _iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
         yield carry
 
 
-def _run(reader: Reader, stream: IO[bytes], name: str) -> None:
+def _run(reader: Reader, stream: ByteStream, name: str) -> None:
     ln = 0
     try:
         for raw in _iter_lines(stream):
@@ -59,7 +63,7 @@ def _run(reader: Reader, stream: IO[bytes], name: str) -> None:
         ) from None
 
 
-def _run_fast(reader: BulkReader, stream: IO[bytes], name: str) -> None:
+def _run_fast(reader: BulkReader, stream: ByteStream, name: str) -> None:
     """:func:`_run` with the fast path: the same reads, the same lines."""
     fast = Fast(reader)
     read = getattr(stream, "read1", stream.read)
@@ -99,7 +103,7 @@ def _run_fast(reader: BulkReader, stream: IO[bytes], name: str) -> None:
         reader.feed(fast.ln, carry.decode("utf-8", "replace").rstrip("\r"))
 
 
-def _read(stream: IO[bytes], name: str, fast: bool) -> Reader:
+def _read(stream: ByteStream, name: str, fast: bool) -> Reader:
     """The stream read through the fast path (a :class:`BulkReader` behind it) or line by line
     (a plain :class:`Reader`)."""
     if fast:
@@ -118,10 +122,10 @@ def _result(reader: Reader, name: str, strict: bool) -> KernelLog:
     return KernelLog(boots, reader.lines_read, reader.lines_used, name)
 
 
-def _open_bytes(data: bytes | bytearray | memoryview) -> IO[bytes]:
+def _open_bytes(data: bytes | bytearray | memoryview) -> ByteStream:
     raw = io.BytesIO(bytes(data))
     if bytes(data[:2]) == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     return raw
 
 
@@ -148,7 +152,8 @@ def read_kernel_log(
 
 
 def read_kernel_log_stream(
-    stream: IO[bytes], *, name: str = "<log>", strict: bool = False, fast: bool = True
+    stream: ByteStream, *, name: str = "<log>", strict: bool = False,
+    fast: bool = True,
 ) -> KernelLog:
     """Read a kernel log from a binary file object (``fast=False``: line by line)."""
     return _result(_read(stream, name, fast), name, strict)
@@ -165,7 +170,7 @@ def read_kernel_log_file(
         f.seek(0)
         if magic == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                return read_kernel_log_stream(gz, name=name, strict=strict, fast=fast)  # type: ignore[arg-type]
+                return read_kernel_log_stream(gz, name=name, strict=strict, fast=fast)
         return read_kernel_log_stream(f, name=name, strict=strict, fast=fast)
 
 
