@@ -13,7 +13,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "efihandoff"
 
 # package (or module) -> the efihandoff packages/modules it must never import
 FORBIDDEN = {
-    "uefi": ("paths", "sources", "edk2", "rules", "explain", "audit", "survey", "outputs", "cli"),
+    "uefi": (
+        "paths", "sources", "edk2", "rules", "fwupd", "descriptions", "explain", "audit", "survey",
+        "outputs", "cli",
+    ),
     "rules": ("paths", "sources", "explain", "audit", "survey", "outputs", "cli"),
     "edk2": ("paths", "sources", "rules", "explain", "audit", "survey", "outputs", "cli"),
     "machine": ("paths", "sources", "edk2", "explain", "audit", "survey", "outputs", "cli"),

@@ -14,6 +14,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from efihandoff import __version__
+from efihandoff.descriptions import entry_names
 from efihandoff.errors import EfiHandoffError, OutputError, ParseError, SourceError, UsageError
 from efihandoff.explain import explain as explain_views
 from efihandoff.outputs import text
@@ -32,7 +33,6 @@ from efihandoff.sources import (
     read_source,
     read_sources,
 )
-from efihandoff.uefi.descriptions import entry_names
 
 F = TypeVar("F", bound=Callable[..., Any])
 

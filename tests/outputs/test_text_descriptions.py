@@ -1,4 +1,4 @@
-"""efihandoff.uefi.descriptions: ESRT values as fwupd and fwts name them, checked by hand against
+"""efihandoff.descriptions: ESRT values as fwupd and fwts name them, checked by hand against
 edk2 SystemResourceTable.h, Linux efi.h and fwupd fu-uefi.rs as the facts file gives them."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from efihandoff.uefi import descriptions as d
+from efihandoff import descriptions as d
 
 
 def test_fw_type():

@@ -6,11 +6,11 @@ from dataclasses import replace
 from typing import Any
 
 from efihandoff import fwupd
+from efihandoff.descriptions import entry_names
 from efihandoff.explain import OBSERVED, Explanation
 from efihandoff.machine import Machine
 from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi import tables as known_tables
-from efihandoff.uefi.descriptions import entry_names
 from efihandoff.uefi.esrt import ESRT_GUID, Esrt
 from efihandoff.uefi.guid import Guid
 from efihandoff.uefi.memmap import type_name

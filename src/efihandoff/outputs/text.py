@@ -19,6 +19,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from efihandoff.descriptions import describe_entry
 from efihandoff.outputs.textlines import (
     STREAM_ROWS,
     Styler,
@@ -32,7 +33,6 @@ from efihandoff.outputs.textlines import (
     verdict_lines,
     wrapped,
 )
-from efihandoff.uefi.descriptions import describe_entry
 from efihandoff.uefi.memmap import attribute_names
 
 ESRT_GUID = "b122a263-3661-4f68-9929-78f8b0d62180"

@@ -1,7 +1,7 @@
 """Names for ESRT field values, as fwupd and fwts show them (like pyelftools' descriptions.py).
 
 One place for the words; outputs call these, parsers never do. Sources (facts file
-``reference/efi-xen-facts.md`` sections 1.7, 6.1 and 7):
+``docs/efi-xen-facts.md`` sections 1.7, 6.1 and 7):
 
 - FwType and LastAttemptStatus values: edk2 MdePkg/Include/Guid/SystemResourceTable.h
   (``ESRT_FW_TYPE_*``, ``LAST_ATTEMPT_STATUS_*``); 8 and the vendor range 0x1000..0x4000 from
