@@ -254,3 +254,28 @@ def test_a_table_claiming_past_its_descriptor_still_straddles() -> None:
     # is about the claim (regression: capped sizes hid table.straddles).
     ex = explain(read_source(Path(__file__).parent.parent / "examples" / "esrt-straddle.toml"))
     assert "table.straddles" in {f.code for f in ex.findings}
+
+
+def test_dom0_sysfs_values_the_model_cannot_know_are_not_compared() -> None:
+    # Regression (realfw live stack): a dom0 copy beside its dmesg gave model.disagrees on
+    # capsule_flags, a word the model lists in the tree's .unknown file (POOL_TAIL's unwritten
+    # reserved word after Xen 4.17's short copy). A known file that differs is still reported.
+    from dataclasses import replace
+
+    from efihandoff.explain import compare_dom0_sysfs
+
+    ex = _explain(SYSFS / "native-laptop")
+    view = next(v for v in ex.views if v.sysfs is not None)
+    assert view.sysfs is not None
+    real = view.sysfs.esrt_tree()
+    result = replace(ex.results["native"], sysfs=real, esrt_sysfs=True)  # the copy, predicted
+    assert [f.code for f in compare_dom0_sysfs(view, result)] == ["model.agrees"]
+    flags = "efi/esrt/entries/entry0/capsule_flags"
+    assert real[flags] not in (None, "0xafafafaf\n")
+    other = {**real, flags: "0xafafafaf\n"}
+    (finding,) = compare_dom0_sysfs(view, replace(result, sysfs=other))
+    assert finding.code == "model.disagrees" and "1 ESRT files differ" in finding.message
+    marked = {**other, ".unknown": f"{flags}\n"}
+    assert [f.code for f in compare_dom0_sysfs(view, replace(result, sysfs=marked))] == [
+        "model.agrees"
+    ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from efihandoff import fwupd
 from efihandoff.dom0 import ShortCopy
 from efihandoff.findings import Finding, info, warning
 from efihandoff.paths.linux import EsrtCheck
 from efihandoff.paths.presets import PathSpec
-from efihandoff.paths.simulate import PathResult
+from efihandoff.paths.simulate import Cost, PathResult
 from efihandoff.paths.verdict import TableVerdict, Verdict
 from efihandoff.rules import tables as known_tables
 from efihandoff.sources import View
@@ -31,9 +32,6 @@ def observed_from_tree(spec: PathSpec, view: View, found: ShortCopy | None) -> P
     is what the kernel exposed and what fwupd reads; a POOL_TAIL in it proves the short copy,
     and without one the tree cannot tell the firmware's bytes from a copy, or a refusal from
     an absent table."""
-    from efihandoff import fwupd
-    from efihandoff.paths.simulate import Cost
-
     assert view.sysfs is not None
     has = view.sysfs.esrt is not None
     tree = view.sysfs.esrt_tree() if has else {}
@@ -169,10 +167,11 @@ def compare_dom0_sysfs(
         ]
     if not has or predicted.sysfs is None:
         return []
+    unknown = fwupd.unknown_files(predicted.sysfs)  # values the model cannot know are not compared
     differ = sorted(
         k
         for k, val in predicted.sysfs.items()
-        if val is not None and real.get(k) not in (None, val)
+        if val is not None and k not in unknown and real.get(k) not in (None, val)
     )
     if differ:
         return [
