@@ -328,3 +328,24 @@ def test_the_firmware_values_behind_the_short_copy_are_null(tmp_path: Path) -> N
     tail = ("lowest_supported_fw_version", "capsule_flags", "last_attempt_version")
     assert all(last[k] is None for k in (*tail, "last_attempt_status"))
     assert esrt["names"][1]["fwupd_update_state"] is None
+
+
+def test_a_dom0_that_printed_its_tables_did_not_halt() -> None:
+    # The dom0 printed its efi: table line, so it ran past xen_memory_setup: a stack the
+    # evidence allows whose dom0 kernel range lies on E820-reserved memory (it would BUG()
+    # there) is ruled out, not kept as the observed stack. The range is the log's own
+    # reserved region 0x40000000-0x403fffff (the memory map's descriptor 6).
+    from dataclasses import replace
+
+    from efihandoff.candidates import judged
+    from efihandoff.paths.simulate import simulate
+
+    log = Path(__file__).parent / "fixtures" / "logs" / "serial-xen-dom0.log"
+    ex = explain(read_source(log))
+    printed = [v.log.observed for v in ex.views if v.dom0 and v.log is not None]
+    assert printed and all(o.lists_tables for o in printed)
+    running = ex.results["observed"].spec
+    halting = replace(running, dom0_kernel=(0x40000000, 0x40400000))
+    assert simulate(ex.machine, halting).booted is False
+    result = judged(ex.machine, [halting, running], {}, printed)
+    assert result.booted is True and result.spec.dom0_kernel == running.dom0_kernel

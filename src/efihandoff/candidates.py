@@ -239,6 +239,11 @@ def _fits(
     """Whether a simulated boot prints what the real dom0 did and exposes the ESRT tree it
     exposed (every value both know), for ``guid`` alone when given: a reduced candidate
     machine holds only that table."""
+    # A dom0 that printed its config-table line or left a /sys/firmware copy ran past
+    # xen_memory_setup (Linux x86 setup_arch: e820__memory_setup, which a PV dom0 routes to
+    # xen_memory_setup, comes before efi_init prints the tables): a halting boot is not it.
+    if result.booted is False and (trees or any(o.lists_tables for o in printed)):
+        return False
     if guid in (None, ESRT_GUID) and result.esrt_sysfs is not None:
         for tree in trees:
             has = any(k.startswith("efi/esrt/") for k in tree)
