@@ -575,7 +575,20 @@ def test_shell_completion_completes_preset_ids():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=120, check=False)
     words = [line.split(",", 1)[1] for line in proc.stdout.splitlines() if "," in line]
-    assert set(PRESETS) <= set(words) and "xen=" in words
+    assert set(PRESETS) <= set(words) and "xen=" in words and "dom0_kernel=" in words
+
+
+def test_every_path_key_is_in_the_help_and_parses():
+    # The completion list, the --path help and parse_path name the same keys (dom0_kernel= was
+    # parsed but missing from both).
+    from efihandoff.cli import _PATH_HELP
+    from efihandoff.paths.presets import PATH_KEYS, parse_path
+
+    values = {"base=": "xen-4.17", "xen=": "4.17.1", "linux=": "6.12", "boot=": "efi",
+              "policy=": "relocate-known", "scrub=": "zeros", "dom0_kernel=": "0x1000-0x2000"}
+    for key in PATH_KEYS:
+        assert key.rstrip("=") in _PATH_HELP, key
+        parse_path(key + values.get(key, ""))  # raises UsageError on an unknown key
 
 
 # --- packaging: man page, licence, metadata, the README's fwupd line ------------------------

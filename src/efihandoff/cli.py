@@ -21,7 +21,7 @@ from efihandoff.outputs import text
 from efihandoff.outputs.files import write_text
 from efihandoff.outputs.json import esrt_json, explain_document, memory_map_json, path_json
 from efihandoff.outputs.sysfs import write_tree
-from efihandoff.paths.presets import PRESETS, PathSpec, parse_path
+from efihandoff.paths.presets import PATH_KEYS, PRESETS, PathSpec, parse_path
 from efihandoff.paths.simulate import simulate
 from efihandoff.sources import (
     Source,
@@ -41,7 +41,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 _PRESET_LIST = ", ".join(PRESETS)
 _PATH_HELP = (
     f"A preset id ({_PRESET_LIST}) or key=value pairs "
-    "(base=PRESET, xen=, linux=, boot=efi|multiboot2, mapbs, policy=, prerelease, scrub=)"
+    "(base=PRESET, xen=, linux=, boot=efi|multiboot2, mapbs, policy=, prerelease, scrub=, "
+    "dom0_kernel=START-END)"
 )
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
@@ -132,9 +133,8 @@ def _complete_path(
     _ctx: click.Context, _param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     """Shell completion of --path: the preset ids, then the key= words."""
-    keys = ("base=", "xen=", "linux=", "boot=", "mapbs", "policy=", "prerelease", "scrub=")
     out = [CompletionItem(pid, help=spec.label()) for pid, spec in PRESETS.items()]
-    out += [CompletionItem(k) for k in keys]
+    out += [CompletionItem(k) for k in PATH_KEYS]
     return [c for c in out if c.value.startswith(incomplete)]
 
 

@@ -155,6 +155,12 @@ PRESETS: dict[str, PathSpec] = {
 }
 
 
+#: The words a ``--path`` may hold (a trailing ``=`` takes a value), for help and completion.
+PATH_KEYS = (
+    "base=", "xen=", "linux=", "boot=", "mapbs", "policy=", "prerelease", "scrub=", "dom0_kernel=",
+)
+
+
 def parse_path(text: str) -> PathSpec:
     """A preset id, or ``key=value`` pairs: ``xen=4.17.0``, ``boot=efi|multiboot2``,
     ``linux=6.1``, ``mapbs``, ``policy=...``, ``prerelease``, ``scrub=zeros|random|intact``,
