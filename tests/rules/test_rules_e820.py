@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from efihandoff.e820 import E820Type
-from efihandoff.rules.e820 import linux_stub_e820_type, xen_e820_type
+from efihandoff.rules.e820 import linux_stub_e820_type, linux_stub_sources, xen_e820_type
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryType
 
 T = MemoryType
@@ -47,3 +47,23 @@ def test_linux_stub(mtype: int, attr: int, e820: E820Type | None) -> None:
 )
 def test_xen(mtype: int, attr: int, mapbs: bool, rt_reserved: bool, e820: E820Type) -> None:
     assert xen_e820_type(mtype, attr, mapbs, rt_reserved) == e820
+
+
+def test_linux_stub_sources_read_the_stub_table_backwards():
+    # By hand from x86-stub.c setup_e820: E820_TYPE_RESERVED for reserved, runtime code/data,
+    # MMIO, MMIO port space and PAL code; ACPI for reclaim; NVS; UNUSABLE; PMEM; RAM for the
+    # loader, boot-services and conventional types (unaccepted memory left out: config-dependent).
+    T = MemoryType
+    assert linux_stub_sources(E820Type.RESERVED) == (
+        T.EfiReservedMemoryType, T.EfiRuntimeServicesCode, T.EfiRuntimeServicesData,
+        T.EfiMemoryMappedIO, T.EfiMemoryMappedIOPortSpace, T.EfiPalCode,
+    )
+    assert linux_stub_sources(E820Type.RAM) == (
+        T.EfiLoaderCode, T.EfiLoaderData, T.EfiBootServicesCode, T.EfiBootServicesData,
+        T.EfiConventionalMemory,
+    )
+    assert linux_stub_sources(E820Type.ACPI) == (T.EfiACPIReclaimMemory,)
+    assert linux_stub_sources(E820Type.NVS) == (T.EfiACPIMemoryNVS,)
+    assert linux_stub_sources(E820Type.UNUSABLE) == (T.EfiUnusableMemory,)
+    assert linux_stub_sources(E820Type.PMEM) == (T.EfiPersistentMemory,)
+    assert linux_stub_sources(E820Type.SOFT_RESERVED) == ()

@@ -47,6 +47,17 @@ LINUX_STUB_E820: Mapping[int, E820Type] = MappingProxyType(
 )
 
 
+def linux_stub_sources(e820: E820Type) -> tuple[MemoryType, ...]:
+    """The EFI types setup_e820 turns into ``e820`` (LINUX_STUB_E820 read backwards), in type
+    order. Unaccepted memory is left out: it is RAM only with CONFIG_UNACCEPTED_MEMORY, which a
+    reader of the E820 table cannot tell."""
+    return tuple(
+        _T(t)
+        for t in sorted(LINUX_STUB_E820)
+        if LINUX_STUB_E820[t] is e820 and t != int(_T.EfiUnacceptedMemoryType)
+    )
+
+
 def linux_stub_e820_type(memory_type: int, attribute: int) -> E820Type | None:
     """setup_e820: the E820 type of one descriptor, None when the stub leaves it out; RAM with
     EFI_MEMORY_SP is soft reserved (CONFIG_EFI_SOFT_RESERVE, the default)."""

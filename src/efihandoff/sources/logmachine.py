@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from efihandoff.e820 import E820Type
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.rules import tables as known_tables
+from efihandoff.rules.e820 import linux_stub_sources
 from efihandoff.rules.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
 from efihandoff.rules.version import parse_version, version_text
 from efihandoff.sources import Role
@@ -478,30 +480,17 @@ def retype_at(
 # --------------------------------------------------------------------------------------------
 
 _T = MemoryType
-_RAM_TYPES = (
-    _T.EfiLoaderCode,
-    _T.EfiLoaderData,
-    _T.EfiBootServicesCode,
-    _T.EfiBootServicesData,
-    _T.EfiConventionalMemory,
-)
+_RAM_TYPES = linux_stub_sources(E820Type.RAM)
 # Linux drivers/firmware/efi/libstub/x86-stub.c setup_e820(): the EFI types behind each E820 kind
-# (GRUB's EFI loader maps the same way). Unaccepted memory is left out of the E820 table.
+# (GRUB's EFI loader maps the same way), read backwards from rules.e820.
 _LINUX_E820_TO_EFI: dict[str, tuple[int, ...]] = {
     "usable": _RAM_TYPES,
     "soft reserved": _RAM_TYPES,  # RAM types with EFI_MEMORY_SP
-    "reserved": (
-        _T.EfiReservedMemoryType,
-        _T.EfiRuntimeServicesCode,
-        _T.EfiRuntimeServicesData,
-        _T.EfiMemoryMappedIO,
-        _T.EfiMemoryMappedIOPortSpace,
-        _T.EfiPalCode,
-    ),
-    "ACPI data": (_T.EfiACPIReclaimMemory,),
-    "ACPI NVS": (_T.EfiACPIMemoryNVS,),
-    "unusable": (_T.EfiUnusableMemory,),
-    "persistent": (_T.EfiPersistentMemory,),
+    "reserved": linux_stub_sources(E820Type.RESERVED),
+    "ACPI data": linux_stub_sources(E820Type.ACPI),
+    "ACPI NVS": linux_stub_sources(E820Type.NVS),
+    "unusable": linux_stub_sources(E820Type.UNUSABLE),
+    "persistent": linux_stub_sources(E820Type.PMEM),
 }
 # Xen xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map(): RAM types turn reserved with
 # EFI_MEMORY_RUNTIME (4.16.3+/4.17+) or -mapbs, unusable without WB.
