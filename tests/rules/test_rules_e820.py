@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from efihandoff.e820 import E820Type
-from efihandoff.rules.e820 import linux_stub_e820_type, linux_stub_sources, xen_e820_type
+from efihandoff.rules.e820 import (
+    linux_stub_e820_type,
+    linux_stub_sources,
+    xen_e820_type,
+    xen_sources,
+)
 from efihandoff.uefi.memmap import MemoryAttribute, MemoryType
 
 T = MemoryType
@@ -67,3 +72,23 @@ def test_linux_stub_sources_read_the_stub_table_backwards():
     assert linux_stub_sources(E820Type.UNUSABLE) == (T.EfiUnusableMemory,)
     assert linux_stub_sources(E820Type.PMEM) == (T.EfiPersistentMemory,)
     assert linux_stub_sources(E820Type.SOFT_RESERVED) == ()
+
+
+def test_xen_sources_read_efi_arch_process_memory_map_backwards():
+    # By hand from Xen 4.17 efi-boot.h efi_arch_process_memory_map: loader, boot-services and
+    # conventional memory are RAM with WB, unusable without it, reserved with RUNTIME (4.16.3+)
+    # and, for boot services, with -mapbs; unusable, ACPI reclaim and NVS keep their E820 type;
+    # every other type (reserved, runtime, MMIO, PAL, persistent, unaccepted) is reserved.
+    # Regression: the hand-written inverse left boot-services memory without WB out of
+    # 'unusable' and unaccepted memory out of 'reserved'.
+    T = MemoryType
+    ram = (T.EfiLoaderCode, T.EfiLoaderData, T.EfiBootServicesCode, T.EfiBootServicesData,
+           T.EfiConventionalMemory)
+    assert xen_sources(E820Type.RAM) == ram
+    assert xen_sources(E820Type.UNUSABLE) == (*ram, T.EfiUnusableMemory)
+    assert xen_sources(E820Type.ACPI) == (T.EfiACPIReclaimMemory,)
+    assert xen_sources(E820Type.NVS) == (T.EfiACPIMemoryNVS,)
+    assert set(xen_sources(E820Type.RESERVED)) == set(T) - {
+        T.EfiUnusableMemory, T.EfiACPIReclaimMemory, T.EfiACPIMemoryNVS,
+    }
+    assert xen_sources(E820Type.PMEM) == ()

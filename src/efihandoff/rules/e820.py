@@ -88,3 +88,19 @@ def xen_e820_type(memory_type: int, attribute: int, mapbs: bool, runtime_reserve
             return _RESERVED
         return _RAM if attribute & _WB else _UNUSABLE
     return XEN_OTHER_E820.get(memory_type, _RESERVED)
+
+
+def xen_sources(e820: E820Type) -> tuple[MemoryType, ...]:
+    """The EFI types efi_arch_process_memory_map can turn into ``e820`` on some Xen, attribute
+    and ``-mapbs`` setting (xen_e820_type read backwards), in type order."""
+    attrs = (0, _WB, _RUNTIME, _WB | _RUNTIME)
+    return tuple(
+        t
+        for t in MemoryType
+        if any(
+            xen_e820_type(int(t), a, mapbs, rr) == int(e820)
+            for a in attrs
+            for mapbs in (False, True)
+            for rr in (False, True)
+        )
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from efihandoff.e820 import E820Type
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.rules import tables as known_tables
-from efihandoff.rules.e820 import linux_stub_sources
+from efihandoff.rules.e820 import linux_stub_sources, xen_sources
 from efihandoff.rules.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
 from efihandoff.rules.version import parse_version, version_text
 from efihandoff.sources import Role
@@ -492,17 +492,16 @@ _LINUX_E820_TO_EFI: dict[str, tuple[int, ...]] = {
     "unusable": linux_stub_sources(E820Type.UNUSABLE),
     "persistent": linux_stub_sources(E820Type.PMEM),
 }
-# Xen xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map(): RAM types turn reserved with
-# EFI_MEMORY_RUNTIME (4.16.3+/4.17+) or -mapbs, unusable without WB.
+# Xen xen/arch/x86/efi/efi-boot.h efi_arch_process_memory_map(), read backwards from rules.e820:
+# RAM types turn reserved with EFI_MEMORY_RUNTIME (4.16.3+/4.17+) or -mapbs (boot services),
+# unusable without WB; every other type is reserved. Kinds Xen never prints keep Linux's reading.
 _XEN_E820_TO_EFI: dict[str, tuple[int, ...]] = {
     **_LINUX_E820_TO_EFI,
-    "reserved": _LINUX_E820_TO_EFI["reserved"] + _RAM_TYPES + (_T.EfiPersistentMemory,),
-    "unusable": (
-        _T.EfiUnusableMemory,
-        _T.EfiLoaderCode,
-        _T.EfiLoaderData,
-        _T.EfiConventionalMemory,
-    ),
+    "usable": xen_sources(E820Type.RAM),
+    "reserved": xen_sources(E820Type.RESERVED),
+    "ACPI data": xen_sources(E820Type.ACPI),
+    "ACPI NVS": xen_sources(E820Type.NVS),
+    "unusable": xen_sources(E820Type.UNUSABLE),
 }
 
 
