@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from efihandoff.errors import ParseError, SourceError
+from efihandoff.intervals import merge
 from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory, DumpSegment
 from efihandoff.sources.dumpscan import (
     SCAN_WORK,
     file_ranges_by_delta,
     find_all,
-    merge_spans,
     scan,
 )
 from efihandoff.sources.elfcore import ELF_MAGIC, elf_segments, looks_like_elf_core
@@ -292,7 +292,7 @@ def _find_config_array_by_content(
     hits = 0
     # Each file byte searched once however many segments alias it (see dumpscan.scan).
     merged = file_ranges_by_delta(memory)
-    spans = merge_spans([span for g in merged.values() for span in g])
+    spans = merge([span for g in merged.values() for span in g], keep_empty=True)
     work = 0
     for anchor in _ANCHOR_GUIDS:
         needle = anchor.to_bytes()

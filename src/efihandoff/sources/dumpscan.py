@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from efihandoff.intervals import merge
 from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory
 from efihandoff.uefi.systab import EFI_SYSTEM_TABLE_SIGNATURE, find_system_table
 
@@ -188,19 +189,7 @@ def file_ranges_by_delta(memory: DumpMemory) -> dict[int, list[tuple[int, int]]]
             groups.setdefault(seg.phys - seg.offset, []).append(
                 (seg.offset, seg.offset + seg.file_bytes)
             )
-    return {delta: merge_spans(spans) for delta, spans in groups.items()}
-
-
-def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``[a, b)`` spans sorted and merged where they overlap or touch."""
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1]:
-            if b > out[-1][1]:
-                out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
+    return {delta: merge(spans, keep_empty=True) for delta, spans in groups.items()}
 
 
 def scan(
@@ -223,7 +212,7 @@ def scan(
     for bits in (64, 32):
         for cls in sorted(by_class):
             deltas = by_class[cls]
-            spans = merge_spans([span for d in deltas for span in merged[d]])
+            spans = merge([span for d in deltas for span in merged[d]], keep_empty=True)
             for a, b in spans:
                 start = a + (cls - a) % 8
                 if start >= b:
@@ -284,6 +273,5 @@ __all__ = [
     "data_extents",
     "file_ranges_by_delta",
     "find_all",
-    "merge_spans",
     "scan",
 ]
