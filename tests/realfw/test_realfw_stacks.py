@@ -311,10 +311,8 @@ def test_stacks_option_narrows_the_matrix(capsys):
 
 # -- the fixed Xen ---------------------------------------------------------------------------
 
-BOOT_C = """\
-static size_t __init get_esrt_size(const EFI_MEMORY_DESCRIPTOR *desc)
-{
-""" + "\n" * 619 + """\
+# Only the lines the patch's hunk names (its context, lines 622-626 of boot.c), blank above.
+BOOT_C = "\n" * 621 + """\
     if ( esrt_ptr->FwResourceCount > available_len / sizeof(esrt_ptr->Entries[0]) )
         return 0;
 
