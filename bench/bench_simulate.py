@@ -21,8 +21,8 @@ import os
 import time
 from collections.abc import Iterator
 
+from efihandoff.edk2 import BootServices
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths.firmware import BootServices
 from efihandoff.paths.presets import PRESETS
 from efihandoff.paths.simulate import simulate
 from efihandoff.uefi import memmap as lookup_mod

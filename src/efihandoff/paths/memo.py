@@ -2,7 +2,7 @@
 form of exactly what :func:`efihandoff.paths.simulate.simulate` reads.
 
 What a simulation reads (``paths/simulate.py`` ``simulate``/``_firmware``/``_Judge`` and
-``paths/firmware.py`` ``BootServices.from_machine``): the machine's memory map, system table
+``edk2/boot_services.py`` ``BootServices.from_machine``): the machine's memory map, system table
 and its address, configuration-table array address and entries, memory (its bytes, which of
 them are known, what unwritten and scrubbed pages hold), firmware vendor and pool state; and
 the path's parameters. Its id and description only label the result. The key is those values
@@ -28,9 +28,9 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from efihandoff.edk2 import PoolState
 from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.paths import simulate as simulate_mod
-from efihandoff.paths.firmware import PoolState
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi.memmap import MemoryMap
