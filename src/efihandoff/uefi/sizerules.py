@@ -129,32 +129,33 @@ def rsdp_v1_rule(read: Reader, addr: int, limit: int | None) -> SizeResult:
     return SizeResult(_RSDP_V1_SIZE, f"ACPI 1.0 RSDP: 20 bytes (revision field {head[15]})")
 
 
+def _entry_point(
+    read: Reader, addr: int, anchor: bytes, length_at: int, minimum: int, what: str, version: str
+) -> SizeResult:
+    """An SMBIOS entry point: ``anchor``, then its own length as a u8 at ``length_at``."""
+    head = _read(read, addr, 0, length_at + 1)
+    if head is None:
+        return _missing(what, 0, length_at + 1)
+    if head[: len(anchor)] != anchor:
+        return SizeResult(
+            None, f"bad anchor {head[:len(anchor)]!r}, expected '{anchor.decode()}'"
+        )
+    length = head[length_at]
+    if length < minimum:
+        return SizeResult(None, f"entry point length {length:#x} is below {minimum:#x}")
+    return SizeResult(length, f"SMBIOS {version} entry point length {length:#x}")
+
+
 def smbios_rule(read: Reader, addr: int, limit: int | None) -> SizeResult:
     """SMBIOS 2.x entry point: anchor ``_SM_``, length u8 at 5 (0x1F; 0x1E on SMBIOS 2.1)."""
     # DMTF DSP0134 5.2.1 (32-bit entry point structure).
-    head = _read(read, addr, 0, 6)
-    if head is None:
-        return _missing("SMBIOS entry point", 0, 6)
-    if head[:4] != b"_SM_":
-        return SizeResult(None, f"bad anchor {head[:4]!r}, expected '_SM_'")
-    length = head[5]
-    if length < 0x1E:
-        return SizeResult(None, f"entry point length {length:#x} is below 0x1e")
-    return SizeResult(length, f"SMBIOS 2.x entry point length {length:#x}")
+    return _entry_point(read, addr, b"_SM_", 5, 0x1E, "SMBIOS entry point", "2.x")
 
 
 def smbios3_rule(read: Reader, addr: int, limit: int | None) -> SizeResult:
     """SMBIOS 3.x entry point: anchor ``_SM3_``, length u8 at 6 (0x18)."""
     # DMTF DSP0134 5.2.2 (64-bit entry point structure).
-    head = _read(read, addr, 0, 7)
-    if head is None:
-        return _missing("SMBIOS3 entry point", 0, 7)
-    if head[:5] != b"_SM3_":
-        return SizeResult(None, f"bad anchor {head[:5]!r}, expected '_SM3_'")
-    length = head[6]
-    if length < 0x18:
-        return SizeResult(None, f"entry point length {length:#x} is below 0x18")
-    return SizeResult(length, f"SMBIOS 3.x entry point length {length:#x}")
+    return _entry_point(read, addr, b"_SM3_", 6, 0x18, "SMBIOS3 entry point", "3.x")
 
 
 _FDT_MAGIC = 0xD00DFEED
