@@ -496,15 +496,15 @@ def test_aliasing_pt_loads_are_scanned_once(tmp_path, laptop, monkeypatch):
     scanned: list[tuple[int, int]] = []
     real = dump_mod._scan_range
 
-    def counting(mm, fd, start, end, bits):  # type: ignore[no-untyped-def]
+    def counting(mm, fd, start, end):  # type: ignore[no-untyped-def]
         scanned.append((start, end))
-        return real(mm, fd, start, end, bits)
+        return real(mm, fd, start, end)
 
     monkeypatch.setattr(dump_mod, "_scan_range", counting)
     with read_dump(path) as ev:
         assert len(ev.segments) == n
         assert ev.system_table_address == machine.system_table_address
-    assert scanned == [(data_off, data_off + len(blob))]  # once, 64-bit layout found
+    assert scanned == [(data_off, data_off + len(blob))]  # once, both layouts checked per hit
 
 
 def test_aliasing_at_shifted_offsets_stays_bounded(tmp_path, laptop):

@@ -3,8 +3,11 @@ skipped), read a block at a time into one reused buffer and searched there, so m
 block whatever the dump's size; the system-table scan over them, once per file byte however
 many ELF segments alias it.
 
-The search is the C library's ``memmem`` over the buffer when it has one (through ctypes), else
-``mmap.find``; glibc's is about twice as fast on random data.
+The system-table signature can only sit on an 8-byte grid (UEFI pool allocations), so its scan
+maps the file a window at a time and compares only the grid's words with the C library's
+``wmemchr`` (through ctypes): a vector search touching no byte twice and copying none, about as
+fast as ``cat`` reads the file. Byte-granular searches (GUIDs, the boot_params signature) use
+``memmem`` over blocks read into a buffer, else ``mmap.find``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import errno
 import mmap
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from efihandoff.intervals import merge
@@ -27,6 +32,8 @@ MAX_CANDIDATES = 64  # system-table candidates examined
 SCAN_WORK = 1 << 20  # (hit, segment group) pairs examined before the scan gives up
 BLOCK = 1 << 20  # bytes read and searched at once
 BLOCK_MIN_SPLIT = 64 << 10  # a block searched by two threads holds at least twice this
+MAP_WINDOW = 16 << 20  # bytes mapped at once by the aligned scan
+MAX_WORD_MISSES = 256  # first-word matches without the needle before a window is searched bytewise
 _TAIL = 128  # bytes past a hit the system-table checks read (120-byte table)
 _SIGNATURE = struct.pack("<Q", EFI_SYSTEM_TABLE_SIGNATURE)
 
@@ -92,9 +99,7 @@ def data_extents(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
         pos = hole
 
 
-def find_all(
-    mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int
-) -> Iterator[int]:
+def find_all(mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int) -> Iterator[int]:
     """File offsets of every ``needle`` in ``[start, end)``, in order. With a file descriptor the
     data extents are read block by block (each block with ``len(needle) - 1`` bytes of the next,
     so a needle across two blocks is found once); without one, the mapping is searched."""
@@ -180,6 +185,166 @@ def _hits(buf: mmap.mmap, base: int, lo: int, hi: int, needle: bytes) -> Iterato
         pos = hit + 1
 
 
+def _wmemchr() -> Any:
+    """The C library's ``wmemchr`` through ctypes when ``wchar_t`` is 4 bytes, or None."""
+    if ctypes.sizeof(ctypes.c_wchar) != 4:
+        return None
+    try:
+        fn = ctypes.CDLL(None).wmemchr
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_size_t]
+    return fn
+
+
+_WMEMCHR = _wmemchr()
+
+
+def find_aligned(
+    mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int, align: int
+) -> Iterator[int]:
+    """File offsets ``p`` of every ``needle`` wholly in ``[start, end)`` with ``(p - start) %
+    align == 0``, in order; ``align`` a multiple of 4, ``needle`` at least 4 bytes.
+
+    With a file descriptor and the C library's ``wmemchr``, the data extents are mapped a window
+    at a time (read into a buffer when they cannot be mapped or ``start`` is not 4-aligned) and
+    only the 4-byte words of the alignment grid are compared with the needle's first word, a
+    vector search at memory speed; a window where that word keeps matching without the needle
+    (text of repeated words) is searched byte by byte from there. Otherwise :func:`find_all`,
+    filtered."""
+    if align <= 0 or align % 4 or len(needle) < 4:
+        raise ValueError("align must be a positive multiple of 4 and the needle 4 bytes or more")
+    if fd is None or _WMEMCHR is None:
+        yield from (h for h in find_all(mm, fd, needle, start, end) if (h - start) % align == 0)
+        return
+    k = len(needle)
+    windows = _Windows(fd, k)
+    try:
+        for a, b in data_extents(fd, start, end):
+            first = a + (start - a) % align
+            for pos, base, n, stop in windows.over(first, b, align):
+                yield from (pos + q for q in _grid_hits(base, n, stop, needle, align))
+    finally:
+        windows.close()
+
+
+class _Windows:
+    """A file's bytes as windows at known addresses: mapped (no copy; a private mapping, so
+    the buffer is writable for ctypes, never written) or read into one reused buffer. Memory
+    stays one window whatever the file's size: each mapping is closed before the next."""
+
+    def __init__(self, fd: int, k: int) -> None:
+        self._fd = fd
+        self._k = k
+        self._map_ok = True
+        self._buf: mmap.mmap | None = None
+        self._view: memoryview | None = None
+        self._base = 0
+
+    def over(self, first: int, end: int, align: int) -> Iterator[tuple[int, int, int, int]]:
+        """(file offset, address, bytes there, hits start before this) for windows tiling
+        ``[first, end)`` from ``first``, each holding ``len(needle) - 1`` bytes of the next so
+        a needle across two windows is seen once. The address is valid until the next step."""
+        k = self._k
+        mapped = self._map_ok and first % 4 == 0
+        size = MAP_WINDOW if mapped else BLOCK
+        size -= size % align  # windows start on the alignment grid
+        for pos in range(first, end, size):
+            want = min(size + k - 1, end - pos)
+            if want < k:
+                return
+            if mapped:
+                got = self._mapped(pos, want)
+                if got is None:  # this file cannot be mapped (e.g. /proc/vmcore): read it
+                    self._map_ok = False
+                    yield from self.over(pos, end, align)
+                    return
+                mm, address = got
+                try:
+                    yield pos, address, want, min(size, want)
+                finally:
+                    mm.close()
+            else:
+                n = self._read(pos, want)
+                if n >= k:
+                    yield pos, self._base, n, min(size, n)
+                if n < want:  # the file ended early
+                    return
+
+    def _mapped(self, pos: int, want: int) -> tuple[mmap.mmap, int] | None:
+        skew = pos % mmap.ALLOCATIONGRANULARITY
+        try:
+            mm = mmap.mmap(self._fd, want + skew, access=mmap.ACCESS_COPY, offset=pos - skew)
+        except (OSError, ValueError):
+            return None
+        anchor = ctypes.c_char.from_buffer(mm)
+        address = ctypes.addressof(anchor) + skew
+        del anchor  # the address stays valid while the mapping is open
+        return mm, address
+
+    def _read(self, pos: int, want: int) -> int:
+        if self._buf is None:
+            self._buf = mmap.mmap(-1, BLOCK + self._k - 1)  # page-aligned, so 4-aligned
+            self._view = memoryview(self._buf)
+            self._base = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+        assert self._view is not None
+        return _pread(self._fd, self._view, pos, want)
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.release()
+        if self._buf is not None:
+            self._buf.close()
+        self._buf = self._view = None
+
+
+def _grid_hits(base: int, n: int, stop: int, needle: bytes, align: int) -> list[int]:
+    """Offsets ``q < stop`` with ``q % align == 0`` of ``needle`` wholly in the ``n`` bytes at
+    ``base`` (4-aligned): ``wmemchr`` finds the needle's first word on the 4-byte grid."""
+    k = len(needle)
+    word = int.from_bytes(needle[:4], sys.byteorder)  # wmemchr compares native words
+    out: list[int] = []
+    misses = 0
+    pos = 0
+    while pos < stop and (units := (n - pos) // 4):
+        addr = _WMEMCHR(base + pos, word, units)
+        if addr is None:
+            break
+        q = addr - base
+        if q >= stop:
+            break
+        if q % align == 0 and q + k <= n and ctypes.string_at(addr, k) == needle:
+            out.append(q)
+        else:
+            misses += 1
+            if misses > MAX_WORD_MISSES:
+                more = _byte_hits(base, q, n, stop, needle)
+                out.extend(h for h in more if h % align == 0)
+                break
+        pos = q + 4
+    return out
+
+
+def _byte_hits(base: int, lo: int, n: int, stop: int, needle: bytes) -> Iterator[int]:
+    """Offsets ``lo <= q < stop`` of ``needle`` wholly in the ``n`` bytes at ``base``."""
+    k = len(needle)
+    if _MEMMEM is None:
+        data = ctypes.string_at(base + lo, n - lo)
+        pos = 0
+        while (hit := data.find(needle, pos)) >= 0 and lo + hit < stop:
+            yield lo + hit
+            pos = hit + 1
+        return
+    pos = lo
+    while pos < stop and pos + k <= n:
+        addr = _MEMMEM(base + pos, n - pos, needle, k)
+        if addr is None or addr - base >= stop:
+            return
+        yield addr - base
+        pos = addr - base + 1
+
+
 def file_ranges_by_delta(memory: DumpMemory) -> dict[int, list[tuple[int, int]]]:
     """The segments grouped by ``phys - offset`` (one physical address per file byte within a
     group), each group's file ranges merged: aliasing segments hold each byte once."""
@@ -195,8 +360,9 @@ def file_ranges_by_delta(memory: DumpMemory) -> dict[int, list[tuple[int, int]]]
 def scan(
     mm: mmap.mmap, fd: int | None, memory: DumpMemory, problems: list[str]
 ) -> list[tuple[int, int]]:
-    """(address, bits) of every plausible system table: one pass over the non-zero blocks for
-    the 64-bit layout, a second for the 32-bit layout only when the first found nothing.
+    """(address, bits) of every plausible system table: one pass over the non-zero blocks, each
+    signature checked for the 64-bit layout and the 32-bit one; the 32-bit tables are kept only
+    when no 64-bit one was found (as the two passes this replaces did).
 
     Each file byte is scanned once per alignment class however many segments map it (ELF cores
     whose PT_LOAD headers alias the same bytes cost one scan, not one per header); a hit is then
@@ -207,33 +373,52 @@ def scan(
     by_class: dict[int, list[int]] = {}
     for delta in merged:
         by_class.setdefault(-delta % 8, []).append(delta)
-    found: dict[tuple[int, int], None] = {}
-    budget = [SCAN_WORK]
-    for bits in (64, 32):
-        for cls in sorted(by_class):
-            deltas = by_class[cls]
-            spans = merge([span for d in deltas for span in merged[d]], keep_empty=True)
-            for a, b in spans:
-                start = a + (cls - a) % 8
-                if start >= b:
+    layouts = {64: _Placed(), 32: _Placed()}
+    for cls in sorted(by_class):
+        deltas = by_class[cls]
+        spans = merge([span for d in deltas for span in merged[d]], keep_empty=True)
+        for a, b in spans:
+            start = a + (cls - a) % 8
+            if start >= b:
+                continue
+            for hit, bits in _scan_range(mm, fd, start, b):
+                placed = layouts[bits]
+                if placed.stopped:
                     continue
-                for hit in _scan_range(mm, fd, start, b, bits):
-                    if not _place(hit, bits, deltas, merged, found, budget, problems):
-                        return sorted(found)
-        if found:
-            break
-    return sorted(found)
+                placed.stopped = not _place(
+                    hit, bits, deltas, merged, placed.found, placed.budget, placed.problems
+                )
+                if bits == 64 and placed.stopped:  # the 64-bit pass ended here before
+                    problems.extend(placed.problems)
+                    return sorted(placed.found)
+    wide, narrow = layouts[64], layouts[32]
+    if wide.found:
+        return sorted(wide.found)
+    problems.extend(narrow.problems)
+    return sorted(narrow.found)
 
 
-def _scan_range(mm: mmap.mmap, fd: int | None, start: int, end: int, bits: int) -> Iterator[int]:
-    """File offsets of plausible system tables in ``[start, end)`` (8-aligned from start):
-    every signature found, kept when aligned and when find_system_table's checks pass on it."""
-    for hit in find_all(mm, fd, _SIGNATURE, start, end):
-        if (hit - start) % 8:
-            continue
+@dataclass
+class _Placed:
+    """One layout's candidates, work budget and problems during the scan."""
+
+    found: dict[tuple[int, int], None] = field(default_factory=dict)
+    budget: list[int] = field(default_factory=lambda: [SCAN_WORK])
+    problems: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+def _scan_range(mm: mmap.mmap, fd: int | None, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(file offset, bits) of plausible system tables in ``[start, end)``: the signature at an
+    offset 8-aligned from ``start`` (UEFI 2.10 section 7.2 AllocatePool: "All allocations are
+    eight-byte aligned"; edk2 DxeMain.c DxeMain allocates the table with
+    AllocateRuntimeCopyPool), kept when find_system_table's checks pass on it for a layout."""
+    for hit in find_aligned(mm, fd, _SIGNATURE, start, end, 8):
         window = _Window(mm, hit, min(_TAIL, end - hit))
-        if next(find_system_table(window, bits=bits), None) == 0:
-            yield hit
+        for bits in (64, 32):  # HeaderSize tells them apart: at most one passes
+            if next(find_system_table(window, bits=bits), None) == 0:
+                yield hit, bits
+                break
 
 
 def _place(
@@ -268,10 +453,13 @@ def _place(
 
 __all__ = [
     "BLOCK",
+    "MAP_WINDOW",
     "MAX_CANDIDATES",
+    "MAX_WORD_MISSES",
     "SCAN_WORK",
     "data_extents",
     "file_ranges_by_delta",
+    "find_aligned",
     "find_all",
     "scan",
 ]
