@@ -113,6 +113,26 @@ class PhysicalMemory:
         """How many 4 KiB pages hold written bytes."""
         return len(self._pages)
 
+    def page_addresses(self) -> list[int]:
+        """The address of every materialised page, in address order."""
+        return [page << PAGE_SHIFT for page in sorted(self._pages)]
+
+    def moved(self, lo: int, hi: int, delta: int) -> PhysicalMemory:
+        """The materialised pages of ``[lo, hi)`` (page-aligned) ``delta`` bytes (whole pages)
+        away, with what is known of them, in a memory of this background and seed and no
+        scrubbed runs."""
+        if (lo | hi | delta) & _PAGE_MASK:
+            raise ValueError("moved: page-aligned bounds and distance only")
+        other = PhysicalMemory(self.background, self.seed)
+        shift, first, stop = delta >> PAGE_SHIFT, lo >> PAGE_SHIFT, hi >> PAGE_SHIFT
+        for page in sorted(p for p in self._pages if first <= p < stop):
+            other._pages[page + shift] = bytearray(self._pages[page])
+            for mine, theirs in ((self._known, other._known), (self._noise, other._noise)):
+                mask = mine.get(page)
+                if mask is not None:
+                    theirs[page + shift] = bytearray(mask)
+        return other
+
     def scrubbed(self) -> list[tuple[int, int, Fill]]:
         """The scrubbed ranges as ``(start, end, fill)``, sorted and disjoint."""
         return [

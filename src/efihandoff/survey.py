@@ -34,6 +34,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from efihandoff.errors import EfiHandoffError
+from efihandoff.paths import memo
 from efihandoff.paths.presets import PRESETS, PathSpec
 from efihandoff.paths.verdict import Verdict
 from efihandoff.sources import SourceKind, View
@@ -360,7 +361,10 @@ def _record(
 ) -> MachineRecord:
     from efihandoff.explain import OBSERVED, explain
 
-    ex = explain(views, specs)
+    # Survey keeps verdict words and costs, never reasons: one-table placements are asked
+    # at their canonical address (paths.canonical), shared across machines.
+    with memo.words_only():
+        ex = explain(views, specs)
     primary = next((v for v in views if v.machine is ex.machine), views[0])
     m = ex.machine
     esrt = m.table(ESRT_GUID)

@@ -26,6 +26,7 @@ scenario gave (:class:`PoolState`, from its ``[[pool]]`` declarations).
 from __future__ import annotations
 
 import bisect
+import functools
 import struct
 from dataclasses import dataclass, field, replace
 
@@ -62,6 +63,7 @@ from efihandoff.uefi.systab import (
     ConfigurationTable,
     SystemTable,
     build_config_tables,
+    parse_config_tables,
 )
 
 # edk2 InstallConfigurationTable.c EFI_CONFIGURATION_TABLE_EXPANSION_SIZE
@@ -73,6 +75,8 @@ _CONVENTIONAL = int(MemoryType.EfiConventionalMemory)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+# The array's bytes decide its entries (immutable): a simulation reads it several times.
+_parsed_tables = functools.lru_cache(maxsize=1024)(parse_config_tables)
 
 
 def _start(d: MemoryDescriptor) -> int:
@@ -393,12 +397,10 @@ class BootServices:
         st = self.system_table
         if st is None:
             return ()
-        from efihandoff.uefi.systab import parse_config_tables
-
         raw = self.memory.read(st.tables, st.nr_tables * CONFIG_TABLE_SIZE_64)
         if raw is None:
             return ()
-        return parse_config_tables(raw, st.nr_tables)
+        return _parsed_tables(raw, st.nr_tables)
 
     def install_configuration_table(self, guid: Guid, table: int) -> None:
         """InstallConfigurationTable: an existing GUID's pointer is replaced in place; a new GUID

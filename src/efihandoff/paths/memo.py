@@ -17,6 +17,11 @@ Results are kept in a bounded LRU per process (a survey worker keeps its own). E
 gets its own containers (tables, log, sysfs, ...), so nothing a caller changes leaks into the
 next hit. ``EFIHANDOFF_MEMO=0`` or :func:`disabled` turns the cache off (the differential tests
 compare both ways).
+
+Inside :func:`words_only` (``survey``, which keeps verdict words and costs, never reasons) a
+machine reduced to one table is asked at its canonical address
+(:mod:`efihandoff.paths.canonical`), so tables in the same kind of placement share one
+simulation across machines; its reasons then name the canonical addresses.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from efihandoff.edk2 import PoolState
 from efihandoff.machine import Machine, PhysicalMemory
+from efihandoff.paths import canonical as canonical_mod
 from efihandoff.paths import simulate as simulate_mod
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.simulate import PathResult
@@ -50,11 +56,15 @@ class Stats:
 
 
 _cache: OrderedDict[Hashable, PathResult] = OrderedDict()
+_canonical: OrderedDict[Hashable, PathResult] = OrderedDict()  # words_only: moved machines
 # id -> (the object, held so the id is not reused, ..., its key bytes), oldest first
 _statics: dict[int, tuple[Machine, tuple[object, ...], bytes]] = {}
 _specs: dict[int, tuple[PathSpec, bytes]] = {}
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
+_words = 0  # depth of words_only() contexts
+# id -> (the reduced machine, held so the id is not reused, its canonical placement or None)
+_placements: dict[int, tuple[Machine, canonical_mod.Placement | None]] = {}
 
 
 def enabled() -> bool:
@@ -74,9 +84,23 @@ def disabled() -> Iterator[None]:
         _off -= 1
 
 
+@contextmanager
+def words_only() -> Iterator[None]:
+    """Inside the block, reduced one-table machines are simulated at their canonical address
+    (results whose words are exact and whose reasons name other addresses)."""
+    global _words
+    _words += 1
+    try:
+        yield
+    finally:
+        _words -= 1
+
+
 def clear() -> None:
     """Forget every result and zero the counters."""
     _cache.clear()
+    _canonical.clear()
+    _placements.clear()
     _statics.clear()
     _specs.clear()
     _stats.hits = _stats.misses = _stats.unkeyed = 0
@@ -159,22 +183,38 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     question was asked before in this process."""
     if not enabled():
         return simulate_mod.simulate(machine, spec)
+    store, limit = _cache, MAX_ENTRIES
+    if _words:
+        placed = _placement(machine)
+        if placed is not None and canonical_mod.applies(placed, spec):
+            machine, store, limit = placed.machine, _canonical, canonical_mod.MAX_ENTRIES
     mkey = machine_key(machine)
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
     key = (_spec_bytes(spec), *mkey)
-    hit = _cache.get(key)
+    hit = store.get(key)
     if hit is not None:
-        _cache.move_to_end(key)
+        store.move_to_end(key)
         _stats.hits += 1
         return own_copy(hit, spec)
     result = simulate_mod.simulate(machine, spec)
     _stats.misses += 1
-    _cache[key] = own_copy(result, spec)
-    if len(_cache) > MAX_ENTRIES:
-        _cache.popitem(last=False)
+    store[key] = own_copy(result, spec)
+    if len(store) > limit:
+        store.popitem(last=False)
     return result
+
+
+def _placement(machine: Machine) -> canonical_mod.Placement | None:
+    held = _placements.get(id(machine))
+    if held is not None and held[0] is machine:
+        return held[1]
+    placed = canonical_mod.canonical(machine)
+    _placements[id(machine)] = (machine, placed)
+    if len(_placements) > MAX_MAPS:
+        del _placements[next(iter(_placements))]
+    return placed
 
 
 def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
@@ -193,4 +233,4 @@ def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
 
 
 __all__ = ["ENV", "MAX_ENTRIES", "Stats", "clear", "disabled", "enabled", "machine_key",
-           "own_copy", "simulate", "spec_key", "stats"]
+           "own_copy", "simulate", "spec_key", "stats", "words_only"]

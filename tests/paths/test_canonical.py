@@ -1,0 +1,189 @@
+"""paths.canonical: a reduced one-table machine moved to its class's canonical address gives
+the same words as the machine where it lies (verdicts, booting, allowlist marks, ESRT
+reservation, sysfs files, fwupd devices, costs) on every stack; survey output is the same byte
+for byte with canonical placements and with the cache off."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from efihandoff import survey
+from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.paths import canonical, memo
+from efihandoff.paths.presets import PRESETS, parse_path
+from efihandoff.paths.simulate import PathResult, simulate
+from efihandoff.sources.logmachine import candidate_machine
+from efihandoff.uefi import tables as known_tables
+from efihandoff.uefi.esrt import ESRT_GUID
+from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap, MemoryType
+from efihandoff.uefi.systab import ConfigurationTable
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+import make_corpus  # noqa: E402
+
+PAGE = 4096
+GiB = 1 << 30
+TYPES = [int(t) for t in MemoryType if int(t) <= 15]
+GUIDS = [ESRT_GUID, *(g for g in known_tables.REGISTRY if g != ESRT_GUID)][:8]
+ATTRS = [0xF, 0x8000_0000_0000_000F, 0x1, 0x8000_0000_0000_0000, 0x0]
+# Page addresses at and near every class edge, and anywhere.
+EDGES = [lo for lo, _ in canonical.CLASSES] + [hi for _, hi in canonical.CLASSES]
+SPECS = [
+    *PRESETS.values(),
+    parse_path("xen=4.16.5,linux=6.1"),
+    parse_path("xen=4.17.0,linux=6.3,boot=multiboot2"),
+    parse_path("xen=4.19.5,linux=6.8,mapbs"),
+    parse_path("xen=4.17.1,linux=6.12,scrub=zeros"),
+    parse_path("linux=6.1"),
+]
+
+
+def words(r: PathResult) -> tuple[object, ...]:
+    """Everything of a result that is not an address or a sentence."""
+    return (
+        tuple((g, tv.name, tv.verdict, tv.candidates) for g, tv in r.tables.items()),
+        r.booted,
+        r.halt is None,
+        r.unusable,
+        r.esrt_reserving,
+        r.esrt_sysfs,
+        r.sysfs,
+        None if r.fwupd_devices is None else len(r.fwupd_devices),
+        r.esrt_check,
+        r.cost,
+    )
+
+
+@st.composite
+def placements(draw: st.DrawFn) -> Machine:
+    """A reduced machine as explain builds one for a candidate type: one table, its own
+    descriptor (one page, or as many as an E820 region gives), the free gap."""
+    cls = draw(st.sampled_from(canonical.CLASSES))
+    pages = draw(st.sampled_from([1, 1, 2, 16, 256]))
+    lo, hi = cls[0] // PAGE, cls[1] // PAGE - pages
+    page = draw(
+        st.one_of(
+            st.integers(lo, min(hi, lo + 4)),
+            st.integers(max(lo, hi - 4), hi),
+            st.integers(lo, hi),
+        )
+    )
+    start = page * PAGE
+    guid = draw(st.sampled_from(GUIDS))
+    at = start + draw(st.integers(0, pages * PAGE - 1)) // 8 * 8
+    memory = PhysicalMemory(background=Fill.UNKNOWN)
+    if guid == ESRT_GUID and draw(st.booleans()):
+        count = draw(st.sampled_from([0, 1, 3, 100, 128, 129, 0xFFFF_FFFF]))
+        header = struct.pack(
+            "<IIQ", count, draw(st.sampled_from([count, (count + 1) & 0xFFFF_FFFF, 0])),
+            draw(st.sampled_from([1, 1, 2])),
+        )
+        memory.write(at, header + draw(st.binary(min_size=0, max_size=80)))
+    if draw(st.booleans()):  # another table's bytes far away, as a log machine keeps them
+        memory.write(draw(st.sampled_from([0x1000, 0x7000_0000_0000])), b"\x01" * 16)
+    mtype = draw(st.sampled_from(TYPES))
+    table = ConfigurationTable(guid, at)
+    own = MemoryDescriptor(mtype, start, pages, draw(st.sampled_from(ATTRS)))
+    whole = Machine(memory_map=MemoryMap((own,)), config_tables=(table,), memory=memory,
+                    firmware_vendor=draw(st.sampled_from([None, "EDK II", "Lenovo"])))
+    end = at + draw(st.sampled_from([0, 16, 4096]))
+    return candidate_machine(whole, whole.memory_map, table, mtype, end if end > at else None)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(placements(), st.sampled_from(SPECS))
+def test_canonical_placement_gives_the_same_words(m: Machine, spec) -> None:  # type: ignore[no-untyped-def]
+    placed = canonical.canonical(m)
+    if placed is None:
+        return
+    assert placed.machine.config_tables is not None and m.config_tables is not None
+    assert placed.machine.config_tables[0].table - m.config_tables[0].table == placed.delta
+    if not canonical.applies(placed, spec):
+        return
+    assert words(simulate(placed.machine, spec)) == words(simulate(m, spec))
+
+
+def _reduced(start: int, mtype: int = MemoryType.EfiBootServicesData) -> Machine:
+    table = ConfigurationTable(ESRT_GUID, start + 0x18)
+    memory = PhysicalMemory(background=Fill.UNKNOWN)
+    memory.write(start + 0x18, struct.pack("<IIQ", 1, 1, 1))
+    whole = Machine(
+        memory_map=MemoryMap((MemoryDescriptor(mtype, start, 1, 0xF),)),
+        config_tables=(table,),
+        memory=memory,
+    )
+    assert whole.memory_map is not None
+    return candidate_machine(whole, whole.memory_map, table, mtype, None)
+
+
+def test_machines_in_one_class_meet_at_one_address() -> None:
+    a = canonical.canonical(_reduced(0x4536_8000))
+    b = canonical.canonical(_reduced(0x8ED0_0000))
+    assert a is not None and b is not None
+    assert a.span == b.span == (canonical.CLASSES[0][0], canonical.CLASSES[0][0] + PAGE)
+    assert a.machine.memory is not None
+    assert a.machine.memory.read(canonical.CLASSES[0][0] + 0x18, 16) == struct.pack(
+        "<IIQ", 1, 1, 1
+    )
+
+
+def test_what_is_not_moved() -> None:
+    assert canonical.canonical(_reduced(0x0010_0000)) is None  # below the first class
+    assert canonical.canonical(_reduced(0x1_0000_0000)) is None  # 4-8 GiB: between classes
+    near = _reduced(0x4536_8000)
+    assert near.memory is not None
+    near.memory.write(0x4536_8000 + 3 * PAGE, b"\x00")  # known bytes a read could reach
+    assert canonical.canonical(near) is None
+    scrubbed = _reduced(0x4536_8000)
+    assert isinstance(scrubbed.memory, PhysicalMemory)
+    scrubbed.memory.scrub(0xF000_0000, 0xF000_1000, Fill.ZEROS)
+    assert canonical.canonical(scrubbed) is None
+    random_fill = _reduced(0x4536_8000).with_(memory=PhysicalMemory(background=Fill.RANDOM))
+    assert canonical.canonical(random_fill) is None
+    whole = _reduced(0x4536_8000).with_(firmware_state=object())
+    assert canonical.canonical(whole) is None
+
+
+def test_a_dom0_image_inside_a_class_is_simulated_in_place() -> None:
+    placed = canonical.canonical(_reduced(0x4536_8000))
+    assert placed is not None
+    assert canonical.applies(placed, PRESETS["xen-4.17"])
+    assert not canonical.applies(placed, parse_path("xen=4.17.1,dom0_kernel=0x40000000-0x42000000"))
+
+
+def test_words_only_shares_placements_across_machines() -> None:
+    memo.clear()
+    spec = PRESETS["xen-4.17"]
+    with memo.words_only():
+        memo.simulate(_reduced(0x4536_8000), spec)
+        memo.simulate(_reduced(0x8ED0_0000), spec)
+    assert memo.stats().hits == 1
+    memo.clear()
+    memo.simulate(_reduced(0x4536_8000), spec)
+    memo.simulate(_reduced(0x8ED0_0000), spec)  # outside words_only: each where it lies
+    assert memo.stats().hits == 0
+
+
+def test_survey_output_is_the_same_with_canonical_placements_and_without_cache(
+    tmp_path: Path,
+) -> None:
+    paths = []
+    for i in range(24):
+        data, _ = make_corpus.generate_log(11, i, 30_000, descriptors=(20, 80))
+        p = tmp_path / f"{i:03d}.log"
+        p.write_bytes(data)
+        paths.append(str(p))
+    memo.clear()
+    fast = survey.run(paths, jobs=1)
+    assert memo.stats().hits > 0
+    with memo.disabled():
+        slow = survey.run(paths, jobs=1)
+    assert json.dumps(fast.to_json(), sort_keys=True) == json.dumps(slow.to_json(), sort_keys=True)
+    assert fast.to_csv() == slow.to_csv()
