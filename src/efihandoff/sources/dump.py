@@ -136,6 +136,7 @@ class DumpEvidence:
     firmware_vendor: str | None
     problems: tuple[str, ...]
     memory: DumpMemory = field(repr=False, compare=False)
+    file_id: tuple[int, int] | None = field(default=None, repr=False, compare=False)  # dev, inode
 
     def close(self) -> None:
         """Unmap the dump (Machines built from it then read nothing)."""
@@ -152,26 +153,62 @@ class DumpEvidence:
         ``efi_info`` of ``struct boot_params`` (arch/x86/include/uapi/asm/bootparam.h: at 0x1c0,
         {efi_loader_signature "EL64", efi_systab, efi_memdesc_size, efi_memdesc_version,
         efi_memmap, efi_memmap_size, efi_systab_hi, efi_memmap_hi}) whose efi_systab names the
-        system table found; (map, address of efi_info). One more pass over the dump."""
+        system table found; (map, address of efi_info): the first in file order (in a raw dump
+        the lowest address; a file byte several segments map gives its lowest address).
+
+        One more pass over the dump's data, byte by byte (boot_params is ``__packed``: its copy
+        in the kernel's .bss, arch/x86/kernel/setup.c, has no alignment C guarantees), each file
+        byte once, holes skipped and memory bounded when the file can be opened again (else the
+        mapping is searched)."""
         addr = self.system_table_address
         mm = self.memory.mmap
         if addr is None or mm is None:
             return None
         needle = EFI_LOADER_SIGNATURE_64 + (addr & 0xFFFFFFFF).to_bytes(4, "little")
-        for seg in self.memory.segments:
-            if seg.file_bytes == 0:
-                continue
-            start, stop = seg.offset, seg.offset + seg.file_bytes
-            pos = mm.find(needle, start, stop)
-            while pos != -1:
-                found = self._efi_info_map(mm, pos, addr)
-                if found is not None:
-                    return found, seg.phys + (pos - seg.offset)
-                pos = mm.find(needle, pos + 1, stop)
+        merged = file_ranges_by_delta(self.memory)
+        spans = merge([span for g in merged.values() for span in g], keep_empty=True)
+        work = 0
+        fd = self._reopen()
+        try:
+            for a, b in spans:
+                for pos in find_all(mm, fd, needle, a, b):
+                    places = []
+                    for delta, group in merged.items():
+                        work += 1
+                        k = bisect.bisect_right(group, (pos, U64_MAX + 1)) - 1
+                        if k >= 0 and group[k][0] <= pos < group[k][1]:
+                            places.append(pos + delta)
+                    if work > SCAN_WORK:
+                        return None  # segments alias too much
+                    found = self._efi_info_map(mm, pos, addr) if places else None
+                    if found is not None:
+                        return found, min(places)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return None
+
+    def _reopen(self) -> int | None:
+        """A descriptor on the dump's file again (for its data extents and block reads), or None
+        when the path cannot be opened or no longer names the file mapped (same device, inode
+        and size)."""
+        if self.file_id is None:
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == self.file_id and st.st_size == self.size:
+            return fd
+        os.close(fd)
         return None
 
     def _efi_info_map(self, mm: mmap.mmap, pos: int, systab: int) -> MemoryMap | None:
-        if pos + _EFI_INFO.size > len(mm):
+        if pos + _EFI_INFO.size > len(mm) or mm[pos : pos + 4] != EFI_LOADER_SIGNATURE_64:
             return None
         _sig, st_lo, desc_size, version, map_lo, map_size, st_hi, map_hi = _EFI_INFO.unpack_from(
             mm, pos
@@ -459,7 +496,19 @@ def _read(
         firmware_vendor=vendor,
         problems=tuple(problems),
         memory=memory,
+        file_id=_file_id(fd),
     )
+
+
+def _file_id(fd: int | None) -> tuple[int, int] | None:
+    """(device, inode) of the open dump, to know it again."""
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _table(memory: DumpMemory, translate: _Translator, entry: ConfigurationTable) -> DumpTable:
