@@ -506,3 +506,20 @@ def test_a_map_line_that_does_not_parse_inside_a_run_is_kept_unparsed() -> None:
     (boot,) = fast.boots
     assert [d.phys_addr for d in boot.memory_map] == [0, 0x2000]
     assert [(u.line, u.what) for u in boot.unparsed] == [(3, "efi memory map")]
+
+
+def test_another_programs_iso_line_holding_a_kernel_message_is_read_both_ways() -> None:
+    """Regression: an ISO-dated line of another program whose text holds a time and then a
+    kernel message ("app: 10:00:01 efi: ESRT=...") is read by recognise() line by line; the
+    fast path counted it as chatter once the boot had started (it now refuses any line where
+    a known message start follows a blank)."""
+    pre = b"2024-06-18T10:00:00.123456+02:00 host kernel: usb 1-1: new high-speed USB device\n"
+    for line in (
+        b"2024-06-18T10:00:00.123456+02:00 host app: 10:00:01 efi: ESRT=0x1000 \n",
+        b"2024-06-18T10:00:00.123456+02:00 app: Dec  1 10:00:00 host kernel: efi: ESRT=0x1000 \n",
+    ):
+        data = pre * 200 + line + pre * 10
+        fast = read_kernel_log(data)
+        assert fast == read_kernel_log(data, fast=False)
+        (boot,) = fast.boots
+        assert [(t.label, t.address, t.line) for t in boot.config_tables] == [("ESRT", 0x1000, 201)]

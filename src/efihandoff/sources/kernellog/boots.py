@@ -142,7 +142,10 @@ class Boot:
         m = XEN_EFI_DESC.match(text)
         if m is None:
             return None
-        start, last = int(m[1], 16), int(m[2], 16)
+        return self.xen_efi_add(int(m[1], 16), int(m[2], 16), int(m[3]), int(m[4], 16), ln)
+
+    def xen_efi_add(self, start: int, last: int, mtype: int, attr: int, ln: int) -> bool | None:
+        """What :meth:`xen_efi_desc` does with a line's fields (``last`` inclusive)."""
         if last < start:
             return None
         if self.xen_efi_done:
@@ -151,7 +154,7 @@ class Boot:
             self.drop("Xen's EFI memory map", MAX_DESCRIPTORS)
             return False
         pages = (last + 1 - start) >> PAGE_SHIFT
-        self.xen_efi.append(LoggedDescriptor(int(m[3]), start, pages, int(m[4], 16) & U64, ln))
+        self.xen_efi.append(LoggedDescriptor(mtype, start, pages, attr & U64, ln))
         return True
 
     def xen_e820_entry(self, text: str, ln: int, strict: bool) -> bool | None:
@@ -170,6 +173,10 @@ class Boot:
         kind, code = xen_e820_kind(m[3])
         if strict and code is None:
             return None
+        return self.xen_e820_add(start, end, kind, code, ln)
+
+    def xen_e820_add(self, start: int, end: int, kind: str, code: int | None, ln: int) -> bool:
+        """What :meth:`xen_e820_entry` does with a line's fields (``end`` exclusive)."""
         target = self.xen_e820 if self.xen_map_mode == "final" else self.xen_e820_initial
         if len(target) >= MAX_E820:
             self.drop("Xen's E820 table", MAX_E820)

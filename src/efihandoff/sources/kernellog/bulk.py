@@ -1,16 +1,17 @@
-"""The reader the fast path drives: :class:`Reader` and the entry points of its map runs.
+"""The reader the fast path drives: :class:`Reader` and the entry points of its runs.
 
-The fast path finds runs of memory-map lines with one compiled pattern per capture style and
-hands each line's fields here. Each ``take_*`` does for its line exactly what
-``Reader.feed`` would, or returns False (nothing changed) when the line needs the ordinary
-way: a wrapped line is held, the timestamp starts a new boot, the line repeats one of this
-boot, or it does not parse as the reader reads it.
+The fast path finds runs of memory-map lines (Linux's, with the kernel chatter between them,
+and Xen's) with one compiled match per run and one ``findall`` for their fields, and hands
+the rows here. Each ``take_*`` does for each line exactly what ``Reader.feed`` would, and
+stops (that line and the rest unchanged) at the first one that needs the ordinary way: a
+wrapped line is held, the timestamp starts a new boot, the line repeats one of this boot, or
+it does not parse as the reader reads it.
 """
 
 from __future__ import annotations
 
 from efihandoff.sources.kernellog.boots import Boot
-from efihandoff.sources.kernellog.messages import e820_kind
+from efihandoff.sources.kernellog.messages import e820_kind, xen_e820_kind
 from efihandoff.sources.kernellog.model import MAX_E820, E820Entry, LoggedDescriptor
 from efihandoff.sources.kernellog.reader import SEEN_CAP, Reader
 from efihandoff.uefi.memmap import PAGE_SHIFT
@@ -22,76 +23,10 @@ class BulkReader(Reader):
     def __init__(self) -> None:
         super().__init__()
         self._e820_kinds: dict[str, tuple[str, int | None]] = {}  # e820_kind, memoised
-
-    def _bulk_key(self, ts: float | None, msg: bytes) -> tuple[bool, tuple[float, int] | None]:
-        """For a Linux line read in bulk: whether it may be (not when it must go the ordinary
-        way), and its (timestamp, message) key (None without a timestamp)."""
-        if self.pending is not None:
-            return False, None
-        if ts is None:
-            return True, None
-        b = self.cur
-        if self.starts_boot(b, ts):
-            return False, None
-        key = (ts, hash(msg.decode("ascii")))
-        return key not in b.seen, key
-
-    def _bulk_done(self, b: Boot, ln: int, key: tuple[float, int] | None, used: bool) -> None:
-        """The counters :meth:`message` moves for a kernel line (``used``: it went in)."""
-        self.lines_read += 1
-        if key is not None:
-            b.last_ts = key[0]
-        if used:
-            b.linux_used += 1
-            if key is not None and len(b.seen) < SEEN_CAP:
-                b.seen.add(key)
-            b.used += 1
-            self.lines_used += 1
-        b.linux_started = True
-        b.kernel_lines += 1
-        self.kernel_lines += 1
-        if b.first_line is None:
-            b.first_line = ln
-
-    def take_memmap(
-        self, ln: int, ts: float | None, msg: bytes, index: int, inner: str, start: int, last: int
-    ) -> bool:
-        """``efi: memNN: [type|attrs] range=[start-last] (NMB)`` (Linux efi_print_memmap)."""
-        ok, key = self._bulk_key(ts, msg)
-        if not ok:
-            return False
-        ta = self.type_attr(inner)
-        if ta is None or last < start:
-            return False  # held the ordinary way, for a wrapped continuation
-        b = self.cur
-        desc = LoggedDescriptor(ta[0], start, (last + 1 - start) >> PAGE_SHIFT, ta[1], ln)
-        self._bulk_done(b, ln, key, b.add_desc(index, desc))
-        return True
-
-    def take_e820(
-        self, ln: int, ts: float | None, msg: bytes, who: str, start: int, last: int, rest: str
-    ) -> bool:
-        """``BIOS-e820: [mem start-last] kind`` or a PV dom0's ``Xen: [mem ...] kind`` (Linux
-        e820__print_table)."""
-        ok, key = self._bulk_key(ts, msg)
-        if not ok:
-            return False
-        kind, code = self._e820_kind(rest)
-        if code is None:
-            return False  # an unknown type word: held the ordinary way
-        b = self.cur
-        used = False
-        if last >= start and b.e820_source in (None, who):
-            b.e820_source = who
-            if len(b.e820) >= MAX_E820:
-                b.drop("E820 table", MAX_E820)
-            else:
-                b.e820.append(E820Entry(start, last + 1, kind, code, ln))
-                if who == "Xen":
-                    b.on_xen_pv = True
-                used = True
-        self._bulk_done(b, ln, key, used)
-        return True
+        # the same memos keyed by the bytes a run's pattern captured
+        self._e820_kinds_b: dict[bytes, tuple[str, int | None]] = {}
+        self._xen_kinds_b: dict[bytes, tuple[str, int | None]] = {}
+        self._typeattrs_b: dict[bytes, tuple[int, int | None]] = {}
 
     def take_xen_map(self, ln: int, msg: str) -> bool:
         """One line of Xen's ``EFI memory map:`` or ``... RAM map:`` (after its ``(XEN)``
@@ -118,6 +53,154 @@ class BulkReader(Reader):
             b.used += 1
             self.lines_used += 1
         return True
+
+    # -- runs: one call per run of lines, one row of pattern groups per line ------------------
+
+    def take_maps(self, ln: int, rows: list[tuple[bytes, ...]], ts_mode: bool) -> int:
+        """Consecutive kernel lines from ``ln`` on, one row of fields each: the timestamp
+        field, then an ``efi: memNN`` line's message, index, bracket, first and last, then an
+        E820 line's message, who, first, last and type words (empty for the other kind, and
+        both empty for chatter). Each is taken as ``Reader.feed`` would take it (the map line
+        read, the chatter only counted); the count taken, from the first on, stopping at the
+        first line the ordinary way must read: a held line, a timestamp that starts a new
+        boot, a line repeated in this boot, a bracket or type word that does not parse."""
+        if self.pending is not None:
+            return 0
+        b = self.cur
+        seen = b.seen
+        typeattrs = self._typeattrs_b
+        kinds = self._e820_kinds_b
+        taken = used = 0
+        for field, msg, index, inner, first, last, emsg, who_b, efirst, elast, rest in rows:
+            key = None
+            ts = 0.0
+            if ts_mode:
+                ts = float(field)
+                if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
+                    break  # Reader.starts_boot: a new boot goes the ordinary way
+                if msg or emsg:
+                    key = (ts, hash((msg or emsg).decode("ascii")))
+                    if key in seen:
+                        break  # a paste repeated
+            if msg:  # Linux efi_print_memmap
+                ta = typeattrs.get(inner)
+                if ta is None:
+                    ta = self.type_attr(inner.decode("ascii"))
+                    if ta is None:
+                        break  # held the ordinary way, for a wrapped continuation
+                    if len(typeattrs) > 4096:
+                        typeattrs.clear()
+                    typeattrs[inner] = ta
+                start, end = int(first, 16), int(last, 16) + 1
+                if end <= start:
+                    break
+                pages = (end - start) >> PAGE_SHIFT
+                desc = LoggedDescriptor(ta[0], start, pages, ta[1], ln + taken)
+                ok = b.add_desc(int(index), desc)
+            elif emsg:  # Linux e820__print_table
+                found = kinds.get(rest)
+                if found is None:
+                    found = self._e820_kind(rest.decode("ascii"))
+                    if len(kinds) > 4096:
+                        kinds.clear()
+                    kinds[rest] = found
+                kind, code = found
+                if code is None:
+                    break  # an unknown type word: held the ordinary way
+                start, end = int(efirst, 16), int(elast, 16) + 1
+                who = "Xen" if who_b == b"Xen" else "BIOS-e820"
+                ok = False
+                if end > start and b.e820_source in (None, who):
+                    b.e820_source = who
+                    if len(b.e820) >= MAX_E820:
+                        b.drop("E820 table", MAX_E820)
+                    else:
+                        b.e820.append(E820Entry(start, end, kind, code, ln + taken))
+                        if who == "Xen":
+                            b.on_xen_pv = True
+                        ok = True
+            else:  # chatter: Reader.plain
+                ok = False
+            if ts_mode:
+                b.last_ts = ts
+            if ok:
+                used += 1
+                if key is not None and len(seen) < SEEN_CAP:
+                    seen.add(key)
+            b.linux_started = True
+            taken += 1
+        self._run_done(b, ln, taken, used)
+        return taken
+
+    def _run_done(self, b: Boot, ln: int, taken: int, used: int) -> None:
+        """The counters ``Reader.message`` moves for ``taken`` Linux lines from ``ln`` on,
+        ``used`` of them in."""
+        if not taken:
+            return
+        self.lines_read += taken
+        b.linux_used += used
+        b.used += used
+        self.lines_used += used
+        b.kernel_lines += taken
+        self.kernel_lines += taken
+        if b.first_line is None:
+            b.first_line = ln
+
+    def take_xen_efis(self, ln: int, rows: list[tuple[bytes, ...]]) -> int:
+        """Consecutive lines of Xen's ``EFI memory map:`` (one row each: first, last, type,
+        attribute; no '=3D' in them), as :meth:`take_xen_map` takes them one by one."""
+        b = self.cur
+        if self.pending is not None or b.xen_map_mode != "efi":
+            return 0
+        taken = used = 0
+        for first, last, mtype, attr in rows:
+            done = b.xen_efi_add(int(first, 16), int(last, 16), int(mtype), int(attr, 16), ln)
+            if done is None:
+                break
+            ln += 1
+            taken += 1
+            used += done
+        self._xen_run_done(b, ln - taken, taken, used)
+        return taken
+
+    def take_xen_e820s(self, ln: int, rows: list[tuple[bytes, ...]]) -> int:
+        """Consecutive lines of Xen's ``... RAM map:`` in the inclusive form (one row each:
+        first, last, type words; no '=' in them), as :meth:`take_xen_map` takes them."""
+        b = self.cur
+        if self.pending is not None or b.xen_map_mode not in ("final", "initial"):
+            return 0
+        kinds = self._xen_kinds_b
+        taken = used = 0
+        for first, last, rest in rows:
+            start, end = int(first, 16), int(last, 16) + 1
+            if end <= start:
+                break
+            found = kinds.get(rest)
+            if found is None:
+                found = xen_e820_kind(rest.decode("ascii"))
+                if len(kinds) > 4096:
+                    kinds.clear()
+                kinds[rest] = found
+            if found[1] is None:
+                break
+            used += b.xen_e820_add(start, end, found[0], found[1], ln)
+            ln += 1
+            taken += 1
+        self._xen_run_done(b, ln - taken, taken, used)
+        return taken
+
+    def _xen_run_done(self, b: Boot, ln: int, taken: int, used: int) -> None:
+        """The counters :meth:`take_xen_map` moves, for ``taken`` lines from ``ln`` on."""
+        if not taken:
+            return
+        self.lines_read += taken
+        b.xen_lines += taken
+        b.kernel_lines += taken
+        self.kernel_lines += taken
+        if b.first_line is None:
+            b.first_line = ln
+        b.used += used
+        self.lines_used += used
 
     def _e820_kind(self, text: str) -> tuple[str, int | None]:
         memo = self._e820_kinds

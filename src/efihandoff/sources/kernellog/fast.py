@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass
 
 from efihandoff.sources.kernellog.bulk import BulkReader
-from efihandoff.sources.kernellog.messages import FIRST_BYTES, IGNORED_BYTES
+from efihandoff.sources.kernellog.messages import BODY_BYTES, FIRST_BYTES, IGNORED_BYTES
 from efihandoff.sources.kernellog.model import MAX_LINE
 
-SPAN = 8192  # bytes tried in bulk at once
+SPAN = 8192  # bytes of chatter counted at once
+MAP_GAP = 8  # kernel chatter lines a map run takes between two map lines
 # _TS with six decimals and no leading zero, so equal-width fields sort like their numbers.
 _F_TS = rb"\[( {0,12}(?:0|[1-9][0-9]{0,9})\.[0-9]{6})\] ?"
 _F_LEVEL = rb"(?:<[0-9]{1,3}>)?"  # _LEVEL
@@ -49,6 +50,8 @@ _F_NOT_WORD_KERNEL = rb"(?![^\s:\[\]]{1,1012} {1,4}kernel(?:\[[^\]\n]{0,40}\])?:
 _F_NO_MIDLINE = (
     rb"(?![^\n]*(?:\(XEN\)|\[ {0,12}(?:[0-9]{1,10}\.[0-9]{6}\]|[^\]\n]{0,80}[\x80-\xff])))"
 )
+# ...nor a message recognise() could find after an unknown prefix further on.
+_F_NO_BODY = rb"(?![^\n]*?" + BODY_BYTES + rb")"
 # Where _split_prefix stops: an ASCII first character that is not a space, a digit, '[', '<'
 # or '(', and no syslog month, dmesg -x facility or "host kernel:" (wider than the real ones).
 _F_STOP = (
@@ -81,22 +84,23 @@ _F_E820 = (
 
 @dataclass(frozen=True)
 class _Style:
-    """One capture style. ``bulk`` takes a line whose message nothing reads (``quick`` too,
-    when no message starts with a word and "kernel"), ``parse`` any line whose prefixes end
-    where _split_prefix ends them; each starts at the newline before the line and has one
-    group: the timestamp field ("ts"), that or b"" for another program's line ("ts|other"),
-    b"kernel" or b"" ("k|other"), or b"" for a kernel line ("k"). Another program's line reads
-    as nothing after a syslog date; after an ISO date, as a message without kernel prefix
-    (``other_msg``). ``prefixed``: the kernel prefix itself holds " kernel"."""
+    """One capture style. ``bulk`` takes a line whose message nothing reads, ``parse`` any
+    line whose prefixes end where _split_prefix ends them; each starts at the newline before
+    the line and has one group: the timestamp field ("ts"), that or b"" for another program's
+    line ("ts|other"), b"kernel" or b"" ("k|other"), or b"" for a kernel line ("k"). Another
+    program's line reads as nothing after a syslog date; after an ISO date, as a message
+    without kernel prefix (``other_msg``). ``cand`` finds the newline before the next line
+    ``bulk`` does not take (a candidate: a line that may matter)."""
 
     mode: str
     bulk: re.Pattern[bytes]
-    quick: re.Pattern[bytes]
+    cand: re.Pattern[bytes]
     parse: re.Pattern[bytes]
-    prefixed: bool
     other_msg: bool
-    memmap: re.Pattern[bytes]  # a kernel line holding _F_MEMMAP (groups from 2 on)
-    e820: re.Pattern[bytes]  # a kernel line holding _F_E820
+    # a kernel line holding _F_MEMMAP (groups 2-6), _F_E820 (groups 7-11) or chatter
+    maps: re.Pattern[bytes]
+    # a run of map lines, up to MAP_GAP kernel chatter lines between two of them
+    maps_run: re.Pattern[bytes]
 
 
 def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _Style:
@@ -106,21 +110,65 @@ def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _St
         if other == "syslog":  # _HOST_TAG's tag is not "kernel": _split_prefix returns None
             return re.compile(head + rb"(?:" + rest + msg + rb"|" + not_kernel + rb")")
         if other == "iso":  # ... the loop goes on at the host, and split_line looks mid-line
-            alt = not_kernel + other_msg + _F_NO_MIDLINE
+            alt = not_kernel + other_msg + _F_NO_MIDLINE + _F_NO_BODY
             return re.compile(head + rb"(?:" + rest + msg + rb"|" + alt + rb")")
         return re.compile(head + rest + msg)
 
-    quick = _F_STOP.replace(_F_NOT_WORD_KERNEL, b"")
+    chatter = _F_STOP + _F_IGNORED
+    a_map = head + rest + rb"(?:" + _F_MEMMAP + rb"|" + _F_E820 + rb")"
+    bulk = build(chatter, chatter)
+    if not bulk.pattern.startswith(rb"\n"):
+        raise ValueError(f"a style's head starts at a newline: {head!r}")
     return _Style(
         mode,
-        build(_F_STOP + _F_IGNORED, _F_STOP + _F_IGNORED),
-        build(quick + _F_IGNORED, _F_STOP + _F_IGNORED),
+        bulk,
+        # the newline, then what bulk takes after it, refused: sre finds each newline by its
+        # literal and tries the rest there, all in C
+        re.compile(rb"\n(?!" + bulk.pattern[2:] + rb")"),
         build(_F_STOP, _F_STOP),
-        b"kernel" in rest,
         other == "iso",
-        re.compile(head + rest + _F_MEMMAP),
-        re.compile(head + rest + _F_E820),
+        re.compile(head + rest + rb"(?:" + _F_MEMMAP + rb"|" + _F_E820 + rb"|" + chatter + rb")"),
+        re.compile(
+            _no_groups(
+                rb"(?:" + a_map + rb")(?:(?:" + head + rest + chatter + rb"[^\n]*+){0,%d}+(?:"
+                % MAP_GAP + a_map + rb"))*+"
+            )
+        ),
     )
+
+
+def _no_groups(pattern: bytes) -> bytes:
+    """``pattern`` with every capturing group made non-capturing (CPython 3.11's sre can fail
+    on a capture inside a possessive repeat: "The span of capturing group is wrong")."""
+    out = bytearray()
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        c = pattern[i : i + 1]
+        if c == b"\\":
+            out += pattern[i : i + 2]
+            i += 2
+            continue
+        if in_class:
+            in_class = c != b"]"
+        elif c == b"[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == b"]":  # a ']' first in a class is a literal
+                out += b"[]"
+                i += 2
+                continue
+        elif c == b"(" and pattern[i + 1 : i + 2] != b"?":
+            out += b"(?:"
+            i += 1
+            continue
+        out += c
+        i += 1
+    return bytes(out)
+
+
+def _run(line: bytes) -> re.Pattern[bytes]:
+    """Consecutive lines each matching ``line`` (which starts at the newline before its line
+    and stops before the one after it, so each repeat takes exactly one line)."""
+    return re.compile(_no_groups(rb"(?:" + line + rb")++"))
 
 
 _HOST_K = _F_HOST + rb"kernel" + _F_PID
@@ -142,6 +190,18 @@ _F_XEN_LINE = re.compile(
 # A (XEN) line whose message the reader may take in bulk while a Xen map is being read.
 # (Its '=' are checked there: "=3D" is a quoted-printable one.)
 _F_XEN_MAP = re.compile(_F_XEN_LINE.pattern + rb"([ -_a-~]{1,200})\r?(?=\n)")
+# Lines of Xen's maps read in bulk, one row of fields each (a narrower form of XEN_EFI_DESC and
+# XEN_E820_NEW on _F_XEN_MAP's message: no "=3D" where a quoted-printable paste could put one).
+_F_XEN_EFI = re.compile(
+    _F_XEN_LINE.pattern + rb" {0,4}" + _F_HEX + rb"-" + _F_HEX + rb" type=([0-9]{1,10})"
+    rb" attr=(?!3D)" + _F_HEX + rb" {0,4}\r?(?=\n)"
+)
+_F_XEN_E820 = re.compile(
+    _F_XEN_LINE.pattern + rb" {0,4}\[" + _F_HEX + rb", " + _F_HEX + rb"\] ([ -<>-_a-~]{1,64})"
+    rb"\r?(?=\n)"
+)
+_F_XEN_EFI_RUN = _run(_F_XEN_EFI.pattern)
+_F_XEN_E820_RUN = _run(_F_XEN_E820.pattern)
 # A (XEN) line nothing reads while no Xen map is being read: none of the messages
 # Reader._xen looks for (after blanks; "RAM map:" anywhere), printable ASCII but '`'.
 _F_XEN_CHATTER = re.compile(
@@ -160,7 +220,6 @@ class Fast:
         self.r = reader
         self.ln = 0
         self.style = 0
-        self.mixed = False
 
     def slow(self, buf: bytes, nl: int) -> int:
         """Feed the line after the newline at ``nl``; the index of its own newline."""
@@ -176,7 +235,7 @@ class Fast:
         pos = 0
         for stop in [*odd, last]:
             if pos < stop:
-                self._span(buf, pos, stop)
+                self._part(buf, pos, stop)
                 pos = stop
             if pos == stop < last:
                 pos = self.slow(buf, pos)
@@ -197,70 +256,38 @@ class Fast:
                 i = buf.find(needle, i + 1)
         return sorted(starts)
 
-    def _span(self, buf: bytes, pos: int, end: int) -> None:
-        """Lines after the newlines in ``[pos, end)``, ``buf[end]`` being a newline."""
-        while pos < end:
-            stop = end if end - pos <= SPAN else buf.index(b"\n", pos + SPAN)
-            self._part(buf, pos, stop)
-            pos = stop
-
     def _part(self, buf: bytes, pos: int, end: int) -> None:
+        """Lines after the newlines in ``[pos, end)``, ``buf[end]`` being a newline: one
+        compiled search finds the next line that may matter (a candidate); the chatter before
+        it is accounted for in bulk, the candidate read on its own (with the map or Xen run it
+        may start)."""
         r = self.r
-        if r.pending is None and r.cur.linux_started:
-            n = buf.count(b"\n", pos, end)
-            fields = self._fields(buf, pos, end, n)
-            if fields is not None:
-                if self._account(_STYLES[self.style].mode, n, fields):
-                    return
-            elif self.mixed:
-                self._mixed(buf, pos, end)
-                return
-        self._lines(buf, pos, end)
+        while pos < end:
+            if r.pending is not None or not r.cur.linux_started:
+                pos = self._line(buf, pos, end)
+                continue
+            style = _STYLES[self.style]
+            found = style.cand.search(buf, pos, end)
+            stop = end if found is None else found.start()
+            while pos < stop:  # chatter, SPAN bytes at a time (a falling timestamp costs one)
+                cut = stop if stop - pos <= SPAN else buf.index(b"\n", pos + SPAN)
+                self._chatter(style, buf, pos, cut)
+                pos = cut
+            if pos < end:
+                pos = self._line(buf, pos, end)
 
-    def _fields(self, buf: bytes, pos: int, end: int, n: int) -> list[bytes] | None:
-        """The bulk pattern's fields when one style takes every line as chatter; else None,
-        ``mixed`` telling whether the current style takes most of them."""
-        order = [self.style, *(i for i in range(len(_STYLES)) if i != self.style)]
-        best, best_count = self.style, 0
-        for i in order:
-            style = _STYLES[i]
-            fields = style.quick.findall(buf, pos, end)
-            if len(fields) == n:
-                self.style = i
-                if self._no_word_kernel(style, buf, pos, end, n, fields):
-                    return fields
-                fields = style.bulk.findall(buf, pos, end)
-                if len(fields) == n:
-                    return fields
-            if len(fields) > best_count:
-                best, best_count = i, len(fields)
-            if i == self.style and (2 * len(fields) > n or style.parse.match(buf, pos)):
-                break  # mostly this style, or lines of this style that are not chatter
-        self.style = best
-        self.mixed = 2 * best_count > n
-        return None
-
-    @staticmethod
-    def _no_word_kernel(
-        style: _Style, buf: bytes, pos: int, end: int, n: int, fields: list[bytes]
-    ) -> bool:
-        """Whether ``quick`` (which skips the _HOST_KERNEL check) was enough: no line there
-        has a message of one word, spaces and "kernel:" (or "kernel[pid]:")."""
-        if style.prefixed:  # in every kernel line's prefix, and nowhere else?
-            kernel = n if style.mode in ("ts", "k") else n - fields.count(b"")
-            found = buf.count(b" kernel:", pos, end) + buf.count(b" kernel[", pos, end)
-            return found == kernel
-        for needle in (b" kernel:", b" kernel["):
-            k = buf.find(needle, pos, end)
-            while k >= 0:
-                start = buf.rfind(b"\n", pos, k)
-                if style.bulk.match(buf, start, end) is None:
-                    return False
-                k = buf.find(b"\n", k, end)
-                if k < 0:
-                    break
-                k = buf.find(needle, k, end)
-        return True
+    def _chatter(self, style: _Style, buf: bytes, pos: int, end: int) -> None:
+        """Lines the style's bulk pattern takes, every one: counted at once, unless a
+        timestamp falls (then one at a time)."""
+        n = buf.count(b"\n", pos, end)
+        if style.mode == "k":
+            fields: list[bytes] = []
+            ok = True
+        else:
+            fields = style.bulk.findall(buf, pos, end)
+            ok = len(fields) == n
+        if not (ok and self._account(style.mode, n, fields)):
+            self._lines(buf, pos, end)
 
     def _account(self, mode: str, n: int, fields: list[bytes]) -> bool:
         """Count ``n`` chatter lines with these fields (of a style of ``mode``) at once, unless
@@ -284,130 +311,116 @@ class Fast:
         self.ln += n
         return True
 
-    def _mixed(self, buf: bytes, pos: int, end: int) -> None:
-        """Runs of chatter lines in bulk, the lines between them one at a time."""
-        style = _STYLES[self.style]  # _lines may switch self.style; these fields are style's
-        bulk = style.bulk
-        run_start = pos  # newline before the first line of the current run
-        expected = pos  # newline before the next line
-        fields: list[bytes] = []
-        for m in bulk.finditer(buf, pos, end):
-            start = m.start()
-            if start != expected:
-                self._flush(style.mode, buf, run_start, expected, fields)
-                self._lines(buf, expected, start)
-                run_start, fields = start, []
-            fields.append(m[1] or b"")
-            expected = buf.index(b"\n", m.end())
-        self._flush(style.mode, buf, run_start, expected, fields)
-        if expected < end:
-            self._lines(buf, expected, end)
-
-    def _flush(self, mode: str, buf: bytes, pos: int, end: int, fields: list[bytes]) -> None:
-        if not fields:
-            return
-        r = self.r
-        ready = r.pending is None and r.cur.linux_started
-        if ready and self._account(mode, len(fields), fields):
-            return
-        self._lines(buf, pos, end)
-
     def _lines(self, buf: bytes, pos: int, end: int) -> None:
-        """One line at a time: prefixes taken here when a style (or Xen's console prefix)
-        takes them, the rest fed."""
-        r = self.r
+        """One line at a time (and the runs they start)."""
         while pos < end:
-            if buf.startswith(b"(XEN)", pos + 1):
-                if r.pending is None:
-                    if r.cur.xen_map_mode is None:
-                        run = self._xen_chatter_run(buf, pos, end)
-                    else:
-                        run = self._xen_map_run(buf, pos, end)
-                    if run != pos:
-                        pos = run
-                        continue
-                m = _F_XEN_LINE.match(buf, pos, end)
-                if m is None:
-                    pos = self.slow(buf, pos)
-                    continue
-                nxt = buf.index(b"\n", m.end())
-                raw = buf[m.end() : min(nxt, pos + 1 + MAX_LINE)]
-                self.ln += 1
-                r.lines_read += 1
-                r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), None, True, True)
-                pos = nxt
-                continue
-            style = _STYLES[self.style]
-            m = style.parse.match(buf, pos, end)
-            if m is None:
-                for i, other in enumerate(_STYLES):
-                    m = other.parse.match(buf, pos, end) if i != self.style else None
-                    if m is not None:
-                        self.style, style = i, other
-                        break
-                else:
-                    pos = self.slow(buf, pos)
-                    continue
-            c = buf[m.end() : m.end() + 1]
-            if (c == b"e" or c == b"B" or c == b"X") and r.pending is None:
-                run = self._map_run(buf, pos, end, style, c == b"e")
-                if run != pos:
-                    pos = run
-                    continue
-            mode = style.mode
-            nxt = buf.index(b"\n", m.end())
-            self.ln += 1
-            field = m[1]
-            if not field and mode != "k":  # another program's line
-                r.lines_read += 1
-                if style.other_msg:
-                    raw = buf[m.end() : min(nxt, pos + 1 + MAX_LINE)]
-                    text = raw.decode("utf-8", "replace").rstrip("\r")
-                    r.message(self.ln, text, None, False, False)
-                pos = nxt
-                continue
-            ts = float(field) if field and mode in ("ts", "ts|other") else None
-            start = m.end()
-            if r.pending is None and buf[start : start + 1] not in FIRST_BYTES:
-                r.plain(self.ln, ts)
-            else:
-                raw = buf[start : min(nxt, pos + 1 + MAX_LINE)]
-                r.lines_read += 1
-                r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), ts, False, True)
-            pos = nxt
+            pos = self._line(buf, pos, end)
 
-    def _map_run(self, buf: bytes, pos: int, end: int, style: _Style, efi: bool) -> int:
+    def _line(self, buf: bytes, pos: int, end: int) -> int:
+        """The line after the newline at ``pos`` (with the map or Xen run it starts, up to
+        ``end``): prefixes taken here when a style (or Xen's console prefix) takes them, the
+        rest fed; the newline after what was read."""
+        r = self.r
+        if buf.startswith(b"(XEN)", pos + 1):
+            if r.pending is None:
+                if r.cur.xen_map_mode is None:
+                    run = self._xen_chatter_run(buf, pos, end)
+                else:
+                    run = self._xen_map_run(buf, pos, end)
+                if run != pos:
+                    return run
+            m = _F_XEN_LINE.match(buf, pos, end)
+            if m is None:
+                return self.slow(buf, pos)
+            nxt = buf.index(b"\n", m.end())
+            raw = buf[m.end() : min(nxt, pos + 1 + MAX_LINE)]
+            self.ln += 1
+            r.lines_read += 1
+            r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), None, True, True)
+            return nxt
+        style = _STYLES[self.style]
+        m = style.parse.match(buf, pos, end)
+        if m is None:
+            for i, other in enumerate(_STYLES):
+                m = other.parse.match(buf, pos, end) if i != self.style else None
+                if m is not None:
+                    self.style, style = i, other
+                    break
+            else:
+                return self.slow(buf, pos)
+        c = buf[m.end() : m.end() + 1]
+        if (c == b"e" or c == b"B" or c == b"X") and r.pending is None:
+            run = self._map_run(buf, pos, end, style)
+            if run != pos:
+                return run
+        mode = style.mode
+        nxt = buf.index(b"\n", m.end())
+        self.ln += 1
+        field = m[1]
+        if not field and mode != "k":  # another program's line
+            r.lines_read += 1
+            if style.other_msg:
+                raw = buf[m.end() : min(nxt, pos + 1 + MAX_LINE)]
+                text = raw.decode("utf-8", "replace").rstrip("\r")
+                r.message(self.ln, text, None, False, False)
+            return nxt
+        ts = float(field) if field and mode in ("ts", "ts|other") else None
+        start = m.end()
+        if r.pending is None and buf[start : start + 1] not in FIRST_BYTES:
+            r.plain(self.ln, ts)
+        else:
+            raw = buf[start : min(nxt, pos + 1 + MAX_LINE)]
+            r.lines_read += 1
+            r.message(self.ln, raw.decode("utf-8", "replace").rstrip("\r"), ts, False, True)
+        return nxt
+
+    def _map_run(self, buf: bytes, pos: int, end: int, style: _Style) -> int:
         """Linux map lines from the one after the newline at ``pos`` on, while the style's map
         pattern matches and the reader takes them: one compiled match per line and no other
         work on its text; the newline after the last line taken."""
-        r = self.r
+        # one match finds the run, one findall its fields (+ 1: the lookahead sees the newline);
+        # a run is read in pieces that grow fourfold, so one that stops early costs little
+        want = 1024
         ts_mode = style.mode[0] == "t"
-        pattern = style.memmap if efi else style.e820
-        # one scan over the span; a match that does not start where the last one ended (or
-        # none at all) ends the run
-        for m in pattern.finditer(buf, pos, end + 1):  # + 1: the lookahead sees the newline
-            if m.start() != pos:
-                break
-            ts = float(m[1]) if ts_mode else None
-            if efi:
-                inner = m[4].decode("ascii")
-                took = r.take_memmap(
-                    self.ln + 1, ts, m[2], int(m[3]), inner, int(m[5], 16), int(m[6], 16)
-                )
-            else:
-                who, rest = m[3].decode("ascii"), m[6].decode("ascii")
-                took = r.take_e820(self.ln + 1, ts, m[2], who, int(m[4], 16), int(m[5], 16), rest)
-            if not took:
-                break
-            self.ln += 1
-            pos = m.end()
-            if pos >= end:
-                break
+        while True:
+            cut = buf.find(b"\n", pos + want, end) if pos + want < end else -1
+            if cut < 0:
+                cut = end
+            run = style.maps_run.match(buf, pos, cut + 1)
+            if run is None:
+                return pos
+            stop = run.end()
+            rows = style.maps.findall(buf, pos, stop + 1)
+            n = self.r.take_maps(self.ln + 1, rows, ts_mode)
+            pos = self._past(buf, pos, stop, n, len(rows))
+            if n < len(rows) or pos >= end:
+                return pos
+            want *= 4
+
+    def _past(self, buf: bytes, pos: int, stop: int, n: int, rows: int) -> int:
+        """The newline after the first ``n`` of the ``rows`` lines from the newline at ``pos``
+        (the run ending at ``stop``), those lines counted."""
+        self.ln += n
+        if n == rows:
+            return stop
+        for _ in range(n):
+            pos = buf.index(b"\n", pos + 1)
         return pos
 
     def _xen_map_run(self, buf: bytes, pos: int, end: int) -> int:
-        """Lines of the Xen map being read, as :meth:`_map_run` does Linux's."""
+        """Lines of the Xen map being read, as :meth:`_map_run` does Linux's; a line of another
+        form (Xen's older exclusive-end map, a '=' in the type) one match at a time."""
         r = self.r
+        efi = r.cur.xen_map_mode == "efi"
+        run = (_F_XEN_EFI_RUN if efi else _F_XEN_E820_RUN).match(buf, pos, end + 1)
+        if run is not None:
+            stop = run.end()
+            rows = (_F_XEN_EFI if efi else _F_XEN_E820).findall(buf, pos, stop + 1)
+            take = r.take_xen_efis if efi else r.take_xen_e820s
+            n = take(self.ln + 1, rows)
+            pos = self._past(buf, pos, stop, n, len(rows))
+            if pos >= end:
+                return pos
         for m in _F_XEN_MAP.finditer(buf, pos, end + 1):
             if m.start() != pos or not r.take_xen_map(self.ln + 1, m[1].decode("ascii")):
                 break

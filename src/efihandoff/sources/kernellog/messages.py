@@ -88,6 +88,14 @@ IGNORED_BYTES = (
     + rb")"
 )
 
+# - for the fast path (bytes): a known message start anywhere after a blank or ']>:=' (wider
+#   than BODY: a non-ASCII byte may be a blank or a digit to the str pattern).
+BODY_BYTES = (
+    rb"[\s\]>:=\x80-\xff](?:"
+    + b"|".join(b.encode().replace(rb"\d", rb"[0-9\x80-\xff]") for m in MESSAGES for b in m.body)
+    + rb")"
+)
+
 # --------------------------------------------------------------------------------------------
 # Message patterns
 # --------------------------------------------------------------------------------------------
