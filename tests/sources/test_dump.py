@@ -526,14 +526,20 @@ def test_aliasing_at_shifted_offsets_stays_bounded(tmp_path, laptop):
         assert any("candidates" in p or "alias" in p for p in ev.problems)
 
 
-@pytest.mark.parametrize("memmem,split", [(True, True), (True, False), (False, False)])
-def test_find_all_finds_every_needle_once(tmp_path, monkeypatch, memmem, split):
+@pytest.mark.parametrize(
+    "words,memmem,split",
+    [(True, True, False), (False, True, True), (False, True, False), (False, False, False)],
+)
+def test_find_all_finds_every_needle_once(tmp_path, monkeypatch, words, memmem, split):
     # Needles at the file's ends, across block boundaries (the carried-over bytes), overlapping,
-    # and past a hole of a sparse file: the same offsets as a plain search, each once.
+    # and past a hole of a sparse file: the same offsets as a plain search, each once; with
+    # wmemchr's word search, memmem's (in one or two threads) or mmap.find.
     import mmap
 
     from efihandoff.sources import dumpscan
 
+    if not words:
+        monkeypatch.setattr(dumpscan, "_WMEMCHR", None)
     if not memmem:
         monkeypatch.setattr(dumpscan, "_MEMMEM", None)
     monkeypatch.setattr(dumpscan, "BLOCK", 4096)

@@ -257,3 +257,91 @@ def test_elf_segment_off_the_file_grid(tmp_path, mode):
     path.write_bytes(head + ph + bytes(5) + body)
     with read_dump(path) as ev:
         assert ev.system_table_address == 0x100000 + WINDOW + 16
+
+
+# --------------------------------------------------------------------------------------------
+# Byte-granular search (find_all): four word searches, one per byte offset modulo 4
+# --------------------------------------------------------------------------------------------
+
+GUID_BYTES = bytes.fromhex("71e868884f1e3d11bc220080c73c8881")  # ACPI 2.0 GUID as stored
+
+
+@pytest.fixture(params=["words", "memmem"])
+def bytewise(request, monkeypatch):
+    monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
+    if request.param == "memmem":
+        monkeypatch.setattr(dumpscan, "_WMEMCHR", None)
+    return request.param
+
+
+def _find_all(path: Path, needle: bytes, start: int, end: int) -> list[int]:
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            return list(dumpscan.find_all(mm, f.fileno(), needle, start, end))
+        finally:
+            mm.close()
+
+
+@pytest.mark.parametrize("needle", [b"EL64\x00\x80\xef", b"EL64\x00\x80\xef\x2d", GUID_BYTES])
+def test_bytewise_every_offset_near_block_boundaries(tmp_path, bytewise, needle):
+    # Every byte offset around two block boundaries and the file's ends, one needle at a time.
+    k = len(needle)
+    size = 3 * WINDOW + 11
+    spots = [0, 1, 2, 3, size - k] + [b + d for b in (WINDOW, 2 * WINDOW) for d in range(-k, 5)]
+    for spot in spots:
+        data = bytearray(b"\x5a" * size)
+        data[spot : spot + k] = needle
+        data[WINDOW + 101 : WINDOW + 101 + k] = needle[:-1] + b"\x00"  # all but the last byte
+        data[WINDOW + 301 : WINDOW + 301 + k] = b"\x00" + needle[1:]  # all but the first
+        path = tmp_path / "b.raw"
+        path.write_bytes(data)
+        assert _find_all(path, needle, 0, size) == [spot], spot
+
+
+def test_bytewise_repeated_words_fall_back(tmp_path, monkeypatch):
+    # A block of the needle's own words (and overlapping needles) passes MAX_WORD_MISSES: the
+    # block is searched with memmem, with the same result.
+    monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
+    monkeypatch.setattr(dumpscan, "MAX_WORD_MISSES", 3)
+    needle = b"ABABABAB"
+    data = bytearray(b"AB" * (WINDOW + 5) + b"xyz" + b"EL64" * 50 + needle + b"q")
+    path = tmp_path / "ab.raw"
+    path.write_bytes(data)
+    assert _find_all(path, needle, 0, len(data)) == _want(bytes(data), needle, 0, len(data), 1)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    spots=st.lists(st.integers(0, 2 * WINDOW + 50), max_size=10),
+    k=st.integers(7, 16),
+    start=st.integers(0, 40),
+    cut=st.integers(0, 40),
+    filler=st.sampled_from([b"\x00", b"\xa5\x5a", GUID_BYTES[:4], GUID_BYTES[1:5]]),
+)
+def test_bytewise_random_plantings(tmp_path, bytewise, spots, k, start, cut, filler):
+    needle = GUID_BYTES[:k]
+    size = 2 * WINDOW + 64
+    data = bytearray((filler * size)[:size])
+    for p in spots:
+        data[p : p + k] = needle
+    data = data[:size]
+    path = tmp_path / "r.raw"
+    path.write_bytes(data)
+    end = size - cut
+    assert _find_all(path, needle, start, end) == _want(bytes(data), needle, start, end, 1)
+
+
+def test_bytewise_never_reads_past_a_short_block(tmp_path, monkeypatch):
+    # The last block is short: the buffer past its bytes still holds the previous block's (and
+    # zeros past those). A needle's head at the file's end must not be completed by them.
+    monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
+    needle = b"EL64\x01\x02\x00"
+    data = bytearray(b"\x5a" * (2 * WINDOW + 4))
+    data[WINDOW + 4 : WINDOW + 6] = needle[4:6]  # lands in the buffer past the short block
+    data[2 * WINDOW :] = needle[:4]
+    path = tmp_path / "short.raw"
+    path.write_bytes(data)
+    assert _find_all(path, needle, 0, len(data)) == []

@@ -33,7 +33,8 @@ SCAN_WORK = 1 << 20  # (hit, segment group) pairs examined before the scan gives
 BLOCK = 1 << 20  # bytes read and searched at once
 BLOCK_MIN_SPLIT = 64 << 10  # a block searched by two threads holds at least twice this
 MAP_WINDOW = 16 << 20  # bytes mapped at once by the aligned scan
-MAX_WORD_MISSES = 256  # first-word matches without the needle before a window is searched bytewise
+MAX_WORD_MISSES = 256  # word matches without the needle before a block is searched bytewise
+WORD_NEEDLE_MIN = 7  # a needle this long holds a whole grid word wherever it starts
 _TAIL = 128  # bytes past a hit the system-table checks read (120-byte table)
 _SIGNATURE = struct.pack("<Q", EFI_SYSTEM_TABLE_SIGNATURE)
 
@@ -110,6 +111,9 @@ def find_all(mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int)
             pos = hit + 1
         return
     k = len(needle)
+    if _WMEMCHR is not None and k >= WORD_NEEDLE_MIN:
+        yield from _find_by_words(fd, needle, start, end)
+        return
     blocks = (
         (pos, min(BLOCK + k - 1, b - pos))
         for a, b in data_extents(fd, start, end)
@@ -166,6 +170,50 @@ def _search(
     second = searcher.submit(lambda: list(_hits(buf, base, mid, n, needle)))
     first = list(_hits(buf, base, 0, min(mid + k - 1, n), needle))
     return first + second.result()
+
+
+def _find_by_words(fd: int, needle: bytes, start: int, end: int) -> Iterator[int]:
+    """find_all with wmemchr: the data extents read a block at a time into one aligned buffer
+    (the block stays in the CPU's cache for the four searches of :func:`_rotated_hits`)."""
+    windows = _Windows(fd, len(needle))
+    try:
+        for a, b in data_extents(fd, start, end):
+            for pos, base, n, stop in windows.over(a, b, 1, mapped=False):
+                found = _rotated_hits(base, n, needle)
+                if found is None:
+                    found = list(_byte_hits(base, 0, n, stop, needle))
+                yield from (pos + q for q in found if q < stop)
+    finally:
+        windows.close()
+
+
+def _rotated_hits(base: int, n: int, needle: bytes) -> list[int] | None:
+    """Offsets of ``needle`` in the ``n`` bytes at ``base`` (4-aligned), sorted, by four vector
+    searches on the 4-byte grid: a needle at ``q`` with ``q % 4 == r`` has its bytes
+    ``[(4 - r) % 4, +4)`` in the grid word at ``q + (4 - r) % 4``, and that word is searched
+    with wmemchr for each r. None when the words keep matching without the needle (a block of
+    repeated words): the caller searches byte by byte."""
+    k = len(needle)
+    out: list[int] = []
+    misses = 0
+    for r in range(4):
+        skip = (4 - r) % 4  # needle bytes before the grid word
+        word = int.from_bytes(needle[skip : skip + 4], sys.byteorder)
+        pos = 0
+        while units := (n - pos) // 4:
+            addr = _WMEMCHR(base + pos, word, units)
+            if addr is None:
+                break
+            q = addr - base - skip
+            if q >= 0 and q + k <= n and ctypes.string_at(base + q, k) == needle:
+                out.append(q)
+            else:
+                misses += 1
+                if misses > MAX_WORD_MISSES:
+                    return None
+            pos = addr - base + 4
+    out.sort()
+    return out
 
 
 def _hits(buf: mmap.mmap, base: int, lo: int, hi: int, needle: bytes) -> Iterator[int]:
@@ -242,12 +290,15 @@ class _Windows:
         self._view: memoryview | None = None
         self._base = 0
 
-    def over(self, first: int, end: int, align: int) -> Iterator[tuple[int, int, int, int]]:
+    def over(
+        self, first: int, end: int, align: int, *, mapped: bool = True
+    ) -> Iterator[tuple[int, int, int, int]]:
         """(file offset, address, bytes there, hits start before this) for windows tiling
         ``[first, end)`` from ``first``, each holding ``len(needle) - 1`` bytes of the next so
-        a needle across two windows is seen once. The address is valid until the next step."""
+        a needle across two windows is seen once; mapped when ``mapped`` and possible, else
+        read. The address is 4-aligned and valid until the next step."""
         k = self._k
-        mapped = self._map_ok and first % 4 == 0
+        mapped = mapped and self._map_ok and first % 4 == 0
         size = MAP_WINDOW if mapped else BLOCK
         size -= size % align  # windows start on the alignment grid
         for pos in range(first, end, size):
@@ -457,6 +508,7 @@ __all__ = [
     "MAX_CANDIDATES",
     "MAX_WORD_MISSES",
     "SCAN_WORK",
+    "WORD_NEEDLE_MIN",
     "data_extents",
     "file_ranges_by_delta",
     "find_aligned",
