@@ -329,6 +329,8 @@ class _Windows:
             mm = mmap.mmap(self._fd, want + skew, access=mmap.ACCESS_COPY, offset=pos - skew)
         except (OSError, ValueError):
             return None
+        if hasattr(mmap, "MADV_SEQUENTIAL"):  # a cold cache: read ahead as for read()
+            mm.madvise(mmap.MADV_SEQUENTIAL)
         anchor = ctypes.c_char.from_buffer(mm)
         address = ctypes.addressof(anchor) + skew
         del anchor  # the address stays valid while the mapping is open
