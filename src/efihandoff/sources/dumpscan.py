@@ -1,14 +1,14 @@
 """Finding things in a dump without holding it: the file's data extents (holes of a sparse file
-skipped), read a block at a time into one reused buffer and searched there, so memory stays a
-block whatever the dump's size; the system-table scan over them, once per file byte however
-many ELF segments alias it.
+skipped), a window or block at a time, so memory stays one window whatever the dump's size; the
+system-table scan over them, once per file byte however many ELF segments alias it.
 
 The system-table signature can only sit on an 8-byte grid (UEFI pool allocations), so its scan
 maps the file a window at a time and compares only the grid's words with the C library's
-``wmemchr`` (through ctypes): a vector search touching no byte twice and copying none, about as
-fast as ``cat`` reads the file. Byte-granular searches (GUIDs, the boot_params signature) use
-``memmem`` over blocks read into a buffer, else ``mmap.find``.
-"""
+``wmemchr`` (through ctypes): a vector search copying nothing, about as fast as ``cat`` reads
+the file. Byte-granular searches (GUIDs, the boot_params signature) read blocks into one
+cached buffer and search it four times with ``wmemchr``, once per byte offset modulo 4 (a
+needle of 7 bytes or more holds a whole grid word wherever it starts). Without ``wmemchr``:
+``memmem`` over the blocks, else ``mmap.find``."""
 
 from __future__ import annotations
 
