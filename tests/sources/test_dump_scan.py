@@ -345,3 +345,37 @@ def test_bytewise_never_reads_past_a_short_block(tmp_path, monkeypatch):
     path = tmp_path / "short.raw"
     path.write_bytes(data)
     assert _find_all(path, needle, 0, len(data)) == []
+
+
+def test_one_window_mapped_at_a_time(tmp_path, monkeypatch):
+    # Memory stays one window whatever the dump's size: each mapping is at most MAP_WINDOW plus
+    # the needle's overlap, and closed before the next is made (also when the search stops
+    # early, as the scan does at its candidate cap).
+    monkeypatch.setattr(dumpscan, "MAP_WINDOW", WINDOW)
+    real = dumpscan._Windows._mapped
+    maps = []
+
+    def spy(self, pos, want):  # type: ignore[no-untyped-def]
+        assert all(m.closed for m in maps)
+        assert want <= WINDOW + len(SIG) - 1
+        got = real(self, pos, want)
+        maps.append(got[0])
+        return got
+
+    monkeypatch.setattr(dumpscan._Windows, "_mapped", spy)
+    data = bytearray(10 * WINDOW)
+    for p in range(0, len(data), WINDOW):
+        data[p + 64 : p + 72] = SIG
+    path = tmp_path / "w.raw"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            hits = dumpscan.find_aligned(mm, f.fileno(), SIG, 0, len(data), 8)
+            assert [next(hits) for _ in range(3)] == [64, WINDOW + 64, 2 * WINDOW + 64]
+            hits.close()
+            assert len(maps) == 3 and all(m.closed for m in maps)
+            assert len(list(dumpscan.find_aligned(mm, f.fileno(), SIG, 0, len(data), 8))) == 10
+        finally:
+            mm.close()
+    assert len(maps) == 13 and all(m.closed for m in maps)
