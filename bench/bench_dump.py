@@ -2,7 +2,7 @@
 file once with ``cat FILE > /dev/null``, measured in the same run, with peak memory.
 
     .venv/bin/python bench/bench_dump.py [--size-gib 4] [--fill 0.0] [--seed 1] [--repeat 3]
-        [--cache DIR]
+        [--cache DIR] [--before SRC]
 
 The dump (cached, default ``~/.cache/efihandoff-bench``) is a sparse file of ``--size-gib``
 GiB (physical address = file offset) with, at seeded random page offsets, an EFI system table
@@ -19,6 +19,9 @@ is planted, so it reads the whole dump). Printed: wall time of each child, the t
 Python child around the read (interpreter start-up and imports excluded) and around the second
 pass, the ratios to cat, peak RSS, and the core count. Best of ``--repeat``; nothing asserts a
 time.
+
+The contenders run interleaved, round by round; ``--before SRC`` adds another version of the
+package (``git archive COMMIT src | tar -x -C DIR``, then ``--before DIR/src``) to each round.
 """
 
 from __future__ import annotations
@@ -112,11 +115,16 @@ def plant(path: Path, size: int, fill: float, seed: int) -> dict[str, object]:
     return {"system_table": systab, "esrt_address": esrt_at, "esrt": esrt.build().hex()}
 
 
-def run_child(argv: list[str], *, capture: bool) -> tuple[float, int, str]:
+def run_child(
+    argv: list[str], *, capture: bool, env: dict[str, str] | None = None
+) -> tuple[float, int, str]:
     """Wall seconds, peak RSS in bytes (this child alone) and stdout."""
     t = time.perf_counter()
     p = subprocess.Popen(
-        argv, stdout=subprocess.PIPE if capture else subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     out = p.stdout.read().decode() if capture and p.stdout else ""
     _, status, usage = os.wait4(p.pid, 0)
@@ -135,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cache", default=os.environ.get("EFIHANDOFF_BENCH_CACHE"))
+    ap.add_argument(
+        "--before",
+        metavar="SRC",
+        help="also run the child on another version's source tree (its src/ directory, e.g. "
+        "from git archive), alternately with this one",
+    )
     a = ap.parse_args(argv)
     cache = Path(a.cache or Path.home() / ".cache" / "efihandoff-bench")
     cache.mkdir(parents=True, exist_ok=True)
@@ -155,14 +169,21 @@ def main(argv: list[str] | None = None) -> int:
         f"dump: {path} ({made}); {size / GiB:.2f} GiB, {on_disk / 1024:.0f} KiB allocated "
         f"(fill {a.fill:g})"
     )
-    run_child(["cat", str(path)], capture=False)  # page cache warm for both
+    run_child(["cat", str(path)], capture=False)  # page cache warm for all
     cat_cmd = ["sh", "-c", f'cat "{path}" > /dev/null']
-    cats = [run_child(cat_cmd, capture=False) for _ in range(a.repeat)]
+    child = [sys.executable, "-c", CHILD, str(path)]
+    before_env = None
+    if a.before:
+        before_env = dict(os.environ, PYTHONPATH=str(Path(a.before).resolve()))
+    cats, runs, befores = [], [], []
+    for _ in range(a.repeat):  # interleaved, so a change of load hits every contender
+        cats.append(run_child(cat_cmd, capture=False))
+        runs.append(run_child(child, capture=True))
+        if before_env is not None:
+            befores.append(run_child(child, capture=True, env=before_env))
     cat_s = min(c[0] for c in cats)
     cat_rss = max(c[1] for c in cats) / MiB
     print(f"cat FILE > /dev/null:               {cat_s:7.3f} s  peak RSS {cat_rss:6.1f} MiB")
-    child = [sys.executable, "-c", CHILD, str(path)]
-    runs = [run_child(child, capture=True) for _ in range(a.repeat)]
     best = min(runs, key=lambda r: r[0])
     info = json.loads(best[2])
     read_s = min(json.loads(r[2])["read_s"] for r in runs)
@@ -175,6 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"boot_memory_map (explain, 2nd):     {boot_s:7.3f} s  ratio to cat {boot_s / cat_s:5.2f}x"
     )
+    extra: dict[str, object] = {}
+    if befores:
+        b_read = min(json.loads(r[2])["read_s"] for r in befores)
+        b_boot = min(json.loads(r[2])["boot_map_s"] for r in befores)
+        b_rss = max(r[1] for r in befores) / MiB
+        print(
+            f"before: read {b_read:.3f} s ({b_read / cat_s:.2f}x cat), boot_memory_map "
+            f"{b_boot:.3f} s ({b_boot / cat_s:.2f}x), peak RSS {b_rss:.1f} MiB"
+        )
+        extra = {"before_read_s": round(b_read, 3), "before_boot_map_s": round(b_boot, 3),
+                 "before_peak_rss_mib": round(b_rss, 1)}
     whole = best[0]
     print(
         f"python child, start to exit:        {whole:7.3f} s  ratio to cat {whole / cat_s:5.2f}x"
@@ -190,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(), "size_gib": size / GiB, "fill": a.fill, "cat_s": round(cat_s, 3),
         "read_s": round(read_s, 3), "ratio": round(read_s / cat_s, 2),
         "boot_map_s": round(boot_s, 3),
-        "child_s": round(best[0], 3), "peak_rss_mib": round(rss / MiB, 1), "found": ok,
+        "child_s": round(best[0], 3), "peak_rss_mib": round(rss / MiB, 1), "found": ok, **extra,
     }))
     return 0 if ok else 1
 
