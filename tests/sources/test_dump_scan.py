@@ -208,22 +208,29 @@ def test_table_found_only_on_the_8_byte_grid(tmp_path, mode, shift):
             assert ev.system_table_address is None and ev.candidates == ()
 
 
-def test_32_bit_table_kept_only_without_a_64_bit_one(tmp_path, mode):
+@pytest.mark.parametrize("shift", [-8, -4, 0, 4, 8, 12])
+def test_32_bit_table_kept_only_without_a_64_bit_one(tmp_path, mode, shift):
     # One pass checks both layouts per signature; the 32-bit candidates are kept only when no
-    # 64-bit table was found, as the former two passes did.
+    # 64-bit table was found, as the former two passes did. A 32-bit table is a pool allocation
+    # too: 8-aligned, so one at 4 mod 8 is not taken.
     if mode == "no-fd":
         pytest.skip("read_dump always has the file")
     data = bytearray(4 * WINDOW)
-    data[WINDOW + 8 : WINDOW + 8 + 72] = _table(32)
+    at = WINDOW + shift
+    data[at : at + 72] = _table(32)
     path = tmp_path / "32.raw"
     path.write_bytes(data)
     with read_dump(path) as ev:
-        assert ev.system_table_address == WINDOW + 8 and ev.system_table.bits == 32
+        if shift % 8:
+            assert ev.system_table_address is None
+            return
+        assert ev.system_table_address == at and ev.system_table.bits == 32
     data[3 * WINDOW - 8 : 3 * WINDOW + 112] = _table(64)
     path.write_bytes(data)
     with read_dump(path) as ev:
         assert ev.system_table_address == 3 * WINDOW - 8 and ev.system_table.bits == 64
         assert {c.bits for c in ev.candidates} == {64}
+        assert all(c.address != at for c in ev.candidates)
 
 
 def test_elf_segment_off_the_file_grid(tmp_path, mode):
