@@ -16,6 +16,8 @@ from efihandoff.sources.kernellog.model import MAX_E820, E820Entry, LoggedDescri
 from efihandoff.sources.kernellog.reader import SEEN_CAP, Reader
 from efihandoff.uefi.memmap import PAGE_SHIFT
 
+MAP_GAP = 16  # kernel chatter lines a map run takes between two map lines
+
 
 class BulkReader(Reader):
     """A :class:`Reader` whose map lines may also come in runs (same result)."""
@@ -57,28 +59,40 @@ class BulkReader(Reader):
     # -- runs: one call per run of lines, one row of pattern groups per line ------------------
 
     def take_maps(self, ln: int, rows: list[tuple[bytes, ...]], ts_mode: bool) -> int:
-        """Consecutive kernel lines from ``ln`` on, one row of fields each: the timestamp
-        field, then an ``efi: memNN`` line's message, index, bracket, first and last, then an
-        E820 line's message, who, first, last and type words (empty for the other kind, and
-        both empty for chatter). Each is taken as ``Reader.feed`` would take it (the map line
-        read, the chatter only counted); the count taken, from the first on, stopping at the
-        first line the ordinary way must read: a held line, a timestamp that starts a new
-        boot, a line repeated in this boot, a bracket or type word that does not parse."""
+        """Consecutive lines from ``ln`` on, one row of fields each: the timestamp field, an
+        ``efi: memNN`` line's message, index, bracket, first and last, an E820 line's message,
+        who, first, last and type words, and a kernel chatter line's first byte (all empty
+        but the field for the kinds a line is not; all empty: another line). The run is the
+        map lines from the first, with up to ``MAP_GAP`` chatter lines between two of them;
+        each is taken as ``Reader.feed`` would take it (a map line read, chatter only counted).
+        Returns how many lines were taken: up to the last map line before the run ends, or
+        before the first line the ordinary way must read (a held line, a timestamp that
+        starts a new boot, a line repeated in this boot, a bracket or type word that does not
+        parse)."""
         if self.pending is not None:
             return 0
         b = self.cur
         seen = b.seen
         typeattrs = self._typeattrs_b
         kinds = self._e820_kinds_b
-        taken = used = 0
-        for field, msg, index, inner, first, last, emsg, who_b, efirst, elast, rest in rows:
+        last_ts = b.last_ts
+        started = b.linux_started
+        taken = used = gap = 0
+        for i, row in enumerate(rows):
+            field, msg, index, inner, first, last, emsg, who_b, efirst, elast, rest, chat = row
+            if chat:
+                gap += 1
+                if gap > MAP_GAP:
+                    break
+            elif not (msg or emsg):
+                break  # another line: the run ends
             key = None
             ts = 0.0
             if ts_mode:
                 ts = float(field)
-                if b.linux_started and (ts + 1.0 < b.last_ts or (ts == 0.0 and b.last_ts > 0.0)):
+                if started and (ts + 1.0 < last_ts or (ts == 0.0 and last_ts > 0.0)):
                     break  # Reader.starts_boot: a new boot goes the ordinary way
-                if msg or emsg:
+                if not chat:
                     key = (ts, hash((msg or emsg).decode("ascii")))
                     if key in seen:
                         break  # a paste repeated
@@ -95,7 +109,7 @@ class BulkReader(Reader):
                 if end <= start:
                     break
                 pages = (end - start) >> PAGE_SHIFT
-                desc = LoggedDescriptor(ta[0], start, pages, ta[1], ln + taken)
+                desc = LoggedDescriptor(ta[0], start, pages, ta[1], ln + i)
                 ok = b.add_desc(int(index), desc)
             elif emsg:  # Linux e820__print_table
                 found = kinds.get(rest)
@@ -115,20 +129,23 @@ class BulkReader(Reader):
                     if len(b.e820) >= MAX_E820:
                         b.drop("E820 table", MAX_E820)
                     else:
-                        b.e820.append(E820Entry(start, end, kind, code, ln + taken))
+                        b.e820.append(E820Entry(start, end, kind, code, ln + i))
                         if who == "Xen":
                             b.on_xen_pv = True
                         ok = True
-            else:  # chatter: Reader.plain
-                ok = False
             if ts_mode:
-                b.last_ts = ts
+                last_ts = ts
+            started = True
+            if chat:  # Reader.plain, kept only if a map line follows
+                continue
+            gap = 0
             if ok:
                 used += 1
                 if key is not None and len(seen) < SEEN_CAP:
                     seen.add(key)
+            taken = i + 1
+            b.last_ts = last_ts
             b.linux_started = True
-            taken += 1
         self._run_done(b, ln, taken, used)
         return taken
 

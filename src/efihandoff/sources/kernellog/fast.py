@@ -18,7 +18,6 @@ from efihandoff.sources.kernellog.messages import BODY_BYTES, FIRST_BYTES, IGNOR
 from efihandoff.sources.kernellog.model import MAX_LINE
 
 SPAN = 8192  # bytes of chatter counted at once
-MAP_GAP = 8  # kernel chatter lines a map run takes between two map lines
 # _TS with six decimals and no leading zero, so equal-width fields sort like their numbers.
 _F_TS = rb"\[( {0,12}(?:0|[1-9][0-9]{0,9})\.[0-9]{6})\] ?"
 _F_LEVEL = rb"(?:<[0-9]{1,3}>)?"  # _LEVEL
@@ -89,18 +88,23 @@ class _Style:
     the line and has one group: the timestamp field ("ts"), that or b"" for another program's
     line ("ts|other"), b"kernel" or b"" ("k|other"), or b"" for a kernel line ("k"). Another
     program's line reads as nothing after a syslog date; after an ISO date, as a message
-    without kernel prefix (``other_msg``). ``cand`` finds the newline before the next line
-    ``bulk`` does not take (a candidate: a line that may matter)."""
+    without kernel prefix (``other_msg``). ``quick`` is ``bulk`` without the test for a
+    message of one word, blanks and "kernel:" (its costliest part, rarely needed: see
+    ``Fast._chatter``); ``cand`` finds the newline before the next line ``quick`` does not
+    take (a candidate: a line that may matter). ``prefixed``: the kernel prefix itself holds
+    " kernel"."""
 
     mode: str
     bulk: re.Pattern[bytes]
+    quick: re.Pattern[bytes]
     cand: re.Pattern[bytes]
+    fields: re.Pattern[bytes]  # the prefixes alone, for the group of lines quick took
     parse: re.Pattern[bytes]
+    prefixed: bool
     other_msg: bool
-    # a kernel line holding _F_MEMMAP (groups 2-6), _F_E820 (groups 7-11) or chatter
-    maps: re.Pattern[bytes]
-    # a run of map lines, up to MAP_GAP kernel chatter lines between two of them
-    maps_run: re.Pattern[bytes]
+    # any line: a kernel line holding _F_MEMMAP (groups 2-6), _F_E820 (groups 7-11) or
+    # chatter (group 12: its first byte), or another line (every group empty)
+    rows: re.Pattern[bytes]
 
 
 def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _Style:
@@ -115,24 +119,25 @@ def _style(mode: str, head: bytes, rest: bytes, other: str | None = None) -> _St
         return re.compile(head + rest + msg)
 
     chatter = _F_STOP + _F_IGNORED
-    a_map = head + rest + rb"(?:" + _F_MEMMAP + rb"|" + _F_E820 + rb")"
-    bulk = build(chatter, chatter)
-    if not bulk.pattern.startswith(rb"\n"):
+    quick = build(_F_STOP.replace(_F_NOT_WORD_KERNEL, b"") + _F_IGNORED, chatter)
+    if not quick.pattern.startswith(rb"\n"):
         raise ValueError(f"a style's head starts at a newline: {head!r}")
     return _Style(
         mode,
-        bulk,
-        # the newline, then what bulk takes after it, refused: sre finds each newline by its
+        build(chatter, chatter),
+        quick,
+        # the newline, then what quick takes after it, refused: sre finds each newline by its
         # literal and tries the rest there, all in C
-        re.compile(rb"\n(?!" + bulk.pattern[2:] + rb")"),
+        re.compile(rb"\n(?!" + quick.pattern[2:] + rb")"),
+        # of a line quick takes, rest matches just when it is a kernel line (another
+        # program's needs not_kernel, which refuses what rest takes)
+        re.compile(head + (rest if other is None else rb"(?:" + rest + rb")?")),
         build(_F_STOP, _F_STOP),
+        b"kernel" in rest,
         other == "iso",
-        re.compile(head + rest + rb"(?:" + _F_MEMMAP + rb"|" + _F_E820 + rb"|" + chatter + rb")"),
         re.compile(
-            _no_groups(
-                rb"(?:" + a_map + rb")(?:(?:" + head + rest + chatter + rb"[^\n]*+){0,%d}+(?:"
-                % MAP_GAP + a_map + rb"))*+"
-            )
+            rb"\n(?:" + head[2:] + rest + rb"(?:" + _F_MEMMAP + rb"|" + _F_E820 + rb"|" + chatter
+            + rb"([^\n]))|[^\n]*)"
         ),
     )
 
@@ -277,16 +282,23 @@ class Fast:
                 pos = self._line(buf, pos, end)
 
     def _chatter(self, style: _Style, buf: bytes, pos: int, end: int) -> None:
-        """Lines the style's bulk pattern takes, every one: counted at once, unless a
-        timestamp falls (then one at a time)."""
+        """Lines the style's quick pattern takes, every one (``cand`` found no other): counted
+        at once when its bulk pattern takes them too, unless a timestamp falls (else one at a
+        time)."""
+        mode = style.mode
         n = buf.count(b"\n", pos, end)
-        if style.mode == "k":
-            fields: list[bytes] = []
-            ok = True
-        else:
-            fields = style.bulk.findall(buf, pos, end)
-            ok = len(fields) == n
-        if not (ok and self._account(style.mode, n, fields)):
+        fields = [] if mode == "k" else style.fields.findall(buf, pos, end)
+        ok = mode == "k" or len(fields) == n
+        # quick leaves out bulk's test for a message of one word, blanks and "kernel:" (or
+        # "kernel[pid]:"): it cannot fail where no " kernel:" or " kernel[" stands but in the
+        # kernel prefixes, one a line
+        found = buf.count(b" kernel:", pos, end) + buf.count(b" kernel[", pos, end)
+        if ok and found:
+            kernel = n if mode in ("ts", "k") else n - fields.count(b"")
+            if not style.prefixed or found != kernel:
+                fields = style.bulk.findall(buf, pos, end)
+                ok = len(fields) == n
+        if not (ok and self._account(mode, n, fields)):
             self._lines(buf, pos, end)
 
     def _account(self, mode: str, n: int, fields: list[bytes]) -> bool:
@@ -375,25 +387,22 @@ class Fast:
         return nxt
 
     def _map_run(self, buf: bytes, pos: int, end: int, style: _Style) -> int:
-        """Linux map lines from the one after the newline at ``pos`` on, while the style's map
-        pattern matches and the reader takes them: one compiled match per line and no other
-        work on its text; the newline after the last line taken."""
-        # one match finds the run, one findall its fields (+ 1: the lookahead sees the newline);
-        # a run is read in pieces that grow fourfold, so one that stops early costs little
+        """Linux map lines from the one after the newline at ``pos`` on, with up to
+        ``MAP_GAP`` kernel chatter lines between two of them, while the reader takes them: one
+        findall gives every line's fields (+ 1: the lookahead sees the newline), in pieces that
+        grow fourfold so a run that ends early costs little; the newline after the last map
+        line taken."""
         want = 1024
         ts_mode = style.mode[0] == "t"
         while True:
             cut = buf.find(b"\n", pos + want, end) if pos + want < end else -1
             if cut < 0:
                 cut = end
-            run = style.maps_run.match(buf, pos, cut + 1)
-            if run is None:
-                return pos
-            stop = run.end()
-            rows = style.maps.findall(buf, pos, stop + 1)
+            rows = style.rows.findall(buf, pos, cut + 1)
             n = self.r.take_maps(self.ln + 1, rows, ts_mode)
-            pos = self._past(buf, pos, stop, n, len(rows))
-            if n < len(rows) or pos >= end:
+            lines = buf.count(b"\n", pos, cut)
+            pos = self._past(buf, pos, cut, n, lines)
+            if n < lines or pos >= end:
                 return pos
             want *= 4
 
