@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from efihandoff.sources.kernellog import fast as fast_path
 from efihandoff.sources.kernellog import read, read_kernel_log, read_kernel_log_file
+from efihandoff.sources.kernellog.bulk import BulkReader
 from efihandoff.sources.kernellog.reader import Reader
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
@@ -523,3 +524,111 @@ def test_another_programs_iso_line_holding_a_kernel_message_is_read_both_ways() 
         assert fast == read_kernel_log(data, fast=False)
         (boot,) = fast.boots
         assert [(t.label, t.address, t.line) for t in boot.config_tables] == [("ESRT", 0x1000, 201)]
+
+
+# -- map lines with chatter between them, and hostile lines in the runs -----------------------
+
+_CHATTER = [
+    "usb 1-1: new high-speed USB device number 2 using xhci_hcd",
+    "e1000e 0000:00:1f.6: eth0: (PCI Express:2.5GT/s:Width x1)",
+    "mce: CPU0: Thermal monitoring enabled",
+    "Memory: 16211224K/16658552K available",
+    "BTRFS info (device sda2): enabling ssd optimizations",
+    "Xenial kernel: not a Xen line",  # a word, a blank and "kernel:": bulk refuses it
+    "pci 0000:00:02.0: [mem 0xf0000000-0xf0ffffff 64bit]",
+]
+_HOSTILE = [
+    "\x00\x00 NULs \x00",
+    "\x01\x7f controls",
+    "CR-only\rline\rends",
+    "x" * 9000,  # a gigantic line, beyond MAX_LINE and the first map-run piece
+    "\udcff\udcfe binary junk \udc80",
+    "",
+]
+
+
+@st.composite
+def _interleaved_log(draw: st.DrawFn) -> bytes:
+    """A map (efi=debug memNN lines or an E820 table) with 0 to MAP_GAP + 3 chatter lines
+    between map lines, in one capture style; now and then a falling timestamp, a repeated
+    line, a map line that does not parse, or a hostile line (NULs, controls, a CR-only line
+    end, a gigantic line, undecodable bytes, a blank line)."""
+    prefix = draw(st.sampled_from(_MAP_PREFIXES[:7]))
+    out = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    kind = draw(st.sampled_from(["memmap", "e820", "both"]))
+    t = 1
+    for i in range(draw(st.integers(1, 40))):
+        for _ in range(draw(st.integers(0, 19))):
+            msg = draw(st.sampled_from(_CHATTER))
+            if not draw(st.integers(0, 25)):
+                msg = draw(st.sampled_from(_HOSTILE))
+            if not draw(st.integers(0, 60)):
+                t = max(0, t - draw(st.sampled_from([2, 5, t])))  # falling: a new boot
+            out.append(prefix.format(ts=f"{t:5d}.{i:06d}") + msg)
+        this = kind if kind != "both" else draw(st.sampled_from(["memmap", "e820"]))
+        line = prefix.format(ts=f"{t:5d}.{i:06d}") + draw(_map_line(this, i))
+        out.append(line)
+        if not draw(st.integers(0, 20)):
+            out.append(line)  # a paste repeated
+        t += draw(st.integers(0, 1))
+    sep = draw(st.sampled_from(["\n", "\n", "\r\n"]))
+    data = (sep.join(out) + sep).encode("utf-8", "surrogateescape")
+    if draw(st.booleans()):
+        data += draw(st.binary(max_size=64))
+    return data
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_interleaved_log())
+def test_hypothesis_interleaved_maps_same_both_ways(data: bytes) -> None:
+    same(data)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=_interleaved_log(), gz=st.booleans())
+def test_hypothesis_interleaved_maps_same_with_tiny_blocks(
+    data: bytes, gz: bool, tiny_blocks: None
+) -> None:
+    same(gzip.compress(data, mtime=0) if gz else data)
+
+
+def test_map_lines_between_chatter_are_read_in_runs() -> None:
+    """An E820 table and an efi=debug map with three chatter lines between every two map
+    lines (as the bench corpus prints them): read in runs, not one line at a time, and the
+    same as line by line."""
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    for i in range(300):
+        a = i << 20
+        lines.append(f"[    1.{i:06d}] BIOS-e820: [mem 0x{a:016x}-0x{a + 0xFFFFF:016x}] usable")
+        lines += [f"[    1.{i:06d}] usb 1-1: chatter {j}" for j in range(3)]
+    for i in range(300):
+        a = i << 20
+        lines.append(
+            f"[    2.{i:06d}] efi: mem{i:02d}: [Conventional|   |  |  |  |  |  |  |  |  |   |WB"
+            f"|WT|WC|UC] range=[0x{a:016x}-0x{a + 0xFFFFF:016x}] (1MB)"
+        )
+        lines += [f"[    2.{i:06d}] usb 1-1: chatter {j}" for j in range(3)]
+    data = ("\n".join(lines) + "\n").encode()
+    runs = []
+    real = BulkReader.take_maps
+
+    def counting(
+        self: BulkReader, ln: int, rows: list[tuple[bytes, ...]], ts: bool
+    ) -> tuple[int, int]:
+        n, stopped = real(self, ln, rows, ts)
+        runs.append(n)
+        return n, stopped
+
+    BulkReader.take_maps = counting  # type: ignore[method-assign]
+    try:
+        fast = read_kernel_log(data)
+    finally:
+        BulkReader.take_maps = real  # type: ignore[method-assign]
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    assert len(boot.e820) == 300 and len(boot.memory_map) == 300
+    assert len(runs) < 20 and sum(runs) >= 2390

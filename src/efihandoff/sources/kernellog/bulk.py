@@ -58,27 +58,29 @@ class BulkReader(Reader):
 
     # -- runs: one call per run of lines, one row of pattern groups per line ------------------
 
-    def take_maps(self, ln: int, rows: list[tuple[bytes, ...]], ts_mode: bool) -> int:
+    def take_maps(
+        self, ln: int, rows: list[tuple[bytes, ...]], ts_mode: bool
+    ) -> tuple[int, int]:
         """Consecutive lines from ``ln`` on, one row of fields each: the timestamp field, an
         ``efi: memNN`` line's message, index, bracket, first and last, an E820 line's message,
         who, first, last and type words, and a kernel chatter line's first byte (all empty
         but the field for the kinds a line is not; all empty: another line). The run is the
         map lines from the first, with up to ``MAP_GAP`` chatter lines between two of them;
         each is taken as ``Reader.feed`` would take it (a map line read, chatter only counted).
-        Returns how many lines were taken: up to the last map line before the run ends, or
-        before the first line the ordinary way must read (a held line, a timestamp that
+        Returns how many lines were taken (up to the last map line before the run ends, or
+        before the first line the ordinary way must read: a held line, a timestamp that
         starts a new boot, a line repeated in this boot, a bracket or type word that does not
-        parse)."""
+        parse) and the row where it stopped."""
         if self.pending is not None:
-            return 0
+            return 0, 0
         b = self.cur
         seen = b.seen
         typeattrs = self._typeattrs_b
         kinds = self._e820_kinds_b
         last_ts = b.last_ts
         started = b.linux_started
-        taken = used = gap = 0
-        for i, row in enumerate(rows):
+        taken = used = gap = i = 0
+        for i, row in enumerate(rows):  # i: where it stopped
             field, msg, index, inner, first, last, emsg, who_b, efirst, elast, rest, chat = row
             if chat:
                 gap += 1
@@ -146,8 +148,10 @@ class BulkReader(Reader):
             taken = i + 1
             b.last_ts = last_ts
             b.linux_started = True
+        else:
+            i = len(rows)
         self._run_done(b, ln, taken, used)
-        return taken
+        return taken, i
 
     def _run_done(self, b: Boot, ln: int, taken: int, used: int) -> None:
         """The counters ``Reader.message`` moves for ``taken`` Linux lines from ``ln`` on,

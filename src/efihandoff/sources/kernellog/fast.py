@@ -398,12 +398,12 @@ class Fast:
             cut = buf.find(b"\n", pos + want, end) if pos + want < end else -1
             if cut < 0:
                 cut = end
-            rows = style.rows.findall(buf, pos, cut + 1)
-            n = self.r.take_maps(self.ln + 1, rows, ts_mode)
+            rows = style.rows.findall(buf, pos, cut + 1)  # a row per line, and one for cut's
+            n, stopped = self.r.take_maps(self.ln + 1, rows, ts_mode)
             lines = buf.count(b"\n", pos, cut)
             pos = self._past(buf, pos, cut, n, lines)
-            if n < lines or pos >= end:
-                return pos
+            if stopped < lines or cut >= end:
+                return pos  # the run ended in this piece (not at its end)
             want *= 4
 
     def _past(self, buf: bytes, pos: int, stop: int, n: int, rows: int) -> int:
