@@ -632,3 +632,28 @@ def test_map_lines_between_chatter_are_read_in_runs() -> None:
     (boot,) = fast.boots
     assert len(boot.e820) == 300 and len(boot.memory_map) == 300
     assert len(runs) < 20 and sum(runs) >= 2390
+
+
+def test_a_new_boot_inside_a_long_run_of_chatter() -> None:
+    """A timestamp that falls (a second boot) in the middle of 6,000 chatter lines: the run
+    is halved until the line is found, the rest still counted in bulk; two boots, as line by
+    line."""
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    lines += [f"[{1 + i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(3000)]
+    lines += [f"[{i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(3000)]
+    data = ("\n".join(lines) + "\n").encode()
+    calls = []
+    real = Reader.plain
+
+    def counting(self: Reader, ln: int, ts: float | None) -> None:
+        calls.append(ln)
+        real(self, ln, ts)
+
+    Reader.plain = counting  # type: ignore[method-assign]
+    try:
+        fast = read_kernel_log(data)
+    finally:
+        Reader.plain = real  # type: ignore[method-assign]
+    assert fast == read_kernel_log(data, fast=False)
+    assert [(b.kernel_version, b.first_line) for b in fast.boots] == [("6.6.1", 1), (None, 3002)]
+    assert len(calls) < 100

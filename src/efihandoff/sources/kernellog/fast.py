@@ -17,7 +17,7 @@ from efihandoff.sources.kernellog.bulk import BulkReader
 from efihandoff.sources.kernellog.messages import BODY_BYTES, FIRST_BYTES, IGNORED_BYTES
 from efihandoff.sources.kernellog.model import MAX_LINE
 
-SPAN = 8192  # bytes of chatter counted at once
+SPAN = 1 << 16  # bytes of chatter counted at once
 # _TS with six decimals and no leading zero, so equal-width fields sort like their numbers.
 _F_TS = rb"\[( {0,12}(?:0|[1-9][0-9]{0,9})\.[0-9]{6})\] ?"
 _F_LEVEL = rb"(?:<[0-9]{1,3}>)?"  # _LEVEL
@@ -274,7 +274,7 @@ class Fast:
             style = _STYLES[self.style]
             found = style.cand.search(buf, pos, end)
             stop = end if found is None else found.start()
-            while pos < stop:  # chatter, SPAN bytes at a time (a falling timestamp costs one)
+            while pos < stop:  # chatter, SPAN bytes at a time
                 cut = stop if stop - pos <= SPAN else buf.index(b"\n", pos + SPAN)
                 self._chatter(style, buf, pos, cut)
                 pos = cut
@@ -298,8 +298,16 @@ class Fast:
             if not style.prefixed or found != kernel:
                 fields = style.bulk.findall(buf, pos, end)
                 ok = len(fields) == n
-        if not (ok and self._account(mode, n, fields)):
+        if not ok:
             self._lines(buf, pos, end)
+        elif not self._account(mode, n, fields):
+            # a timestamp falls (a new boot): each half again, down to a few lines
+            mid = buf.find(b"\n", pos + (end - pos) // 2, end) if n > 8 else -1
+            if mid <= pos:
+                self._lines(buf, pos, end)
+            else:
+                self._chatter(style, buf, pos, mid)
+                self._chatter(style, buf, mid, end)
 
     def _account(self, mode: str, n: int, fields: list[bytes]) -> bool:
         """Count ``n`` chatter lines with these fields (of a style of ``mode``) at once, unless
