@@ -214,6 +214,7 @@ _F_XEN_CHATTER = re.compile(
     + rb"(?![ -~]*RAM map)(?: {0,4000}(?!Xen version |Bootloader: |Command line: "
     + rb"|EFI memory map:)[!-_a-~][ -_a-~]{0,4000})?\r?(?=\n)"
 )
+_F_XEN_CHATTER_RUN = _run(_F_XEN_CHATTER.pattern)
 # bytes a line may hold without clean changing it (everything but the ASCII controls)
 _NOT_CONTROL = bytes(range(0x20, 0x7F)) + b"\n" + bytes(range(0x80, 0x100))
 
@@ -448,17 +449,12 @@ class Fast:
         return pos
 
     def _xen_chatter_run(self, buf: bytes, pos: int, end: int) -> int:
-        """(XEN) lines nothing reads, counted at once."""
-        n = 0
-        at = pos
-        for m in _F_XEN_CHATTER.finditer(buf, pos, end + 1):
-            if m.start() != at:
-                break
-            n += 1
-            at = m.end()
-            if at >= end:
-                break
-        if n:
-            self.r.take_xen_chatter(self.ln + 1, n)
-            self.ln += n
+        """(XEN) lines nothing reads, counted at once: one match finds the run."""
+        run = _F_XEN_CHATTER_RUN.match(buf, pos, end + 1)  # + 1: the lookahead sees the newline
+        if run is None:
+            return pos
+        at = run.end()
+        n = buf.count(b"\n", pos, at)
+        self.r.take_xen_chatter(self.ln + 1, n)
+        self.ln += n
         return at
