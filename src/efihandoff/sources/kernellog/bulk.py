@@ -77,8 +77,9 @@ class BulkReader(Reader):
         seen = b.seen
         typeattrs = self._typeattrs_b
         kinds = self._e820_kinds_b
-        last_ts = b.last_ts
+        last_ts = kept_ts = b.last_ts
         started = b.linux_started
+        add_desc, e820, desc_of = b.add_desc, b.e820, LoggedDescriptor
         taken = used = gap = i = 0
         for i, row in enumerate(rows):  # i: where it stopped
             field, msg, index, inner, first, last, emsg, who_b, efirst, elast, rest, chat = row
@@ -111,8 +112,7 @@ class BulkReader(Reader):
                 if end <= start:
                     break
                 pages = (end - start) >> PAGE_SHIFT
-                desc = LoggedDescriptor(ta[0], start, pages, ta[1], ln + i)
-                ok = b.add_desc(int(index), desc)
+                ok = add_desc(int(index), desc_of(ta[0], start, pages, ta[1], ln + i))
             elif emsg:  # Linux e820__print_table
                 found = kinds.get(rest)
                 if found is None:
@@ -128,10 +128,10 @@ class BulkReader(Reader):
                 ok = False
                 if end > start and b.e820_source in (None, who):
                     b.e820_source = who
-                    if len(b.e820) >= MAX_E820:
+                    if len(e820) >= MAX_E820:
                         b.drop("E820 table", MAX_E820)
                     else:
-                        b.e820.append(E820Entry(start, end, kind, code, ln + i))
+                        e820.append(E820Entry(start, end, kind, code, ln + i))
                         if who == "Xen":
                             b.on_xen_pv = True
                         ok = True
@@ -146,10 +146,12 @@ class BulkReader(Reader):
                 if key is not None and len(seen) < SEEN_CAP:
                     seen.add(key)
             taken = i + 1
-            b.last_ts = last_ts
-            b.linux_started = True
+            kept_ts = last_ts
         else:
             i = len(rows)
+        if taken:
+            b.last_ts = kept_ts
+            b.linux_started = True
         self._run_done(b, ln, taken, used)
         return taken, i
 
