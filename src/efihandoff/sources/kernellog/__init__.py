@@ -11,7 +11,8 @@ read here but does not parse is kept in ``BootLog.unparsed``. The same line at t
 nested quantifiers, bounded repeats), lines are cut at :data:`MAX_LINE` characters and every
 per-boot list has a cap (``MAX_*``; what is cut is said in ``BootLog.cut``), so the whole read
 is O(size) in time and O(1) in memory. Bytes are read through a fast path (module ``fast``)
-that takes runs of chatter in bulk and gives the same result as feeding every line
+that finds the lines that may matter with one compiled search, counts the chatter between them
+in bulk and reads map lines in runs, giving the same result as feeding every line
 (``fast=False``).
 
 Message formats, as printed by (project, file, function):
@@ -45,9 +46,9 @@ Message formats, as printed by (project, file, function):
 
 The package, by concern: ``model`` (the values and caps), ``prefixes`` (what comes before a
 message), ``messages`` (the one table of message starts and each message's pattern),
-``boots`` (one boot's state), ``reader`` (line by line), ``fast`` (the fast path: chatter
-and map lines in bulk) with ``bulk`` (the reader's entry points for map runs), ``read`` (entry
-points). Memory-type inference lives with the model that asks it,
+``boots`` (one boot's state), ``reader`` (line by line), ``fast`` (the fast path: a search
+for the lines that may matter, chatter and map runs in bulk) with ``bulk`` (the reader's entry
+points for runs), ``read`` (entry points). Memory-type inference lives with the model that asks it,
 :mod:`efihandoff.sources.logmachine`.
 """
 

@@ -1,11 +1,16 @@
 """The fast path: most lines of a real log are chatter nothing in the reader reads.
 
 For the prefix forms below, one compiled byte pattern per capture style takes a line's prefixes
-exactly as the prefix loop (``prefixes``) would: a run of lines whose messages start with
-nothing the message table lists only counts kernel lines and moves the timestamp, so it is
-accounted for in bulk when the timestamps never fall; a line whose message may matter goes to
-``Reader.message`` with its prefixes already off; anything else (controls, other prefixes, a
-pending wrapped line) goes through ``Reader.feed``. The result is the same as line by line.
+exactly as the prefix loop (``prefixes``) would. One compiled search over the block finds the
+next line that may matter (a candidate: its prefixes are not the style's, or its message may
+start with one the message table lists); the chatter before it only counts kernel lines and
+moves the timestamp, so it is accounted for in bulk (one ``findall`` of the prefixes' fields)
+when the timestamps never fall, without Python per line. A candidate goes to
+``Reader.message`` with its prefixes already off, or starts a run: Linux map lines (with the
+chatter between them) and Xen's maps are read with one ``findall`` per run and their rows
+handed to :class:`BulkReader`; Xen's chatter is counted with one match. Anything else
+(controls, other prefixes, a pending wrapped line) goes through ``Reader.feed``. The result is
+the same as line by line.
 """
 
 from __future__ import annotations
