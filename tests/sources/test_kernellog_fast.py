@@ -657,3 +657,29 @@ def test_a_new_boot_inside_a_long_run_of_chatter() -> None:
     assert fast == read_kernel_log(data, fast=False)
     assert [(b.kernel_version, b.first_line) for b in fast.boots] == [("6.6.1", 1), (None, 3002)]
     assert len(calls) < 100
+
+
+def test_lines_starting_like_a_map_line_do_not_start_map_runs() -> None:
+    """Regression (bench_memory's hostile lines, 3x slower): every line whose message began
+    with 'e', 'B' or 'X' ("esrt: ...", "EXT4-fs", "Xenial") tried a map run, a findall over
+    the next kilobyte each; only a map line's own start does now."""
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    lines += [f"[    1.{i:06d}] esrt: something odd {i}" for i in range(500)]
+    lines += [f"[    1.{i:06d}] BIOS-provided physical RAM map {i}" for i in range(500)]
+    data = ("\n".join(lines) + "\n").encode()
+    calls = []
+    real = BulkReader.take_maps
+
+    def counting(
+        self: BulkReader, ln: int, rows: list[tuple[bytes, ...]], ts: bool
+    ) -> tuple[int, int]:
+        calls.append(ln)
+        return real(self, ln, rows, ts)
+
+    BulkReader.take_maps = counting  # type: ignore[method-assign]
+    try:
+        fast = read_kernel_log(data)
+    finally:
+        BulkReader.take_maps = real  # type: ignore[method-assign]
+    assert fast == read_kernel_log(data, fast=False)
+    assert calls == []

@@ -79,6 +79,8 @@ _F_MEMMAP = (
     rb"(efi: {0,16}mem([0-9]{1,6}): \[([ A-Za-z0-9|]{1,96})\] range=\[0x" + _F_HEX + rb"-0x"
     + _F_HEX + rb"\] {0,4}\([0-9]{1,20}MB\) {0,16})\r?(?=\n)"
 )  # fmt: skip
+# What a map line starts with (a cheap test before a map run is tried).
+_F_MAP_START = re.compile(rb"efi: {0,16}mem[0-9]|BIOS-e820: \[mem |Xen: \[mem ")
 # Linux e820__print_table (and a PV dom0's "Xen: [mem ...]"): who, first, last, the type words.
 _F_E820 = (
     rb"((BIOS-e820|Xen): \[mem 0x" + _F_HEX + rb"-0x" + _F_HEX + rb"\](" + _F_TEXT
@@ -374,8 +376,7 @@ class Fast:
                     break
             else:
                 return self.slow(buf, pos)
-        c = buf[m.end() : m.end() + 1]
-        if (c == b"e" or c == b"B" or c == b"X") and r.pending is None:
+        if r.pending is None and _F_MAP_START.match(buf, m.end()) is not None:
             run = self._map_run(buf, pos, end, style)
             if run != pos:
                 return run
