@@ -1,6 +1,7 @@
-"""One simulation per kind of placement: a machine reduced to one table (the table, the
-descriptor holding it and the free 16 MiB :func:`~efihandoff.sources.logmachine.candidate_machine`
-adds for firmware-side copies) moved to a canonical address of its address class.
+"""One simulation per kind of placement: a machine reduced to one descriptor and the tables in
+it (and the free 16 MiB :func:`~efihandoff.sources.logmachine.candidate_machine` and
+:mod:`efihandoff.paths.grouped` add for firmware-side copies) moved to a canonical address of its
+address class.
 
 Where such a table lies inside a class does not change any word a simulation gives of it: its
 verdict, whether the stack boots, what the dom0 marks unusable, whether efi_esrt_init reserves,
@@ -11,7 +12,9 @@ EDK II allocates from the top of free memory below 4 GiB (Page.c FindFreePages),
 table's descriptor lies above or below the free gap and 4 GiB decides where a copy lands; a PV
 dom0 halts when its kernel image lies on non-RAM (Linux x86 xen_memory_setup), decided against
 the spec's ``dom0_kernel`` range. The classes below keep each of those on one side; what the
-simulation reads of the table (bytes, room to the descriptor end, page offset) is moved with it.
+simulation reads of the table (bytes, room to the descriptor end, page offset) is moved with it,
+and the pages no table reaches are left out (:func:`trimmed`), which changes what the machine
+costs but no word (:mod:`efihandoff.paths.grouped` takes costs as differences).
 The firmware vendor only reaches the log line efi_systab_report_header prints, so it is left
 out. ``tests/paths/test_canonical.py`` checks the
 words against a simulation in place over random placements, types, attributes, headers and
@@ -19,8 +22,8 @@ stacks.
 
 The addresses inside reasons and log lines are the canonical ones, so only callers that read the
 words use it: ``survey`` (:func:`efihandoff.paths.memo.words_only`). Anything else (scrubbed or
-random-filled memory, a pool state, a real system table, known bytes near but outside the
-table's window, a table straddling a class) is simulated where it is.
+random-filled memory, a pool state, a real system table, a descriptor straddling a class) is
+simulated where it is.
 """
 
 from __future__ import annotations
@@ -28,21 +31,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from efihandoff.machine import Fill, Machine, PhysicalMemory
-from efihandoff.paths.linux import dom0_kernel_range
+from efihandoff.paths.linux import MEMBLOCK_RESERVING, dom0_kernel_range
 from efihandoff.paths.presets import PathSpec
-from efihandoff.uefi.memmap import MemoryMap, MemoryType
+from efihandoff.paths.xen import BS_TYPES
+from efihandoff.rules.tables import known as known_table
+from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap, MemoryType
 from efihandoff.uefi.systab import ConfigurationTable
 
 PAGE = 4096
 # The free gap candidate_machine adds for a table below it: 16 MiB of conventional memory.
 GAP_BASE, GAP_PAGES = 0xF000_0000, (16 << 20) // PAGE
-# [lo, hi): address classes whose inside the model never tells apart (see the module text);
-# the first starts above the default PV dom0 image [16 MiB, 74 MiB) and the BIOS regions and
-# ends below the free gap; the second lies above 4 GiB and below the stand-in system table
-# simulate places for a machine known from evidence (0xFFFF_F000_0000).
-CLASSES = ((0x0500_0000, 0xE000_0000), (0x2_0000_0000, 0x2000_0000_0000))
-NEAR = 64 << 20  # known bytes this close to the table's descriptor move with it
+# [lo, hi): address classes whose inside the model never tells apart (see the module text):
+# between the BIOS regions (below 1 MiB) and the default PV dom0 image [16 MiB, 74 MiB); above
+# that image and below the free gap; above 4 GiB and below the stand-in system table simulate
+# places for a machine known from evidence (0xFFFF_F000_0000).
+CLASSES = (
+    (0x10_0000, 0x100_0000),
+    (0x500_0000, 0xE000_0000),
+    (0x2_0000_0000, 0x2000_0000_0000),
+)
 MAX_ENTRIES = 4096  # canonical results kept per process
+_BS = frozenset(int(t) for t in BS_TYPES)
 
 
 @dataclass(frozen=True)
@@ -56,9 +65,10 @@ class Placement:
 
 def canonical(machine: Machine) -> Placement | None:
     """``machine`` moved to its class's canonical address, or None when it is not a reduced
-    one-table machine whose placement can be moved (see the module text)."""
+    machine (one descriptor holding every table, and the free gap) that can be moved (see the
+    module text)."""
     mm, tables, memory = machine.memory_map, machine.config_tables, machine.memory
-    if mm is None or tables is None or len(tables) != 1 or len(mm.descriptors) != 2:
+    if mm is None or tables is None or len(mm.descriptors) != 2:
         return None
     if machine.firmware_state is not None or machine.system_table_address is not None:
         return None
@@ -70,27 +80,53 @@ def canonical(machine: Machine) -> Placement | None:
     if gap is None:
         return None
     own = mm.descriptors[0] if mm.descriptors[1] is gap else mm.descriptors[1]
-    table = tables[0]
-    start, end = own.phys_addr, own.end
-    if not start <= table.table < end:
+    if not all(own.phys_addr <= t.table < own.end for t in tables):
         return None
+    if tables:
+        own = trimmed(memory, own, tables)
+    start, end = own.phys_addr, own.end
     cls = next((c for c in CLASSES if c[0] <= start and end <= c[1]), None)
     if cls is None:
         return None
     delta = cls[0] - start
-    lo, hi = start - NEAR, end + NEAR
-    for page in memory.page_addresses():
-        if lo <= page < start - PAGE or end + PAGE <= page < hi:
-            return None  # known bytes near the table: a read might reach them
-    moved = memory.moved(max(0, start - PAGE), end + PAGE, delta)
+    # Every read starts at a table and goes up; one that leaves the descriptor meets what
+    # follows it only through known bytes: the run of written pages from its end is moved
+    # with it, and known bytes past an unwritten page (unknown: no fill, no scrub) are out
+    # of reach.
+    written = set(memory.page_addresses())
+    top = end
+    while top in written:
+        top += PAGE
+    if top > cls[1]:
+        return None
+    moved = memory.moved(start, top, delta)
     descs = sorted((own.replace(phys_addr=start + delta), gap), key=lambda d: d.phys_addr)
     placed = machine.with_(
         memory_map=MemoryMap(tuple(descs), mm.desc_size, mm.desc_version),
-        config_tables=(ConfigurationTable(table.guid, table.table + delta),),
+        config_tables=tuple(ConfigurationTable(t.guid, t.table + delta) for t in tables),
         memory=moved,
         firmware_vendor=None,
     )
     return Placement(placed, delta, (start + delta, end + delta))
+
+
+def trimmed(
+    memory: PhysicalMemory, d: MemoryDescriptor, tables: tuple[ConfigurationTable, ...]
+) -> MemoryDescriptor:
+    """``d`` without the pages no table's verdict depends on: those below the lowest table's
+    page (reads go up from a table; room is measured to the end) and, when nothing of the
+    descriptor is known (no size can be read, so no room is compared), those past the page
+    after the highest table's. Not a boot-services descriptor holding a table Linux
+    memblock-reserves: efi_reserve_boot_services then keeps it whole (its size is a cost)."""
+    if d.type in _BS and any(
+        (kt := known_table(t.guid)) is not None and kt.name in MEMBLOCK_RESERVING for t in tables
+    ):
+        return d
+    first = min(t.table for t in tables) & ~(PAGE - 1)
+    end = d.end
+    if not any(d.phys_addr <= a < d.end for a in memory.page_addresses()):
+        end = min(end, (max(t.table for t in tables) & ~(PAGE - 1)) + 2 * PAGE)
+    return d.replace(phys_addr=first, num_pages=(end - first) // PAGE)
 
 
 def applies(placement: Placement, spec: PathSpec) -> bool:
@@ -106,4 +142,4 @@ def _is_gap(mtype: int, base: int, pages: int) -> bool:
     return mtype == MemoryType.EfiConventionalMemory and base == GAP_BASE and pages == GAP_PAGES
 
 
-__all__ = ["CLASSES", "MAX_ENTRIES", "NEAR", "Placement", "applies", "canonical"]
+__all__ = ["CLASSES", "MAX_ENTRIES", "Placement", "applies", "canonical", "trimmed"]

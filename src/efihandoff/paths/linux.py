@@ -74,7 +74,7 @@ _TRIMMED = ((0, PAGE_SIZE), (0xA0000, SZ_1M))
 # efi_memattr_init (version <= 2, EFI_MEMMAP only), efi_tpm_eventlog_init (the log; the final
 # log only next to a TCG2-format log), the MEMRESERVE walk and reserve_unaccepted in
 # efi_config_parse_tables; efi_mem_reserve in efi_mokvar_table_init (BS data only, EFI_MEMMAP).
-_RESERVING = frozenset(
+MEMBLOCK_RESERVING = frozenset(
     {"TPMEventLog", "TPMFinalLog", "CCFinalLog", "MEMATTR", "MEMRESERVE", "MOKvar", "Unaccepted"}
 )
 # Consumed while parsing and not needed afterwards (the RNG seed is wiped after use).
@@ -353,7 +353,7 @@ def _parse_tables(
     for use in last.values():
         kt = use.known
         assert kt is not None
-        if use.refused or paravirt or kt.name not in _RESERVING or kt.name == "MOKvar":
+        if use.refused or paravirt or kt.name not in MEMBLOCK_RESERVING or kt.name == "MOKvar":
             continue  # a PV dom0's memblock is its own pseudo-physical memory
         if memory.read(use.address, 1) is None:
             # The evidence lacks the table's bytes: a valid table is reserved from its first

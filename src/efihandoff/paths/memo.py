@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from efihandoff.edk2 import PoolState
 from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.paths import canonical as canonical_mod
+from efihandoff.paths import grouped
 from efihandoff.paths import simulate as simulate_mod
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.simulate import PathResult
@@ -53,6 +54,7 @@ class Stats:
     hits: int = 0
     misses: int = 0
     unkeyed: int = 0
+    grouped: int = 0  # whole machines answered from their groups (words_only)
 
 
 _cache: OrderedDict[Hashable, PathResult] = OrderedDict()
@@ -65,6 +67,7 @@ _off = 0  # depth of disabled() contexts
 _words = 0  # depth of words_only() contexts
 # id -> (the reduced machine, held so the id is not reused, its canonical placement or None)
 _placements: dict[int, tuple[Machine, canonical_mod.Placement | None]] = {}
+_plans: dict[int, tuple[Machine, grouped.Plan | None]] = {}  # id -> (machine, its groups)
 
 
 def enabled() -> bool:
@@ -101,9 +104,10 @@ def clear() -> None:
     _cache.clear()
     _canonical.clear()
     _placements.clear()
+    _plans.clear()
     _statics.clear()
     _specs.clear()
-    _stats.hits = _stats.misses = _stats.unkeyed = 0
+    _stats.hits = _stats.misses = _stats.unkeyed = _stats.grouped = 0
 
 
 def stats() -> Stats:
@@ -183,11 +187,18 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     question was asked before in this process."""
     if not enabled():
         return simulate_mod.simulate(machine, spec)
-    store, limit = _cache, MAX_ENTRIES
+    store, limit, delta = _cache, MAX_ENTRIES, 0
     if _words:
         placed = _placement(machine)
-        if placed is not None and canonical_mod.applies(placed, spec):
+        if placed is None:
+            plan = _plan(machine)
+            whole = grouped.combine(plan, spec, simulate) if plan is not None else None
+            if whole is not None:
+                _stats.grouped += 1
+                return whole
+        elif canonical_mod.applies(placed, spec):
             machine, store, limit = placed.machine, _canonical, canonical_mod.MAX_ENTRIES
+            delta = placed.delta
     mkey = machine_key(machine)
     if mkey is None:
         _stats.unkeyed += 1
@@ -197,13 +208,34 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     if hit is not None:
         store.move_to_end(key)
         _stats.hits += 1
-        return own_copy(hit, spec)
+        return _moved_back(own_copy(hit, spec), delta)
     result = simulate_mod.simulate(machine, spec)
     _stats.misses += 1
     store[key] = own_copy(result, spec)
     if len(store) > limit:
         store.popitem(last=False)
+    return _moved_back(result, delta)
+
+
+def _moved_back(result: PathResult, delta: int) -> PathResult:
+    """A canonical placement's result with each table's firmware address where it really is
+    (explain looks tables up by it); other addresses stay canonical."""
+    if delta:
+        for guid, tv in result.tables.items():
+            if tv.address is not None:
+                result.tables[guid] = replace(tv, address=tv.address - delta)
     return result
+
+
+def _plan(machine: Machine) -> grouped.Plan | None:
+    held = _plans.get(id(machine))
+    if held is not None and held[0] is machine:
+        return held[1]
+    made = grouped.plan(machine)
+    _plans[id(machine)] = (machine, made)
+    if len(_plans) > MAX_MAPS:
+        del _plans[next(iter(_plans))]
+    return made
 
 
 def _placement(machine: Machine) -> canonical_mod.Placement | None:

@@ -1,0 +1,286 @@
+"""A whole machine's words as the sum of its table groups: what ``survey`` keeps of a path
+(each table's verdict, costs, what the dom0 marks and reserves, the ESRT's sysfs files) from
+one small simulation per descriptor holding tables, and the rest from the map itself.
+
+A group is one descriptor of the map with the tables inside it and, as
+:func:`~efihandoff.sources.logmachine.candidate_machine` does for one table, 16 MiB of free
+memory for firmware-side copies. Each group is simulated twice, with its tables and without
+them (both usually answered by :mod:`efihandoff.paths.canonical` at a canonical address); the
+difference is what the tables cost. What belongs to the map and not to any table is counted
+from the map as the model's steps count it (:func:`base_cost`): Linux x86
+efi_reserve_boot_services keeping boot-services regions that are RUNTIME, touch memblock's early
+reservations or are not all E820 RAM; Xen ``-mapbs`` keeping every boot-services byte and the
+reserve-hypercall proposal holding them until dom0 is done (paths.simulate ``_cost``).
+
+Only machines where that sum is the simulation itself take this way (:func:`plan`): a sorted map
+of valid, disjoint descriptors short of Xen's E820MAX, each table inside a descriptor that is not
+free memory (an allocation could land on it), one entry per GUID, no TPM final log (Linux
+reserves it only next to a TCG2 event log: efi_tpm_eventlog_init), memory known only from
+evidence; per path (:func:`combine`), not the relocate-known proposal (its copies share pool
+pages), and under Xen a free region of 16 MiB below 4 GiB above the dom0 image (every
+allocation lands there, as in a group). A dom0 that halts (its image on memory Xen's E820 says
+is not RAM) is judged from the descriptors under the image, as the model's xen_memory_setup
+judges it, except under the reserve-hypercall proposal. ``tests/paths/test_grouped.py``
+compares every word with the whole simulation over random machines and stacks.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from efihandoff.e820 import E820Range, E820Type
+from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.paths import canonical as canonical_mod
+from efihandoff.paths import xen
+from efihandoff.paths.linux import (
+    LOW_RESERVED,
+    Halt,
+    dom0_kernel_range,
+    xen_dom0_memory_setup,
+)
+from efihandoff.paths.presets import PathSpec, Policy
+from efihandoff.paths.simulate import Cost, PathResult
+from efihandoff.paths.verdict import TableVerdict, Verdict
+from efihandoff.rules.e820 import linux_stub_e820_type
+from efihandoff.rules.tables import known as known_table
+from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, esrt_size
+from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryMap, MemoryType
+from efihandoff.uefi.systab import ConfigurationTable
+
+PAGE = 4096
+E820_ROOM = 1000  # descriptors: Xen's E820MAX (1024) can never drop one
+FREE_NEEDED = 16 << 20  # a free region this large takes every allocation a path makes
+FOUR_GIB = 1 << 32
+_BS = frozenset(int(t) for t in xen.BS_TYPES)
+_RUNTIME = int(MemoryAttribute.RUNTIME)
+_FREE = int(MemoryType.EfiConventionalMemory)
+_RAM_ATTR = int(MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB)
+_LINKED = frozenset({"TPMFinalLog", "CCFinalLog"})  # reserved depending on another table
+
+Simulate = Callable[[Machine, PathSpec], PathResult]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One descriptor with its tables (firmware order), simulated with and without them."""
+
+    full: Machine
+    empty: Machine
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`combine` needs of a machine, made once for every path."""
+
+    machine: Machine
+    groups: tuple[Group, ...]
+    where: dict[Guid, int]  # table -> index of its group
+    bs_bytes: int  # every boot-services byte of the map
+    native_kept: int  # boot-services bytes Linux keeps with no table reserving anything
+    starts: tuple[int, ...]  # descriptor starts, for the dom0 image's neighbours
+    free_below_4g: tuple[tuple[int, int], ...]  # [start, end) of free regions >= 16 MiB
+
+
+def plan(machine: Machine) -> Plan | None:
+    """The machine's groups, or None when a group sum might differ from the simulation."""
+    mm, tables, memory = machine.memory_map, machine.config_tables, machine.memory
+    # Two descriptors are as small as a group (and every group is two: no recursion).
+    if mm is None or not tables or not 2 < len(mm.descriptors) <= E820_ROOM:
+        return None
+    if machine.firmware_state is not None or machine.system_table_address is not None:
+        return None
+    if type(memory) is not PhysicalMemory or memory.background is not Fill.UNKNOWN:
+        return None
+    if memory.scrubbed() or len({t.guid for t in tables}) != len(tables):
+        return None
+    descs = mm.descriptors
+    end = -1
+    for d in descs:
+        if d.is_bogus or d.phys_addr < end:
+            return None  # unsorted, overlapping or invalid: lookups differ between maps
+        end = d.end
+    starts = tuple(d.phys_addr for d in descs)
+    members: dict[int, list[ConfigurationTable]] = {}
+    where: dict[Guid, int] = {}
+    for t in tables:
+        kt = known_table(t.guid)
+        if kt is not None and kt.name in _LINKED and memory.read(t.table, 1) is not None:
+            return None  # known bytes: reserved or not by the event log's format
+        i = bisect.bisect_right(starts, t.table) - 1
+        if i < 0 or not t.table < descs[i].end or descs[i].type == _FREE:
+            return None
+        if t.guid == ESRT_GUID and not _copy_fits(memory, t.table, descs[i].end):
+            return None
+        members.setdefault(i, []).append(t)
+    groups = []
+    for k, (i, inside) in enumerate(members.items()):
+        d = descs[i]
+        for t in inside:
+            where[t.guid] = k
+        groups.append(_group(machine, d, tuple(inside)))
+    return Plan(
+        machine=machine,
+        groups=tuple(groups),
+        where=where,
+        bs_bytes=sum(d.size for d in descs if d.type in _BS),
+        native_kept=sum(d.size for d in descs if d.type in _BS and _native_keeps(d)),
+        starts=starts,
+        free_below_4g=tuple(
+            (d.phys_addr, min(d.end, FOUR_GIB))
+            for d in descs
+            if d.type == _FREE
+            and d.phys_addr < FOUR_GIB
+            and min(d.end, FOUR_GIB) - d.phys_addr >= FREE_NEEDED
+        ),
+    )
+
+
+def _copy_fits(memory: PhysicalMemory, addr: int, end: int) -> bool:
+    """Whether every copy Xen makes of the ESRT (at most the room to its descriptor's end,
+    boot.c get_esrt_size; at most the size its header gives) fits a group's free gap with the
+    memory-map buffer beside it."""
+    head = memory.read(addr, ESRT_HEADER_SIZE)
+    if head is None:
+        return True  # get_esrt_size reads the header: unknown, nothing is copied
+    return min(end - addr, esrt_size(int.from_bytes(head[:4], "little"))) <= FREE_NEEDED // 2
+
+
+def _native_keeps(d: MemoryDescriptor) -> bool:
+    """Linux x86 quirks.c efi_reserve_boot_services on a region no table touches: RUNTIME
+    already, meeting memblock's early reservations (early_reserve_memory, reserve_bios_regions)
+    or not all E820 RAM (can_free_region; setup_e820's type, trim_bios_range inside the
+    reservations)."""
+    if d.attribute & _RUNTIME:
+        return True
+    if any(s < d.end and d.phys_addr < e for s, e in LOW_RESERVED):
+        return True
+    return linux_stub_e820_type(d.type, d.attribute) is not E820Type.RAM
+
+
+def _group(machine: Machine, d: MemoryDescriptor, inside: tuple[ConfigurationTable, ...]) -> Group:
+    assert isinstance(machine.memory, PhysicalMemory)
+    d = canonical_mod.trimmed(machine.memory, d, inside)  # the empty group keeps the same
+    gap = _gap(d)
+    mm = MemoryMap(tuple(sorted((d, gap), key=lambda x: x.phys_addr)))
+    full = machine.with_(memory_map=mm, config_tables=inside, notes=[])
+    empty = full.with_(config_tables=())
+    return Group(full, empty)
+
+
+def _gap(d: MemoryDescriptor) -> MemoryDescriptor:
+    """16 MiB of free memory below 4 GiB away from ``d`` (canonical's when it can be)."""
+    base = canonical_mod.GAP_BASE
+    while base < d.end and d.phys_addr < base + FREE_NEEDED and base > FREE_NEEDED:
+        base -= FREE_NEEDED
+    return MemoryDescriptor(MemoryType.EfiConventionalMemory, base, FREE_NEEDED // PAGE, _RAM_ATTR)
+
+
+def base_cost(p: Plan, spec: PathSpec) -> Cost:
+    """The path's cost on the machine without tables (paths.simulate ``_cost``)."""
+    if spec.native:
+        return Cost(p.native_kept, 0)
+    if spec.mapbs:
+        return Cost(p.bs_bytes, 0)
+    if spec.policy is Policy.RESERVE_HYPERCALL:
+        return Cost(0, p.bs_bytes)
+    return Cost(0, 0)
+
+
+def _dom0_halt(p: Plan, spec: PathSpec) -> Halt | None:
+    """Linux x86 xen_memory_setup on the descriptors under the dom0 image (types as Xen's
+    efi_arch_process_memory_map gives them; with the map short of E820MAX no entry is lost and
+    every allocation lands above the image)."""
+    lo, hi = dom0_kernel_range(spec)
+    mm = p.machine.memory_map
+    assert mm is not None
+    i = max(0, bisect.bisect_right(p.starts, lo) - 1)
+    under = []
+    while i < len(p.starts) and p.starts[i] < hi:
+        d = mm.descriptors[i]
+        if d.end > lo and d.size:
+            under.append(E820Range(d.phys_addr, d.end, xen.e820_type(d, spec)))
+        i += 1
+    return xen_dom0_memory_setup(spec, under)
+
+
+def _halted(p: Plan, spec: PathSpec, halt: Halt, cost: Cost) -> PathResult:
+    """paths.simulate on a dom0 that dies in xen_memory_setup: every verdict unknown, no sysfs,
+    the cost of what Xen did before (its relocations, ``-mapbs``'s reservation)."""
+    reason = f"the dom0 never starts: {halt.message} ({halt.source})"
+    tables: dict[Guid, TableVerdict] = {}
+    assert p.machine.config_tables is not None
+    for ct in p.machine.config_tables:
+        kt = known_table(ct.guid)
+        name = kt.name if kt else str(ct.guid)
+        tables[ct.guid] = TableVerdict(ct.guid, name, Verdict.UNKNOWN, reason, ct.table)
+    if ESRT_GUID not in tables:
+        tables[ESRT_GUID] = TableVerdict(ESRT_GUID, "ESRT", Verdict.UNKNOWN, reason)
+    return PathResult(
+        spec=spec,
+        tables=tables,
+        log=[halt.message],
+        esrt_sysfs=False,
+        sysfs=None,
+        fwupd_devices=None,
+        cost=cost,
+        booted=False,
+        halt=halt,
+    )
+
+
+def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
+    """The whole machine's result on ``spec`` in words, from its groups; None where the sum
+    might differ (see the module text)."""
+    if spec.policy is Policy.RELOCATE_KNOWN:
+        return None
+    halt = None
+    if not spec.native:
+        hi = dom0_kernel_range(spec)[1]
+        if not any(s >= hi for s, _ in p.free_below_4g):
+            return None
+        halt = _dom0_halt(p, spec)
+        if halt is not None and spec.policy is Policy.RESERVE_HYPERCALL:
+            return None  # the groups' dom0 reservations never happen
+    parts = [(simulate(g.full, spec), simulate(g.empty, spec)) for g in p.groups]
+    if not all(full.booted and empty.booted for full, empty in parts):
+        return None
+    base = base_cost(p, spec)
+    reserved = base.reserved_bytes + sum(
+        f.cost.reserved_bytes - e.cost.reserved_bytes for f, e in parts
+    )
+    held = base.held_during_boot_bytes + sum(
+        f.cost.held_during_boot_bytes - e.cost.held_during_boot_bytes for f, e in parts
+    )
+    if halt is not None:
+        return _halted(p, spec, halt, Cost(reserved, held))
+    tables: dict[Guid, TableVerdict] = {}
+    assert p.machine.config_tables is not None
+    for t in p.machine.config_tables:
+        tables[t.guid] = parts[p.where[t.guid]][0].tables[t.guid]
+    esrt = parts[p.where[ESRT_GUID]][0] if ESRT_GUID in p.where else None
+    if esrt is None:
+        tables[ESRT_GUID] = TableVerdict(
+            ESRT_GUID, "ESRT", Verdict.ABSENT, "the firmware installs no ESRT"
+        )
+        # the ESRT's part of a path without one: any group says it (no table, no sysfs)
+        esrt = parts[0][1]
+    marked = {g for full, _ in parts for g in full.unusable}
+    return PathResult(
+        spec=spec,
+        tables=tables,
+        log=[],
+        esrt_sysfs=esrt.esrt_sysfs,
+        sysfs=esrt.sysfs,
+        fwupd_devices=esrt.fwupd_devices,
+        cost=Cost(reserved, held),
+        esrt_bytes=esrt.esrt_bytes,
+        unusable=tuple(t.guid for t in p.machine.config_tables if t.guid in marked),
+        esrt_reserving=esrt.esrt_reserving,
+        esrt_check=esrt.esrt_check,
+    )
+
+
+__all__ = ["E820_ROOM", "FREE_NEEDED", "Group", "Plan", "base_cost", "combine", "plan"]
