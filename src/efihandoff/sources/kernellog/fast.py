@@ -405,7 +405,7 @@ class Fast:
         """Linux map lines from the one after the newline at ``pos`` on, with up to
         ``MAP_GAP`` kernel chatter lines between two of them, while the reader takes them: one
         findall gives every line's fields (+ 1: the lookahead sees the newline), in pieces that
-        grow fourfold so a run that ends early costs little; the newline after the last map
+        grow twofold so a run that ends early costs little; the newline after the last map
         line taken."""
         want = 1024
         ts_mode = style.mode[0] == "t"
@@ -419,7 +419,7 @@ class Fast:
             pos = self._past(buf, pos, cut, n, lines)
             if stopped < lines or cut >= end:
                 return pos  # the run ended in this piece (not at its end)
-            want *= 4
+            want *= 2
 
     def _past(self, buf: bytes, pos: int, stop: int, n: int, rows: int) -> int:
         """The newline after the first ``n`` of the ``rows`` lines from the newline at ``pos``
