@@ -111,14 +111,19 @@ def canonical(machine: Machine) -> Placement | None:
 
 
 def trimmed(
-    memory: PhysicalMemory, d: MemoryDescriptor, tables: tuple[ConfigurationTable, ...]
+    memory: PhysicalMemory,
+    d: MemoryDescriptor,
+    tables: tuple[ConfigurationTable, ...],
+    *,
+    bare_metal: bool = True,
 ) -> MemoryDescriptor:
     """``d`` without the pages no table's verdict depends on: those below the lowest table's
     page (reads go up from a table; room is measured to the end) and, when nothing of the
     descriptor is known (no size can be read, so no room is compared), those past the page
-    after the highest table's. Not a boot-services descriptor holding a table Linux
-    memblock-reserves: efi_reserve_boot_services then keeps it whole (its size is a cost)."""
-    if d.type in _BS and any(
+    after the highest table's. On bare metal (``bare_metal``), not a boot-services descriptor
+    holding a table Linux memblock-reserves: efi_reserve_boot_services then keeps it whole (its
+    size is a cost); a PV dom0's memblock is its own pseudo-physical memory."""
+    if bare_metal and d.type in _BS and any(
         (kt := known_table(t.guid)) is not None and kt.name in MEMBLOCK_RESERVING for t in tables
     ):
         return d

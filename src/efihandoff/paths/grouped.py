@@ -65,10 +65,14 @@ Simulate = Callable[[Machine, PathSpec], PathResult]
 
 @dataclass(frozen=True)
 class Group:
-    """One descriptor with its tables (firmware order), simulated with and without them."""
+    """One descriptor with its tables (firmware order), simulated with and without them: as
+    bare metal needs it, and as Xen's paths do (trimmed further where only bare metal keeps a
+    boot-services region whole)."""
 
     full: Machine
     empty: Machine
+    xen_full: Machine
+    xen_empty: Machine
 
 
 @dataclass(frozen=True)
@@ -162,12 +166,22 @@ def _native_keeps(d: MemoryDescriptor) -> bool:
 
 def _group(machine: Machine, d: MemoryDescriptor, inside: tuple[ConfigurationTable, ...]) -> Group:
     assert isinstance(machine.memory, PhysicalMemory)
-    d = canonical_mod.trimmed(machine.memory, d, inside)  # the empty group keeps the same
+    bare = canonical_mod.trimmed(machine.memory, d, inside)
+    under_xen = canonical_mod.trimmed(machine.memory, d, inside, bare_metal=False)
+    full, empty = _pair(machine, bare, inside)
+    if under_xen == bare:
+        return Group(full, empty, full, empty)
+    return Group(full, empty, *_pair(machine, under_xen, inside))
+
+
+def _pair(
+    machine: Machine, d: MemoryDescriptor, inside: tuple[ConfigurationTable, ...]
+) -> tuple[Machine, Machine]:
+    """The group's machine with its tables and without (the same descriptor for both)."""
     gap = _gap(d)
     mm = MemoryMap(tuple(sorted((d, gap), key=lambda x: x.phys_addr)))
     full = machine.with_(memory_map=mm, config_tables=inside, notes=[])
-    empty = full.with_(config_tables=())
-    return Group(full, empty)
+    return full, full.with_(config_tables=())
 
 
 def _gap(d: MemoryDescriptor) -> MemoryDescriptor:
@@ -244,7 +258,12 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
         halt = _dom0_halt(p, spec)
         if halt is not None and spec.policy is Policy.RESERVE_HYPERCALL:
             return None  # the groups' dom0 reservations never happen
-    parts = [(simulate(g.full, spec), simulate(g.empty, spec)) for g in p.groups]
+    parts = [
+        (simulate(g.full, spec), simulate(g.empty, spec))
+        if spec.native
+        else (simulate(g.xen_full, spec), simulate(g.xen_empty, spec))
+        for g in p.groups
+    ]
     if not all(full.booted and empty.booted for full, empty in parts):
         return None
     base = base_cost(p, spec)
