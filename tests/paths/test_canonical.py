@@ -200,3 +200,40 @@ def test_survey_output_is_the_same_with_canonical_placements_and_without_cache(
         slow = survey.run(paths, jobs=1)
     assert json.dumps(fast.to_json(), sort_keys=True) == json.dumps(slow.to_json(), sort_keys=True)
     assert fast.to_csv() == slow.to_csv()
+
+
+XEN_VERSIONS = ["4.16.0", "4.16.3", "4.16.5", "4.17.0", "4.17.1", "4.17.3", "4.17.4", "4.18.0",
+                "4.18.2", "4.19.0", "4.19.5", "4.20.0", "4.20.3", "4.21.0", "4.21.1", "4.22.0"]
+LINUX_VERSIONS = ["5.15", "6.1", "6.2", "6.3", "6.5", "6.6", "6.8", "6.11", "6.12", "6.15"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    placements(),
+    st.sampled_from([None, *XEN_VERSIONS]),
+    st.sampled_from(XEN_VERSIONS),
+    st.sampled_from(LINUX_VERSIONS),
+    st.sampled_from(LINUX_VERSIONS),
+    st.sampled_from(["efi", "multiboot2"]),
+    st.sampled_from(["", ",mapbs", ",policy=reserve-hypercall"]),
+)
+def test_versions_sharing_a_words_key_give_the_same_words(  # type: ignore[no-untyped-def]
+    m, x1, x2, l1, l2, boot, extra
+) -> None:
+    if x1 is None:
+        s1, s2 = parse_path(f"linux={l1}"), parse_path(f"linux={l2}")
+    else:
+        s1 = parse_path(f"xen={x1},linux={l1},boot={boot}{extra}")
+        s2 = parse_path(f"xen={x2},linux={l2},boot={boot}{extra}")
+    if memo.words_spec_key(s1) != memo.words_spec_key(s2):
+        return
+    assert words(simulate(m, s1)) == words(simulate(m, s2))
+
+
+def test_the_words_key_tells_the_version_rules_apart() -> None:
+    key = memo.words_spec_key
+    assert key(parse_path("xen=4.17.3,linux=6.1")) == key(parse_path("xen=4.17.4,linux=6.1"))
+    assert key(parse_path("xen=4.16.5,linux=6.1")) != key(parse_path("xen=4.17.0,linux=6.1"))
+    assert key(parse_path("xen=4.19.0,linux=6.3")) != key(parse_path("xen=4.19.5,linux=6.3"))
+    assert key(parse_path("linux=6.2")) != key(parse_path("linux=6.3"))
+    assert key(parse_path("xen=4.17.0,linux=6.5")) != key(parse_path("xen=4.17.0,linux=6.6"))

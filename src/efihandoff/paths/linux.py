@@ -246,6 +246,20 @@ def dom0_kernel_range(spec: PathSpec) -> tuple[int, int]:
     return DOM0_KERNEL_START, end
 
 
+def version_rules(spec: PathSpec) -> tuple[object, ...]:
+    """What of the Linux version this model's rules read (besides the words of log lines and
+    reasons): 6.3's ESRT and lookup changes, the ACPI NVS swap (6.12 and the stable series
+    carrying it), the dom0 image's range by version."""
+    nvs_swap = spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE
+    return (
+        spec.linux_xen_esrt,
+        spec.linux_skips_bogus,
+        spec.linux >= (6, 3),
+        nvs_swap,
+        dom0_kernel_range(spec),
+    )
+
+
 def xen_dom0_memory_setup(spec: PathSpec, e820: list[E820Range]) -> Halt | None:
     """arch/x86/xen/setup.c xen_memory_setup, its check that the kernel image lies in RAM of
     the machine E820 Xen hands over (XENMEM_machine_memory_map): xen_is_e820_reserved is

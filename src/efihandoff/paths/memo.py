@@ -38,6 +38,7 @@ from efihandoff.machine import Machine, PhysicalMemory
 from efihandoff.paths import canonical as canonical_mod
 from efihandoff.paths import grouped
 from efihandoff.paths import simulate as simulate_mod
+from efihandoff.paths.linux import version_rules as linux_version_rules
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.simulate import PathResult
 from efihandoff.uefi.memmap import MemoryMap
@@ -62,6 +63,7 @@ _canonical: OrderedDict[Hashable, PathResult] = OrderedDict()  # words_only: mov
 # id -> (the object, held so the id is not reused, ..., its key bytes), oldest first
 _statics: dict[int, tuple[Machine, tuple[object, ...], bytes]] = {}
 _specs: dict[int, tuple[PathSpec, bytes]] = {}
+_word_specs: dict[int, tuple[PathSpec, bytes]] = {}  # words_only: versions by what they change
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
 _words = 0  # depth of words_only() contexts
@@ -107,6 +109,7 @@ def clear() -> None:
     _plans.clear()
     _statics.clear()
     _specs.clear()
+    _word_specs.clear()
     _stats.hits = _stats.misses = _stats.unkeyed = _stats.grouped = 0
 
 
@@ -182,6 +185,34 @@ def _spec_bytes(spec: PathSpec) -> bytes:
     return key
 
 
+def words_spec_key(spec: PathSpec) -> tuple[object, ...]:
+    """What a simulation's words read of a path: its fields without the versions, the Xen
+    features the version gives (presets.PathSpec's properties) and what the Linux rules read of
+    the version (:func:`efihandoff.paths.linux.version_rules`). Versions that differ only in
+    the words of log lines and reasons share one key."""
+    bare = replace(
+        spec, id="", description="", linux=(), xen=None if spec.xen is None else ()
+    )
+    xen = (
+        spec.xen_knows_esrt,
+        spec.xen_relocates_esrt,
+        spec.xen_esrt_size_fixed,
+        spec.xen_runtime_attr_reserved,
+    )
+    return (bare, spec.native, xen, linux_version_rules(spec))
+
+
+def _words_spec_bytes(spec: PathSpec) -> bytes:
+    held = _word_specs.get(id(spec))
+    if held is not None and held[0] is spec:
+        return held[1]
+    key = pickle.dumps(words_spec_key(spec), protocol=pickle.HIGHEST_PROTOCOL)
+    _word_specs[id(spec)] = (spec, key)
+    if len(_word_specs) > MAX_MAPS:
+        del _word_specs[next(iter(_word_specs))]
+    return key
+
+
 def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     """:func:`efihandoff.paths.simulate.simulate`, answered from the cache when the same
     question was asked before in this process."""
@@ -203,7 +234,7 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
-    key = (_spec_bytes(spec), *mkey)
+    key = (_words_spec_bytes(spec) if store is _canonical else _spec_bytes(spec), *mkey)
     hit = store.get(key)
     if hit is not None:
         store.move_to_end(key)
@@ -265,4 +296,4 @@ def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
 
 
 __all__ = ["ENV", "MAX_ENTRIES", "Stats", "clear", "disabled", "enabled", "machine_key",
-           "own_copy", "simulate", "spec_key", "stats", "words_only"]
+           "own_copy", "simulate", "spec_key", "stats", "words_only", "words_spec_key"]
