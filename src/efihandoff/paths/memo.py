@@ -26,6 +26,7 @@ simulation across machines; its reasons then name the canonical addresses.
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from collections import OrderedDict
@@ -45,6 +46,7 @@ from efihandoff.uefi.memmap import MemoryMap
 
 MAX_ENTRIES = 256  # results kept per process (a full machine's result holds its whole map)
 MAX_MAPS = 64  # machines and specs whose key bytes are kept
+MAX_PLACEMENTS = 512  # reduced machines (a machine's candidates and groups) placed and keyed
 ENV = "EFIHANDOFF_MEMO"
 
 
@@ -68,7 +70,9 @@ _stats = Stats()
 _off = 0  # depth of disabled() contexts
 _words = 0  # depth of words_only() contexts
 # id -> (the reduced machine, held so the id is not reused, its canonical placement or None)
-_placements: dict[int, tuple[Machine, canonical_mod.Placement | None]] = {}
+_placements: dict[
+    int, tuple[Machine, canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]
+] = {}
 _plans: dict[int, tuple[Machine, grouped.Plan | None]] = {}  # id -> (machine, its groups)
 
 
@@ -219,8 +223,9 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     if not enabled():
         return simulate_mod.simulate(machine, spec)
     store, limit, delta = _cache, MAX_ENTRIES, 0
+    mkey = None
     if _words:
-        placed = _placement(machine)
+        placed, placed_key = _placement(machine)
         if placed is None:
             plan = _plan(machine)
             whole = grouped.combine(plan, spec, simulate) if plan is not None else None
@@ -229,8 +234,9 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
                 return whole
         elif canonical_mod.applies(placed, spec):
             machine, store, limit = placed.machine, _canonical, canonical_mod.MAX_ENTRIES
-            delta = placed.delta
-    mkey = machine_key(machine)
+            delta, mkey = placed.delta, placed_key
+    if mkey is None:
+        mkey = machine_key(machine)
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
@@ -254,7 +260,9 @@ def _moved_back(result: PathResult, delta: int) -> PathResult:
     if delta:
         for guid, tv in result.tables.items():
             if tv.address is not None:
-                result.tables[guid] = replace(tv, address=tv.address - delta)
+                moved = copy.copy(tv)  # a frozen verdict: one field set, as replace() would
+                object.__setattr__(moved, "address", tv.address - delta)
+                result.tables[guid] = moved
     return result
 
 
@@ -269,15 +277,20 @@ def _plan(machine: Machine) -> grouped.Plan | None:
     return made
 
 
-def _placement(machine: Machine) -> canonical_mod.Placement | None:
+def _placement(
+    machine: Machine,
+) -> tuple[canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]:
+    """The canonical placement of a reduced machine and its key, made once per machine object
+    (the placement's machine is this module's own: nothing writes to it)."""
     held = _placements.get(id(machine))
     if held is not None and held[0] is machine:
-        return held[1]
+        return held[1], held[2]
     placed = canonical_mod.canonical(machine)
-    _placements[id(machine)] = (machine, placed)
-    if len(_placements) > MAX_MAPS:
+    key = machine_key(placed.machine) if placed is not None else None
+    _placements[id(machine)] = (machine, placed, key)
+    if len(_placements) > MAX_PLACEMENTS:
         del _placements[next(iter(_placements))]
-    return placed
+    return placed, key
 
 
 def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
