@@ -361,8 +361,9 @@ def _record(
 ) -> MachineRecord:
     from efihandoff.explain import OBSERVED, explain
 
-    # Survey keeps verdict words and costs, never reasons: one-table placements are asked
-    # at their canonical address (paths.canonical), shared across machines.
+    # Survey keeps verdict words and costs, never reasons: placements are asked at their
+    # canonical address and whole machines summed from their table groups (paths.memo
+    # words_only), shared across machines.
     with memo.words_only():
         ex = explain(views, specs)
     primary = next((v for v in views if v.machine is ex.machine), views[0])

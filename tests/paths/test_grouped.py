@@ -69,7 +69,7 @@ def machines(draw: st.DrawFn) -> Machine:
             descs.append(free)
     memory = PhysicalMemory(background=Fill.UNKNOWN)
     tables = []
-    guids = draw(st.lists(st.sampled_from(GUIDS), min_size=1, max_size=6, unique=True))
+    guids = draw(st.lists(st.sampled_from(GUIDS), min_size=0, max_size=6, unique=True))
     if draw(st.integers(0, 3)) and ESRT_GUID not in guids:
         guids.insert(0, ESRT_GUID)
     bs_data = [d for d in descs if d.type == MemoryType.EfiBootServicesData]
@@ -87,7 +87,7 @@ def machines(draw: st.DrawFn) -> Machine:
             memory.write(at, head + body)
     return Machine(
         memory_map=MemoryMap(tuple(sorted(descs, key=lambda d: d.phys_addr))),
-        config_tables=tuple(tables),
+        config_tables=tuple(tables) if tables or draw(st.booleans()) else None,
         memory=memory,
         firmware_vendor=draw(st.sampled_from([None, "EDK II"])),
     )

@@ -50,7 +50,7 @@ CLASSES = (
     (0x500_0000, 0xE000_0000),
     (0x2_0000_0000, 0x2000_0000_0000),
 )
-MAX_ENTRIES = 4096  # canonical results kept per process
+MAX_ENTRIES = 32768  # canonical results kept per process (words only: about 1 KiB each)
 _BS = frozenset(int(t) for t in BS_TYPES)
 
 

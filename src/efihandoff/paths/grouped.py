@@ -81,6 +81,7 @@ class Plan:
 
     machine: Machine
     groups: tuple[Group, ...]
+    bare: Machine  # the free gap alone: what a path without an ESRT makes of its absence
     where: dict[Guid, int]  # table -> index of its group
     bs_bytes: int  # every boot-services byte of the map
     native_kept: int  # boot-services bytes Linux keeps with no table reserving anything
@@ -92,8 +93,9 @@ def plan(machine: Machine) -> Plan | None:
     """The machine's groups, or None when a group sum might differ from the simulation."""
     mm, tables, memory = machine.memory_map, machine.config_tables, machine.memory
     # Two descriptors are as small as a group (and every group is two: no recursion).
-    if mm is None or not tables or not 2 < len(mm.descriptors) <= E820_ROOM:
+    if mm is None or not 2 < len(mm.descriptors) <= E820_ROOM:
         return None
+    tables = tables or ()  # no table line: simulate reads none either
     if machine.firmware_state is not None or machine.system_table_address is not None:
         return None
     if type(memory) is not PhysicalMemory or memory.background is not Fill.UNKNOWN:
@@ -128,6 +130,13 @@ def plan(machine: Machine) -> Plan | None:
     return Plan(
         machine=machine,
         groups=tuple(groups),
+        bare=machine.with_(
+            memory_map=MemoryMap((_gap(descs[0]),)),
+            config_tables=(),
+            memory=PhysicalMemory(background=Fill.UNKNOWN),
+            firmware_vendor=None,
+            notes=[],
+        ),
         where=where,
         bs_bytes=sum(d.size for d in descs if d.type in _BS),
         native_kept=sum(d.size for d in descs if d.type in _BS and _native_keeps(d)),
@@ -225,8 +234,7 @@ def _halted(p: Plan, spec: PathSpec, halt: Halt, cost: Cost) -> PathResult:
     the cost of what Xen did before (its relocations, ``-mapbs``'s reservation)."""
     reason = f"the dom0 never starts: {halt.message} ({halt.source})"
     tables: dict[Guid, TableVerdict] = {}
-    assert p.machine.config_tables is not None
-    for ct in p.machine.config_tables:
+    for ct in p.machine.config_tables or ():
         kt = known_table(ct.guid)
         name = kt.name if kt else str(ct.guid)
         tables[ct.guid] = TableVerdict(ct.guid, name, Verdict.UNKNOWN, reason, ct.table)
@@ -276,16 +284,16 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
     if halt is not None:
         return _halted(p, spec, halt, Cost(reserved, held))
     tables: dict[Guid, TableVerdict] = {}
-    assert p.machine.config_tables is not None
-    for t in p.machine.config_tables:
+    firmware = p.machine.config_tables or ()
+    for t in firmware:
         tables[t.guid] = parts[p.where[t.guid]][0].tables[t.guid]
-    esrt = parts[p.where[ESRT_GUID]][0] if ESRT_GUID in p.where else None
-    if esrt is None:
+    if ESRT_GUID in p.where:
+        esrt = parts[p.where[ESRT_GUID]][0]
+    else:
         tables[ESRT_GUID] = TableVerdict(
             ESRT_GUID, "ESRT", Verdict.ABSENT, "the firmware installs no ESRT"
         )
-        # the ESRT's part of a path without one: any group says it (no table, no sysfs)
-        esrt = parts[0][1]
+        esrt = simulate(p.bare, spec)  # no table, no sysfs: the map does not matter
     marked = {g for full, _ in parts for g in full.unusable}
     return PathResult(
         spec=spec,
@@ -296,7 +304,7 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
         fwupd_devices=esrt.fwupd_devices,
         cost=Cost(reserved, held),
         esrt_bytes=esrt.esrt_bytes,
-        unusable=tuple(t.guid for t in p.machine.config_tables if t.guid in marked),
+        unusable=tuple(t.guid for t in firmware if t.guid in marked),
         esrt_reserving=esrt.esrt_reserving,
         esrt_check=esrt.esrt_check,
     )

@@ -9,9 +9,10 @@ the path's parameters. Its id and description only label the result. The key is 
 pickled (equal pickles of these plain values mean equal values; the immutable parts pickled once
 per machine and per spec object, the memory, which can be written, on every call), so two
 machines share a result only when a simulation cannot tell them apart: machines of one model, the
-observed stack that equals a preset, one reduced candidate asked again. No address is shifted
-and nothing is abstracted, so a hit returns what a fresh simulation would, with the caller's
-spec. Memory of another kind (a dump read lazily) is not keyed: those machines are simulated.
+observed stack that equals a preset, one reduced candidate asked again. Outside
+:func:`words_only` no address is shifted and nothing is abstracted, so a hit returns what a
+fresh simulation would, with the caller's spec. Memory of another kind (a dump read lazily)
+is not keyed: those machines are simulated.
 
 Results are kept in a bounded LRU per process (a survey worker keeps its own). Every caller
 gets its own containers (tables, log, sysfs, ...), so nothing a caller changes leaks into the
@@ -19,9 +20,12 @@ next hit. ``EFIHANDOFF_MEMO=0`` or :func:`disabled` turns the cache off (the dif
 compare both ways).
 
 Inside :func:`words_only` (``survey``, which keeps verdict words and costs, never reasons) a
-machine reduced to one table is asked at its canonical address
-(:mod:`efihandoff.paths.canonical`), so tables in the same kind of placement share one
-simulation across machines; its reasons then name the canonical addresses.
+machine reduced to one descriptor's tables is asked at its canonical address
+(:mod:`efihandoff.paths.canonical`) with the path keyed on what its words read of the versions
+(:func:`words_spec_key`), and a whole machine is answered from its table groups where
+:mod:`efihandoff.paths.grouped` can (else simulated as it is): machines whose tables lie in the
+same kind of placement share simulations. Reasons and log lines then name canonical addresses
+and other versions; each table's firmware address is its own.
 """
 
 from __future__ import annotations
@@ -248,7 +252,7 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         return _moved_back(own_copy(hit, spec), delta)
     result = simulate_mod.simulate(machine, spec)
     _stats.misses += 1
-    store[key] = own_copy(result, spec)
+    store[key] = own_copy(result, spec) if store is _cache else _words_of(result)
     if len(store) > limit:
         store.popitem(last=False)
     return _moved_back(result, delta)
@@ -291,6 +295,14 @@ def _placement(
     if len(_placements) > MAX_PLACEMENTS:
         del _placements[next(iter(_placements))]
     return placed, key
+
+
+def _words_of(result: PathResult) -> PathResult:
+    """What a words_only caller reads of a result, kept small: no log, maps, spans, kexec."""
+    return own_copy(
+        replace(result, log=[], memmap=None, reclaimed=[], kexec={}, esrt_differences=[]),
+        result.spec,
+    )
 
 
 def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
