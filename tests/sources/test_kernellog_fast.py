@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -66,23 +67,32 @@ def test_generated_logs_same_with_tiny_blocks(tiny_blocks: None) -> None:
         same(data)
 
 
+
+def _read_counting(
+    data: bytes, method: str, cls: type = Reader
+) -> tuple[Any, list[tuple[int, Any]]]:
+    """read_kernel_log(data) (the fast path), with (line number, result) of every call of
+    ``cls.<method>``."""
+    calls: list[tuple[int, Any]] = []
+    real = getattr(cls, method)
+
+    def counting(self: object, ln: int, *args: object) -> Any:
+        out = real(self, ln, *args)
+        calls.append((ln, out))
+        return out
+
+    setattr(cls, method, counting)
+    try:
+        return read_kernel_log(data), calls
+    finally:
+        setattr(cls, method, real)
+
 def test_bulk_path_is_taken() -> None:
     """A long run of chatter is accounted for without feeding its lines one by one."""
     lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
     lines += [f"[{1 + i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(5000)]
     data = ("\n".join(lines) + "\n").encode()
-    fed = []
-    real = Reader.feed
-
-    def counting(self: Reader, ln: int, raw: str) -> None:
-        fed.append(ln)
-        real(self, ln, raw)
-
-    Reader.feed = counting  # type: ignore[method-assign]
-    try:
-        fast = read_kernel_log(data)
-    finally:
-        Reader.feed = real  # type: ignore[method-assign]
+    fast, fed = _read_counting(data, "feed")
     assert fast == read_kernel_log(data, fast=False)
     assert fast.lines_read == 5001
     assert len(fed) < 10
@@ -292,22 +302,6 @@ def _log(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         data += draw(st.binary(max_size=16))
     return data
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_log())
-def test_hypothesis_logs_same_both_ways(data: bytes) -> None:
-    same(data)
-
-
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(data=_log(), gz=st.booleans())
-def test_hypothesis_logs_same_with_tiny_blocks(data: bytes, gz: bool, tiny_blocks: None) -> None:
-    same(gzip.compress(data, mtime=0) if gz else data)
 
 
 @settings(max_examples=100, deadline=None)
@@ -578,24 +572,6 @@ def _interleaved_log(draw: st.DrawFn) -> bytes:
     return data
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_interleaved_log())
-def test_hypothesis_interleaved_maps_same_both_ways(data: bytes) -> None:
-    same(data)
-
-
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(data=_interleaved_log(), gz=st.booleans())
-def test_hypothesis_interleaved_maps_same_with_tiny_blocks(
-    data: bytes, gz: bool, tiny_blocks: None
-) -> None:
-    same(gzip.compress(data, mtime=0) if gz else data)
-
-
 def test_map_lines_between_chatter_are_read_in_runs() -> None:
     """An E820 table and an efi=debug map with three chatter lines between every two map
     lines (as the bench corpus prints them): read in runs, not one line at a time, and the
@@ -613,21 +589,8 @@ def test_map_lines_between_chatter_are_read_in_runs() -> None:
         )
         lines += [f"[    2.{i:06d}] usb 1-1: chatter {j}" for j in range(3)]
     data = ("\n".join(lines) + "\n").encode()
-    runs = []
-    real = BulkReader.take_maps
-
-    def counting(
-        self: BulkReader, ln: int, rows: list[tuple[bytes, ...]], ts: bool
-    ) -> tuple[int, int]:
-        n, stopped = real(self, ln, rows, ts)
-        runs.append(n)
-        return n, stopped
-
-    BulkReader.take_maps = counting  # type: ignore[method-assign]
-    try:
-        fast = read_kernel_log(data)
-    finally:
-        BulkReader.take_maps = real  # type: ignore[method-assign]
+    fast, calls = _read_counting(data, "take_maps", BulkReader)
+    runs = [taken for _, (taken, _stopped) in calls]
     assert fast == read_kernel_log(data, fast=False)
     (boot,) = fast.boots
     assert len(boot.e820) == 300 and len(boot.memory_map) == 300
@@ -642,18 +605,7 @@ def test_a_new_boot_inside_a_long_run_of_chatter() -> None:
     lines += [f"[{1 + i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(3000)]
     lines += [f"[{i // 10:5d}.{i % 10:06d}] usb 1-1: chatter {i}" for i in range(3000)]
     data = ("\n".join(lines) + "\n").encode()
-    calls = []
-    real = Reader.plain
-
-    def counting(self: Reader, ln: int, ts: float | None) -> None:
-        calls.append(ln)
-        real(self, ln, ts)
-
-    Reader.plain = counting  # type: ignore[method-assign]
-    try:
-        fast = read_kernel_log(data)
-    finally:
-        Reader.plain = real  # type: ignore[method-assign]
+    fast, calls = _read_counting(data, "plain")
     assert fast == read_kernel_log(data, fast=False)
     assert [(b.kernel_version, b.first_line) for b in fast.boots] == [("6.6.1", 1), (None, 3002)]
     assert len(calls) < 100
@@ -667,19 +619,22 @@ def test_lines_starting_like_a_map_line_do_not_start_map_runs() -> None:
     lines += [f"[    1.{i:06d}] esrt: something odd {i}" for i in range(500)]
     lines += [f"[    1.{i:06d}] BIOS-provided physical RAM map {i}" for i in range(500)]
     data = ("\n".join(lines) + "\n").encode()
-    calls = []
-    real = BulkReader.take_maps
-
-    def counting(
-        self: BulkReader, ln: int, rows: list[tuple[bytes, ...]], ts: bool
-    ) -> tuple[int, int]:
-        calls.append(ln)
-        return real(self, ln, rows, ts)
-
-    BulkReader.take_maps = counting  # type: ignore[method-assign]
-    try:
-        fast = read_kernel_log(data)
-    finally:
-        BulkReader.take_maps = real  # type: ignore[method-assign]
+    fast, calls = _read_counting(data, "take_maps", BulkReader)
     assert fast == read_kernel_log(data, fast=False)
     assert calls == []
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_log(), _interleaved_log()))
+def test_hypothesis_logs_same_both_ways(data: bytes) -> None:
+    same(data)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.one_of(_log(), _interleaved_log()), gz=st.booleans())
+def test_hypothesis_logs_same_with_tiny_blocks(data: bytes, gz: bool, tiny_blocks: None) -> None:
+    same(gzip.compress(data, mtime=0) if gz else data)

@@ -25,7 +25,6 @@ Under Xen the pointers stay physical (Xen does not call SetVirtualAddressMap for
 
 from __future__ import annotations
 
-import bisect
 import mmap
 import os
 import struct
@@ -36,11 +35,12 @@ from pathlib import Path
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.intervals import merge
 from efihandoff.machine import Machine, PhysicalMemory
-from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory, DumpSegment
+from efihandoff.sources.dumpmemory import DumpMemory, DumpSegment
 from efihandoff.sources.dumpscan import (
     SCAN_WORK,
     file_ranges_by_delta,
     find_all,
+    places_of,
     scan,
 )
 from efihandoff.sources.elfcore import ELF_MAGIC, elf_segments, looks_like_elf_core
@@ -172,12 +172,8 @@ class DumpEvidence:
         try:
             for a, b in spans:
                 for pos in find_all(mm, fd, needle, a, b):
-                    places = []
-                    for delta, group in merged.items():
-                        work += 1
-                        k = bisect.bisect_right(group, (pos, U64_MAX + 1)) - 1
-                        if k >= 0 and group[k][0] <= pos < group[k][1]:
-                            places.append(pos + delta)
+                    places = places_of(merged, pos)
+                    work += len(merged)
                     if work > SCAN_WORK:
                         return None  # segments alias too much
                     found = self._efi_info_map(mm, pos, addr) if places else None
@@ -337,12 +333,8 @@ def _find_config_array_by_content(
             for hit in find_all(mm, fd, needle, a, b):
                 if hits >= MAX_CONTENT_HITS:
                     break
-                places = []
-                for delta, g in merged.items():
-                    work += 1
-                    k = bisect.bisect_right(g, (hit, U64_MAX + 1)) - 1
-                    if k >= 0 and g[k][0] <= hit < g[k][1]:
-                        places.append(hit + delta)
+                places = places_of(merged, hit)
+                work += len(merged)
                 hits += max(1, len(places))
                 if work > SCAN_WORK:
                     hits = MAX_CONTENT_HITS  # segments alias too much: stop looking

@@ -410,6 +410,17 @@ def file_ranges_by_delta(memory: DumpMemory) -> dict[int, list[tuple[int, int]]]
     return {delta: merge(spans, keep_empty=True) for delta, spans in groups.items()}
 
 
+def places_of(merged: dict[int, list[tuple[int, int]]], pos: int) -> list[int]:
+    """The physical address file offset ``pos`` holds in each group of
+    :func:`file_ranges_by_delta` that holds it."""
+    out = []
+    for delta, group in merged.items():
+        k = bisect.bisect_right(group, (pos, U64_MAX + 1)) - 1
+        if k >= 0 and group[k][0] <= pos < group[k][1]:
+            out.append(pos + delta)
+    return out
+
+
 def scan(
     mm: mmap.mmap, fd: int | None, memory: DumpMemory, problems: list[str]
 ) -> list[tuple[int, int]]:
@@ -515,5 +526,6 @@ __all__ = [
     "file_ranges_by_delta",
     "find_aligned",
     "find_all",
+    "places_of",
     "scan",
 ]

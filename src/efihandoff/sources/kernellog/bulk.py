@@ -155,13 +155,16 @@ class BulkReader(Reader):
         self._run_done(b, ln, taken, used)
         return taken, i
 
-    def _run_done(self, b: Boot, ln: int, taken: int, used: int) -> None:
-        """The counters ``Reader.message`` moves for ``taken`` Linux lines from ``ln`` on,
-        ``used`` of them in."""
+    def _run_done(self, b: Boot, ln: int, taken: int, used: int, *, xen: bool = False) -> None:
+        """The counters ``Reader.message`` (Linux lines) or :meth:`take_xen_map` (``xen``)
+        moves for ``taken`` lines from ``ln`` on, ``used`` of them in."""
         if not taken:
             return
         self.lines_read += taken
-        b.linux_used += used
+        if xen:
+            b.xen_lines += taken
+        else:
+            b.linux_used += used
         b.used += used
         self.lines_used += used
         b.kernel_lines += taken
@@ -183,7 +186,7 @@ class BulkReader(Reader):
             ln += 1
             taken += 1
             used += done
-        self._xen_run_done(b, ln - taken, taken, used)
+        self._run_done(b, ln - taken, taken, used, xen=True)
         return taken
 
     def take_xen_e820s(self, ln: int, rows: list[tuple[bytes, ...]]) -> int:
@@ -209,21 +212,8 @@ class BulkReader(Reader):
             used += b.xen_e820_add(start, end, found[0], found[1], ln)
             ln += 1
             taken += 1
-        self._xen_run_done(b, ln - taken, taken, used)
+        self._run_done(b, ln - taken, taken, used, xen=True)
         return taken
-
-    def _xen_run_done(self, b: Boot, ln: int, taken: int, used: int) -> None:
-        """The counters :meth:`take_xen_map` moves, for ``taken`` lines from ``ln`` on."""
-        if not taken:
-            return
-        self.lines_read += taken
-        b.xen_lines += taken
-        b.kernel_lines += taken
-        self.kernel_lines += taken
-        if b.first_line is None:
-            b.first_line = ln
-        b.used += used
-        self.lines_used += used
 
     def _e820_kind(self, text: str) -> tuple[str, int | None]:
         memo = self._e820_kinds
@@ -237,10 +227,4 @@ class BulkReader(Reader):
     def take_xen_chatter(self, ln: int, n: int) -> None:
         """``n`` (XEN) lines from line ``ln`` on that no Xen message reader reads, while no Xen
         map is being read and no line is held: only counted."""
-        b = self.cur
-        self.lines_read += n
-        b.xen_lines += n
-        b.kernel_lines += n
-        self.kernel_lines += n
-        if b.first_line is None:
-            b.first_line = ln
+        self._run_done(self.cur, ln, n, 0, xen=True)
