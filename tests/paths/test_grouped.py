@@ -23,6 +23,14 @@ MiB = 1 << 20
 TYPES = [int(t) for t in MemoryType if int(t) <= 15]
 GUIDS = [ESRT_GUID, *(g for g in known_tables.REGISTRY if g != ESRT_GUID)]
 ATTRS = [0xF, 0x8000_0000_0000_000F, 0x1, 0x8000_0000_0000_0000, 0xF | 0x40000]
+# Entry points by hand from their specs, so their size is known (ACPI 6.5 5.2.5.3 RSDP: revision
+# at 15, Length at 20; SMBIOS 3.7 entry points: length at 5 (2.x) and 6 (3.x)).
+HEADERS = {
+    "ACPI 2.0": b"RSD PTR " + bytes(7) + b"\x02" + bytes(4) + (36).to_bytes(4, "little")
+    + bytes(12),
+    "SMBIOS": b"_SM_" + b"\x00" + b"\x1f" + bytes(25),
+    "SMBIOS 3.0": b"_SM3_" + b"\x00" + b"\x18" + bytes(17),
+}
 SPECS = [
     *PRESETS.values(),
     parse_path("xen=4.16.5,linux=6.1"),
@@ -79,6 +87,9 @@ def machines(draw: st.DrawFn) -> Machine:
             d = draw(st.sampled_from(bs_data))  # where the UEFI spec puts it
         at = d.phys_addr + draw(st.integers(0, min(d.num_pages * PAGE, 3 * PAGE) - 1)) // 8 * 8
         tables.append(ConfigurationTable(guid, at))
+        kt = known_tables.known(guid)
+        if kt is not None and kt.name in HEADERS and draw(st.booleans()):
+            memory.write(at, HEADERS[kt.name])  # a size the relocate-known proposal can copy
         if guid == ESRT_GUID and draw(st.integers(0, 3)):
             count = draw(st.sampled_from([0, 1, 2, 3, 128, 129, 300_000]))
             head = struct.pack("<IIQ", count, count, draw(st.sampled_from([1, 1, 2])))
@@ -153,7 +164,7 @@ def test_what_is_simulated_whole() -> None:
     assert grouped.plan(_machine([esrt], LOW_BS, overlap, BS, FREE)) is None
     plan = grouped.plan(_machine([esrt], LOW_BS, BS, RT, FREE))
     assert plan is not None
-    assert grouped.combine(plan, PRESETS["relocate-known"], simulate) is None  # shared pool
+    assert grouped.combine(plan, PRESETS["relocate-known"], simulate) is not None  # replayed
     no_free = grouped.plan(_machine([esrt], LOW_BS, BS, RT))
     assert no_free is not None
     assert grouped.combine(no_free, PRESETS["xen-4.17"], simulate) is None

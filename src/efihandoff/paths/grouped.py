@@ -14,10 +14,11 @@ reserve-hypercall proposal holding them until dom0 is done (paths.simulate ``_co
 
 Only machines where that sum is the simulation itself take this way (:func:`plan`): a sorted map
 of valid, disjoint descriptors short of Xen's E820MAX, each table inside a descriptor that is not
-free memory (an allocation could land on it), one entry per GUID, no TPM final log (Linux
-reserves it only next to a TCG2 event log: efi_tpm_eventlog_init), memory known only from
-evidence; per path (:func:`combine`), not the relocate-known proposal (its copies share pool
-pages), and under Xen a free region of 16 MiB below 4 GiB above the dom0 image (every
+free memory (an allocation could land on it), one entry per GUID, no TPM final log with known
+bytes (Linux reserves it only next to a TCG2 event log: efi_tpm_eventlog_init), memory known
+only from evidence; per path (:func:`combine`), copies that fit the free region together (the
+relocate-known proposal's share pool pages: their cost is replayed on the EDK II pool model in
+Xen's order), and under Xen a free region of 16 MiB below 4 GiB above the dom0 image (every
 allocation lands there, as in a group). A dom0 that halts (its image on memory Xen's E820 says
 is not RAM) is judged from the descriptors under the image, as the model's xen_memory_setup
 judges it, except under the reserve-hypercall proposal. ``tests/paths/test_grouped.py``
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from efihandoff.e820 import E820Range, E820Type
+from efihandoff.edk2 import BootServices
 from efihandoff.machine import Fill, Machine, PhysicalMemory
 from efihandoff.paths import canonical as canonical_mod
 from efihandoff.paths import xen
@@ -253,11 +255,44 @@ def _halted(p: Plan, spec: PathSpec, halt: Halt, cost: Cost) -> PathResult:
     )
 
 
+def _copies_in_order(
+    p: Plan, parts: list[tuple[PathResult, PathResult]]
+) -> list[xen.Relocation] | None:
+    """Every copy the groups made, in the whole machine's order (xen.py _relocate_known walks
+    the configuration array, then efi_relocate_esrt copies the ESRT); None when together they
+    might not fit the free region the whole machine has."""
+    made = {r.guid: r for full, _ in parts for r in full.relocations}
+    order = [made[t.guid] for t in p.machine.config_tables or () if t.guid in made]
+    order.sort(key=lambda r: r.guid == ESRT_GUID)  # stable: the ESRT last
+    if sum(r.copied for r in order) > FREE_NEEDED // 2:
+        return None
+    return order
+
+
+def _pool_bytes(copies: list[xen.Relocation]) -> int:
+    """What the copies cost together: the edk2 pool model allocating each in turn from fresh
+    pools (Pool.c CoreAllocatePoolI), the pages each pool type grows by."""
+    free = MemoryDescriptor(
+        MemoryType.EfiConventionalMemory, canonical_mod.GAP_BASE, FREE_NEEDED // PAGE, _RAM_ATTR
+    )
+    bs = BootServices.from_machine(
+        Machine(memory_map=MemoryMap((free,)), memory=PhysicalMemory(background=Fill.UNKNOWN))
+    )
+    total = 0
+    for r in copies:
+        before = _bytes_of(bs, r.memory_type)
+        bs.allocate_pool(r.memory_type, r.copied)
+        total += _bytes_of(bs, r.memory_type) - before
+    return total
+
+
+def _bytes_of(bs: BootServices, mtype: int) -> int:
+    return sum(d.size for d in bs.descriptors if d.type == mtype)
+
+
 def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
     """The whole machine's result on ``spec`` in words, from its groups; None where the sum
     might differ (see the module text)."""
-    if spec.policy is Policy.RELOCATE_KNOWN:
-        return None
     halt = None
     if not spec.native:
         hi = dom0_kernel_range(spec)[1]
@@ -281,6 +316,13 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
     held = base.held_during_boot_bytes + sum(
         f.cost.held_during_boot_bytes - e.cost.held_during_boot_bytes for f, e in parts
     )
+    if spec.policy is Policy.RELOCATE_KNOWN:
+        # Its copies share the ACPI-reclaim pool: what they cost is replayed in Xen's order
+        # (relocate_known in firmware order, then efi_relocate_esrt), not summed per group.
+        copies = _copies_in_order(p, parts)
+        if copies is None:
+            return None
+        reserved = base_cost(p, spec).reserved_bytes + _pool_bytes(copies)
     if halt is not None:
         return _halted(p, spec, halt, Cost(reserved, held))
     tables: dict[Guid, TableVerdict] = {}

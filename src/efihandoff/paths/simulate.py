@@ -86,6 +86,7 @@ class PathResult:
     # False when the stack never brings the OS up; ``halt`` says what the real software prints.
     booted: bool = True
     halt: linux.Halt | None = None
+    relocations: tuple[xen.Relocation, ...] = ()  # Xen's copies before ExitBootServices
 
     @property
     def esrt(self) -> TableVerdict:
@@ -146,6 +147,7 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         unusable=tuple(u.guid for u in lb.uses if u.unusable),
         esrt_reserving=lb.esrt_data is not None,
         esrt_check=lb.esrt_refused.check if lb.esrt_refused else None,
+        relocations=tuple(xb.relocations) if xb is not None else (),
     )
 
 
@@ -180,6 +182,7 @@ def _halted(
         memmap=xb.efi_memmap,
         booted=False,
         halt=halt,
+        relocations=tuple(xb.relocations),
     )
 
 
