@@ -7,8 +7,10 @@ output is the same byte for byte with canonical placements and with the cache of
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
+from collections import Counter
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -237,3 +239,41 @@ def test_the_words_key_tells_the_version_rules_apart() -> None:
     assert key(parse_path("xen=4.19.0,linux=6.3")) != key(parse_path("xen=4.19.5,linux=6.3"))
     assert key(parse_path("linux=6.2")) != key(parse_path("linux=6.3"))
     assert key(parse_path("xen=4.17.0,linux=6.5")) != key(parse_path("xen=4.17.0,linux=6.6"))
+
+
+# Every place the model reads a path's versions (a fragment of its line), and what covers it in
+# memo.words_spec_key: "rule" (linux.version_rules, or a PathSpec property the key holds) or
+# "words" (log lines and reasons, which words_only callers never read).
+VERSION_READS = [
+    ("linux.py", "DOM0_KERNEL_END.get(spec.linux[:2]", "rule"),
+    ("linux.py", "spec.linux >= (6, 3),", "rule"),
+    ("linux.py", "spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE", "rule"),
+    ("linux.py", "DOM0_HALT_SOURCE.format(v=_v(spec.linux)", "words"),
+    ("linux.py", "if spec.linux < (6, 2):", "words"),
+    ("linux.py", "xen_efi_config_table_is_usable: its memory type", "words"),
+    ("linux.py", "parser needs EFI_MEMMAP", "words"),
+    ("linux.py", "if spec.linux < (6, 3) and lb.memmap is None:", "rule"),
+    ("linux.py", "efi_esrt_init returns without EFI_MEMMAP", "words"),
+    ("linux.py", "esrt_type_accepted(md.type, md.attribute, spec.linux)", "rule"),
+    ("linux.py", "if spec.linux < (6, 3) and end < esrt:", "rule"),
+    ("linux.py", "elif spec.linux >= (6, 3):", "rule"),
+    ("simulate.py", "self.xb.spec.xen or ()", "words"),
+    ("xen.py", "assert spec.xen is not None", "words"),
+    ("xen.py", "(XEN) Xen version", "words"),
+]
+
+
+def test_every_version_read_is_covered_by_the_words_key() -> None:
+    """A tripwire: a new place that reads a path's Linux or Xen version must be covered by
+    linux.version_rules (or a PathSpec property memo.words_spec_key holds), or only change the
+    words of logs and reasons, and then be listed in VERSION_READS."""
+    src = Path(canonical.__file__).parent
+    uses = Counter()
+    for name in ("linux.py", "xen.py", "simulate.py", "grouped.py", "canonical.py"):
+        for line in (src / name).read_text().splitlines():
+            if line.strip().startswith("#") or not re.search(r"spec\.(?:linux|xen)\b", line):
+                continue
+            known = [(f, frag) for f, frag, _ in VERSION_READS if f == name and frag in line]
+            assert len(known) == 1, f"{name}: an unlisted read of the version: {line.strip()}"
+            uses[known[0]] += 1
+    assert all(uses[(f, frag)] == 1 for f, frag, _ in VERSION_READS)

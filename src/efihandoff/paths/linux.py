@@ -250,14 +250,19 @@ def version_rules(spec: PathSpec) -> tuple[object, ...]:
     """What of the Linux version this model's rules read (besides the words of log lines and
     reasons): 6.3's ESRT and lookup changes, the ACPI NVS swap (6.12 and the stable series
     carrying it), the dom0 image's range by version."""
-    nvs_swap = spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE
     return (
         spec.linux_xen_esrt,
         spec.linux_skips_bogus,
         spec.linux >= (6, 3),
-        nvs_swap,
+        _nvs_swap(spec),
         dom0_kernel_range(spec),
     )
+
+
+def _nvs_swap(spec: PathSpec) -> bool:
+    """Linux 6.12 be35d91c8880 and the stable series carrying it: ACPI NVS over the dom0 image
+    is swapped for RAM (xen_chk_is_e820_usable)."""
+    return spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE
 
 
 def xen_dom0_memory_setup(spec: PathSpec, e820: list[E820Range]) -> Halt | None:
@@ -271,7 +276,7 @@ def xen_dom0_memory_setup(spec: PathSpec, e820: list[E820Range]) -> Halt | None:
     range the map describes as other than RAM: a gap (memory a scenario or the evidence leaves
     out, or a reduced candidate machine) says nothing, though a real hole would BUG() too."""
     start, end = dom0_kernel_range(spec)
-    nvs_swap = spec.linux >= (6, 12) or spec.linux[:2] in _NVS_SWAP_STABLE
+    nvs_swap = _nvs_swap(spec)
     conflict = any(
         r.start < end
         and start < r.end
