@@ -279,3 +279,17 @@ def test_dom0_sysfs_values_the_model_cannot_know_are_not_compared() -> None:
     assert [f.code for f in compare_dom0_sysfs(view, replace(result, sysfs=marked))] == [
         "model.agrees"
     ]
+
+
+@pytest.mark.parametrize("log", sorted(p.name for p in LOGS.iterdir() if p.is_file()))
+def test_without_advice_everything_else_is_the_same(log: str) -> None:
+    """survey asks for no advice: the verdicts, findings and costs stay those of explain."""
+    from efihandoff.outputs.json import explain_document
+
+    views = read_source(str(LOGS / log))
+    full = explain_document(explain(views))
+    bare = explain_document(explain(read_source(str(LOGS / log)), advice=False))
+    assert bare["advice"] == []
+    assert {k: v for k, v in bare.items() if k != "advice"} == {
+        k: v for k, v in full.items() if k != "advice"
+    }

@@ -59,8 +59,11 @@ class Explanation:
         return [v.source for v in self.views]
 
 
-def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> Explanation:
-    """Judge every path for the machine the views describe."""
+def explain(
+    views: Sequence[View], specs: Sequence[PathSpec] | None = None, *, advice: bool = True
+) -> Explanation:
+    """Judge every path for the machine the views describe (``advice=False``: without the
+    advice, for callers that count verdicts)."""
     merged = _merge_xen_console(views)
     who = _who(merged)
     primary = _primary(merged)
@@ -103,13 +106,17 @@ def explain(views: Sequence[View], specs: Sequence[PathSpec] | None = None) -> E
     if OBSERVED in results:
         findings += cross_check(merged, results[OBSERVED], label or "")
     evidence = primary.log.memory_map_evidence if primary.log else primary.source.kind.value
-    advice = not_efi(merged) + advise(machine, results, who, cands, observed_specs, label)
+    advised = (
+        not_efi(merged) + advise(machine, results, who, cands, observed_specs, label)
+        if advice
+        else []
+    )
     return Explanation(
         views=list(views),
         machine=machine,
         results=results,
         findings=findings,
-        advice=list(dict.fromkeys(advice)),
+        advice=list(dict.fromkeys(advised)),
         memory_map_evidence=evidence,
         who=who,
         observed_label=label,

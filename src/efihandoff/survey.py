@@ -365,7 +365,7 @@ def _record(
     # canonical address and whole machines summed from their table groups (paths.memo
     # words_only), shared across machines.
     with memo.words_only():
-        ex = explain(views, specs)
+        ex = explain(views, specs, advice=False)  # survey counts no advice
     primary = next((v for v in views if v.machine is ex.machine), views[0])
     m = ex.machine
     esrt = m.table(ESRT_GUID)
