@@ -169,3 +169,51 @@ def test_what_is_simulated_whole() -> None:
     assert no_free is not None
     assert grouped.combine(no_free, PRESETS["xen-4.17"], simulate) is None
     assert grouped.combine(no_free, PRESETS["native"], simulate) is not None
+
+
+def _big(n: int, *, merging: bool) -> Machine:
+    """``n`` one-page descriptors from 256 MiB (types alternating unless ``merging``: then
+    neighbours of one E820 type merge into few rows), a free region, tables in three."""
+    types = [MemoryType.EfiRuntimeServicesData, MemoryType.EfiBootServicesData]
+    descs = [
+        MemoryDescriptor(
+            MemoryType.EfiACPIReclaimMemory if merging else types[i % 2],
+            0x1000_0000 + i * PAGE,
+            1,
+            0x8000_0000_0000_000F if not merging and i % 2 == 0 else 0xF,
+        )
+        for i in range(n)
+    ]
+    descs.append(FREE)
+    acpi = known_tables.by_name("ACPI 2.0")
+    assert acpi is not None
+    memory = PhysicalMemory(background=Fill.UNKNOWN)
+    memory.write(descs[7].phys_addr + 0x18, struct.pack("<IIQ", 1, 1, 1) + bytes(40))
+    tables = (
+        ConfigurationTable(ESRT_GUID, descs[7].phys_addr + 0x18),
+        ConfigurationTable(acpi.guid, descs[n // 2].phys_addr),
+    )
+    return Machine(memory_map=MemoryMap(tuple(descs)), config_tables=tables, memory=memory)
+
+
+def test_maps_past_e820max() -> None:
+    """Over E820MAX rows Xen drops descriptors (efi_arch_process_memory_map): Xen's paths are
+    simulated whole; bare metal, and a long map whose rows merge under E820MAX, are summed,
+    and equal the whole simulation."""
+    rows = _big(1100, merging=False)
+    plan = grouped.plan(rows)
+    assert plan is not None
+    for spec in (PRESETS["native"], PRESETS["xen-4.17"], PRESETS["keep-boot-services"]):
+        with memo.words_only():
+            got = grouped.combine(plan, spec, memo.simulate)
+        if spec.id == "xen-4.17":  # RT data (reserved) and BS data (RAM) alternate: 1,101 rows
+            assert got is None
+        else:  # bare metal; -mapbs makes BS data reserved too: the rows merge
+            assert got is not None and words(got) == words(simulate(rows, spec))
+    merged = _big(1100, merging=True)
+    plan = grouped.plan(merged)
+    assert plan is not None
+    for spec in (PRESETS["native"], PRESETS["xen-4.17"], PRESETS["relocate-known"]):
+        with memo.words_only():
+            got = grouped.combine(plan, spec, memo.simulate)
+        assert got is not None and words(got) == words(simulate(merged, spec))

@@ -13,23 +13,24 @@ reservations or are not all E820 RAM; Xen ``-mapbs`` keeping every boot-services
 reserve-hypercall proposal holding them until dom0 is done (paths.simulate ``_cost``).
 
 Only machines where that sum is the simulation itself take this way (:func:`plan`): a sorted map
-of valid, disjoint descriptors short of Xen's E820MAX, each table inside a descriptor that is not
-free memory (an allocation could land on it), one entry per GUID, no TPM final log with known
-bytes (Linux reserves it only next to a TCG2 event log: efi_tpm_eventlog_init), memory known
-only from evidence; per path (:func:`combine`), copies that fit the free region together (the
-relocate-known proposal's share pool pages: their cost is replayed on the EDK II pool model in
-Xen's order), and under Xen a free region of 16 MiB below 4 GiB above the dom0 image (every
-allocation lands there, as in a group). A dom0 that halts (its image on memory Xen's E820 says
-is not RAM) is judged from the descriptors under the image, as the model's xen_memory_setup
-judges it, except under the reserve-hypercall proposal. ``tests/paths/test_grouped.py``
-compares every word with the whole simulation over random machines and stacks.
+of valid, disjoint descriptors (under Xen, of E820 rows short of E820MAX), each table inside a
+descriptor that is not free memory (an allocation could land on it), one entry per GUID, no TPM
+final log with known bytes (Linux reserves it only next to a TCG2 event log:
+efi_tpm_eventlog_init), memory known only from evidence; per path (:func:`combine`), copies
+that fit the free region together (the relocate-known proposal's share pool pages: their cost is
+replayed on the EDK II pool model in Xen's order), and under Xen a free region of 16 MiB below
+4 GiB above the dom0 image (every allocation lands there, as in a group). A dom0 that halts (its
+image on memory Xen's E820 says is not RAM) is judged from the descriptors under the image, as
+the model's xen_memory_setup judges it, except under the reserve-hypercall proposal.
+``tests/paths/test_grouped.py`` compares every word with the whole simulation over random
+machines and stacks.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.edk2 import BootServices
@@ -53,7 +54,9 @@ from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryMap,
 from efihandoff.uefi.systab import ConfigurationTable
 
 PAGE = 4096
-E820_ROOM = 1000  # descriptors: Xen's E820MAX (1024) can never drop one
+# Xen's E820 rows (E820MAX 1024) less what the copies before ExitBootServices can add (each
+# allocation splits a free region: at most two rows, a few allocations): no row is dropped.
+E820_ROOM = xen.E820MAX - 16
 FREE_NEEDED = 16 << 20  # a free region this large takes every allocation a path makes
 FOUR_GIB = 1 << 32
 _BS = frozenset(int(t) for t in xen.BS_TYPES)
@@ -89,13 +92,15 @@ class Plan:
     native_kept: int  # boot-services bytes Linux keeps with no table reserving anything
     starts: tuple[int, ...]  # descriptor starts, for the dom0 image's neighbours
     free_below_4g: tuple[tuple[int, int], ...]  # [start, end) of free regions >= 16 MiB
+    # Xen's E820 rows of the map by (-mapbs, RUNTIME reserved), counted when asked
+    e820_rows: dict[tuple[bool, bool], int] = field(default_factory=dict, compare=False)
 
 
 def plan(machine: Machine) -> Plan | None:
     """The machine's groups, or None when a group sum might differ from the simulation."""
     mm, tables, memory = machine.memory_map, machine.config_tables, machine.memory
     # Two descriptors are as small as a group (and every group is two: no recursion).
-    if mm is None or not 2 < len(mm.descriptors) <= E820_ROOM:
+    if mm is None or len(mm.descriptors) <= 2:
         return None
     tables = tables or ()  # no table line: simulate reads none either
     if machine.firmware_state is not None or machine.system_table_address is not None:
@@ -214,9 +219,22 @@ def base_cost(p: Plan, spec: PathSpec) -> Cost:
     return Cost(0, 0)
 
 
+def _e820_rows(p: Plan, spec: PathSpec) -> int:
+    """How many rows Xen's efi_arch_process_memory_map makes of the firmware map on ``spec``
+    (merged neighbours of one type; xen.build_e820), once per kind of path."""
+    kind = (spec.mapbs, spec.xen_runtime_attr_reserved)
+    mm = p.machine.memory_map
+    assert mm is not None
+    if len(mm.descriptors) <= E820_ROOM:
+        return len(mm.descriptors)  # never more rows than descriptors
+    if kind not in p.e820_rows:
+        p.e820_rows[kind] = len(xen.build_e820(mm, spec)[0])
+    return p.e820_rows[kind]
+
+
 def _dom0_halt(p: Plan, spec: PathSpec) -> Halt | None:
     """Linux x86 xen_memory_setup on the descriptors under the dom0 image (types as Xen's
-    efi_arch_process_memory_map gives them; with the map short of E820MAX no entry is lost and
+    efi_arch_process_memory_map gives them; with the rows short of E820MAX none is lost and
     every allocation lands above the image)."""
     lo, hi = dom0_kernel_range(spec)
     mm = p.machine.memory_map
@@ -295,6 +313,8 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
     might differ (see the module text)."""
     halt = None
     if not spec.native:
+        if _e820_rows(p, spec) > E820_ROOM:
+            return None  # Xen drops rows past E820MAX: what it drops is not a group's
         hi = dom0_kernel_range(spec)[1]
         if not any(s >= hi for s, _ in p.free_below_4g):
             return None
