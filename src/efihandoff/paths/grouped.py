@@ -18,10 +18,11 @@ descriptor that is not free memory (an allocation could land on it), one entry p
 final log with known bytes (Linux reserves it only next to a TCG2 event log:
 efi_tpm_eventlog_init), memory known only from evidence; per path (:func:`combine`), copies
 that fit the free region together (the relocate-known proposal's share pool pages: their cost is
-replayed on the EDK II pool model in Xen's order), and under Xen a free region of 16 MiB below
-4 GiB above the dom0 image (every allocation lands there, as in a group). A dom0 that halts (its
-image on memory Xen's E820 says is not RAM) is judged from the descriptors under the image, as
-the model's xen_memory_setup judges it, except under the reserve-hypercall proposal.
+replayed on the EDK II pool model in Xen's order), and under Xen a free region below 4 GiB above
+the dom0 image that holds every allocation (they land there or higher, as in a group). A dom0
+that halts (its image on memory Xen's E820 says is not RAM) is judged from the descriptors under
+the image, as the model's xen_memory_setup judges it, except under the reserve-hypercall
+proposal.
 ``tests/paths/test_grouped.py`` compares every word with the whole simulation over random
 machines and stacks.
 """
@@ -57,7 +58,8 @@ PAGE = 4096
 # Xen's E820 rows (E820MAX 1024) less what the copies before ExitBootServices can add (each
 # allocation splits a free region: at most two rows, a few allocations): no row is dropped.
 E820_ROOM = xen.E820MAX - 16
-FREE_NEEDED = 16 << 20  # a free region this large takes every allocation a path makes
+FREE_NEEDED = 16 << 20  # a group's free gap: takes every allocation a group's path makes
+ALLOCATION_SLACK = 1 << 20  # pool headers and page rounding of a handful of allocations
 FOUR_GIB = 1 << 32
 _BS = frozenset(int(t) for t in xen.BS_TYPES)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
@@ -91,7 +93,7 @@ class Plan:
     bs_bytes: int  # every boot-services byte of the map
     native_kept: int  # boot-services bytes Linux keeps with no table reserving anything
     starts: tuple[int, ...]  # descriptor starts, for the dom0 image's neighbours
-    free_below_4g: tuple[tuple[int, int], ...]  # [start, end) of free regions >= 16 MiB
+    free_below_4g: tuple[tuple[int, int], ...]  # [start, end) of free regions below 4 GiB
     # Xen's E820 rows of the map by (-mapbs, RUNTIME reserved), counted when asked
     e820_rows: dict[tuple[bool, bool], int] = field(default_factory=dict, compare=False)
 
@@ -151,9 +153,7 @@ def plan(machine: Machine) -> Plan | None:
         free_below_4g=tuple(
             (d.phys_addr, min(d.end, FOUR_GIB))
             for d in descs
-            if d.type == _FREE
-            and d.phys_addr < FOUR_GIB
-            and min(d.end, FOUR_GIB) - d.phys_addr >= FREE_NEEDED
+            if d.type == _FREE and d.phys_addr < FOUR_GIB
         ),
     )
 
@@ -217,6 +217,22 @@ def base_cost(p: Plan, spec: PathSpec) -> Cost:
     if spec.policy is Policy.RESERVE_HYPERCALL:
         return Cost(0, p.bs_bytes)
     return Cost(0, 0)
+
+
+def _allocations_fit(
+    p: Plan, spec: PathSpec, parts: list[tuple[PathResult, PathResult]]
+) -> bool:
+    """Whether everything Xen allocates before ExitBootServices (efi_relocate_esrt's
+    memory-map buffer, every copy the groups made, pool pages rounded up) fits one free region
+    below 4 GiB above the dom0 image: EDK II takes the highest free range that fits
+    (Page.c FindFreePages), so each allocation lands there or higher, never on the image's
+    E820 rows, and none fails where a group's did not."""
+    mm = p.machine.memory_map
+    assert mm is not None
+    need = (len(mm.descriptors) + 8) * mm.desc_size
+    need += sum(r.copied for full, _ in parts for r in full.relocations) + ALLOCATION_SLACK
+    hi = dom0_kernel_range(spec)[1]
+    return any(e - max(s, hi) >= need for s, e in p.free_below_4g if e > hi)
 
 
 def _e820_rows(p: Plan, spec: PathSpec) -> int:
@@ -315,9 +331,6 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
     if not spec.native:
         if _e820_rows(p, spec) > E820_ROOM:
             return None  # Xen drops rows past E820MAX: what it drops is not a group's
-        hi = dom0_kernel_range(spec)[1]
-        if not any(s >= hi for s, _ in p.free_below_4g):
-            return None
         halt = _dom0_halt(p, spec)
         if halt is not None and spec.policy is Policy.RESERVE_HYPERCALL:
             return None  # the groups' dom0 reservations never happen
@@ -328,6 +341,8 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
         for g in p.groups
     ]
     if not all(full.booted and empty.booted for full, empty in parts):
+        return None
+    if not spec.native and not _allocations_fit(p, spec, parts):
         return None
     base = base_cost(p, spec)
     reserved = base.reserved_bytes + sum(
