@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -25,7 +25,14 @@ from efihandoff.uefi.esrt import (
     esrt_size,
 )
 from efihandoff.uefi.guid import Guid
-from efihandoff.uefi.memmap import PAGE_SHIFT, PAGE_SIZE, MemoryDescriptor, MemoryMap
+from efihandoff.uefi.memmap import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    MemoryAttribute,
+    MemoryDescriptor,
+    MemoryMap,
+    MemoryType,
+)
 from efihandoff.uefi.systab import ConfigurationTable, SystemTable
 
 _PAGE_MASK = PAGE_SIZE - 1
@@ -402,3 +409,26 @@ class Machine:
         """A shallow copy with fields changed (each field's own type; checked by dataclass)."""
         return replace(self, **changes)
 
+# What firmware gives RAM: every cacheability attribute (a descriptor the evidence shows as RAM
+# without printing its attributes gets these).
+RAM_ATTRIBUTES = int(
+    MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB
+)
+# A machine reduced to some of its tables gets free memory here for firmware-side copies (Xen's
+# ESRT copy, the relocate-known proposal): 16 MiB below 4 GiB, where EDK II allocates from.
+FREE_GAP_BASE = 0xF000_0000
+FREE_GAP_SIZE = 16 << 20
+
+
+def free_gap(avoid: Iterable[tuple[int, int]]) -> MemoryDescriptor:
+    """The reduced machine's free memory: 16 MiB at :data:`FREE_GAP_BASE`, or the first 16 MiB
+    block below it clear of every ``[start, end)`` in ``avoid`` (no lower than 16 MiB)."""
+    spans = list(avoid)
+    base = FREE_GAP_BASE
+    while base > FREE_GAP_SIZE and any(
+        s < base + FREE_GAP_SIZE and base < e for s, e in spans
+    ):
+        base -= FREE_GAP_SIZE
+    return MemoryDescriptor(
+        MemoryType.EfiConventionalMemory, base, FREE_GAP_SIZE // PAGE_SIZE, RAM_ATTRIBUTES
+    )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.machine import FREE_GAP_BASE, FREE_GAP_SIZE, Fill, Machine, PhysicalMemory
 from efihandoff.paths.linux import MEMBLOCK_RESERVING, dom0_kernel_range
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.xen import BS_TYPES
@@ -40,7 +40,7 @@ from efihandoff.uefi.systab import ConfigurationTable
 
 PAGE = 4096
 # The free gap candidate_machine adds for a table below it: 16 MiB of conventional memory.
-GAP_BASE, GAP_PAGES = 0xF000_0000, (16 << 20) // PAGE
+GAP_BASE, GAP_PAGES = FREE_GAP_BASE, FREE_GAP_SIZE // PAGE
 # [lo, hi): address classes whose inside the model never tells apart (see the module text):
 # between the BIOS regions (below 1 MiB) and the default PV dom0 image [16 MiB, 74 MiB); above
 # that image and below the free gap; above 4 GiB and below the stand-in system table simulate

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.edk2 import BootServices
-from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.machine import Fill, Machine, PhysicalMemory, free_gap
 from efihandoff.paths import canonical as canonical_mod
 from efihandoff.paths import xen
 from efihandoff.paths.linux import (
@@ -64,7 +64,6 @@ FOUR_GIB = 1 << 32
 _BS = frozenset(int(t) for t in xen.BS_TYPES)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
 _FREE = int(MemoryType.EfiConventionalMemory)
-_RAM_ATTR = int(MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB)
 _LINKED = frozenset({"TPMFinalLog", "CCFinalLog"})  # reserved depending on another table
 
 Simulate = Callable[[Machine, PathSpec], PathResult]
@@ -140,7 +139,7 @@ def plan(machine: Machine) -> Plan | None:
         machine=machine,
         groups=tuple(groups),
         bare=machine.with_(
-            memory_map=MemoryMap((_gap(descs[0]),)),
+            memory_map=MemoryMap((free_gap(()),)),
             config_tables=(),
             memory=PhysicalMemory(background=Fill.UNKNOWN),
             firmware_vendor=None,
@@ -194,18 +193,10 @@ def _pair(
     machine: Machine, d: MemoryDescriptor, inside: tuple[ConfigurationTable, ...]
 ) -> tuple[Machine, Machine]:
     """The group's machine with its tables and without (the same descriptor for both)."""
-    gap = _gap(d)
+    gap = free_gap([(d.phys_addr, d.end)])
     mm = MemoryMap(tuple(sorted((d, gap), key=lambda x: x.phys_addr)))
     full = machine.with_(memory_map=mm, config_tables=inside, notes=[])
     return full, full.with_(config_tables=())
-
-
-def _gap(d: MemoryDescriptor) -> MemoryDescriptor:
-    """16 MiB of free memory below 4 GiB away from ``d`` (canonical's when it can be)."""
-    base = canonical_mod.GAP_BASE
-    while base < d.end and d.phys_addr < base + FREE_NEEDED and base > FREE_NEEDED:
-        base -= FREE_NEEDED
-    return MemoryDescriptor(MemoryType.EfiConventionalMemory, base, FREE_NEEDED // PAGE, _RAM_ATTR)
 
 
 def base_cost(p: Plan, spec: PathSpec) -> Cost:
@@ -303,15 +294,10 @@ def _copies_in_order(
     return order
 
 
-def _pool_bytes(copies: list[xen.Relocation]) -> int:
+def _pool_bytes(p: Plan, copies: list[xen.Relocation]) -> int:
     """What the copies cost together: the edk2 pool model allocating each in turn from fresh
-    pools (Pool.c CoreAllocatePoolI), the pages each pool type grows by."""
-    free = MemoryDescriptor(
-        MemoryType.EfiConventionalMemory, canonical_mod.GAP_BASE, FREE_NEEDED // PAGE, _RAM_ATTR
-    )
-    bs = BootServices.from_machine(
-        Machine(memory_map=MemoryMap((free,)), memory=PhysicalMemory(background=Fill.UNKNOWN))
-    )
+    pools (Pool.c CoreAllocatePoolI) in the free gap alone, the pages each pool type grows by."""
+    bs = BootServices.from_machine(p.bare)
     total = 0
     for r in copies:
         before = _bytes_of(bs, r.memory_type)
@@ -357,7 +343,7 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
         copies = _copies_in_order(p, parts)
         if copies is None:
             return None
-        reserved = base_cost(p, spec).reserved_bytes + _pool_bytes(copies)
+        reserved = base_cost(p, spec).reserved_bytes + _pool_bytes(p, copies)
     if halt is not None:
         return _halted(p, spec, halt, Cost(reserved, held))
     tables: dict[Guid, TableVerdict] = {}

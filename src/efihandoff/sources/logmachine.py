@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from efihandoff.e820 import E820Type
-from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.machine import RAM_ATTRIBUTES, Fill, Machine, PhysicalMemory, free_gap
 from efihandoff.rules import tables as known_tables
 from efihandoff.rules.e820 import linux_stub_sources, xen_sources
 from efihandoff.rules.linux import ESRT_TYPES_61, ESRT_TYPES_63, XEN_USABLE_TYPES
@@ -37,7 +37,6 @@ _E820_TYPE = {
     "unusable": MemoryType.EfiUnusableMemory,
     "persistent": MemoryType.EfiPersistentMemory,
 }
-_RAM_ATTR = int(MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB)
 _MAX_VARIANTS = 8
 # One type of each behaviour class, for a table whose type the log does not show at all.
 _REPRESENTATIVE = (
@@ -185,7 +184,7 @@ def candidate_machine(
     if i is None:  # e.g. a page at the top of the address space: no descriptor Linux would use
         return machine.with_(memory_map=own)
     d = own[i]
-    free = _free_gap([table])
+    free = free_gap([(table.table, table.table + 1)])
     if free.phys_addr < d.end and d.phys_addr < free.end:
         return machine.with_(memory_map=own)  # a table region reaching the gap: keep it all
     descs = tuple(sorted((d, free), key=lambda x: x.phys_addr))
@@ -305,7 +304,7 @@ def _observed(boot: BootLog) -> Observed:
 def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]:
     return [
         MemoryDescriptor(
-            d.type, d.phys_addr, d.num_pages, _RAM_ATTR if d.attribute is None else d.attribute
+            d.type, d.phys_addr, d.num_pages, RAM_ATTRIBUTES if d.attribute is None else d.attribute
         )
         for d in logged
     ]
@@ -368,7 +367,7 @@ def _memory_map(
             int(_E820_TYPE.get(e.kind, MemoryType.EfiReservedMemoryType)),
             e.start,
             (e.end - e.start) // PAGE_SIZE,
-            _RAM_ATTR,
+            RAM_ATTRIBUTES,
         )
         for e in e820
         if e.end > e.start and e.start % PAGE_SIZE == 0
@@ -378,7 +377,7 @@ def _memory_map(
     if not have_e820:
         # Free memory for firmware-side allocations (Xen's ESRT copy) to come from: a gap
         # below 4 GiB that holds no table. It stands for memory the log does not describe.
-        descs = [_free_gap(tables)]
+        descs = [free_gap((t.table, t.table + 1) for t in tables)]
     mm = MemoryMap(tuple(descs))
     for t in tables:
         candidates, why = [], "no memory map in the log"
@@ -408,13 +407,6 @@ def _memory_map(
         if len(candidates) > 1:
             ambiguous[t.table] = candidates
     return mm, evidence, type_evidence, ambiguous
-
-
-def _free_gap(tables: list[ConfigurationTable]) -> MemoryDescriptor:
-    size = 16 << 20
-    pages = {t.table >> 24 for t in tables}
-    base = next((b for b in range(0xF0, 0, -1) if b not in pages), 1) << 24
-    return MemoryDescriptor(MemoryType.EfiConventionalMemory, base, size // PAGE_SIZE, _RAM_ATTR)
 
 
 def _narrow(
@@ -450,7 +442,7 @@ def retype_at(
         if end is None
         else max(page + PAGE_SIZE, (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
     )
-    attr = _RAM_ATTR | (
+    attr = RAM_ATTRIBUTES | (
         MemoryAttribute.RUNTIME
         if mtype in (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData)
         else 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from efihandoff.edk2 import BootServices, OutOfResources
 from efihandoff.errors import ParseError, SourceError
-from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.machine import RAM_ATTRIBUTES, Fill, Machine, PhysicalMemory
 from efihandoff.sources.scenario_schema import (
     MAX_NESTING,
     MAX_POOLS,
@@ -49,8 +49,6 @@ from efihandoff.uefi.memmap import (
     MemoryType,
     parse_type_name,
 )
-
-_RAM_ATTR = MemoryAttribute.UC | MemoryAttribute.WC | MemoryAttribute.WT | MemoryAttribute.WB
 
 
 def load_scenario(path: str | Path) -> Machine:
@@ -371,7 +369,7 @@ def _attribute(value: Any, mtype: int) -> int:
     if value is None:
         if mtype in (MemoryType.EfiMemoryMappedIO, MemoryType.EfiMemoryMappedIOPortSpace):
             return int(MemoryAttribute.UC | MemoryAttribute.RUNTIME)
-        attr = int(_RAM_ATTR)
+        attr = RAM_ATTRIBUTES
         if mtype in (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData):
             attr |= int(MemoryAttribute.RUNTIME)
         return attr
