@@ -15,8 +15,8 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from functools import cached_property
-from itertools import pairwise
+from functools import cached_property, reduce
+from itertools import pairwise, repeat
 from typing import Annotated
 
 from efihandoff.errors import ParseError
@@ -399,13 +399,24 @@ class MemoryMap:
     def replace_descriptor(self, index: int, *new: MemoryDescriptor) -> MemoryMap:
         """A map with descriptor ``index`` replaced by ``new`` (zero or more)."""
         descs = self.descriptors[:index] + tuple(new) + self.descriptors[index + 1 :]
-        return MemoryMap(descs, self.desc_size, self.desc_version)
+        out = MemoryMap(descs, self.desc_size, self.desc_version)
+        built = self.__dict__.get("_lookup_index")  # the parent's index, if it was built
+        if built is not None:
+            index_of = built.spliced(descs, index, new)
+            if index_of is not None:  # the cached_property's own slot: built already
+                out.__dict__["_lookup_index"] = index_of
+        return out
 
     # -- validation -------------------------------------------------------------------------
 
     def validate(self) -> list[Finding]:
         """Problems a kernel would trip over: stride, version, alignment, zero pages, wrap,
-        unknown types, then order and overlap among the entries Linux 6.3+ lookup uses."""
+        unknown types, then order and overlap among the entries Linux 6.3+ lookup uses
+        (worked out once per map)."""
+        return list(self._findings)
+
+    @cached_property
+    def _findings(self) -> tuple[Finding, ...]:
         found: list[Finding] = []
         if self.desc_size < DESCRIPTOR_SIZE_MIN:
             found.append(error("memmap.desc-size", f"descriptor size {self.desc_size} < 40"))
@@ -414,9 +425,21 @@ class MemoryMap:
             found.append(
                 warning("memmap.desc-version", f"descriptor version {self.desc_version}, not 1")
             )
-        for i, d in enumerate(self.descriptors):
-            found.extend(_descriptor_findings(i, d))
-        valid = [(d.phys_addr, d.end, i) for i, d in enumerate(self.descriptors) if not d.is_bogus]
+        descs = self.descriptors
+        starts, pages, ends = columns(descs)
+        if none_bogus(starts, pages, ends):
+            # whole columns at once: every descriptor aligned, non-empty, below 2^64; sorted
+            # and disjoint (the usual map) leaves only the types to look at
+            if not set(map(_TYPE, descs)) <= _KNOWN_TYPES:
+                for i, d in enumerate(descs):
+                    found.extend(_descriptor_findings(i, d))
+            if all(map(operator.le, ends[:-1], starts[1:])):
+                return tuple(found)
+            valid = list(zip(starts, ends, range(len(descs)), strict=True))
+        else:
+            for i, d in enumerate(descs):
+                found.extend(_descriptor_findings(i, d))
+            valid = [(d.phys_addr, d.end, i) for i, d in enumerate(descs) if not d.is_bogus]
         for (s0, _, i0), (s1, _, i1) in pairwise(valid):
             if s1 < s0:
                 found.append(
@@ -438,7 +461,7 @@ class MemoryMap:
                 )
             if e > reach:
                 reach, reach_i = e, i
-        return found
+        return tuple(found)
 
     def sorted(self) -> MemoryMap:
         """The same descriptors in address order (stable)."""
@@ -541,6 +564,33 @@ def carve(md: MemoryDescriptor, m_start: int, m_end: int, attribute: int) -> lis
 # ``__efi_mem_desc_lookup`` does (ab03e91e60ce: unaligned, empty and wrapping entries skipped),
 # which is :meth:`MemoryMap.lookup`.
 
+_TYPE = operator.attrgetter("type")
+_START = operator.attrgetter("phys_addr")
+_PAGES = operator.attrgetter("num_pages")
+
+
+def columns(descs: Sequence[MemoryDescriptor]) -> tuple[list[int], list[int], list[int]]:
+    """The starts, page counts and exclusive ends (not wrapped) of ``descs``, in map order,
+    each list built in one pass."""
+    starts = list(map(_START, descs))
+    pages = list(map(_PAGES, descs))
+    ends = list(map(operator.add, starts, map(operator.lshift, pages, repeat(PAGE_SHIFT))))
+    return starts, pages, ends
+
+
+def none_bogus(starts: list[int], pages: list[int], ends: list[int]) -> bool:
+    """No descriptor of these :func:`columns` is :attr:`MemoryDescriptor.is_bogus`: every
+    start aligned (their OR is), no zero page count, every end at most 2^64 - 1 (with the
+    start aligned, ``num_pages > (U64_MAX - phys_addr) >> PAGE_SHIFT`` is ``end > U64_MAX``)."""
+    if not starts:
+        return True
+    return (
+        not reduce(operator.or_, starts) & (PAGE_SIZE - 1)
+        and 0 not in pages
+        and max(ends) <= U64_MAX
+    )
+
+
 def u64_span(d: MemoryDescriptor) -> tuple[int, int]:
     """``(start, end)`` as C computes them; ``end <= start`` means the entry never matches."""
     return d.phys_addr, (d.phys_addr + ((d.num_pages << PAGE_SHIFT) & U64_MAX)) & U64_MAX
@@ -549,11 +599,25 @@ def u64_span(d: MemoryDescriptor) -> tuple[int, int]:
 class FirstMatch:
     """Which descriptor a first-match walk over ``descs`` returns for an address."""
 
-    __slots__ = ("_descs", "_ends", "_owners", "_skip_bogus", "_starts")
+    __slots__ = ("_descs", "_ends", "_every", "_owners", "_skip_bogus", "_starts")
 
     def __init__(self, descs: Sequence[MemoryDescriptor], *, skip_bogus: bool = False) -> None:
         self._descs = descs
         self._skip_bogus = skip_bogus
+        self._every = False  # owners are 0..n-1: every descriptor, sorted and disjoint
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._owners: list[int] = []
+        starts, pages, ends = columns(descs)
+        if (
+            none_bogus(starts, pages, ends)
+            if skip_bogus  # else: C's u64 sums are the plain ones, none empty
+            else not starts or (min(starts) >= 0 and min(pages) > 0 and max(ends) <= U64_MAX)
+        ) and all(map(operator.le, ends[:-1], starts[1:])):
+            self._starts, self._ends = starts, ends
+            self._owners = list(range(len(starts)))
+            self._every = True
+            return
         if skip_bogus:
             spans = [(d.phys_addr, d.end, i) for i, d in enumerate(descs) if not d.is_bogus]
         else:
@@ -562,9 +626,6 @@ class FirstMatch:
                 for i, d in enumerate(descs)
             ]
             spans = [x for x in spans if x[0] < x[1]]
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._owners: list[int] = []
         starts = [s for s, _, _ in spans]
         ends = [e for _, e, _ in spans]
         if all(map(operator.le, ends[:-1], starts[1:])):  # sorted and disjoint: the usual map
@@ -590,6 +651,36 @@ class FirstMatch:
                 self._starts.append(lo)
                 self._ends.append(hi)
                 self._owners.append(owner)
+
+    def spliced(
+        self, descs: Sequence[MemoryDescriptor], index: int, new: Sequence[MemoryDescriptor]
+    ) -> FirstMatch | None:
+        """The index of ``descs``, this one's descriptors with the one at ``index`` replaced
+        by ``new``, by splicing this one's lists (no pass over every descriptor), when this one
+        holds every descriptor sorted and disjoint and ``new`` keeps them so; else None."""
+        if not self._every:
+            return None
+        starts, ends = self._starts, self._ends
+        lo = ends[index - 1] if index > 0 else 0
+        add_starts, add_ends = [], []
+        for d in new:
+            s, p = d.phys_addr, d.num_pages
+            e = s + (p << PAGE_SHIFT)
+            if s < lo or p <= 0 or e > U64_MAX or (self._skip_bogus and s & (PAGE_SIZE - 1)):
+                return None
+            add_starts.append(s)
+            add_ends.append(e)
+            lo = e
+        if index + 1 < len(starts) and lo > starts[index + 1]:
+            return None
+        out = FirstMatch.__new__(FirstMatch)
+        out._descs = descs
+        out._skip_bogus = self._skip_bogus
+        out._every = True
+        out._starts = starts[:index] + add_starts + starts[index + 1 :]
+        out._ends = ends[:index] + add_ends + ends[index + 1 :]
+        out._owners = list(range(len(out._starts)))
+        return out
 
     def find(self, addr: int) -> int | None:
         """Index of the first descriptor holding ``addr``, or None."""
