@@ -9,7 +9,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from efihandoff.machine import Fill, Machine, PhysicalMemory
+from efihandoff.machine import Fill, Machine, PhysicalMemory, free_gap
 from efihandoff.paths import grouped, memo
 from efihandoff.paths.presets import PRESETS, parse_path
 from efihandoff.paths.simulate import PathResult, simulate
@@ -115,6 +115,41 @@ def test_group_sum_equals_the_whole_simulation(m: Machine, spec) -> None:  # typ
     if got is None:
         return
     assert words(got) == words(simulate(m, spec))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(TYPES),
+    st.sampled_from([0, 0x9F000, 0x100000, 0x1000000, 0x6000_0000, 0x2_0000_0000]),
+    st.sampled_from([1, 2, 16, 4096]),
+    st.sampled_from(ATTRS),
+    st.sampled_from(SPECS),
+)
+def test_descriptor_cost_is_the_simulated_cost(
+    mtype: int, addr: int, pages: int, attribute: int, spec  # type: ignore[no-untyped-def]
+) -> None:
+    """A group's descriptor without its tables, beside the free gap, costs what the
+    simulation says (the empty half of a group is no longer simulated)."""
+    d = MemoryDescriptor(mtype, addr, pages, attribute)
+    gap = free_gap([(d.phys_addr, d.end)])
+    m = Machine(
+        memory_map=MemoryMap(tuple(sorted((d, gap), key=lambda x: x.phys_addr))),
+        config_tables=(),
+        memory=PhysicalMemory(background=Fill.UNKNOWN),
+    )
+    r = simulate(m, spec)
+    assert grouped.descriptor_cost(d, spec) == r.cost
+
+
+def test_descriptor_cost_by_hand() -> None:
+    """Boot-services data no table touches: bare-metal Linux frees it (unless it meets the
+    low reservations), -mapbs keeps it, the reserve-hypercall proposal holds it."""
+    assert grouped.descriptor_cost(BS, PRESETS["native"]).reserved_bytes == 0
+    assert grouped.descriptor_cost(LOW_BS, PRESETS["native"]).reserved_bytes == LOW_BS.size
+    assert grouped.descriptor_cost(BS, PRESETS["keep-boot-services"]).reserved_bytes == BS.size
+    held = grouped.descriptor_cost(BS, PRESETS["reserve-hypercall"]).held_during_boot_bytes
+    assert held == BS.size
+    assert grouped.descriptor_cost(RT, PRESETS["keep-boot-services"]).reserved_bytes == 0
 
 
 def _machine(tables: list[ConfigurationTable], *descs: MemoryDescriptor) -> Machine:

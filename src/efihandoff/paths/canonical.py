@@ -43,11 +43,13 @@ PAGE = 4096
 GAP_BASE, GAP_PAGES = FREE_GAP_BASE, FREE_GAP_SIZE // PAGE
 # [lo, hi): address classes whose inside the model never tells apart (see the module text):
 # between the BIOS regions (below 1 MiB) and the default PV dom0 image [16 MiB, 74 MiB); above
-# that image and below the free gap; above 4 GiB and below the stand-in system table simulate
-# places for a machine known from evidence (0xFFFF_F000_0000).
+# that image and below the free gap; above the free gap and below 4 GiB (where firmware keeps
+# its flash and SMBIOS); above 4 GiB and below the stand-in system table simulate places for a
+# machine known from evidence (0xFFFF_F000_0000). None touches the free gap.
 CLASSES = (
     (0x10_0000, 0x100_0000),
     (0x500_0000, 0xE000_0000),
+    (0xF200_0000, 0x1_0000_0000),
     (0x2_0000_0000, 0x2000_0000_0000),
 )
 MAX_ENTRIES = 32768  # canonical results kept per process (words only: about 1 KiB each)
@@ -134,9 +136,9 @@ def trimmed(
     return d.replace(phys_addr=first, num_pages=(end - first) // PAGE)
 
 
-def applies(placement: Placement, spec: PathSpec) -> bool:
-    """Whether ``spec``'s own address rules leave the placement's class alone: its PV dom0
-    image lies outside every class (the default does)."""
+def applies(spec: PathSpec) -> bool:
+    """Whether ``spec``'s own address rules leave every class alone: its PV dom0 image lies
+    outside every class (the default does)."""
     if spec.native:
         return True
     lo, hi = dom0_kernel_range(spec)

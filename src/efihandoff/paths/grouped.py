@@ -4,10 +4,11 @@ one small simulation per descriptor holding tables, and the rest from the map it
 
 A group is one descriptor of the map with the tables inside it and, as
 :func:`~efihandoff.sources.logmachine.candidate_machine` does for one table, 16 MiB of free
-memory for firmware-side copies. Each group is simulated twice, with its tables and without
-them (both usually answered by :mod:`efihandoff.paths.canonical` at a canonical address); the
-difference is what the tables cost. What belongs to the map and not to any table is counted
-from the map as the model's steps count it (:func:`base_cost`): Linux x86
+memory for firmware-side copies. Each group is simulated with its tables (usually answered by
+:mod:`efihandoff.paths.canonical` at a canonical address); what it costs less what its descriptor
+costs without them (:func:`descriptor_cost`) is what the tables cost. What belongs to the map
+and not to any table is counted from the map as the model's steps count it (:func:`base_cost`,
+:func:`descriptor_cost`): Linux x86
 efi_reserve_boot_services keeping boot-services regions that are RUNTIME, touch memblock's early
 reservations or are not all E820 RAM; Xen ``-mapbs`` keeping every boot-services byte and the
 reserve-hypercall proposal holding them until dom0 is done (paths.simulate ``_cost``).
@@ -71,14 +72,14 @@ Simulate = Callable[[Machine, PathSpec], PathResult]
 
 @dataclass(frozen=True)
 class Group:
-    """One descriptor with its tables (firmware order), simulated with and without them: as
-    bare metal needs it, and as Xen's paths do (trimmed further where only bare metal keeps a
-    boot-services region whole)."""
+    """One descriptor with its tables (firmware order), simulated as bare metal needs it and as
+    Xen's paths do (trimmed further where only bare metal keeps a boot-services region whole);
+    the descriptor alone costs what the map's own rules say (:func:`descriptor_cost`)."""
 
     full: Machine
-    empty: Machine
     xen_full: Machine
-    xen_empty: Machine
+    own: MemoryDescriptor  # the group's descriptor in ``full``
+    xen_own: MemoryDescriptor  # and in ``xen_full``
 
 
 @dataclass(frozen=True)
@@ -183,35 +184,49 @@ def _group(machine: Machine, d: MemoryDescriptor, inside: tuple[ConfigurationTab
     assert isinstance(machine.memory, PhysicalMemory)
     bare = canonical_mod.trimmed(machine.memory, d, inside)
     under_xen = canonical_mod.trimmed(machine.memory, d, inside, bare_metal=False)
-    full, empty = _pair(machine, bare, inside)
+    full = _with_tables(machine, bare, inside)
     if under_xen == bare:
-        return Group(full, empty, full, empty)
-    return Group(full, empty, *_pair(machine, under_xen, inside))
+        return Group(full, full, bare, bare)
+    return Group(full, _with_tables(machine, under_xen, inside), bare, under_xen)
 
 
-def _pair(
+def _with_tables(
     machine: Machine, d: MemoryDescriptor, inside: tuple[ConfigurationTable, ...]
-) -> tuple[Machine, Machine]:
-    """The group's machine with its tables and without (the same descriptor for both)."""
+) -> Machine:
+    """The group's machine: its descriptor, its tables and the free gap."""
     gap = free_gap([(d.phys_addr, d.end)])
     mm = MemoryMap(tuple(sorted((d, gap), key=lambda x: x.phys_addr)))
-    full = machine.with_(memory_map=mm, config_tables=inside, notes=[])
-    return full, full.with_(config_tables=())
+    return machine.with_(memory_map=mm, config_tables=inside, notes=[])
+
+
+def _bs_cost(spec: PathSpec, bs_bytes: int, native_kept: int) -> Cost:
+    """paths.simulate ``_cost`` of a map holding no table: bare-metal Linux keeps what
+    efi_reserve_boot_services keeps on its own (``native_kept``); Xen copies nothing, ``-mapbs``
+    keeps every boot-services byte and the reserve-hypercall proposal holds them until dom0 is
+    done."""
+    if spec.native:
+        return Cost(native_kept, 0)
+    if spec.mapbs:
+        return Cost(bs_bytes, 0)
+    if spec.policy is Policy.RESERVE_HYPERCALL:
+        return Cost(0, bs_bytes)
+    return Cost(0, 0)
+
+
+def descriptor_cost(d: MemoryDescriptor, spec: PathSpec) -> Cost:
+    """What a group's machine without its tables (``d`` beside the free gap) costs on
+    ``spec``."""
+    bs = d.size if d.type in _BS else 0
+    return _bs_cost(spec, bs, bs if bs and _native_keeps(d) else 0)
 
 
 def base_cost(p: Plan, spec: PathSpec) -> Cost:
     """The path's cost on the machine without tables (paths.simulate ``_cost``)."""
-    if spec.native:
-        return Cost(p.native_kept, 0)
-    if spec.mapbs:
-        return Cost(p.bs_bytes, 0)
-    if spec.policy is Policy.RESERVE_HYPERCALL:
-        return Cost(0, p.bs_bytes)
-    return Cost(0, 0)
+    return _bs_cost(spec, p.bs_bytes, p.native_kept)
 
 
 def _allocations_fit(
-    p: Plan, spec: PathSpec, parts: list[tuple[PathResult, PathResult]]
+    p: Plan, spec: PathSpec, parts: list[tuple[PathResult, Cost]]
 ) -> bool:
     """Whether everything Xen allocates before ExitBootServices (efi_relocate_esrt's
     memory-map buffer, every copy the groups made, pool pages rounded up) fits one free region
@@ -281,7 +296,7 @@ def _halted(p: Plan, spec: PathSpec, halt: Halt, cost: Cost) -> PathResult:
 
 
 def _copies_in_order(
-    p: Plan, parts: list[tuple[PathResult, PathResult]]
+    p: Plan, parts: list[tuple[PathResult, Cost]]
 ) -> list[xen.Relocation] | None:
     """Every copy the groups made, in the whole machine's order (xen.py _relocate_known walks
     the configuration array, then efi_relocate_esrt copies the ESRT); None when together they
@@ -321,21 +336,21 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
         if halt is not None and spec.policy is Policy.RESERVE_HYPERCALL:
             return None  # the groups' dom0 reservations never happen
     parts = [
-        (simulate(g.full, spec), simulate(g.empty, spec))
+        (simulate(g.full, spec), descriptor_cost(g.own, spec))
         if spec.native
-        else (simulate(g.xen_full, spec), simulate(g.xen_empty, spec))
+        else (simulate(g.xen_full, spec), descriptor_cost(g.xen_own, spec))
         for g in p.groups
     ]
-    if not all(full.booted and empty.booted for full, empty in parts):
+    if not all(full.booted for full, _ in parts):
         return None
     if not spec.native and not _allocations_fit(p, spec, parts):
         return None
     base = base_cost(p, spec)
     reserved = base.reserved_bytes + sum(
-        f.cost.reserved_bytes - e.cost.reserved_bytes for f, e in parts
+        f.cost.reserved_bytes - e.reserved_bytes for f, e in parts
     )
     held = base.held_during_boot_bytes + sum(
-        f.cost.held_during_boot_bytes - e.cost.held_during_boot_bytes for f, e in parts
+        f.cost.held_during_boot_bytes - e.held_during_boot_bytes for f, e in parts
     )
     if spec.policy is Policy.RELOCATE_KNOWN:
         # Its copies share the ACPI-reclaim pool: what they cost is replayed in Xen's order
@@ -373,4 +388,6 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
     )
 
 
-__all__ = ["E820_ROOM", "FREE_NEEDED", "Group", "Plan", "base_cost", "combine", "plan"]
+__all__ = [
+    "E820_ROOM", "FREE_NEEDED", "Group", "Plan", "base_cost", "combine", "descriptor_cost", "plan"
+]

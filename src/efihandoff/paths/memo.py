@@ -30,7 +30,6 @@ and other versions; each table's firmware address is its own.
 
 from __future__ import annotations
 
-import copy
 import os
 import pickle
 from collections import OrderedDict
@@ -46,6 +45,7 @@ from efihandoff.paths import simulate as simulate_mod
 from efihandoff.paths.linux import version_rules as linux_version_rules
 from efihandoff.paths.presets import PathSpec
 from efihandoff.paths.simulate import PathResult
+from efihandoff.paths.verdict import TableVerdict
 from efihandoff.uefi.memmap import MemoryMap
 
 MAX_ENTRIES = 256  # results kept per process (a full machine's result holds its whole map)
@@ -69,7 +69,8 @@ _canonical: OrderedDict[Hashable, PathResult] = OrderedDict()  # words_only: mov
 # id -> (the object, held so the id is not reused, ..., its key bytes), oldest first
 _statics: dict[int, tuple[Machine, tuple[object, ...], bytes]] = {}
 _specs: dict[int, tuple[PathSpec, bytes]] = {}
-_word_specs: dict[int, tuple[PathSpec, bytes]] = {}  # words_only: versions by what they change
+# words_only: versions by what they change, and whether placements may move for them
+_word_specs: dict[int, tuple[PathSpec, bytes, bool]] = {}
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
 _words = 0  # depth of words_only() contexts
@@ -210,15 +211,18 @@ def words_spec_key(spec: PathSpec) -> tuple[object, ...]:
     return (bare, spec.native, xen, linux_version_rules(spec))
 
 
-def _words_spec_bytes(spec: PathSpec) -> bytes:
+def _words_spec_bytes(spec: PathSpec) -> tuple[bytes, bool]:
+    """:func:`words_spec_key` pickled, and whether the path's own address rules leave every
+    canonical class alone (canonical.applies), made once per spec object."""
     held = _word_specs.get(id(spec))
     if held is not None and held[0] is spec:
-        return held[1]
+        return held[1], held[2]
     key = pickle.dumps(words_spec_key(spec), protocol=pickle.HIGHEST_PROTOCOL)
-    _word_specs[id(spec)] = (spec, key)
+    moves = canonical_mod.applies(spec)
+    _word_specs[id(spec)] = (spec, key, moves)
     if len(_word_specs) > MAX_MAPS:
         del _word_specs[next(iter(_word_specs))]
-    return key
+    return key, moves
 
 
 def simulate(machine: Machine, spec: PathSpec) -> PathResult:
@@ -226,8 +230,6 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     question was asked before in this process."""
     if not enabled():
         return simulate_mod.simulate(machine, spec)
-    store, limit, delta = _cache, MAX_ENTRIES, 0
-    mkey = None
     if _words:
         placed, placed_key = _placement(machine)
         if placed is None:
@@ -236,38 +238,53 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
             if whole is not None:
                 _stats.grouped += 1
                 return whole
-        elif canonical_mod.applies(placed, spec):
-            machine, store, limit = placed.machine, _canonical, canonical_mod.MAX_ENTRIES
-            delta, mkey = placed.delta, placed_key
-    if mkey is None:
-        mkey = machine_key(machine)
+        else:
+            words_key, moves = _words_spec_bytes(spec)
+            if moves and placed_key is not None:
+                return _canonical_result(placed, (words_key, *placed_key), spec)
+    mkey = machine_key(machine)
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
-    key = (_words_spec_bytes(spec) if store is _canonical else _spec_bytes(spec), *mkey)
-    hit = store.get(key)
+    key = (_spec_bytes(spec), *mkey)
+    hit = _cache.get(key)
     if hit is not None:
-        store.move_to_end(key)
+        _cache.move_to_end(key)
         _stats.hits += 1
-        return _moved_back(own_copy(hit, spec), delta)
+        return own_copy(hit, spec)
     result = simulate_mod.simulate(machine, spec)
     _stats.misses += 1
-    store[key] = own_copy(result, spec) if store is _cache else _words_of(result)
-    if len(store) > limit:
-        store.popitem(last=False)
-    return _moved_back(result, delta)
-
-
-def _moved_back(result: PathResult, delta: int) -> PathResult:
-    """A canonical placement's result with each table's firmware address where it really is
-    (explain looks tables up by it); other addresses stay canonical."""
-    if delta:
-        for guid, tv in result.tables.items():
-            if tv.address is not None:
-                moved = copy.copy(tv)  # a frozen verdict: one field set, as replace() would
-                object.__setattr__(moved, "address", tv.address - delta)
-                result.tables[guid] = moved
+    _cache[key] = own_copy(result, spec)
+    if len(_cache) > MAX_ENTRIES:
+        _cache.popitem(last=False)
     return result
+
+
+def _canonical_result(
+    placed: canonical_mod.Placement, key: tuple[bytes, bytes, bytes | None], spec: PathSpec
+) -> PathResult:
+    """The words of the placement's simulation (kept slim), with each table's firmware
+    address where it really is (explain looks tables up by it); other addresses stay
+    canonical."""
+    hit = _canonical.get(key)
+    if hit is not None:
+        _canonical.move_to_end(key)
+        _stats.hits += 1
+    else:
+        hit = _words_of(simulate_mod.simulate(placed.machine, spec))
+        _stats.misses += 1
+        _canonical[key] = hit
+        if len(_canonical) > canonical_mod.MAX_ENTRIES:
+            _canonical.popitem(last=False)
+    out = own_copy(hit, spec)
+    if placed.delta:
+        for guid, tv in hit.tables.items():
+            if tv.address is not None:
+                moved = object.__new__(TableVerdict)  # frozen: one field set, as replace() would
+                moved.__dict__.update(tv.__dict__)
+                moved.__dict__["address"] = tv.address - placed.delta
+                out.tables[guid] = moved
+    return out
 
 
 def _plan(machine: Machine) -> grouped.Plan | None:
