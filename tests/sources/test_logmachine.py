@@ -7,7 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from efihandoff.sources.logmachine import retype, retype_at
+from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
+from efihandoff.sources.logmachine import from_boot, retype, retype_at
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap
 
 PAGE = 0x1000
@@ -48,3 +49,45 @@ def test_retype_at_splits_the_page_out() -> None:
         (7, 0x6000, 10),
     ]
     assert i == 1
+
+
+def _boot(**fields: object) -> BootLog:
+    base: dict[str, object] = dict(
+        first_line=1, kernel_version=None, efi_version=None, efi_vendor=None, config_tables=(),
+        memory_map=(), runtime_map=(), e820=(), e820_updates=(), esrt_messages=(),
+        esrt_reserved=None, xen=None, is_xen_dom0=False, dmi=None, dom0_unusable=(),
+    )
+    base.update(fields)
+    return BootLog(**base)  # type: ignore[arg-type]  # the fields above, each of its type
+
+
+def test_e820_map_drops_empty_and_unaligned_entries() -> None:
+    e820 = (
+        E820Entry(0, 0x9F000, "usable", 1, 3),
+        E820Entry(0x9F000, 0x9F000, "reserved", 2, 4),  # empty: no descriptor
+        E820Entry(0xA0800, 0xA1000, "reserved", 2, 5),  # not on a page: no descriptor
+        E820Entry(0x100000, 0x200000, "ACPI NVS", 4, 6),
+        E820Entry(0x200000, 0x201000, "type 20", None, 7),  # a kind with no EFI type: reserved
+    )
+    mm = from_boot(_boot(e820=e820)).machine.memory_map
+    assert mm is not None
+    assert [(d.type, d.phys_addr, d.num_pages, d.attribute) for d in mm] == [
+        (7, 0, 0x9F, 0xF),
+        (10, 0x100000, 0x100, 0xF),
+        (0, 0x200000, 1, 0xF),
+    ]
+    clean = from_boot(_boot(e820=e820[:1] + e820[3:])).machine.memory_map
+    assert clean == mm  # the whole-column way gives what the filtered one does
+
+
+def test_printed_map_attribute_not_printed_is_ram() -> None:
+    logged = (
+        LoggedDescriptor(4, 0x1000, 2, None, 10),  # an unknown mnemonic: attribute unknown
+        LoggedDescriptor(6, 0x3000, 1, 0x800000000000000F, 11),
+    )
+    mm = from_boot(_boot(memory_map=logged)).machine.memory_map
+    assert mm is not None
+    assert list(mm) == [
+        MemoryDescriptor(4, 0x1000, 2, 0xF),
+        MemoryDescriptor(6, 0x3000, 1, 0x800000000000000F),
+    ]

@@ -7,7 +7,10 @@ whose memory type only an E820 kind hints at gets every candidate type the evide
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, replace
+from functools import reduce
+from itertools import repeat
 
 from efihandoff.e820 import E820Type
 from efihandoff.machine import RAM_ATTRIBUTES, Fill, Machine, PhysicalMemory, free_gap
@@ -19,6 +22,7 @@ from efihandoff.sources import Role
 from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
 from efihandoff.uefi.esrt import ESRT_ENTRY_SIZE, ESRT_GUID, ESRT_HEADER_SIZE, EsrtHeader
 from efihandoff.uefi.guid import Guid
+from efihandoff.uefi.layout import from_columns
 from efihandoff.uefi.memmap import (
     PAGE_SIZE,
     MemoryAttribute,
@@ -37,6 +41,13 @@ _E820_TYPE = {
     "unusable": MemoryType.EfiUnusableMemory,
     "persistent": MemoryType.EfiPersistentMemory,
 }
+_E820_CODE = {kind: int(t) for kind, t in _E820_TYPE.items()}  # the same, as plain ints
+_RESERVED_CODE = int(MemoryType.EfiReservedMemoryType)
+# the fields of a printed descriptor or an E820 entry, a column at a time
+_TYPE, _PHYS, _PAGES, _ATTRIBUTE = map(
+    operator.attrgetter, ("type", "phys_addr", "num_pages", "attribute")
+)
+_START, _END, _KIND = map(operator.attrgetter, ("start", "end", "kind"))
 _MAX_VARIANTS = 8
 # One type of each behaviour class, for a table whose type the log does not show at all.
 _REPRESENTATIVE = (
@@ -302,12 +313,36 @@ def _observed(boot: BootLog) -> Observed:
 
 
 def _descriptors(logged: tuple[LoggedDescriptor, ...]) -> list[MemoryDescriptor]:
-    return [
-        MemoryDescriptor(
-            d.type, d.phys_addr, d.num_pages, RAM_ATTRIBUTES if d.attribute is None else d.attribute
-        )
-        for d in logged
-    ]
+    """The printed descriptors as MemoryDescriptors (an attribute not printed: RAM's), built
+    a column at a time."""
+    attributes = [RAM_ATTRIBUTES if a is None else a for a in map(_ATTRIBUTE, logged)]
+    return from_columns(
+        MemoryDescriptor,
+        list(map(_TYPE, logged)),
+        list(map(_PHYS, logged)),
+        list(map(_PAGES, logged)),
+        attributes,
+    )
+
+
+def _e820_descriptors(e820: tuple[E820Entry, ...]) -> list[MemoryDescriptor]:
+    """A descriptor per E820 entry that is not empty and starts on a page (its kind's type,
+    RAM's attributes), built a column at a time when every entry is such."""
+    starts = list(map(_START, e820))
+    ends = list(map(_END, e820))
+    if not starts or reduce(operator.or_, starts) % PAGE_SIZE or not all(
+        map(operator.lt, starts, ends)
+    ):
+        kept = [e for e in e820 if e.end > e.start and e.start % PAGE_SIZE == 0]
+        starts, ends = list(map(_START, kept)), list(map(_END, kept))
+        e820 = tuple(kept)
+    return from_columns(
+        MemoryDescriptor,
+        list(map(_E820_CODE.get, map(_KIND, e820), repeat(_RESERVED_CODE))),
+        starts,
+        list(map(operator.floordiv, map(operator.sub, ends, starts), repeat(PAGE_SIZE))),
+        [RAM_ATTRIBUTES] * len(starts),
+    )
 
 
 def _allowlist_marks(boot: BootLog) -> dict[int, bool]:
@@ -362,16 +397,7 @@ def _memory_map(
             return MemoryMap(tuple(_descriptors(printed))), what, type_evidence, ambiguous
     boot = host_e820_boot(boot)
     e820 = boot.e820 or (boot.xen.e820 if boot.xen else ())
-    descs = [
-        MemoryDescriptor(
-            int(_E820_TYPE.get(e.kind, MemoryType.EfiReservedMemoryType)),
-            e.start,
-            (e.end - e.start) // PAGE_SIZE,
-            RAM_ATTRIBUTES,
-        )
-        for e in e820
-        if e.end > e.start and e.start % PAGE_SIZE == 0
-    ]
+    descs = _e820_descriptors(e820)
     have_e820 = bool(descs)
     evidence = "inferred from E820" if have_e820 else "one page per table (the log prints no map)"
     if not have_e820:
