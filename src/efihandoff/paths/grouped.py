@@ -31,6 +31,7 @@ machines and stacks.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,7 +53,14 @@ from efihandoff.rules.e820 import linux_stub_e820_type
 from efihandoff.rules.tables import known as known_table
 from efihandoff.uefi.esrt import ESRT_GUID, ESRT_HEADER_SIZE, esrt_size
 from efihandoff.uefi.guid import Guid
-from efihandoff.uefi.memmap import MemoryAttribute, MemoryDescriptor, MemoryMap, MemoryType
+from efihandoff.uefi.memmap import (
+    MemoryAttribute,
+    MemoryDescriptor,
+    MemoryMap,
+    MemoryType,
+    columns,
+    none_bogus,
+)
 from efihandoff.uefi.systab import ConfigurationTable
 
 PAGE = 4096
@@ -112,12 +120,9 @@ def plan(machine: Machine) -> Plan | None:
     if memory.scrubbed() or len({t.guid for t in tables}) != len(tables):
         return None
     descs = mm.descriptors
-    end = -1
-    for d in descs:
-        if d.is_bogus or d.phys_addr < end:
-            return None  # unsorted, overlapping or invalid: lookups differ between maps
-        end = d.end
-    starts = tuple(d.phys_addr for d in descs)
+    starts, pages, ends = columns(descs)
+    if not none_bogus(starts, pages, ends) or not all(map(operator.le, ends[:-1], starts[1:])):
+        return None  # unsorted, overlapping or invalid: lookups differ between maps
     members: dict[int, list[ConfigurationTable]] = {}
     where: dict[Guid, int] = {}
     for t in tables:
@@ -130,6 +135,7 @@ def plan(machine: Machine) -> Plan | None:
         if t.guid == ESRT_GUID and not _copy_fits(memory, t.table, descs[i].end):
             return None
         members.setdefault(i, []).append(t)
+    bs = [d for d in descs if d.type in _BS]
     groups = []
     for k, (i, inside) in enumerate(members.items()):
         d = descs[i]
@@ -147,9 +153,9 @@ def plan(machine: Machine) -> Plan | None:
             notes=[],
         ),
         where=where,
-        bs_bytes=sum(d.size for d in descs if d.type in _BS),
-        native_kept=sum(d.size for d in descs if d.type in _BS and _native_keeps(d)),
-        starts=starts,
+        bs_bytes=sum(d.size for d in bs),
+        native_kept=sum(d.size for d in bs if _native_keeps(d)),
+        starts=tuple(starts),
         free_below_4g=tuple(
             (d.phys_addr, min(d.end, FOUR_GIB))
             for d in descs

@@ -74,6 +74,7 @@ _word_specs: dict[int, tuple[PathSpec, bytes, bool]] = {}
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
 _words = 0  # depth of words_only() contexts
+_words_env = True  # EFIHANDOFF_MEMO on entering the outermost words_only()
 # id -> (the reduced machine, held so the id is not reused, its canonical placement or None)
 _placements: dict[
     int, tuple[Machine, canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]
@@ -83,8 +84,12 @@ _plans: dict[int, tuple[Machine, grouped.Plan | None]] = {}  # id -> (machine, i
 
 def enabled() -> bool:
     """Whether :func:`simulate` uses the cache (not inside :func:`disabled`, nor with
-    ``EFIHANDOFF_MEMO=0``)."""
-    return _off == 0 and os.environ.get(ENV, "1") not in ("0", "no", "off", "false")
+    ``EFIHANDOFF_MEMO=0``; inside :func:`words_only`, as the variable was on entering it)."""
+    return _off == 0 and (_words_env if _words else _env_allows())
+
+
+def _env_allows() -> bool:
+    return os.environ.get(ENV, "1") not in ("0", "no", "off", "false")
 
 
 @contextmanager
@@ -102,7 +107,9 @@ def disabled() -> Iterator[None]:
 def words_only() -> Iterator[None]:
     """Inside the block, reduced one-table machines are simulated at their canonical address
     (results whose words are exact and whose reasons name other addresses)."""
-    global _words
+    global _words, _words_env
+    if not _words:
+        _words_env = _env_allows()  # read once: survey asks ~100 questions per machine
     _words += 1
     try:
         yield
