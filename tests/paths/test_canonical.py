@@ -129,20 +129,33 @@ def _reduced(start: int, mtype: int = MemoryType.EfiBootServicesData) -> Machine
     return candidate_machine(whole, whole.memory_map, table, mtype, None)
 
 
+# The class above the dom0 images and below the free gap, by hand from the module text.
+ABOVE_IMAGES = 0x500_0000
+
+
 def test_machines_in_one_class_meet_at_one_address() -> None:
     a = canonical.canonical(_reduced(0x4536_8000))
     b = canonical.canonical(_reduced(0x8ED0_0000))
     assert a is not None and b is not None
-    assert a.span == b.span == (canonical.CLASSES[1][0], canonical.CLASSES[1][0] + PAGE)
+    assert a.span == b.span == (ABOVE_IMAGES, ABOVE_IMAGES + PAGE)
     assert a.machine.memory is not None
-    assert a.machine.memory.read(canonical.CLASSES[1][0] + 0x18, 16) == struct.pack(
-        "<IIQ", 1, 1, 1
-    )
+    assert a.machine.memory.read(ABOVE_IMAGES + 0x18, 16) == struct.pack("<IIQ", 1, 1, 1)
+    # inside every default dom0 image (6.1's, 6.12's and 6.3's) and inside 6.1's and 6.12's
+    inside = [canonical.canonical(_reduced(a)) for a in (0x100_0000, 0x110_0000)]
+    assert [p.span[0] if p else None for p in inside] == [0x100_0000, 0x100_0000]
+    deep = [canonical.canonical(_reduced(a)) for a in (0x200_0000, 0x41F_F000)]
+    assert [p.span[0] if p else None for p in deep] == [0x120_0000, 0x120_0000]
 
 
 def test_what_is_not_moved() -> None:
     assert canonical.canonical(_reduced(0x000F_F000)) is None  # below 1 MiB
-    assert canonical.canonical(_reduced(0x0200_0000)) is None  # the dom0 image's range
+    assert canonical.canonical(_reduced(0x011F_F000)) is not None  # the page below 18 MiB
+    straddling = _reduced(0x011F_F000)
+    assert straddling.memory_map is not None
+    two = straddling.memory_map.descriptors[0].replace(num_pages=2)  # 18 MiB edge inside
+    assert canonical.canonical(
+        straddling.with_(memory_map=straddling.memory_map.replace_descriptor(0, two))
+    ) is None
     assert canonical.canonical(_reduced(0x1_0000_0000)) is None  # 4-8 GiB: between classes
     scrubbed = _reduced(0x4536_8000)
     assert isinstance(scrubbed.memory, PhysicalMemory)
@@ -161,7 +174,7 @@ def test_known_bytes_move_only_while_a_read_could_reach_them() -> None:
     m.memory.write(0x4536_8000 + 3 * PAGE, b"\x03")  # past an unwritten (unknown) page
     placed = canonical.canonical(m)
     assert placed is not None and isinstance(placed.machine.memory, PhysicalMemory)
-    base = canonical.CLASSES[1][0]
+    base = ABOVE_IMAGES
     assert placed.machine.memory.read(base + PAGE, 8) == b"\x02" * 8
     assert placed.machine.memory.page_addresses() == [base, base + PAGE]
 
@@ -170,7 +183,10 @@ def test_a_dom0_image_inside_a_class_is_simulated_in_place() -> None:
     placed = canonical.canonical(_reduced(0x4536_8000))
     assert placed is not None
     assert canonical.applies(PRESETS["xen-4.17"])
+    assert canonical.applies(PRESETS["xen-4.17-linux-6.1"])
+    assert canonical.applies(parse_path("xen=4.17.1,linux=6.12"))
     assert not canonical.applies(parse_path("xen=4.17.1,dom0_kernel=0x40000000-0x42000000"))
+    assert not canonical.applies(parse_path("xen=4.17.1,dom0_kernel=0x1000000-0x3000000"))
 
 
 def test_words_only_shares_placements_across_machines() -> None:

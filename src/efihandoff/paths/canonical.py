@@ -42,12 +42,19 @@ PAGE = 4096
 # The free gap candidate_machine adds for a table below it: 16 MiB of conventional memory.
 GAP_BASE, GAP_PAGES = FREE_GAP_BASE, FREE_GAP_SIZE // PAGE
 # [lo, hi): address classes whose inside the model never tells apart (see the module text):
-# between the BIOS regions (below 1 MiB) and the default PV dom0 image [16 MiB, 74 MiB); above
-# that image and below the free gap; above the free gap and below 4 GiB (where firmware keeps
-# its flash and SMBIOS); above 4 GiB and below the stand-in system table simulate places for a
-# machine known from evidence (0xFFFF_F000_0000). None touches the free gap.
+# between the BIOS regions (below 1 MiB) and the PV dom0 image; inside the image, cut where the
+# default images of the Linux versions end (paths.linux dom0_kernel_range: 6.3+ [16 MiB,
+# 18 MiB), 6.12 to 66 MiB, 6.1 to 74 MiB), so each of these classes lies wholly inside or wholly
+# outside every default image; above the images and below the free gap; above the free gap and
+# below 4 GiB (where firmware keeps its flash and SMBIOS); above 4 GiB and below the stand-in
+# system table simulate places for a machine known from evidence (0xFFFF_F000_0000). None
+# touches the free gap.
 CLASSES = (
     (0x10_0000, 0x100_0000),
+    (0x100_0000, 0x120_0000),
+    (0x120_0000, 0x420_0000),
+    (0x420_0000, 0x4A0_0000),
+    (0x4A0_0000, 0x500_0000),
     (0x500_0000, 0xE000_0000),
     (0xF200_0000, 0x1_0000_0000),
     (0x2_0000_0000, 0x2000_0000_0000),
@@ -137,12 +144,13 @@ def trimmed(
 
 
 def applies(spec: PathSpec) -> bool:
-    """Whether ``spec``'s own address rules leave every class alone: its PV dom0 image lies
-    outside every class (the default does)."""
+    """Whether ``spec``'s own address rules leave every class alone: each class lies wholly
+    outside its PV dom0 image or wholly inside it (every default image does: xen_memory_setup
+    then halts on a descriptor's type, wherever in the class it lies)."""
     if spec.native:
         return True
     lo, hi = dom0_kernel_range(spec)
-    return all(hi <= c_lo or c_hi <= lo for c_lo, c_hi in CLASSES)
+    return all(hi <= c_lo or c_hi <= lo or lo <= c_lo < c_hi <= hi for c_lo, c_hi in CLASSES)
 
 
 def _is_gap(mtype: int, base: int, pages: int) -> bool:
