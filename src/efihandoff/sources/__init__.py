@@ -264,5 +264,8 @@ def _describe(head: bytes) -> str:
         return "empty file"
     if head.startswith(b"\x7fELF"):
         return "an ELF file"
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    printable = len(head) - len(head.translate(None, _PRINTABLE))
     return "text" if printable > 0.9 * len(head) else "binary data"
+
+
+_PRINTABLE = bytes([*range(32, 127), 9, 10, 13])
