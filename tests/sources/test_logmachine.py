@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
-from efihandoff.sources.logmachine import from_boot, retype, retype_at
+from efihandoff.sources.logmachine import from_boot, infer_memory_type, retype, retype_at
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap
 
 PAGE = 0x1000
@@ -91,3 +91,19 @@ def test_printed_map_attribute_not_printed_is_ram() -> None:
         MemoryDescriptor(4, 0x1000, 2, 0xF),
         MemoryDescriptor(6, 0x3000, 1, 0x800000000000000F),
     ]
+
+
+def test_infer_memory_type_takes_the_first_e820_entry_holding_the_address() -> None:
+    e820 = (
+        E820Entry(0x100000, 0x200000, "usable", 1, 3),
+        E820Entry(0x0, 0x300000, "ACPI NVS", 4, 4),  # overlaps the first: second in order
+        E820Entry(0x400000, 0x401000, "ACPI data", 3, 5),
+    )
+    boot = _boot(e820=e820)
+    assert "line 3" in infer_memory_type(boot, 0x100000).evidence
+    assert "line 3" in infer_memory_type(boot, 0x1FFFFF).evidence
+    assert "line 4" in infer_memory_type(boot, 0x200000).evidence  # the first one's end
+    assert "line 4" in infer_memory_type(boot, 0xFFFFF).evidence
+    assert infer_memory_type(boot, 0x400FFF).memory_type == 9  # ACPI data: ACPI reclaim
+    assert infer_memory_type(boot, 0x401000).candidates == ()  # in no entry
+    assert infer_memory_type(_boot(), 0x1000).candidates == ()

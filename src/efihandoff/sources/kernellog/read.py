@@ -49,6 +49,20 @@ def _iter_lines(stream: ByteStream) -> Iterator[bytes]:
         yield carry
 
 
+def _lines_of(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data`` found one at a time (a sniff stops at the first kernel line), as
+    :func:`_iter_lines` yields them from a stream holding ``data``, up to the first MAX_LINE
+    bytes of each (all the reader keeps)."""
+    pos, end = 0, len(data)
+    while pos < end:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            yield data[pos:]
+            return
+        yield data[pos:nl]
+        pos = nl + 1
+
+
 def _run(reader: Reader, stream: ByteStream, name: str) -> None:
     ln = 0
     try:
@@ -190,7 +204,7 @@ def looks_like_kernel_log(head: bytes) -> bool:
             pass
         head = bytes(out)
     reader = Reader()
-    for ln, raw in enumerate(_iter_lines(io.BytesIO(bytes(head[:_SNIFF_BYTES]))), 1):
+    for ln, raw in enumerate(_lines_of(bytes(head[:_SNIFF_BYTES])), 1):
         reader.feed(ln, raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
         if reader.kernel_lines or reader.lines_used:
             return True  # both only grow: the answer for the whole head
