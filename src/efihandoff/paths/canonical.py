@@ -37,6 +37,7 @@ from efihandoff.paths.xen import BS_TYPES
 from efihandoff.rules.tables import known as known_table
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap, MemoryType
 from efihandoff.uefi.systab import ConfigurationTable
+from efihandoff.uefi.tables import table_size
 
 PAGE = 4096
 # The free gap candidate_machine adds for a table below it: 16 MiB of conventional memory.
@@ -127,9 +128,10 @@ def trimmed(
     bare_metal: bool = True,
 ) -> MemoryDescriptor:
     """``d`` without the pages no table's verdict depends on: those below the lowest table's
-    page (reads go up from a table; room is measured to the end) and, when nothing of the
-    descriptor is known (no size can be read, so no room is compared), those past the page
-    after the highest table's. On bare metal (``bare_metal``), not a boot-services descriptor
+    page (reads go up from a table; room is measured to the end) and those past where reads
+    end: when nothing of the descriptor is known (no size can be read, so no room is
+    compared), past the page after the highest table's; else a page past the tables' sizes
+    (:func:`_reach`) at the least. On bare metal (``bare_metal``), not a boot-services descriptor
     holding a table Linux memblock-reserves: efi_reserve_boot_services then keeps it whole (its
     size is a cost); a PV dom0's memblock is its own pseudo-physical memory."""
     if bare_metal and d.type in _BS and any(
@@ -138,9 +140,24 @@ def trimmed(
         return d
     first = min(t.table for t in tables) & ~(PAGE - 1)
     end = d.end
+    top = (max(t.table for t in tables) & ~(PAGE - 1)) + 2 * PAGE
     if not any(d.phys_addr <= a < d.end for a in memory.page_addresses()):
-        end = min(end, (max(t.table for t in tables) & ~(PAGE - 1)) + 2 * PAGE)
+        end = min(end, top)
+    else:
+        # Known bytes: every read and room check stops where the tables' sizes end (a size
+        # over the room is clipped at the descriptor's end: then the end stays); a page more
+        # keeps a reservation from touching the end where it did not.
+        reach = max(_reach(memory, t) for t in tables)
+        end = min(end, max(top, ((reach + PAGE - 1) & ~(PAGE - 1)) + PAGE))
     return d.replace(phys_addr=first, num_pages=(end - first) // PAGE)
+
+
+def _reach(memory: PhysicalMemory, t: ConfigurationTable) -> int:
+    """Where the model's reads of table ``t`` end: its size by its rule (uefi.tables
+    table_size, as paths.simulate, linux and xen read it), or a page (simulate
+    ``_known_bytes``'s reach when the size is unknown)."""
+    size = table_size(t.guid, memory.read, t.table, None).size
+    return t.table + (size if size is not None else PAGE)
 
 
 def applies(spec: PathSpec) -> bool:
