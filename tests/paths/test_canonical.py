@@ -179,6 +179,24 @@ def test_known_bytes_move_only_while_a_read_could_reach_them() -> None:
     assert placed.machine.memory.page_addresses() == [base, base + PAGE]
 
 
+def test_known_sizes_trim_the_room_past_them() -> None:
+    """An ESRT whose header says 2 entries (16 + 2 * 40 bytes, UEFI 2.10 23.4) at 0x18 of a
+    57-page descriptor: reads stop in its first page, so two pages are kept; one claiming
+    more than the descriptor holds keeps the whole room (the size is clipped at its end)."""
+    start = 0x4536_8000
+    d = MemoryDescriptor(MemoryType.EfiRuntimeServicesData, start, 57, 0xF)
+    table = ConfigurationTable(ESRT_GUID, start + 0x18)
+    memory = PhysicalMemory(background=Fill.UNKNOWN)
+    memory.write(start + 0x18, struct.pack("<IIQ", 2, 2, 1))
+    assert canonical.trimmed(memory, d, (table,)).num_pages == 2
+    big = PhysicalMemory(background=Fill.UNKNOWN)
+    big.write(start + 0x18, struct.pack("<IIQ", 6000, 6000, 1))  # 240,016 bytes: 59 pages
+    assert canonical.trimmed(big, d, (table,)).num_pages == 57
+    middling = PhysicalMemory(background=Fill.UNKNOWN)
+    middling.write(start + 0x18, struct.pack("<IIQ", 300, 300, 1))  # 12,016 bytes from 0x18
+    assert canonical.trimmed(middling, d, (table,)).num_pages == 4  # 3 pages reached, 1 more
+
+
 def test_a_dom0_image_inside_a_class_is_simulated_in_place() -> None:
     placed = canonical.canonical(_reduced(0x4536_8000))
     assert placed is not None
