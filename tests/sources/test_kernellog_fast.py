@@ -638,3 +638,29 @@ def test_hypothesis_logs_same_both_ways(data: bytes) -> None:
 @given(data=st.one_of(_log(), _interleaved_log()), gz=st.booleans())
 def test_hypothesis_logs_same_with_tiny_blocks(data: bytes, gz: bool, tiny_blocks: None) -> None:
     same(gzip.compress(data, mtime=0) if gz else data)
+
+
+def _efi_line(ts: str, i: int, addr: int) -> str:
+    return (
+        f"[{ts}] efi: mem{i:02d}: [Conventional|   |  |  |  |  |  |  |  |  |   |WB|WT|WC|UC]"
+        f" range=[0x{addr:016x}-0x{addr + 0xFFF:016x}] (0MB)"
+    )
+
+
+def test_a_map_printed_again_inside_one_run_keeps_the_first_print() -> None:
+    """Descriptors a run takes are put in the map when the run ends: a second print starting
+    at mem00 in the same run (and one starting mem000) still ends the first map there."""
+    for width in (2, 3):
+        lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+        for rep in range(2):
+            for i in range(4):
+                line = _efi_line(f"    0.{rep * 10 + i:06d}", i, (rep * 16 + i) << 12)
+                lines.append(line.replace("mem00", "mem" + "0" * width))
+            lines.append(f"[    0.{rep * 10 + 5:06d}] usb 1-1: chatter")
+        data = ("\n".join(lines) + "\n").encode()
+        fast, calls = _read_counting(data, "take_maps", BulkReader)
+        assert calls  # read as runs
+        assert fast == read_kernel_log(data, fast=False)
+        (boot,) = fast.boots
+        assert [d.phys_addr >> 12 for d in boot.memory_map] == [0, 1, 2, 3]
+        assert [d.line for d in boot.memory_map] == [2, 3, 4, 5]

@@ -99,27 +99,36 @@ class Boot:
 
     def add_desc(self, index: int | None, desc: LoggedDescriptor) -> bool:
         """First printed map only; a map restarting at mem00 is a later print."""
+        into = self.desc_list(index == 0)
+        if into is None:
+            return False
+        into.append(desc)
+        return True
+
+    def desc_list(self, zero: bool, pending: int = 0) -> list[LoggedDescriptor] | None:
+        """The list :meth:`add_desc` puts a printed descriptor in (the runtime map while one is
+        printed, else the memory map), or None when it keeps none (a later print, the cap
+        reached). ``zero``: the descriptor's index is 0; ``pending``: descriptors a run took
+        for that list and has not put in it yet."""
         if self.runtime_mode:
             if self.runtime_done:
-                return False
-            if index == 0 and self.runtime_map:
+                return None
+            if zero and (self.runtime_map or pending):
                 self.runtime_done = True
-                return False
-            if len(self.runtime_map) >= MAX_DESCRIPTORS:
+                return None
+            if len(self.runtime_map) + pending >= MAX_DESCRIPTORS:
                 self.drop("EFI runtime memory map", MAX_DESCRIPTORS)
-                return False
-            self.runtime_map.append(desc)
-            return True
+                return None
+            return self.runtime_map
         if self.map_done:
-            return False
-        if index == 0 and self.memory_map:
+            return None
+        if zero and (self.memory_map or pending):
             self.map_done = True
-            return False
-        if len(self.memory_map) >= MAX_DESCRIPTORS:
+            return None
+        if len(self.memory_map) + pending >= MAX_DESCRIPTORS:
             self.drop("EFI memory map", MAX_DESCRIPTORS)
-            return False
-        self.memory_map.append(desc)
-        return True
+            return None
+        return self.memory_map
 
     def esrt_record(self, kind: str, text: str, ln: int, values: tuple[int, ...]) -> None:
         if len(self.esrt) >= MAX_ESRT_MESSAGES:

@@ -14,6 +14,7 @@ from efihandoff.sources.kernellog.boots import Boot
 from efihandoff.sources.kernellog.messages import e820_kind, xen_e820_kind
 from efihandoff.sources.kernellog.model import MAX_E820, E820Entry, LoggedDescriptor
 from efihandoff.sources.kernellog.reader import SEEN_CAP, Reader
+from efihandoff.uefi.layout import from_columns
 from efihandoff.uefi.memmap import PAGE_SHIFT
 
 MAP_GAP = 16  # kernel chatter lines a map run takes between two map lines
@@ -79,7 +80,12 @@ class BulkReader(Reader):
         kinds = self._e820_kinds_b
         last_ts = kept_ts = b.last_ts
         started = b.linux_started
-        add_desc, e820, desc_of = b.add_desc, b.e820, LoggedDescriptor
+        desc_list, e820 = b.desc_list, b.e820
+        # the records made, as rows: built a column at a time once the run is read (``into``:
+        # the map the descriptors go to)
+        into: list[LoggedDescriptor] = []
+        descs: list[tuple[int, int, int, int | None, int]] = []
+        entries: list[tuple[int, int, str, int | None, int]] = []
         taken = used = gap = i = 0
         for i, row in enumerate(rows):  # i: where it stopped
             field, msg, index, inner, first, last, emsg, who_b, efirst, elast, rest, chat = row
@@ -112,7 +118,12 @@ class BulkReader(Reader):
                 if end <= start:
                     break
                 pages = (end - start) >> PAGE_SHIFT
-                ok = add_desc(int(index), desc_of(ta[0], start, pages, ta[1], ln + i))
+                # Boot.add_desc, this run's descriptors counted in; index 0: all zeros
+                found_list = desc_list(not index.lstrip(b"0"), len(descs))
+                ok = found_list is not None
+                if found_list is not None:
+                    into = found_list
+                    descs.append((ta[0], start, pages, ta[1], ln + i))
             elif emsg:  # Linux e820__print_table
                 found = kinds.get(rest)
                 if found is None:
@@ -128,10 +139,10 @@ class BulkReader(Reader):
                 ok = False
                 if end > start and b.e820_source in (None, who):
                     b.e820_source = who
-                    if len(e820) >= MAX_E820:
+                    if len(e820) + len(entries) >= MAX_E820:
                         b.drop("E820 table", MAX_E820)
                     else:
-                        e820.append(E820Entry(start, end, kind, code, ln + i))
+                        entries.append((start, end, kind, code, ln + i))
                         if who == "Xen":
                             b.on_xen_pv = True
                         ok = True
@@ -149,6 +160,10 @@ class BulkReader(Reader):
             kept_ts = last_ts
         else:
             i = len(rows)
+        if descs:
+            into += from_columns(LoggedDescriptor, *zip(*descs, strict=True))
+        if entries:
+            e820 += from_columns(E820Entry, *zip(*entries, strict=True))
         if taken:
             b.last_ts = kept_ts
             b.linux_started = True
