@@ -7,9 +7,18 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from efihandoff.machine import Machine, free_gap
 from efihandoff.sources.kernellog import BootLog, E820Entry, LoggedDescriptor
-from efihandoff.sources.logmachine import from_boot, infer_memory_type, retype, retype_at
+from efihandoff.sources.logmachine import (
+    candidate_machine,
+    from_boot,
+    infer_memory_type,
+    retype,
+    retype_at,
+)
+from efihandoff.uefi.esrt import ESRT_GUID
 from efihandoff.uefi.memmap import MemoryDescriptor, MemoryMap
+from efihandoff.uefi.systab import ConfigurationTable
 
 PAGE = 0x1000
 
@@ -107,3 +116,41 @@ def test_infer_memory_type_takes_the_first_e820_entry_holding_the_address() -> N
     assert infer_memory_type(boot, 0x400FFF).memory_type == 9  # ACPI data: ACPI reclaim
     assert infer_memory_type(boot, 0x401000).candidates == ()  # in no entry
     assert infer_memory_type(_boot(), 0x1000).candidates == ()
+
+
+def _candidate_by_whole_map(
+    machine: Machine, mm: MemoryMap, table: ConfigurationTable, mtype: int, end: int | None
+) -> Machine:
+    """candidate_machine as it was first written: the whole retyped map first, then the
+    descriptor holding the table taken from it (the reference)."""
+    own, i = retype_at(mm, table.table, mtype, end)
+    if i is None:
+        return machine.with_(memory_map=own)
+    d = own[i]
+    free = free_gap([(table.table, table.table + 1)])
+    if free.phys_addr < d.end and d.phys_addr < free.end:
+        return machine.with_(memory_map=own)
+    descs = tuple(sorted((d, free), key=lambda x: x.phys_addr))
+    return machine.with_(memory_map=MemoryMap(descs), config_tables=(table,))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    descs=st.lists(_descriptor, max_size=8),
+    addr=st.one_of(st.integers(0, 70 * PAGE), st.integers(0xEF00_0000, 0xF100_0000)),
+    mtype=st.integers(0, 15),
+    end=st.one_of(st.none(), st.integers(0, 72 * PAGE), st.integers(0xEF00_0000, 0xF200_0000)),
+    near_gap=st.booleans(),
+)
+def test_candidate_machine_equals_the_whole_map_way(
+    descs: list[MemoryDescriptor], addr: int, mtype: int, end: int | None, near_gap: bool
+) -> None:
+    if near_gap:  # a descriptor reaching the free gap, so the whole map is kept
+        descs = [*descs, MemoryDescriptor(7, 0xEF00_0000, 0x2000, 0xF)]
+    mm = MemoryMap(tuple(descs))
+    table = ConfigurationTable(ESRT_GUID, addr)
+    machine = Machine(memory_map=mm, config_tables=(table,))
+    got = candidate_machine(machine, mm, table, mtype, end)
+    want = _candidate_by_whole_map(machine, mm, table, mtype, end)
+    assert got.memory_map == want.memory_map
+    assert got.config_tables == want.config_tables

@@ -191,13 +191,19 @@ def candidate_machine(
     """The machine as one candidate type of ``table`` would make it, reduced to what decides
     that table's verdict: its own page(s) (already a descriptor of their own in a map inferred
     from the log), free memory for firmware-side copies, and the table alone in the array."""
-    own, i = retype_at(mm, table.table, mtype, end)
-    if i is None:  # e.g. a page at the top of the address space: no descriptor Linux would use
-        return machine.with_(memory_map=own)
-    d = own[i]
+    split = _split(mm, table.table, mtype, end)  # the retyped pages, without the new map
+    if split is None:  # no descriptor held the table: one is added
+        own, at = retype_at(mm, table.table, mtype, end)
+        if at is None:  # e.g. a page at the top of the address space: none Linux would use
+            return machine.with_(memory_map=own)
+        d = own[at]
+    else:
+        i, parts, k = split
+        d = mm[i] if parts is None else parts[k]
     free = free_gap([(table.table, table.table + 1)])
     if free.phys_addr < d.end and d.phys_addr < free.end:
-        return machine.with_(memory_map=own)  # a table region reaching the gap: keep it all
+        # a table region reaching the gap: keep it all
+        return machine.with_(memory_map=retype_at(mm, table.table, mtype, end)[0])
     descs = tuple(sorted((d, free), key=lambda x: x.phys_addr))
     return machine.with_(memory_map=MemoryMap(descs), config_tables=(table,))
 
@@ -464,34 +470,56 @@ def retype_at(
     O(n) index of the new map: the descriptors before the one ``mm`` found are unchanged (none
     held ``addr``), the part before ``addr`` does not hold it, and the retyped part does and is
     valid (the descriptor it is cut from is, so it starts and ends on pages)."""
-    page = addr & ~(PAGE_SIZE - 1)
-    stop = (
-        page + PAGE_SIZE
-        if end is None
-        else max(page + PAGE_SIZE, (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
-    )
-    attr = RAM_ATTRIBUTES | (
-        MemoryAttribute.RUNTIME
-        if mtype in (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData)
-        else 0
-    )
-    i = mm.lookup_index(addr)
-    if i is None:
-        new = MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, int(attr))
+    split = _split(mm, addr, mtype, end)
+    if split is None:
+        page, stop = _pages(addr, end)
+        new = MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, _attribute(mtype))
         descs = sorted((*mm.descriptors, new), key=lambda d: d.phys_addr)
         own = MemoryMap(tuple(descs), mm.desc_size, mm.desc_version)
         return own, own.lookup_index(addr)
+    i, parts, k = split
+    if parts is None:
+        return mm, i
+    return mm.replace_descriptor(i, *parts), i + k
+
+
+def _pages(addr: int, end: int | None) -> tuple[int, int]:
+    """The pages :func:`retype` gives the new type: from the one holding ``addr`` to the one
+    holding ``end - 1`` (one page without ``end``)."""
+    page = addr & ~(PAGE_SIZE - 1)
+    if end is None:
+        return page, page + PAGE_SIZE
+    return page, max(page + PAGE_SIZE, (end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+
+
+def _attribute(mtype: int) -> int:
+    """RAM's attributes, with EFI_MEMORY_RUNTIME for the runtime services types."""
+    runtime = (MemoryType.EfiRuntimeServicesCode, MemoryType.EfiRuntimeServicesData)
+    return int(RAM_ATTRIBUTES | (MemoryAttribute.RUNTIME if mtype in runtime else 0))
+
+
+def _split(
+    mm: MemoryMap, addr: int, mtype: int, end: int | None
+) -> tuple[int, list[MemoryDescriptor] | None, int] | None:
+    """What :func:`retype_at` does to the descriptor ``mm.lookup_index(addr)`` finds: its
+    index, the parts it becomes (None: it stays as it is) and which part holds ``addr``; None
+    when no descriptor holds ``addr``. The new map is built only by whoever needs it."""
+    i = mm.lookup_index(addr)
+    if i is None:
+        return None
     d = mm[i]
     if d.type == mtype and end is None:
-        return mm, i
+        return i, None, 0
+    page, stop = _pages(addr, end)
     stop = min(stop, d.end)
     parts = []
     if page > d.phys_addr:
         parts.append(d.replace(num_pages=(page - d.phys_addr) // PAGE_SIZE))
-    parts.append(MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, int(d.attribute | attr)))
+    attr = int(d.attribute | _attribute(mtype))
+    parts.append(MemoryDescriptor(mtype, page, (stop - page) // PAGE_SIZE, attr))
     if stop < d.end:
         parts.append(d.replace(phys_addr=stop, num_pages=(d.end - stop) // PAGE_SIZE))
-    return mm.replace_descriptor(i, *parts), i + (page > d.phys_addr)
+    return i, parts, int(page > d.phys_addr)
 
 
 # --------------------------------------------------------------------------------------------

@@ -607,7 +607,7 @@ class FirstMatch:
         self._every = False  # owners are 0..n-1: every descriptor, sorted and disjoint
         self._starts: list[int] = []
         self._ends: list[int] = []
-        self._owners: list[int] = []
+        self._owners: Sequence[int] = ()  # a range when it is every descriptor in order
         starts, pages, ends = columns(descs)
         if (
             none_bogus(starts, pages, ends)
@@ -615,7 +615,7 @@ class FirstMatch:
             else not starts or (min(starts) >= 0 and min(pages) > 0 and max(ends) <= U64_MAX)
         ) and all(map(operator.le, ends[:-1], starts[1:])):
             self._starts, self._ends = starts, ends
-            self._owners = list(range(len(starts)))
+            self._owners = range(len(starts))
             self._every = True
             return
         if skip_bogus:
@@ -636,6 +636,7 @@ class FirstMatch:
         bounds = sorted({b for s, e, _ in spans for b in (s, e)})
         active: list[tuple[int, int]] = []  # heap of (map index, end) of spans begun so far
         k = 0
+        owners: list[int] = []
         for lo, hi in pairwise(bounds):  # no span starts or ends strictly inside [lo, hi)
             while k < len(spans) and spans[k][0] <= lo:
                 heapq.heappush(active, (spans[k][2], spans[k][1]))
@@ -645,12 +646,13 @@ class FirstMatch:
             if not active:
                 continue
             owner = active[0][0]
-            if self._owners and self._owners[-1] == owner and self._ends[-1] == lo:
+            if owners and owners[-1] == owner and self._ends[-1] == lo:
                 self._ends[-1] = hi
             else:
                 self._starts.append(lo)
                 self._ends.append(hi)
-                self._owners.append(owner)
+                owners.append(owner)
+        self._owners = owners
 
     def spliced(
         self, descs: Sequence[MemoryDescriptor], index: int, new: Sequence[MemoryDescriptor]
@@ -679,7 +681,7 @@ class FirstMatch:
         out._every = True
         out._starts = starts[:index] + add_starts + starts[index + 1 :]
         out._ends = ends[:index] + add_ends + ends[index + 1 :]
-        out._owners = list(range(len(out._starts)))
+        out._owners = range(len(out._starts))
         return out
 
     def find(self, addr: int) -> int | None:
