@@ -664,3 +664,33 @@ def test_a_map_printed_again_inside_one_run_keeps_the_first_print() -> None:
         (boot,) = fast.boots
         assert [d.phys_addr >> 12 for d in boot.memory_map] == [0, 1, 2, 3]
         assert [d.line for d in boot.memory_map] == [2, 3, 4, 5]
+
+
+def test_a_tab_in_a_line_does_not_send_it_the_slow_way() -> None:
+    """Linux prints "rcu: \\tRCU restricting CPUs ..." on every boot: the reader reads a tab
+    as a blank (prefixes.clean), so the fast path reads such lines as it reads the others."""
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    for i in range(50):
+        lines.append(f"[    0.{i:06d}] rcu: \tRCU restricting CPUs from NR_CPUS=8192 to 52.")
+        lines.append(f"[    0.{i:06d}] usb 1-1:\tchatter\t{i}")
+    lines.append("[    1.000000] efi:\tESRT=0x7a5f0000  ACPI 2.0=0x7b7fe014\tSMBIOS=0xf0000")
+    data = ("\n".join(lines) + "\n").encode()
+    fast, calls = _read_counting(data, "feed")  # Fast.slow feeds the reader line by line
+    assert fast == read_kernel_log(data, fast=False)
+    assert calls == []
+    (boot,) = fast.boots
+    assert [t.label for t in boot.config_tables] == ["ESRT", "ACPI 2.0", "SMBIOS"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[    0.100000] \x1b[\t1mefi:\x1b[0m ESRT=0x7a5f0000\tSMBIOS=0xf0000",  # CSI, then a tab
+        "[    0.100000] \x1b[ 1mefi: ESRT=0x7a5f0000",  # CSI with a blank where a tab was
+        "[    0.100000] efi: ESRT=0x7a5f0000\t\x01",
+        "[    0.100000]\tefi: ESRT=0x7a5f0000",
+    ],
+)
+def test_tabs_with_other_controls_read_the_same_both_ways(line: str) -> None:
+    data = f"[    0.000000] Linux version 6.6.1 (b@h) #1\n{line}\n[    0.200000] x\n".encode()
+    assert read_kernel_log(data) == read_kernel_log(data, fast=False)
