@@ -694,3 +694,50 @@ def test_a_tab_in_a_line_does_not_send_it_the_slow_way() -> None:
 def test_tabs_with_other_controls_read_the_same_both_ways(line: str) -> None:
     data = f"[    0.000000] Linux version 6.6.1 (b@h) #1\n{line}\n[    0.200000] x\n".encode()
     assert read_kernel_log(data) == read_kernel_log(data, fast=False)
+
+
+def _xen_log(efi: list[str], e820: list[str]) -> bytes:
+    lines = ["(XEN) Xen version 4.17.3 (x@y) (gcc) debug=n", "(XEN) EFI memory map:"]
+    lines += [f"(XEN)  {x}" for x in efi]
+    lines += ["(XEN) Xen-e820 RAM map:"]
+    lines += [f"(XEN)  {x}" for x in e820]
+    lines += ["(XEN) System RAM: 16GB"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+_XEN_EFI = [
+    f"{i << 16:013x}-{(i << 16) + 0xFFFF:013x} type=7 attr=000000000000000f" for i in range(6)
+]
+_XEN_E820 = [f"[{i << 16:016x}, {(i << 16) + 0xFFFF:016x}] usable" for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("efi", "e820"),
+    [
+        (_XEN_EFI, _XEN_E820),  # taken whole, a column at a time
+        # a reversed range, an empty one, a type word Xen never prints: the run stops there
+        (
+            [*_XEN_EFI[:2], "0000000030000-000000002ffff type=7 attr=0000000f", *_XEN_EFI[3:]],
+            [*_XEN_E820[:2], "[0000000000030000, 000000000002ffff] usable", *_XEN_E820[3:]],
+        ),
+        (_XEN_EFI, [*_XEN_E820[:3], "[0000000000030000, 000000000003ffff] frobnicated"]),
+    ],
+)
+def test_xen_map_runs_same_both_ways(efi: list[str], e820: list[str]) -> None:
+    data = _xen_log(efi, e820)
+    fast, calls = _read_counting(data, "take_xen_efis", BulkReader)
+    assert calls and calls[0][1] >= 1  # read as a run
+    assert fast == read_kernel_log(data, fast=False)
+
+
+def test_xen_maps_past_the_cap_same_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    from efihandoff.sources.kernellog import boots
+
+    monkeypatch.setattr(boots, "MAX_DESCRIPTORS", 4)
+    monkeypatch.setattr(boots, "MAX_E820", 3)
+    data = _xen_log(_XEN_EFI, _XEN_E820)
+    fast = read_kernel_log(data)
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    assert boot.xen is not None
+    assert len(boot.xen.efi_memory_map) == 4 and len(boot.xen.e820) == 3

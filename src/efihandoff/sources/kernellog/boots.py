@@ -166,6 +166,16 @@ class Boot:
         self.xen_efi.append(LoggedDescriptor(mtype, start, pages, attr & U64, ln))
         return True
 
+    def xen_efi_room(self, n: int) -> bool:
+        """Whether :meth:`xen_efi_add` keeps each of ``n`` more descriptors (the map not done,
+        the cap not reached)."""
+        return not self.xen_efi_done and len(self.xen_efi) + n <= MAX_DESCRIPTORS
+
+    def xen_e820_list(self, n: int) -> list[E820Entry] | None:
+        """The table :meth:`xen_e820_add` adds to, when it keeps each of ``n`` more entries."""
+        target = self.xen_e820 if self.xen_map_mode == "final" else self.xen_e820_initial
+        return target if len(target) + n <= MAX_E820 else None
+
     def xen_e820_entry(self, text: str, ln: int, strict: bool) -> bool | None:
         """One line of Xen's ``... RAM map:``: None unless it parses (``strict``: with a type
         word Xen prints)."""
