@@ -741,3 +741,17 @@ def test_xen_maps_past_the_cap_same_both_ways(monkeypatch: pytest.MonkeyPatch) -
     (boot,) = fast.boots
     assert boot.xen is not None
     assert len(boot.xen.efi_memory_map) == 4 and len(boot.xen.e820) == 3
+
+
+def test_xen_e820_run_of_more_type_words_than_the_memo_holds() -> None:
+    """A run of more distinct type words than the memo keeps (it is cleared past 4,096):
+    each read right, the same both ways (a word known before the run survives the clear)."""
+    words = ["usable", *(f"type {n}" for n in range(100, 4300))]
+    e820 = [f"[{i << 16:016x}, {(i << 16) + 0xFFFF:016x}] {w}" for i, w in enumerate(words)]
+    data = _xen_log(_XEN_EFI, e820)
+    fast = read_kernel_log(data)
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    assert boot.xen is not None
+    assert [e.type_code for e in boot.xen.e820[:3]] == [1, 100, 101]
+    assert len(boot.xen.e820) == len(words)

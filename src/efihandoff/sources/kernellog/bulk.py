@@ -207,8 +207,8 @@ class BulkReader(Reader):
             ends = map(operator.add, lasts, repeat(1))
             pages = list(map(operator.rshift, map(operator.sub, ends, starts), repeat(PAGE_SHIFT)))
             types = list(map(int, types_b[:taken]))
-            words = map(int, attributes_b[:taken], repeat(16))
-            attributes = list(map(operator.and_, words, repeat(U64)))
+            raw = map(int, attributes_b[:taken], repeat(16))
+            attributes = list(map(operator.and_, raw, repeat(U64)))
             lines = range(ln, ln + taken)
             b.xen_efi += from_columns(LoggedDescriptor, types, starts, pages, attributes, lines)
             self._run_done(b, ln, taken, taken, xen=True)
@@ -261,12 +261,15 @@ class BulkReader(Reader):
         starts = list(map(int, firsts, repeat(16)))
         ends = list(map(operator.add, map(int, lasts, repeat(16)), repeat(1)))
         kinds = self._xen_kinds_b
+        run: dict[bytes, tuple[str, int | None]] = {}  # this run's (the memo may be cleared)
         for rest in set(rests):
-            if rest not in kinds:
+            found_kind = kinds.get(rest)
+            if found_kind is None:
                 if len(kinds) > 4096:
                     kinds.clear()
-                kinds[rest] = xen_e820_kind(rest.decode("ascii"))
-        found = list(map(kinds.__getitem__, rests))
+                found_kind = kinds[rest] = xen_e820_kind(rest.decode("ascii"))
+            run[rest] = found_kind
+        found = list(map(run.__getitem__, rests))
         # the run stops at an empty or reversed range, or a type word Xen does not print
         unknown = map(operator.is_, map(_CODE, found), repeat(None))
         bad = map(operator.or_, map(operator.ge, starts, ends), unknown)
