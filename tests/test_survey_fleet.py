@@ -208,3 +208,22 @@ def test_same_machine_rule() -> None:
     assert survey.efi_revision("2.31") == survey.efi_revision("2.3.1") == "2.31"
     assert survey.efi_revision("2.80") != survey.efi_revision("2.70")
     assert survey.efi_revision(None) == "?"
+
+
+def test_rarer_collections_inside_a_survey_only(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Workers collect garbage less often (survey.SURVEY_GC_THRESHOLD) while they survey; the
+    calling process's thresholds are its own again afterwards."""
+    import gc
+
+    seen: list[tuple[int, int, int]] = []
+    real = survey.survey_unit
+
+    def spy(unit, specs):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return real(unit, specs)
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(survey, "survey_unit", spy)
+    survey.run([str(_fleet(tmp_path))], jobs=1)
+    assert seen and set(seen) == {survey.SURVEY_GC_THRESHOLD}
+    assert gc.get_threshold() == before

@@ -253,6 +253,9 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
+    if _words:  # kept slim beside the canonical results: no whole map held per entry
+        placed = canonical_mod.Placement(machine, 0, (0, 0))
+        return _canonical_result(placed, (_spec_bytes(spec), *mkey), spec)
     key = (_spec_bytes(spec), *mkey)
     hit = _cache.get(key)
     if hit is not None:
@@ -321,12 +324,16 @@ def _placement(
     return placed, key
 
 
+_EMPTY: list[object] = []  # shared by every stored words result (hits copy it): one GC object
+
+
 def _words_of(result: PathResult) -> PathResult:
-    """What a words_only caller reads of a result, kept small: no log, maps, spans, kexec."""
-    return own_copy(
-        replace(result, log=[], memmap=None, reclaimed=[], kexec={}, esrt_differences=[]),
-        result.spec,
-    )
+    """What a words_only caller reads of a result, kept small (no log, maps, spans, kexec) and
+    light on the garbage collector (thousands are kept): the empty lists shared."""
+    out = own_copy(result, result.spec)
+    out.log = out.reclaimed = out.esrt_differences = _EMPTY  # type: ignore[assignment]
+    out.memmap, out.kexec = None, {}
+    return out
 
 
 def own_copy(result: PathResult, spec: PathSpec) -> PathResult:
