@@ -463,7 +463,8 @@ def _work(chunk: list[Unit], specs: Sequence[PathSpec]) -> list[_Outcome]:
 
 # CPython's collector runs after 700 net new container objects; a survey keeps thousands of
 # cached path results alive (paths.memo) and walked them every few machines (11% of a warm
-# worker's time on the bench corpus). Rarer collections free the same cycles later.
+# worker's time on the bench corpus), and the calling process every record so far. Rarer
+# collections free the same cycles later.
 SURVEY_GC_THRESHOLD = (10_000, 20, 20)
 
 
@@ -570,7 +571,8 @@ def run(
         for i, chunk in chunks:
             finished(i, _work(chunk, specs))
     else:
-        _run_pool(chunks, specs, jobs, finished)
+        with _few_collections():  # this process keeps every record
+            _run_pool(chunks, specs, jobs, finished)
     machines = sorted(
         (_echo_record(o) for o in outcomes if isinstance(o, MachineRecord)), key=lambda m: m.key
     )
