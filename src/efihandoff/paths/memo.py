@@ -25,7 +25,8 @@ machine reduced to one descriptor's tables is asked at its canonical address
 (:func:`words_spec_key`), and a whole machine is answered from its table groups where
 :mod:`efihandoff.paths.grouped` can (else simulated as it is): machines whose tables lie in the
 same kind of placement share simulations. Reasons and log lines then name canonical addresses
-and other versions; each table's firmware address is its own.
+and other versions; each table's firmware address is its own. Results asked there are kept
+without log, maps or spans (words only, apart from explain's store), so thousands fit.
 """
 
 from __future__ import annotations
