@@ -162,6 +162,22 @@ def test_machine_helpers() -> None:
     assert m.with_(name="x").name == "x" and m.name == "machine"
 
 
+def test_with_is_dataclasses_replace() -> None:
+    """Machine.with_ makes what dataclasses.replace makes (a shallow copy: containers shared
+    unless changed) and refuses a field Machine does not have."""
+    import dataclasses
+
+    import pytest
+
+    m = Machine(name="a", notes=["n"], memory_type_evidence={1: "x"}, firmware_vendor="EDK II")
+    for changes in ({}, {"name": "b"}, {"notes": [], "config_tables": ()}, {"memory": None}):
+        got, want = m.with_(**changes), dataclasses.replace(m, **changes)
+        assert got == want and type(got) is Machine and got is not m
+        assert got.notes is want.notes and got.memory_type_evidence is m.memory_type_evidence
+    with pytest.raises(TypeError):
+        m.with_(nmae="b")
+
+
 _spans = st.lists(
     st.tuples(st.integers(0, 40), st.integers(1, 6)).map(
         lambda t: (t[0] * PAGE, (t[0] + t[1]) * PAGE)

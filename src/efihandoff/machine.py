@@ -10,7 +10,7 @@ import bisect
 import hashlib
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -406,8 +406,19 @@ class Machine:
         return EsrtBytes(ct.table, header, table)
 
     def with_(self, **changes: Any) -> Machine:
-        """A shallow copy with fields changed (each field's own type; checked by dataclass)."""
-        return replace(self, **changes)
+        """A shallow copy with fields changed, as ``dataclasses.replace`` makes it (every field
+        is an init field without ``__post_init__``), without its per-call field walk: explain
+        and survey make thousands of reduced machines."""
+        unknown = changes.keys() - _MACHINE_FIELDS
+        if unknown:
+            raise TypeError(f"Machine has no field {sorted(unknown)[0]!r}")
+        out = object.__new__(Machine)
+        out.__dict__.update(self.__dict__)
+        out.__dict__.update(changes)
+        return out
+
+_MACHINE_FIELDS = frozenset(f.name for f in fields(Machine))
+
 
 # What firmware gives RAM: every cacheability attribute (a descriptor the evidence shows as RAM
 # without printing its attributes gets these).
