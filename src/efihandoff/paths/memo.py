@@ -249,14 +249,14 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
         else:
             words_key, moves = _words_spec_bytes(spec)
             if moves and placed_key is not None:
-                return _canonical_result(placed, (words_key, *placed_key), spec)
+                key = (words_key, *placed_key)
+                return _words_result(placed.machine, placed.delta, key, spec)
     mkey = machine_key(machine)
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
     if _words:  # kept slim beside the canonical results: no whole map held per entry
-        placed = canonical_mod.Placement(machine, 0, (0, 0))
-        return _canonical_result(placed, (_spec_bytes(spec), *mkey), spec)
+        return _words_result(machine, 0, (_spec_bytes(spec), *mkey), spec)
     key = (_spec_bytes(spec), *mkey)
     hit = _cache.get(key)
     if hit is not None:
@@ -271,29 +271,29 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     return result
 
 
-def _canonical_result(
-    placed: canonical_mod.Placement, key: tuple[bytes, bytes, bytes | None], spec: PathSpec
+def _words_result(
+    machine: Machine, delta: int, key: tuple[bytes, bytes, bytes | None], spec: PathSpec
 ) -> PathResult:
-    """The words of the placement's simulation (kept slim), with each table's firmware
-    address where it really is (explain looks tables up by it); other addresses stay
-    canonical."""
+    """The words of ``machine``'s simulation (kept slim), ``machine`` being a placement moved
+    by ``delta``: each table's firmware address where it really is (explain looks tables up by
+    it); other addresses stay canonical."""
     hit = _canonical.get(key)
     if hit is not None:
         _canonical.move_to_end(key)
         _stats.hits += 1
     else:
-        hit = _words_of(simulate_mod.simulate(placed.machine, spec))
+        hit = _words_of(simulate_mod.simulate(machine, spec))
         _stats.misses += 1
         _canonical[key] = hit
         if len(_canonical) > canonical_mod.MAX_ENTRIES:
             _canonical.popitem(last=False)
     out = own_copy(hit, spec)
-    if placed.delta:
+    if delta:
         for guid, tv in hit.tables.items():
             if tv.address is not None:
                 moved = object.__new__(TableVerdict)  # frozen: one field set, as replace() would
                 moved.__dict__.update(tv.__dict__)
-                moved.__dict__["address"] = tv.address - placed.delta
+                moved.__dict__["address"] = tv.address - delta
                 out.tables[guid] = moved
     return out
 
