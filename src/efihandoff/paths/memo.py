@@ -34,9 +34,10 @@ from __future__ import annotations
 import os
 import pickle
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from efihandoff.edk2 import PoolState
 from efihandoff.machine import Machine, PhysicalMemory
@@ -49,6 +50,7 @@ from efihandoff.paths.simulate import PathResult
 from efihandoff.paths.verdict import TableVerdict
 from efihandoff.uefi.memmap import MemoryMap
 
+_T = TypeVar("_T")
 MAX_ENTRIES = 256  # results kept per process (a full machine's result holds its whole map)
 MAX_MAPS = 64  # machines and specs whose key bytes are kept
 MAX_PLACEMENTS = 512  # reduced machines (a machine's candidates and groups) placed and keyed
@@ -69,18 +71,17 @@ _cache: OrderedDict[Hashable, PathResult] = OrderedDict()
 _canonical: OrderedDict[Hashable, PathResult] = OrderedDict()  # words_only: moved machines
 # id -> (the object, held so the id is not reused, ..., its key bytes), oldest first
 _statics: dict[int, tuple[Machine, tuple[object, ...], bytes]] = {}
-_specs: dict[int, tuple[PathSpec, bytes]] = {}
+# Made once per object (:func:`_per_object`): id -> (the object, what was made of it).
+_specs: dict[int, tuple[object, bytes]] = {}
 # words_only: versions by what they change, and whether placements may move for them
-_word_specs: dict[int, tuple[PathSpec, bytes, bool]] = {}
+_word_specs: dict[int, tuple[object, tuple[bytes, bool]]] = {}
+_Placed = tuple[canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]
+_placements: dict[int, tuple[object, _Placed]] = {}  # a reduced machine's placement and key
+_plans: dict[int, tuple[object, grouped.Plan | None]] = {}  # a machine's groups
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
 _words = 0  # depth of words_only() contexts
 _words_env = True  # EFIHANDOFF_MEMO on entering the outermost words_only()
-# id -> (the reduced machine, held so the id is not reused, its canonical placement or None)
-_placements: dict[
-    int, tuple[Machine, canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]
-] = {}
-_plans: dict[int, tuple[Machine, grouped.Plan | None]] = {}  # id -> (machine, its groups)
 
 
 def enabled() -> bool:
@@ -191,15 +192,26 @@ def spec_key(spec: PathSpec) -> PathSpec:
     return replace(spec, id="", description="")
 
 
-def _spec_bytes(spec: PathSpec) -> bytes:
-    held = _specs.get(id(spec))
-    if held is not None and held[0] is spec:
+def _per_object(
+    store: dict[int, tuple[object, _T]], obj: object, limit: int, make: Callable[[], _T]
+) -> _T:
+    """``make()`` once per object ``obj`` (never changed once made: specs, and machines this
+    module is handed), kept beside it in ``store`` so its id is not reused; past ``limit``
+    objects the oldest is dropped."""
+    held = store.get(id(obj))
+    if held is not None and held[0] is obj:
         return held[1]
-    key = pickle.dumps(spec_key(spec), protocol=pickle.HIGHEST_PROTOCOL)
-    _specs[id(spec)] = (spec, key)  # a spec is immutable; held, so the id is not reused
-    if len(_specs) > MAX_MAPS:
-        del _specs[next(iter(_specs))]
-    return key
+    made = make()
+    store[id(obj)] = (obj, made)
+    if len(store) > limit:
+        del store[next(iter(store))]
+    return made
+
+
+def _spec_bytes(spec: PathSpec) -> bytes:
+    return _per_object(
+        _specs, spec, MAX_MAPS, lambda: pickle.dumps(spec_key(spec), pickle.HIGHEST_PROTOCOL)
+    )
 
 
 def words_spec_key(spec: PathSpec) -> tuple[object, ...]:
@@ -222,15 +234,15 @@ def words_spec_key(spec: PathSpec) -> tuple[object, ...]:
 def _words_spec_bytes(spec: PathSpec) -> tuple[bytes, bool]:
     """:func:`words_spec_key` pickled, and whether the path's own address rules leave every
     canonical class alone (canonical.applies), made once per spec object."""
-    held = _word_specs.get(id(spec))
-    if held is not None and held[0] is spec:
-        return held[1], held[2]
-    key = pickle.dumps(words_spec_key(spec), protocol=pickle.HIGHEST_PROTOCOL)
-    moves = canonical_mod.applies(spec)
-    _word_specs[id(spec)] = (spec, key, moves)
-    if len(_word_specs) > MAX_MAPS:
-        del _word_specs[next(iter(_word_specs))]
-    return key, moves
+    return _per_object(
+        _word_specs,
+        spec,
+        MAX_MAPS,
+        lambda: (
+            pickle.dumps(words_spec_key(spec), pickle.HIGHEST_PROTOCOL),
+            canonical_mod.applies(spec),
+        ),
+    )
 
 
 def simulate(machine: Machine, spec: PathSpec) -> PathResult:
@@ -299,30 +311,18 @@ def _words_result(
 
 
 def _plan(machine: Machine) -> grouped.Plan | None:
-    held = _plans.get(id(machine))
-    if held is not None and held[0] is machine:
-        return held[1]
-    made = grouped.plan(machine)
-    _plans[id(machine)] = (machine, made)
-    if len(_plans) > MAX_MAPS:
-        del _plans[next(iter(_plans))]
-    return made
+    return _per_object(_plans, machine, MAX_MAPS, lambda: grouped.plan(machine))
 
 
-def _placement(
-    machine: Machine,
-) -> tuple[canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]:
+def _placement(machine: Machine) -> _Placed:
     """The canonical placement of a reduced machine and its key, made once per machine object
     (the placement's machine is this module's own: nothing writes to it)."""
-    held = _placements.get(id(machine))
-    if held is not None and held[0] is machine:
-        return held[1], held[2]
-    placed = canonical_mod.canonical(machine)
-    key = machine_key(placed.machine) if placed is not None else None
-    _placements[id(machine)] = (machine, placed, key)
-    if len(_placements) > MAX_PLACEMENTS:
-        del _placements[next(iter(_placements))]
-    return placed, key
+
+    def make() -> _Placed:
+        placed = canonical_mod.canonical(machine)
+        return placed, machine_key(placed.machine) if placed is not None else None
+
+    return _per_object(_placements, machine, MAX_PLACEMENTS, make)
 
 
 _EMPTY: list[object] = []  # shared by every stored words result (hits copy it): one GC object
