@@ -140,6 +140,23 @@ class PhysicalMemory:
                     theirs[page + shift] = bytearray(mask)
         return other
 
+    def moved_state(self, lo: int, hi: int, delta: int) -> tuple[object, ...]:
+        """What ``moved(lo, hi, delta)`` would hold, as plain values (equal exactly when the
+        two memories read the same everywhere), without copying a page."""
+        if (lo | hi | delta) & _PAGE_MASK:
+            raise ValueError("moved_state: page-aligned bounds and distance only")
+        shift, first, stop = delta >> PAGE_SHIFT, lo >> PAGE_SHIFT, hi >> PAGE_SHIFT
+        pages = []
+        for page in sorted(p for p in self._pages if first <= p < stop):
+            known, noise = self._known.get(page), self._noise.get(page)
+            pages.append((
+                page + shift,
+                bytes(self._pages[page]),
+                None if known is None else bytes(known),
+                None if noise is None else bytes(noise),
+            ))  # fmt: skip
+        return (self.background, self.seed, tuple(pages))
+
     def scrubbed(self) -> list[tuple[int, int, Fill]]:
         """The scrubbed ranges as ``(start, end, fill)``, sorted and disjoint."""
         return [

@@ -28,7 +28,10 @@ simulated where it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+import pickle
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from efihandoff.machine import FREE_GAP_BASE, FREE_GAP_SIZE, Fill, Machine, PhysicalMemory
 from efihandoff.paths.linux import MEMBLOCK_RESERVING, dom0_kernel_range
@@ -62,15 +65,38 @@ CLASSES = (
 )
 MAX_ENTRIES = 32768  # canonical results kept per process (words only: about 1 KiB each)
 _BS = frozenset(int(t) for t in BS_TYPES)
+_START = operator.attrgetter("phys_addr")
+_SECOND = operator.itemgetter(1)
 
 
 @dataclass(frozen=True)
 class Placement:
-    """A reduced machine at its canonical address, and how far it was moved."""
+    """A reduced machine's canonical placement: how far it moves, and what a simulation reads
+    of it there (``key``: equal keys, equal machines to a simulation); the moved machine itself
+    is built when first asked for (a cached question never needs it)."""
 
-    machine: Machine
     delta: int
     span: tuple[int, int]  # the canonical [start, end) of the table's descriptor
+    key: tuple[object, ...] = field(repr=False)
+    source: Machine = field(repr=False, compare=False)
+    own: MemoryDescriptor = field(repr=False, compare=False)  # trimmed, where it was
+    gap: MemoryDescriptor = field(repr=False, compare=False)
+    top: int = field(repr=False, compare=False)  # the end of the written pages moved with it
+
+    @cached_property
+    def machine(self) -> Machine:
+        """The reduced machine at its canonical address."""
+        m, own, delta = self.source, self.own, self.delta
+        assert m.memory_map is not None and isinstance(m.memory, PhysicalMemory)
+        descs = sorted((own.replace(phys_addr=own.phys_addr + delta), self.gap), key=_START)
+        return m.with_(
+            memory_map=MemoryMap(tuple(descs), m.memory_map.desc_size, m.memory_map.desc_version),
+            config_tables=tuple(
+                ConfigurationTable(t.guid, t.table + delta) for t in m.config_tables or ()
+            ),
+            memory=m.memory.moved(own.phys_addr, self.top, delta),
+            firmware_vendor=None,
+        )
 
 
 def canonical(machine: Machine) -> Placement | None:
@@ -109,15 +135,26 @@ def canonical(machine: Machine) -> Placement | None:
         top += PAGE
     if top > cls[1]:
         return None
-    moved = memory.moved(start, top, delta)
-    descs = sorted((own.replace(phys_addr=start + delta), gap), key=lambda d: d.phys_addr)
-    placed = machine.with_(
-        memory_map=MemoryMap(tuple(descs), mm.desc_size, mm.desc_version),
-        config_tables=tuple(ConfigurationTable(t.guid, t.table + delta) for t in tables),
-        memory=moved,
-        firmware_vendor=None,
+    # What memo.machine_key reads of the moved machine (its vendor and pool state are None, it
+    # has no system table address), as plain values.
+    rows = sorted(
+        (
+            (own.type, start + delta, own.num_pages, own.attribute, own.virt_addr),
+            (gap.type, gap.phys_addr, gap.num_pages, gap.attribute, gap.virt_addr),
+        ),
+        key=_SECOND,
     )
-    return Placement(placed, delta, (start + delta, end + delta))
+    system_table = machine.system_table
+    key = (
+        tuple(rows),
+        mm.desc_size,
+        mm.desc_version,
+        None if system_table is None else pickle.dumps(system_table, pickle.HIGHEST_PROTOCOL),
+        machine.config_table_address,
+        tuple((t.guid.value, t.table + delta) for t in tables),
+        memory.moved_state(start, top, delta),
+    )
+    return Placement(delta, (start + delta, end + delta), key, machine, own, gap, top)
 
 
 def trimmed(

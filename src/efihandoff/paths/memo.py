@@ -75,8 +75,7 @@ _statics: dict[int, tuple[Machine, tuple[object, ...], bytes]] = {}
 _specs: dict[int, tuple[object, bytes]] = {}
 # words_only: versions by what they change, and whether placements may move for them
 _word_specs: dict[int, tuple[object, tuple[bytes, bool]]] = {}
-_Placed = tuple[canonical_mod.Placement | None, tuple[bytes, bytes | None] | None]
-_placements: dict[int, tuple[object, _Placed]] = {}  # a reduced machine's placement and key
+_placements: dict[int, tuple[object, canonical_mod.Placement | None]] = {}  # reduced machines
 _plans: dict[int, tuple[object, grouped.Plan | None]] = {}  # a machine's groups
 _stats = Stats()
 _off = 0  # depth of disabled() contexts
@@ -168,8 +167,16 @@ def machine_key(machine: Machine) -> tuple[bytes, bytes | None] | None:
         x is y for x, y in zip(held[1], fields, strict=True)
     ):
         return held[2], mem_key
+    tables = fields[4]
     static = pickle.dumps(
-        (map_key(machine.memory_map), *fields[1:]), protocol=pickle.HIGHEST_PROTOCOL
+        (
+            map_key(machine.memory_map),
+            *fields[1:4],
+            # plain values: a dataclass pickles through copyreg, ~13 us for one table
+            None if tables is None else tuple((t.guid.value, t.table) for t in tables),
+            *fields[5:],
+        ),
+        protocol=pickle.HIGHEST_PROTOCOL,
     )
     _statics[id(machine)] = (machine, fields, static)  # held, so the id is not reused
     if len(_statics) > MAX_MAPS:
@@ -245,30 +252,31 @@ def _words_spec_bytes(spec: PathSpec) -> tuple[bytes, bool]:
     )
 
 
-def simulate(machine: Machine, spec: PathSpec) -> PathResult:
+def simulate(machine: Machine, spec: PathSpec, *, shared: bool = False) -> PathResult:
     """:func:`efihandoff.paths.simulate.simulate`, answered from the cache when the same
-    question was asked before in this process."""
+    question was asked before in this process. ``shared``: inside :func:`words_only`, a
+    caller that only reads the result may be given the cached one itself (no containers of
+    its own; its ``spec`` may be another path with the same words)."""
     if not enabled():
         return simulate_mod.simulate(machine, spec)
     if _words:
-        placed, placed_key = _placement(machine)
+        placed = _placement(machine)
         if placed is None:
             plan = _plan(machine)
-            whole = grouped.combine(plan, spec, simulate) if plan is not None else None
+            whole = grouped.combine(plan, spec, _read_only) if plan is not None else None
             if whole is not None:
                 _stats.grouped += 1
                 return whole
         else:
             words_key, moves = _words_spec_bytes(spec)
-            if moves and placed_key is not None:
-                key = (words_key, *placed_key)
-                return _words_result(placed.machine, placed.delta, key, spec)
+            if moves:
+                return _words_result(placed, placed.delta, (words_key, placed.key), spec, shared)
     mkey = machine_key(machine)
     if mkey is None:
         _stats.unkeyed += 1
         return simulate_mod.simulate(machine, spec)
     if _words:  # kept slim beside the canonical results: no whole map held per entry
-        return _words_result(machine, 0, (_spec_bytes(spec), *mkey), spec)
+        return _words_result(machine, 0, (_spec_bytes(spec), *mkey), spec, shared)
     key = (_spec_bytes(spec), *mkey)
     hit = _cache.get(key)
     if hit is not None:
@@ -283,23 +291,42 @@ def simulate(machine: Machine, spec: PathSpec) -> PathResult:
     return result
 
 
+def _read_only(machine: Machine, spec: PathSpec) -> PathResult:
+    """:func:`simulate` for a caller that only reads the result (grouped.combine)."""
+    return simulate(machine, spec, shared=True)
+
+
 def _words_result(
-    machine: Machine, delta: int, key: tuple[bytes, bytes, bytes | None], spec: PathSpec
+    machine: Machine | canonical_mod.Placement,
+    delta: int,
+    key: tuple[object, ...],
+    spec: PathSpec,
+    shared: bool = False,
 ) -> PathResult:
     """The words of ``machine``'s simulation (kept slim), ``machine`` being a placement moved
-    by ``delta``: each table's firmware address where it really is (explain looks tables up by
-    it); other addresses stay canonical."""
+    by ``delta`` (built only when simulated): each table's firmware address where it really is
+    (explain looks tables up by it); other addresses stay canonical. ``shared``: the stored
+    result itself where nothing moved, else a shallow copy with only the tables its own."""
     hit = _canonical.get(key)
     if hit is not None:
         _canonical.move_to_end(key)
         _stats.hits += 1
     else:
+        if isinstance(machine, canonical_mod.Placement):
+            machine = machine.machine
         hit = _words_of(simulate_mod.simulate(machine, spec))
         _stats.misses += 1
         _canonical[key] = hit
         if len(_canonical) > canonical_mod.MAX_ENTRIES:
             _canonical.popitem(last=False)
-    out = own_copy(hit, spec)
+    if shared:
+        if not delta:
+            return hit
+        out = object.__new__(PathResult)
+        out.__dict__.update(hit.__dict__)
+        out.tables = dict(hit.tables)
+    else:
+        out = own_copy(hit, spec)
     if delta:
         for guid, tv in hit.tables.items():
             if tv.address is not None:
@@ -314,15 +341,12 @@ def _plan(machine: Machine) -> grouped.Plan | None:
     return _per_object(_plans, machine, MAX_MAPS, lambda: grouped.plan(machine))
 
 
-def _placement(machine: Machine) -> _Placed:
-    """The canonical placement of a reduced machine and its key, made once per machine object
-    (the placement's machine is this module's own: nothing writes to it)."""
-
-    def make() -> _Placed:
-        placed = canonical_mod.canonical(machine)
-        return placed, machine_key(placed.machine) if placed is not None else None
-
-    return _per_object(_placements, machine, MAX_PLACEMENTS, make)
+def _placement(machine: Machine) -> canonical_mod.Placement | None:
+    """The canonical placement of a reduced machine, made once per machine object (the
+    placement's machine is this module's own: nothing writes to it)."""
+    return _per_object(
+        _placements, machine, MAX_PLACEMENTS, lambda: canonical_mod.canonical(machine)
+    )
 
 
 _EMPTY: list[object] = []  # shared by every stored words result (hits copy it): one GC object
