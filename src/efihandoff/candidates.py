@@ -213,7 +213,7 @@ def judged(
             stack = f"{_stack_words(spec)}: " if len(specs) > 1 else ""
             if guid in cands:
                 for c in cands[guid]:
-                    r = simulate(c.machine, spec)
+                    r = simulate(c.machine, spec, shared=True)  # read, never changed
                     tv = r.tables.get(guid)
                     if tv is not None:
                         target = outcomes if _fits(r, printed, guid, trees) else ruled_out

@@ -6,6 +6,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.edk2 import BootServices
@@ -275,6 +277,53 @@ def test_e820_stops_at_e820max() -> None:
     e820, included = xen.build_e820(MemoryMap(descs), X417)
     assert len(e820) == 1024 and included == [True] * 1024 + [False] * 6
     assert xen.process_memory_map(MemoryMap(descs), X417) == e820
+
+
+def test_e820_row_count_by_hand() -> None:
+    # the merge test's map: three rows; the E820MAX map: 1024
+    mm = MemoryMap(
+        (
+            MemoryDescriptor(T.EfiConventionalMemory, 0x100000, 16, WB),
+            MemoryDescriptor(T.EfiBootServicesData, 0x110000, 16, WB),
+            MemoryDescriptor(T.EfiLoaderData, 0x120000, 0, WB),  # no length: no row, no break
+            MemoryDescriptor(T.EfiLoaderData, 0x120000, 16, WB),  # still joins the first row
+            MemoryDescriptor(T.EfiConventionalMemory, 0x130000, 16, 0),  # no WB: unusable
+            MemoryDescriptor(T.EfiConventionalMemory, 0x150000, 16, WB),  # a hole before it
+        )
+    )
+    assert xen.e820_row_count(mm, X417) == 3
+    assert xen.e820_row_count(MemoryMap(()), X417) == 0
+    descs = tuple(
+        MemoryDescriptor(T.EfiBootServicesData, 0x100000 + 0x2000 * i, 1, WB) for i in range(1030)
+    )
+    assert xen.e820_row_count(MemoryMap(descs), X417) == 1024
+
+
+_ROW_TYPES = st.sampled_from([int(t) for t in T] + [15, 0x7000_0000, 0x8000_0000])
+_ROW_ATTRS = st.sampled_from(
+    [0, int(WB), int(WB | MemoryAttribute.RUNTIME), int(MemoryAttribute.RUNTIME)]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(_ROW_TYPES, _ROW_ATTRS, st.integers(0, 3), st.sampled_from([0, 1, 2, 1 << 52])),
+        max_size=40,
+    ),
+    spec=st.sampled_from([X416_2, X417, PathSpec("m", xen=(4, 17, 0), mapbs=True)]),
+)
+def test_e820_row_count_is_build_e820s(
+    rows: list[tuple[int, int, int, int]], spec: PathSpec
+) -> None:
+    # random types, attributes, gaps (0: contiguous) and lengths (0 and a wrapping one)
+    descs, at = [], 0x100000
+    for mtype, attr, gap, pages in rows:
+        at += gap << 12
+        descs.append(MemoryDescriptor(mtype, at, pages, attr))
+        at += (pages & 0xFF) << 12
+    mm = MemoryMap(tuple(descs))
+    assert xen.e820_row_count(mm, spec) == len(xen.build_e820(mm, spec)[0])
 
 
 # -- boot: relocation by version and boot mode (F5.1, F5.4, F5.8) --------------------------

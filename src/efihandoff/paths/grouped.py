@@ -73,6 +73,7 @@ FOUR_GIB = 1 << 32
 _BS = frozenset(int(t) for t in xen.BS_TYPES)
 _RUNTIME = int(MemoryAttribute.RUNTIME)
 _FREE = int(MemoryType.EfiConventionalMemory)
+_LOW_END = max(e for _, e in LOW_RESERVED)
 _LINKED = frozenset({"TPMFinalLog", "CCFinalLog"})  # reserved depending on another table
 
 Simulate = Callable[[Machine, PathSpec], PathResult]
@@ -181,7 +182,7 @@ def _native_keeps(d: MemoryDescriptor) -> bool:
     reservations)."""
     if d.attribute & _RUNTIME:
         return True
-    if any(s < d.end and d.phys_addr < e for s, e in LOW_RESERVED):
+    if d.phys_addr < _LOW_END and any(s < d.end and d.phys_addr < e for s, e in LOW_RESERVED):
         return True
     return linux_stub_e820_type(d.type, d.attribute) is not E820Type.RAM
 
@@ -256,7 +257,7 @@ def _e820_rows(p: Plan, spec: PathSpec) -> int:
     if len(mm.descriptors) <= E820_ROOM:
         return len(mm.descriptors)  # never more rows than descriptors
     if kind not in p.e820_rows:
-        p.e820_rows[kind] = len(xen.build_e820(mm, spec)[0])
+        p.e820_rows[kind] = xen.e820_row_count(mm, spec)
     return p.e820_rows[kind]
 
 
@@ -384,8 +385,9 @@ def combine(p: Plan, spec: PathSpec, simulate: Simulate) -> PathResult | None:
         tables=tables,
         log=[],
         esrt_sysfs=esrt.esrt_sysfs,
-        sysfs=esrt.sysfs,
-        fwupd_devices=esrt.fwupd_devices,
+        # the group's result may be the cache's own (memo simulate's ``shared``)
+        sysfs=None if esrt.sysfs is None else dict(esrt.sysfs),
+        fwupd_devices=None if esrt.fwupd_devices is None else list(esrt.fwupd_devices),
         cost=Cost(reserved, held),
         esrt_bytes=esrt.esrt_bytes,
         unusable=tuple(t.guid for t in firmware if t.guid in marked),

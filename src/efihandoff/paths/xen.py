@@ -11,8 +11,10 @@ with dc7da0874b and its ACPI-reclaim follow-up 11560248ff; 4.17.1 1dcc9b6dfe for
 from __future__ import annotations
 
 import bisect
+import operator
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import compress, repeat
 
 from efihandoff.e820 import E820Range, E820Type
 from efihandoff.edk2 import BootServices, OutOfResources
@@ -264,6 +266,10 @@ def e820_type(d: MemoryDescriptor, spec: PathSpec) -> E820Type:
 
 
 _classify = xen_e820_type  # the mapping is Xen's rule: efihandoff.rules.e820
+_TYPE_OF = operator.attrgetter("type")
+_ATTRIBUTE_OF = operator.attrgetter("attribute")
+_START_OF = operator.attrgetter("phys_addr")
+_PAGES_OF = operator.attrgetter("num_pages")
 _E820_RAM = int(E820Type.RAM)
 _E820 = {int(t): t for t in E820Type}
 
@@ -296,6 +302,28 @@ def build_e820(
             rows.append([d.phys_addr, d.phys_addr + length, t])
             included.append(True)
     return [E820Range(s, e, _E820[t]) for s, e, t in rows], included
+
+
+def e820_row_count(final: MemoryMap, spec: PathSpec) -> int:
+    """``len(build_e820(final, spec)[0])``, counted a column at a time: an entry of no length
+    never makes or extends a row; each other one starts a row unless it follows the previous
+    one's end with its type; rows stop at E820MAX."""
+    descs = final.descriptors
+    mapbs, rt = spec.mapbs, spec.xen_runtime_attr_reserved
+    pairs = list(zip(map(_TYPE_OF, descs), map(_ATTRIBUTE_OF, descs), strict=True))
+    kind = {p: _classify(p[0], p[1], mapbs, rt) for p in set(pairs)}
+    sizes = map(operator.lshift, map(_PAGES_OF, descs), repeat(PAGE_SHIFT))
+    lengths = list(map(operator.and_, sizes, repeat(U64_MAX)))  # size_t arithmetic
+    kept = list(map(bool, lengths))
+    types = list(compress(map(kind.__getitem__, pairs), kept))
+    starts = list(compress(map(_START_OF, descs), kept))
+    ends = list(map(operator.add, starts, compress(lengths, kept)))
+    if not starts:
+        return 0
+    breaks = map(
+        operator.or_, map(operator.ne, types[1:], types), map(operator.ne, starts[1:], ends)
+    )
+    return min(1 + sum(breaks), E820MAX)
 
 
 def process_memory_map(final: MemoryMap, spec: PathSpec) -> list[E820Range]:
