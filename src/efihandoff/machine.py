@@ -199,6 +199,14 @@ class PhysicalMemory:
         """Bytes at ``[addr, addr+length)``, or None if any of them is unknown."""
         if length < 0 or addr < 0:
             return None
+        lo = addr & _PAGE_MASK
+        if 0 < length <= PAGE_SIZE - lo:  # within one written page: most reads
+            data = self._pages.get(addr >> PAGE_SHIFT)
+            if data is not None:
+                mask = self._known.get(addr >> PAGE_SHIFT)
+                if mask is not None and mask.find(0, lo, lo + length) != -1:
+                    return None
+                return bytes(data[lo : lo + length])
         out = bytearray()
         pos = addr
         end = addr + length
