@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from efihandoff.errors import ParseError
 from efihandoff.sources.kernellog import KernelLog, read, read_kernel_log, read_kernel_log_file
 from efihandoff.sources.kernellog import fast as fast_path
-from efihandoff.sources.kernellog.bulk import BulkReader
+from efihandoff.sources.kernellog.bulk import MAP_GAP, BulkReader
 from efihandoff.sources.kernellog.reader import Reader
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
@@ -49,6 +49,7 @@ def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read, "BLOCK", 97)
     monkeypatch.setattr(read, "FAST_BLOCK", 211)
     monkeypatch.setattr(fast_path, "SPAN", 150)
+    monkeypatch.setattr(fast_path, "MAP_PIECE", 97)
 
 
 @pytest.mark.parametrize("path", sorted(LOGS.glob("*.log")), ids=lambda p: p.name)
@@ -765,3 +766,47 @@ def test_xen_e820_run_of_more_type_words_than_the_memo_holds() -> None:
     assert boot.xen is not None
     assert [e.type_code for e in boot.xen.e820[:3]] == [1, 100, 101]
     assert len(boot.xen.e820) == len(words)
+
+
+# -- map runs: where a piece stops -----------------------------------------------------------
+
+
+def _e820_line(ts: str, i: int) -> str:
+    a = i << 20
+    return f"[{ts}] BIOS-e820: [mem 0x{a:016x}-0x{a + 0xFFFFF:016x}] usable"
+
+
+@pytest.mark.parametrize("marked", [False, True])
+@pytest.mark.parametrize("between", [MAP_GAP - 1, MAP_GAP, MAP_GAP + 1, MAP_GAP + 2])
+def test_a_map_run_stops_reading_past_its_last_map_line(between: int, marked: bool) -> None:
+    """A map run's findall reads no further than MAP_GAP + 1 lines past the last map line
+    in its piece (chatter holding "[mem 0x..." only makes it read further): a map line
+    ``between`` chatter lines later is in the same run while the gap allows, and the result
+    is the line-by-line one either way."""
+    chatter = "pci 0000:00:02.0: reg 0x10: [mem 0x{:08x}-0x{:08x}]" if marked else "usb {} {}"
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    lines += [_e820_line(f"    1.{i:06d}", i) for i in range(20)]
+    lines += [f"[    1.{20 + i:06d}] " + chatter.format(i, i) for i in range(between)]
+    lines += [_e820_line(f"    1.{40 + i:06d}", 20 + i) for i in range(5)]
+    lines += [f"[    2.{i:06d}] usb 1-1: chatter {i}" for i in range(400)]
+    data = ("\n".join(lines) + "\n").encode()
+    rows: list[int] = []
+    real = BulkReader.take_maps
+
+    def counting(self: BulkReader, ln: int, got: list[tuple[bytes, ...]], ts: bool) -> Any:
+        rows.append(len(got))
+        return real(self, ln, got, ts)
+
+    BulkReader.take_maps = counting  # type: ignore[method-assign]
+    try:
+        fast = read_kernel_log(data)
+    finally:
+        BulkReader.take_maps = real  # type: ignore[method-assign]
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    assert len(boot.e820) == 25
+    # one run while the gap allows, else two; without marks in the chatter each reads up to
+    # its piece's last map line, MAP_GAP + 1 lines after it and the row for the cut
+    assert len(rows) == (1 if between <= MAP_GAP else 2)
+    if not marked:
+        assert rows[-1] <= (20 + between if len(rows) == 1 else 0) + 5 + MAP_GAP + 2

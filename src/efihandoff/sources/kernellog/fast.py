@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from efihandoff.sources.kernellog.bulk import BulkReader
+from efihandoff.sources.kernellog.bulk import MAP_GAP, BulkReader
 from efihandoff.sources.kernellog.messages import BODY_BYTES, FIRST_BYTES, IGNORED_BYTES
 from efihandoff.sources.kernellog.model import MAX_LINE
 
@@ -79,6 +79,11 @@ _F_MEMMAP = (
     rb"(efi: {0,16}mem([0-9]{1,6}): \[([ A-Za-z0-9|]{1,96})\] range=\[0x" + _F_HEX + rb"-0x"
     + _F_HEX + rb"\] {0,4}\([0-9]{1,20}MB\) {0,16})\r?(?=\n)"
 )  # fmt: skip
+# What every line _F_MEMMAP or _F_E820 takes holds.
+_MAP_MARKS = (b"] range=[0x", b": [mem 0x")
+# From within a line, past its newline and the next MAP_GAP + 1 lines (to their newline).
+_PAST_GAP = re.compile(rb"[^\n]*(?:\n[^\n]*){%d}(?=\n)" % (MAP_GAP + 1))
+MAP_PIECE = 4096  # bytes of lines a map run's first findall reads
 # What a map line starts with (a cheap test before a map run is tried).
 _F_MAP_START = re.compile(rb"efi: {0,16}mem[0-9]|BIOS-e820: \[mem |Xen: \[mem ")
 # Linux e820__print_table (and a PV dom0's "Xen: [mem ...]"): who, first, last, the type words.
@@ -412,14 +417,21 @@ class Fast:
         """Linux map lines from the one after the newline at ``pos`` on, with up to
         ``MAP_GAP`` kernel chatter lines between two of them, while the reader takes them: one
         findall gives every line's fields (+ 1: the lookahead sees the newline), in pieces that
-        grow twofold so a run that ends early costs little; the newline after the last map
-        line taken."""
-        want = 1024
+        grow twofold from MAP_PIECE bytes, each read no further than the run can go (MAP_GAP
+        + 1 lines past its last map line), so a run that ends early costs little; the newline
+        after the last map line taken."""
+        want = MAP_PIECE
         ts_mode = style.mode[0] == "t"
         while True:
             cut = buf.find(b"\n", pos + want, end) if pos + want < end else -1
             if cut < 0:
                 cut = end
+            # the run ends at the latest MAP_GAP + 1 lines after its last map line: no row
+            # past that line is read (every map line holds one of _MAP_MARKS)
+            last = max(buf.rfind(mark, pos, cut) for mark in _MAP_MARKS)
+            after = _PAST_GAP.match(buf, last, cut) if last >= 0 else None
+            if after is not None:
+                cut = after.end()
             rows = style.rows.findall(buf, pos, cut + 1)  # a row per line, and one for cut's
             n, stopped = self.r.take_maps(self.ln + 1, rows, ts_mode)
             lines = buf.count(b"\n", pos, cut)
