@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from efihandoff.errors import ParseError
-from efihandoff.sources.kernellog import KernelLog, read, read_kernel_log, read_kernel_log_file
+from efihandoff.sources.kernellog import (
+    KernelLog,
+    boots,
+    read,
+    read_kernel_log,
+    read_kernel_log_file,
+)
+from efihandoff.sources.kernellog import bulk as bulk_path
 from efihandoff.sources.kernellog import fast as fast_path
 from efihandoff.sources.kernellog.bulk import MAP_GAP, BulkReader
 from efihandoff.sources.kernellog.reader import Reader
@@ -768,7 +775,7 @@ def test_xen_e820_run_of_more_type_words_than_the_memo_holds() -> None:
     assert len(boot.xen.e820) == len(words)
 
 
-# -- map runs: where a piece stops -----------------------------------------------------------
+# -- map runs: where a piece stops, the descriptor cap, the repeat check's hash ---------------
 
 
 def _e820_line(ts: str, i: int) -> str:
@@ -810,3 +817,48 @@ def test_a_map_run_stops_reading_past_its_last_map_line(between: int, marked: bo
     assert len(rows) == (1 if between <= MAP_GAP else 2)
     if not marked:
         assert rows[-1] <= (20 + between if len(rows) == 1 else 0) + 5 + MAP_GAP + 2
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 4, 7, 100])
+@pytest.mark.parametrize("runtime", [False, True])
+def test_map_runs_at_the_descriptor_cap_same_both_ways(
+    cap: int, runtime: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A map printed twice in one run (the first from mem01, the second from mem00), before
+    or after "EFI runtime memory map:", with the cap reached anywhere in it: what each line
+    does is what Boot.desc_list says, as line by line."""
+    monkeypatch.setattr(boots, "MAX_DESCRIPTORS", cap)
+    lines = ["[    0.000000] Linux version 6.6.1 (b@h) #1"]
+    if runtime:
+        lines.append("[    0.000001] efi: EFI runtime memory map:")
+    for rep in range(2):
+        for i in range(5):
+            ts = f"    0.{rep * 10 + i + 2:06d}"
+            lines.append(_efi_line(ts, i + 1 - rep, (rep * 16 + i) << 12))
+        lines.append(f"[    0.{rep * 10 + 8:06d}] usb 1-1: chatter")
+    data = ("\n".join(lines) + "\n").encode()
+    fast = read_kernel_log(data)
+    assert fast == read_kernel_log(data, fast=False)
+    (boot,) = fast.boots
+    kept = boot.runtime_map if runtime else boot.memory_map
+    assert [d.phys_addr >> 12 for d in kept] == list(range(min(cap, 5)))
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.one_of(_map_log(), _interleaved_log()), cap=st.integers(1, 12))
+def test_hypothesis_map_runs_at_a_small_cap_same_both_ways(
+    data: bytes, cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(boots, "MAX_DESCRIPTORS", cap)
+    same(data)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=200))
+def test_the_repeat_checks_hash_of_a_message_is_its_texts(text: str) -> None:
+    """take_maps hashes a message's bytes as the reader hashes its text (the pair of
+    timestamp and hash that drops a pasted repeat must be the same both ways)."""
+    assert bulk_path.message_hash(text.encode("ascii")) == hash(text)

@@ -130,6 +130,13 @@ class Boot:
             return None
         return self.memory_map
 
+    def desc_room(self) -> tuple[list[LoggedDescriptor], int]:
+        """The list :meth:`desc_list` gives a descriptor whose index is not 0, and while
+        fewer than how many are pending (0: ask it each time: that map is done)."""
+        into = self.runtime_map if self.runtime_mode else self.memory_map
+        done = self.runtime_done if self.runtime_mode else self.map_done
+        return into, 0 if done else MAX_DESCRIPTORS - len(into)
+
     def esrt_record(self, kind: str, text: str, ln: int, values: tuple[int, ...]) -> None:
         if len(self.esrt) >= MAX_ESRT_MESSAGES:
             self.drop("esrt messages", MAX_ESRT_MESSAGES)

@@ -24,6 +24,17 @@ MAP_GAP = 16  # kernel chatter lines a map run takes between two map lines
 _CODE = operator.itemgetter(1)  # of a (words, code) pair: None for a type word Xen never prints
 
 
+def _text_hash(message: bytes) -> int:
+    """The hash of a message as the reader has it (the patterns take ASCII only)."""
+    return hash(message.decode("ascii"))
+
+
+# The hash of a message's bytes as the reader hashes its text. CPython hashes an ASCII str as
+# the bytes it holds (Objects/unicodeobject.c unicode_hash and Objects/bytesobject.c bytes_hash
+# both call _Py_HashBytes): there the decode is skipped.
+message_hash = hash if hash("efi: mem00") == hash(b"efi: mem00") else _text_hash
+
+
 class BulkReader(Reader):
     """A :class:`Reader` whose map lines may also come in runs (same result)."""
 
@@ -88,6 +99,7 @@ class BulkReader(Reader):
         # the records made, as rows: built a column at a time once the run is read (``into``:
         # the map the descriptors go to)
         into: list[LoggedDescriptor] = []
+        target, room = b.desc_room()
         descs: list[tuple[int, int, int, int | None, int]] = []
         entries: list[tuple[int, int, str, int | None, int]] = []
         taken = used = gap = i = 0
@@ -106,7 +118,7 @@ class BulkReader(Reader):
                 if started and (ts + 1.0 < last_ts or (ts == 0.0 and last_ts > 0.0)):
                     break  # Reader.starts_boot: a new boot goes the ordinary way
                 if not chat:
-                    key = (ts, hash((msg or emsg).decode("ascii")))
+                    key = (ts, message_hash(msg or emsg))
                     if key in seen:
                         break  # a paste repeated
             if msg:  # Linux efi_print_memmap
@@ -123,7 +135,12 @@ class BulkReader(Reader):
                     break
                 pages = (end - start) >> PAGE_SHIFT
                 # Boot.add_desc, this run's descriptors counted in; index 0: all zeros
-                found_list = desc_list(not index.lstrip(b"0"), len(descs))
+                zero = not index.lstrip(b"0")
+                if zero or len(descs) >= room:
+                    found_list = desc_list(zero, len(descs))
+                    room = 0  # Boot.desc_list answers each from here on
+                else:
+                    found_list = target
                 ok = found_list is not None
                 if found_list is not None:
                     into = found_list
