@@ -201,12 +201,12 @@ class PhysicalMemory:
             return None
         lo = addr & _PAGE_MASK
         if 0 < length <= PAGE_SIZE - lo:  # within one written page: most reads
-            data = self._pages.get(addr >> PAGE_SHIFT)
-            if data is not None:
-                mask = self._known.get(addr >> PAGE_SHIFT)
-                if mask is not None and mask.find(0, lo, lo + length) != -1:
+            written = self._pages.get(addr >> PAGE_SHIFT)
+            if written is not None:
+                known = self._known.get(addr >> PAGE_SHIFT)
+                if known is not None and known.find(0, lo, lo + length) != -1:
                     return None
-                return bytes(data[lo : lo + length])
+                return bytes(written[lo : lo + length])
         out = bytearray()
         pos = addr
         end = addr + length

@@ -17,8 +17,8 @@ is not keyed: those machines are simulated.
 Results are kept in a bounded LRU per process (a survey worker keeps its own). Every caller
 gets its own containers (tables, log, sysfs, ...), so nothing a caller changes leaks into the
 next hit; inside :func:`words_only` a caller that only reads (``shared=True``: explain's
-candidates, a group sum's groups) is given the stored result itself. ``EFIHANDOFF_MEMO=0`` or :func:`disabled` turns the cache off (the differential tests
-compare both ways).
+candidates, a group sum's groups) is given the stored result itself. ``EFIHANDOFF_MEMO=0``
+or :func:`disabled` turns the cache off (the differential tests compare both ways).
 
 Inside :func:`words_only` (``survey``, which keeps verdict words and costs, never reasons) a
 machine reduced to one descriptor's tables is asked at its canonical address
