@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -458,6 +460,23 @@ def test_hypothesis_map_runs_same_both_ways(data: bytes) -> None:
 def test_hypothesis_map_runs_same_with_tiny_blocks(data: bytes, tiny_blocks: None) -> None:
     same(data)
 
+@contextmanager
+def _spy(cls: type, name: str, seen: Callable[..., object]) -> Iterator[None]:
+    """Inside the block, every call of ``cls.name`` is shown to ``seen`` (its arguments but
+    self) before it runs."""
+    real = getattr(cls, name)
+
+    def spying(self: object, *args: Any, **kw: Any) -> Any:
+        seen(*args)
+        return real(self, *args, **kw)
+
+    setattr(cls, name, spying)
+    try:
+        yield
+    finally:
+        setattr(cls, name, real)
+
+
 
 def test_map_runs_are_read_in_bulk() -> None:
     """An efi=debug map, an E820 table and Xen's EFI map, 600 lines each: none goes through
@@ -477,18 +496,9 @@ def test_map_runs_are_read_in_bulk() -> None:
         a = i << 20
         lines.append(f"(XEN)  {a:013x}-{a + 0xFFFFF:013x} type=7 attr=000000000000000f")
     data = ("\n".join(lines) + "\n").encode()
-    calls = []
-    real = Reader.message
-
-    def counting(self: Reader, ln: int, *args: object, **kw: object) -> None:
-        calls.append(ln)
-        real(self, ln, *args, **kw)  # type: ignore[arg-type]
-
-    Reader.message = counting  # type: ignore[method-assign]
-    try:
+    calls: list[int] = []
+    with _spy(Reader, "message", lambda ln, *_: calls.append(ln)):
         fast = read_kernel_log(data)
-    finally:
-        Reader.message = real  # type: ignore[method-assign]
     assert fast == read_kernel_log(data, fast=False)
     (boot,) = fast.boots
     assert len(boot.memory_map) == 600 and len(boot.e820) == 600
@@ -798,17 +808,8 @@ def test_a_map_run_stops_reading_past_its_last_map_line(between: int, marked: bo
     lines += [f"[    2.{i:06d}] usb 1-1: chatter {i}" for i in range(400)]
     data = ("\n".join(lines) + "\n").encode()
     rows: list[int] = []
-    real = BulkReader.take_maps
-
-    def counting(self: BulkReader, ln: int, got: list[tuple[bytes, ...]], ts: bool) -> Any:
-        rows.append(len(got))
-        return real(self, ln, got, ts)
-
-    BulkReader.take_maps = counting  # type: ignore[method-assign]
-    try:
+    with _spy(BulkReader, "take_maps", lambda ln, got, *_: rows.append(len(got))):
         fast = read_kernel_log(data)
-    finally:
-        BulkReader.take_maps = real  # type: ignore[method-assign]
     assert fast == read_kernel_log(data, fast=False)
     (boot,) = fast.boots
     assert len(boot.e820) == 25
