@@ -34,6 +34,7 @@ from efihandoff.uefi.memmap import (
     MemoryDescriptor,
     MemoryMap,
     MemoryType,
+    columns,
     u64_span,
 )
 from efihandoff.uefi.systab import read_ucs2
@@ -268,8 +269,6 @@ def e820_type(d: MemoryDescriptor, spec: PathSpec) -> E820Type:
 _classify = xen_e820_type  # the mapping is Xen's rule: efihandoff.rules.e820
 _TYPE_OF = operator.attrgetter("type")
 _ATTRIBUTE_OF = operator.attrgetter("attribute")
-_START_OF = operator.attrgetter("phys_addr")
-_PAGES_OF = operator.attrgetter("num_pages")
 _E820_RAM = int(E820Type.RAM)
 _E820 = {int(t): t for t in E820Type}
 
@@ -312,11 +311,12 @@ def e820_row_count(final: MemoryMap, spec: PathSpec) -> int:
     mapbs, rt = spec.mapbs, spec.xen_runtime_attr_reserved
     pairs = list(zip(map(_TYPE_OF, descs), map(_ATTRIBUTE_OF, descs), strict=True))
     kind = {p: _classify(p[0], p[1], mapbs, rt) for p in set(pairs)}
-    sizes = map(operator.lshift, map(_PAGES_OF, descs), repeat(PAGE_SHIFT))
+    firsts, pages, _ = columns(descs)
+    sizes = map(operator.lshift, pages, repeat(PAGE_SHIFT))
     lengths = list(map(operator.and_, sizes, repeat(U64_MAX)))  # size_t arithmetic
     kept = list(map(bool, lengths))
     types = list(compress(map(kind.__getitem__, pairs), kept))
-    starts = list(compress(map(_START_OF, descs), kept))
+    starts = list(compress(firsts, kept))
     ends = list(map(operator.add, starts, compress(lengths, kept)))
     if not starts:
         return 0
