@@ -442,6 +442,7 @@ class Machine:
         out.__dict__.update(changes)
         return out
 
+
 _MACHINE_FIELDS = frozenset(f.name for f in fields(Machine))
 
 

@@ -76,12 +76,16 @@ class Placement:
     is built when first asked for (a cached question never needs it)."""
 
     delta: int
-    span: tuple[int, int]  # the canonical [start, end) of the table's descriptor
     key: tuple[object, ...] = field(repr=False)
     source: Machine = field(repr=False, compare=False)
     own: MemoryDescriptor = field(repr=False, compare=False)  # trimmed, where it was
     gap: MemoryDescriptor = field(repr=False, compare=False)
     top: int = field(repr=False, compare=False)  # the end of the written pages moved with it
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The canonical [start, end) of the table's descriptor."""
+        return self.own.phys_addr + self.delta, self.own.end + self.delta
 
     @cached_property
     def machine(self) -> Machine:
@@ -154,7 +158,7 @@ def canonical(machine: Machine) -> Placement | None:
         tuple((t.guid.value, t.table + delta) for t in tables),
         memory.moved_state(start, top, delta),
     )
-    return Placement(delta, (start + delta, end + delta), key, machine, own, gap, top)
+    return Placement(delta, key, machine, own, gap, top)
 
 
 def trimmed(

@@ -569,11 +569,6 @@ class TypeInference:
         return self.memory_type is not None and "inferred" not in self.evidence
 
 
-def _first_holding(e820: tuple[E820Entry, ...], address: int) -> E820Entry | None:
-    """The first entry that holds ``address`` (:meth:`E820Entry.contains`, inline)."""
-    return next((e for e in e820 if e.start <= address < e.end), None)
-
-
 def infer_memory_type(boot: BootLog, address: int) -> TypeInference:
     """The memory type at ``address``: from the printed EFI memory map (Linux efi=debug, then
     Xen's), else inferred from the E820 table and the ``esrt:`` / ``e820: update`` lines."""
@@ -584,10 +579,10 @@ def infer_memory_type(boot: BootLog, address: int) -> TypeInference:
         for d in boot.xen.efi_memory_map:
             if d.contains(address):
                 return TypeInference(d.type, (d.type,), f"Xen's EFI memory map, line {d.line}")
-    entry = _first_holding(boot.e820, address)
+    entry = next((e for e in boot.e820 if e.contains(address)), None)
     source = "Xen's E820 for dom0" if boot.e820_source == "Xen" else "E820"
     if entry is None and boot.xen is not None:
-        entry = _first_holding(boot.xen.e820, address)
+        entry = next((e for e in boot.xen.e820 if e.contains(address)), None)
         source = "Xen's E820"
     if entry is None:
         return TypeInference(None, (), f"no memory map in the log covers {address:#x}")

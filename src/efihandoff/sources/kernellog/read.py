@@ -50,9 +50,9 @@ def _iter_lines(stream: ByteStream) -> Iterator[bytes]:
 
 
 def _lines_of(data: bytes) -> Iterator[bytes]:
-    """The lines of ``data`` found one at a time (a sniff stops at the first kernel line), as
-    :func:`_iter_lines` yields them from a stream holding ``data``, up to the first MAX_LINE
-    bytes of each (all the reader keeps)."""
+    """The lines of ``data`` found one at a time (a sniff stops at the first kernel line):
+    their first MAX_LINE bytes, all the reader keeps, are what :func:`_iter_lines` yields
+    from a stream holding ``data``."""
     pos, end = 0, len(data)
     while pos < end:
         nl = data.find(b"\n", pos)
