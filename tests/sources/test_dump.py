@@ -421,7 +421,7 @@ def test_random_elf_headers(tmp_path, tail, phnum):
         ev.to_machine()
 
 
-def test_dump_memory_without_mapping():
+def test_dump_memory_without_file():
     mem = DumpMemory(None, [DumpSegment(0, 4096, 0, 4096, 4096)])
     assert mem.read(0, 1) is None and not mem.contains(0)
 

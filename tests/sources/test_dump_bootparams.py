@@ -1,6 +1,6 @@
 """The memory map an x86 EFI stub left in boot_params, found in a dump (DumpEvidence.
 boot_memory_map): through the block reader with the file's data extents (memory bounded, holes
-skipped), at any byte offset, the first of several copies, never a decoy, and in the mapped file
+skipped), at any byte offset, the first of several copies, never a decoy, and in the file opened
 even when another file has taken its path."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _efi_info(path: Path, at: int) -> bytes:
 
 def test_found_through_the_block_reader(tmp_path, laptop, monkeypatch):
     # The search gets a file descriptor (data extents, block reads: memory bounded, holes of
-    # the 18 GiB sparse image skipped), not the whole mapping, and the descriptor is closed.
+    # the 18 GiB sparse image skipped), closed with the dump.
     calls = []
     real = dump_mod.find_all
 
@@ -92,8 +92,8 @@ def test_first_copy_wins_and_decoys_are_skipped(tmp_path, laptop):
     assert found is not None and found[1] == 0x5003
 
 
-def test_mapping_searched_when_the_file_is_gone(tmp_path, laptop):
-    # The file removed after read_dump: the mapping is still there and is searched instead.
+def test_searched_when_the_path_is_gone(tmp_path, laptop):
+    # The file removed after read_dump: the dump's own descriptor still reads it.
     path = _image(tmp_path, laptop)
     with read_dump(path) as ev:
         path.unlink()
@@ -102,8 +102,8 @@ def test_mapping_searched_when_the_file_is_gone(tmp_path, laptop):
 
 
 def test_a_file_replaced_since_is_not_read(tmp_path, laptop):
-    # Another file of the same size now at the path (another inode): the mapping is searched,
-    # so the dump's own efi_info is found and the newcomer's (at another place) is not.
+    # Another file of the same size now at the path (another inode): the dump's own descriptor
+    # is searched, so its efi_info is found and the newcomer's (at another place) is not.
     path = _image(tmp_path, laptop)
     info = _efi_info(path, INFO)
     other = tmp_path / "other.raw"

@@ -1,15 +1,17 @@
 """The dump scan's aligned search (dumpscan.find_aligned) and the system-table scan on it: every
 signature on the alignment grid is found once, wherever it sits (file ends, window and block
-boundaries, past holes), whichever way the bytes are reached (mapped windows, read blocks, no
-wmemchr, no file descriptor); signatures off the grid, wrong CRCs and words that only start like
+boundaries, past holes), whichever way the bytes are reached (read blocks, no wmemchr, no file
+descriptor: DumpFile.find); signatures off the grid, wrong CRCs and words that only start like
 the signature are not reported. Tables here are written by hand from the UEFI layout (2.10
 section 4.2/4.3: header of Signature, Revision, HeaderSize, CRC32, Reserved; 120 bytes in the
 64-bit layout, 72 in the 32-bit one), the CRC32 with zlib over HeaderSize bytes, field zero."""
 
 from __future__ import annotations
 
-import mmap
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -17,12 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from efihandoff.sources import dumpscan
+from efihandoff.errors import ParseError
+from efihandoff.sources import dumpmemory, dumpscan
 from efihandoff.sources.dump import read_dump
+from efihandoff.sources.dumpmemory import DumpFile
 
 SIG = b"IBI SYST"
 WINDOW = 4096  # small windows and blocks so boundaries are many
-MODES = ["mapped", "read", "no-wmemchr", "no-fd"]
+MODES = ["read", "no-wmemchr", "no-fd"]
 
 
 def _table(bits: int = 64, *, revision: int = 0x00020046, crc_ok: bool = True) -> bytes:
@@ -38,10 +42,8 @@ def _table(bits: int = 64, *, revision: int = 0x00020046, crc_ok: bool = True) -
 @pytest.fixture(params=MODES)
 def mode(request, monkeypatch):
     """Small windows and blocks; a mode forcing one way of reaching the bytes."""
-    monkeypatch.setattr(dumpscan, "MAP_WINDOW", WINDOW)
     monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
-    if request.param == "read":
-        monkeypatch.setattr(dumpscan._Windows, "_mapped", lambda self, pos, want: None)
+    monkeypatch.setattr(dumpmemory, "FIND_BLOCK", WINDOW)
     if request.param == "no-wmemchr":
         monkeypatch.setattr(dumpscan, "_WMEMCHR", None)
     return request.param
@@ -54,12 +56,12 @@ def _want(data: bytes, needle: bytes, start: int, end: int, align: int) -> list[
 
 def _find(path: Path, mode: str, needle: bytes, start: int, end: int, align: int) -> list[int]:
     with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        file = DumpFile(f.fileno(), os.fstat(f.fileno()).st_size, str(path))
         try:
-            fd = None if mode == "no-fd" else f.fileno()
-            return list(dumpscan.find_aligned(mm, fd, needle, start, end, align))
+            fd = None if mode == "no-fd" else file.fd
+            return list(dumpscan.find_aligned(file, fd, needle, start, end, align))
         finally:
-            mm.close()
+            file.close()
 
 
 @pytest.mark.parametrize("align", [4, 8])
@@ -130,35 +132,12 @@ def test_holes_skipped_and_offsets_kept(tmp_path, mode, start):
     assert got
 
 
-def test_mapping_refused_midway_reads_the_rest(tmp_path, monkeypatch):
-    # A file that stops being mappable after the first window (as /proc/vmcore refuses a
-    # private writable mapping): the rest is read, nothing lost or repeated.
-    monkeypatch.setattr(dumpscan, "MAP_WINDOW", WINDOW)
-    monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
-    real = dumpscan._Windows._mapped
-    calls = []
-
-    def once(self, pos, want):  # type: ignore[no-untyped-def]
-        calls.append(pos)
-        return real(self, pos, want) if len(calls) == 1 else None
-
-    monkeypatch.setattr(dumpscan._Windows, "_mapped", once)
-    size = 4 * WINDOW
-    data = bytearray(size)
-    for p in range(0, size - 8, 8 * 37):
-        data[p : p + 8] = SIG
-    path = tmp_path / "late.raw"
-    path.write_bytes(data)
-    assert _find(path, "mapped", SIG, 0, size, 8) == _want(bytes(data), SIG, 0, size, 8)
-    assert len(calls) == 2
-
-
 def test_bad_arguments_refused(tmp_path):
     path = tmp_path / "x.raw"
     path.write_bytes(bytes(64))
     for needle, align in ((SIG, 6), (SIG, 0), (b"IBI", 8)):
         with pytest.raises(ValueError):
-            _find(path, "mapped", needle, 0, 64, align)
+            _find(path, "read", needle, 0, 64, align)
 
 
 @settings(
@@ -283,11 +262,11 @@ def bytewise(request, monkeypatch):
 
 def _find_all(path: Path, needle: bytes, start: int, end: int) -> list[int]:
     with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        file = DumpFile(f.fileno(), os.fstat(f.fileno()).st_size, str(path))
         try:
-            return list(dumpscan.find_all(mm, f.fileno(), needle, start, end))
+            return list(dumpscan.find_all(file, file.fd, needle, start, end))
         finally:
-            mm.close()
+            file.close()
 
 
 @pytest.mark.parametrize("needle", [b"EL64\x00\x80\xef", b"EL64\x00\x80\xef\x2d", GUID_BYTES])
@@ -354,35 +333,117 @@ def test_bytewise_never_reads_past_a_short_block(tmp_path, monkeypatch):
     assert _find_all(path, needle, 0, len(data)) == []
 
 
-def test_one_window_mapped_at_a_time(tmp_path, monkeypatch):
-    # Memory stays one window whatever the dump's size: each mapping is at most MAP_WINDOW plus
-    # the needle's overlap, and closed before the next is made (also when the search stops
-    # early, as the scan does at its candidate cap).
-    monkeypatch.setattr(dumpscan, "MAP_WINDOW", WINDOW)
-    real = dumpscan._Windows._mapped
-    maps = []
+def test_one_block_read_at_a_time(tmp_path, monkeypatch):
+    # Memory stays one block whatever the dump's size: each read asks for at most BLOCK plus the
+    # needle's overlap, into the one buffer, which is closed when the search ends (also when it
+    # stops early, as the scan does at its candidate cap).
+    monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
+    real = dumpscan._Blocks._read
+    reads: list[int] = []
+    made = []
 
     def spy(self, pos, want):  # type: ignore[no-untyped-def]
-        assert all(m.closed for m in maps)
         assert want <= WINDOW + len(SIG) - 1
+        reads.append(pos)
         got = real(self, pos, want)
-        maps.append(got[0])
+        if self._buf not in made:
+            made.append(self._buf)
         return got
 
-    monkeypatch.setattr(dumpscan._Windows, "_mapped", spy)
+    monkeypatch.setattr(dumpscan._Blocks, "_read", spy)
     data = bytearray(10 * WINDOW)
     for p in range(0, len(data), WINDOW):
         data[p + 64 : p + 72] = SIG
     path = tmp_path / "w.raw"
     path.write_bytes(data)
     with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            hits = dumpscan.find_aligned(mm, f.fileno(), SIG, 0, len(data), 8)
-            assert [next(hits) for _ in range(3)] == [64, WINDOW + 64, 2 * WINDOW + 64]
-            hits.close()
-            assert len(maps) == 3 and all(m.closed for m in maps)
-            assert len(list(dumpscan.find_aligned(mm, f.fileno(), SIG, 0, len(data), 8))) == 10
-        finally:
-            mm.close()
-    assert len(maps) == 13 and all(m.closed for m in maps)
+        hits = dumpscan.find_aligned(data, f.fileno(), SIG, 0, len(data), 8)
+        assert [next(hits) for _ in range(3)] == [64, WINDOW + 64, 2 * WINDOW + 64]
+        hits.close()
+        assert reads == [0, WINDOW, 2 * WINDOW]
+        assert len(made) == 1 and made[0].closed
+        assert len(list(dumpscan.find_aligned(data, f.fileno(), SIG, 0, len(data), 8))) == 10
+    assert len(reads) == 13 and len(made) == 2 and all(m.closed for m in made)
+
+
+# --------------------------------------------------------------------------------------------
+# A dump that shrinks while it is read: a result or ParseError, never SIGBUS
+# --------------------------------------------------------------------------------------------
+
+
+def _planted(tmp_path: Path) -> tuple[Path, int]:
+    data = bytearray(8 * WINDOW)
+    at = 5 * WINDOW + 64
+    data[at : at + 120] = _table()
+    path = tmp_path / "shrinks.raw"
+    path.write_bytes(data)
+    return path, at
+
+
+def test_truncated_after_reading_raises_parse_error(tmp_path):
+    # The file cut to one page after read_dump: the dump's later reads (its memory, the second
+    # pass for a boot_params map) raise ParseError at the first byte they miss, where a mapping
+    # of the file used to kill the process with SIGBUS. Run in a child, so a signal fails the
+    # test instead of killing the test run.
+    path, at = _planted(tmp_path)
+    code = f"""
+import os, sys
+from efihandoff.errors import ParseError
+from efihandoff.sources.dump import read_dump
+ev = read_dump({str(path)!r})
+assert ev.system_table_address == {at}
+os.truncate({str(path)!r}, 4096)
+for step, first_missing in ((lambda: ev.memory.read({at}, 120), {at}), (ev.boot_memory_map, 4096)):
+    try:
+        step()
+    except ParseError as exc:
+        assert exc.offset == first_missing and "shrank" in str(exc), exc
+    else:
+        sys.exit("no ParseError")
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.strip() == "ok"
+
+
+def test_truncated_during_the_scan_raises_parse_error(tmp_path, monkeypatch):
+    # The file cut while the scan reads it: ParseError at the new end, not a scan that quietly
+    # ends there and reports no system table.
+    monkeypatch.setattr(dumpscan, "BLOCK", WINDOW)
+    path, _ = _planted(tmp_path)
+    real = dumpscan._pread
+
+    def cut_then_read(fd, into, pos, want):  # type: ignore[no-untyped-def]
+        if pos >= 2 * WINDOW:
+            os.truncate(path, 3 * WINDOW)
+        return real(fd, into, pos, want)
+
+    monkeypatch.setattr(dumpscan, "_pread", cut_then_read)
+    with pytest.raises(ParseError, match="shrank") as caught:
+        read_dump(path)
+    assert caught.value.offset == 3 * WINDOW
+
+
+def test_dump_file_reads_and_finds_like_bytes(tmp_path, monkeypatch):
+    # DumpFile against the bytes it holds: slices (clipped, stepped, negative), single bytes,
+    # find across its blocks; and a closed one refuses to read.
+    monkeypatch.setattr(dumpmemory, "FIND_BLOCK", 16)
+    data = bytes(range(256)) * 3
+    path = tmp_path / "b.raw"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        file = DumpFile(f.fileno(), len(data), "b.raw")
+    assert len(file) == len(data)
+    for key in (slice(0, 4), slice(250, 270), slice(-8, None), slice(700, 900), slice(5, 2),
+                slice(1, 40, 3)):
+        assert file[key] == data[key], key
+    assert file[17] == 17 and file[-1] == 255
+    with pytest.raises(IndexError):
+        file[len(data)]
+    for sub in (bytes([15, 16, 17]), bytes([255, 0]), b"\x00", bytes([1, 3])):
+        for start, end in ((0, None), (20, 300), (250, 258), (600, 768)):
+            assert file.find(sub, start, end) == data.find(sub, start, end), (sub, start, end)
+    file.close()
+    with pytest.raises(ParseError, match="closed"):
+        file[0:4]

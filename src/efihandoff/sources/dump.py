@@ -8,9 +8,10 @@ described (the rest reads as zeros, as the ELF specification says). Sources: Sys
 QEMU dump/dump.c ``write_elf64_load`` (``p_paddr`` = guest physical, ``p_offset`` after the
 notes).
 
-The dump is memory-mapped for reads and never copied whole: finding the system table is one pass
-over the file's data in blocks (:mod:`efihandoff.sources.dumpscan`), and memory use does not
-grow with the dump. Segments and reads through them are :mod:`efihandoff.sources.dumpmemory`,
+The dump is read on demand and never copied whole, nor mapped (a mapped file that shrinks kills
+the reader with SIGBUS; read, it raises ParseError): finding the system table is one pass over
+the file's data in blocks (:mod:`efihandoff.sources.dumpscan`), and memory use does not grow
+with the dump. Segments and reads through them are :mod:`efihandoff.sources.dumpmemory`,
 ELF program headers :mod:`efihandoff.sources.elfcore`.
 
 After a native Linux boot, SetVirtualAddressMap has converted the system table's
@@ -25,7 +26,6 @@ Under Xen the pointers stay physical (Xen does not call SetVirtualAddressMap for
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from collections.abc import Sequence
@@ -35,7 +35,7 @@ from pathlib import Path
 from efihandoff.errors import ParseError, SourceError
 from efihandoff.intervals import merge
 from efihandoff.machine import Machine, PhysicalMemory
-from efihandoff.sources.dumpmemory import DumpMemory, DumpSegment
+from efihandoff.sources.dumpmemory import DumpFile, DumpMemory, DumpSegment
 from efihandoff.sources.dumpscan import (
     SCAN_WORK,
     file_ranges_by_delta,
@@ -136,10 +136,9 @@ class DumpEvidence:
     firmware_vendor: str | None
     problems: tuple[str, ...]
     memory: DumpMemory = field(repr=False, compare=False)
-    file_id: tuple[int, int] | None = field(default=None, repr=False, compare=False)  # dev, inode
 
     def close(self) -> None:
-        """Unmap the dump (Machines built from it then read nothing)."""
+        """Close the dump (Machines built from it then read nothing)."""
         self.memory.close()
 
     def __enter__(self) -> DumpEvidence:
@@ -158,57 +157,31 @@ class DumpEvidence:
 
         One more pass over the dump's data, byte by byte (boot_params is ``__packed``: its copy
         in the kernel's .bss, arch/x86/kernel/setup.c, has no alignment C guarantees), each file
-        byte once, holes skipped and memory bounded when the file can be opened again (else the
-        mapping is searched)."""
+        byte once, holes skipped and memory bounded."""
         addr = self.system_table_address
-        mm = self.memory.mmap
-        if addr is None or mm is None:
+        file = self.memory.file
+        if addr is None or file is None:
             return None
         needle = EFI_LOADER_SIGNATURE_64 + (addr & 0xFFFFFFFF).to_bytes(4, "little")
         merged = file_ranges_by_delta(self.memory)
         spans = merge([span for g in merged.values() for span in g], keep_empty=True)
         work = 0
-        fd = self._reopen()
-        try:
-            for a, b in spans:
-                for pos in find_all(mm, fd, needle, a, b):
-                    places = places_of(merged, pos)
-                    work += len(merged)
-                    if work > SCAN_WORK:
-                        return None  # segments alias too much
-                    found = self._efi_info_map(mm, pos, addr) if places else None
-                    if found is not None:
-                        return found, min(places)
-        finally:
-            if fd is not None:
-                os.close(fd)
+        for a, b in spans:
+            for pos in find_all(file, file.fd, needle, a, b):
+                places = places_of(merged, pos)
+                work += len(merged)
+                if work > SCAN_WORK:
+                    return None  # segments alias too much
+                found = self._efi_info_map(file, pos, addr) if places else None
+                if found is not None:
+                    return found, min(places)
         return None
 
-    def _reopen(self) -> int | None:
-        """A descriptor on the dump's file again (for its data extents and block reads), or None
-        when the path cannot be opened or no longer names the file mapped (same device, inode
-        and size)."""
-        if self.file_id is None:
+    def _efi_info_map(self, file: DumpFile, pos: int, systab: int) -> MemoryMap | None:
+        info = file[pos : pos + _EFI_INFO.size]
+        if len(info) < _EFI_INFO.size or info[:4] != EFI_LOADER_SIGNATURE_64:
             return None
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            st = None
-        if st is not None and (st.st_dev, st.st_ino) == self.file_id and st.st_size == self.size:
-            return fd
-        os.close(fd)
-        return None
-
-    def _efi_info_map(self, mm: mmap.mmap, pos: int, systab: int) -> MemoryMap | None:
-        if pos + _EFI_INFO.size > len(mm) or mm[pos : pos + 4] != EFI_LOADER_SIGNATURE_64:
-            return None
-        _sig, st_lo, desc_size, version, map_lo, map_size, st_hi, map_hi = _EFI_INFO.unpack_from(
-            mm, pos
-        )
+        _sig, st_lo, desc_size, version, map_lo, map_size, st_hi, map_hi = _EFI_INFO.unpack(info)
         if (st_hi << 32 | st_lo) != systab or not 40 <= desc_size <= 4096 or version != 1:
             return None
         if map_size == 0 or map_size % desc_size or map_size > MAX_BOOT_MEMMAP:
@@ -306,7 +279,7 @@ def _candidate(
 
 
 def _find_config_array_by_content(
-    memory: DumpMemory, fd: int | None, pointer: int, count: int, bits: int
+    memory: DumpMemory, pointer: int, count: int, bits: int
 ) -> int | None:
     """Where the config array whose (virtual) address is ``pointer`` sits, found by content.
 
@@ -316,8 +289,8 @@ def _find_config_array_by_content(
     least two known GUIDs (one if the array has a single entry) is a match. None unless exactly
     one start matches best.
     """
-    mm = memory.mmap
-    if mm is None or count <= 0:
+    file = memory.file
+    if file is None or count <= 0:
         return None
     size = config_table_size(bits)
     page_off = pointer & (PAGE_SIZE - 1)
@@ -330,7 +303,7 @@ def _find_config_array_by_content(
     for anchor in _ANCHOR_GUIDS:
         needle = anchor.to_bytes()
         for a, b in spans:
-            for hit in find_all(mm, fd, needle, a, b):
+            for hit in find_all(file, file.fd, needle, a, b):
                 if hits >= MAX_CONTENT_HITS:
                     break
                 places = places_of(merged, hit)
@@ -405,34 +378,28 @@ def read_dump(
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise ParseError("empty file", offset=0, what=str(p))
+        file = DumpFile(f.fileno(), size, str(p))
         try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:
-            raise SourceError(f"{p}: cannot map: {exc}") from None
-        try:
-            return _read(mm, f.fileno(), size, str(p), runtime_map, content_search)
+            return _read(file, size, runtime_map, content_search)
         except BaseException:
-            mm.close()
+            file.close()
             raise
 
 
-
 def _read(
-    mm: mmap.mmap,
-    fd: int | None,
+    file: DumpFile,
     size: int,
-    name: str,
     runtime_map: Sequence[MemoryDescriptor] | None,
     content_search: bool,
 ) -> DumpEvidence:
     problems: list[str] = []
-    if mm[:4] == ELF_MAGIC:
-        fmt, segments = elf_segments(mm, size, problems)
+    if file[:4] == ELF_MAGIC:
+        fmt, segments = elf_segments(file, size, problems)
     else:
         fmt, segments = "raw", [DumpSegment(0, size, 0, size, size)]
-    memory = DumpMemory(mm, segments)
+    memory = DumpMemory(file, segments)
     translate = _Translator(memory, runtime_map)
-    found = scan(mm, fd, memory, problems)
+    found = scan(file, file.fd, memory, problems)
     candidates = [c for a, b in found if (c := _candidate(memory, translate, a, b)) is not None]
     candidates.sort(key=lambda c: c.score, reverse=True)
     chosen = candidates[0] if candidates else None
@@ -454,7 +421,7 @@ def _read(
         how = chosen.config_translation
         if config_address is None and content_search and st.tables and count:
             config_address = _find_config_array_by_content(
-                memory, fd, st.tables, count, chosen.bits
+                memory, st.tables, count, chosen.bits
             )
             if config_address is not None:
                 how = "content search (heuristic)"
@@ -474,7 +441,7 @@ def _read(
             tables = tuple(_table(memory, translate, e) for e in entries)
             esrt_address, esrt = _esrt(memory, tables, problems)
     return DumpEvidence(
-        path=name,
+        path=file.name,
         format=fmt,
         size=size,
         segments=memory.segments,
@@ -488,19 +455,7 @@ def _read(
         firmware_vendor=vendor,
         problems=tuple(problems),
         memory=memory,
-        file_id=_file_id(fd),
     )
-
-
-def _file_id(fd: int | None) -> tuple[int, int] | None:
-    """(device, inode) of the open dump, to know it again."""
-    if fd is None:
-        return None
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _table(memory: DumpMemory, translate: _Translator, entry: ConfigurationTable) -> DumpTable:

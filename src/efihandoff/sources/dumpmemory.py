@@ -1,16 +1,104 @@
-"""Physical memory over a memory-mapped dump: the segments (physical address, file offset,
-bytes present and declared) and reads through them; bytes outside every segment are unknown.
-ELF ``p_memsz`` beyond ``p_filesz`` reads as zeros (System V gABI "Program Header")."""
+"""Physical memory over a dump file: the file's bytes read on demand (:class:`DumpFile`), the
+segments (physical address, file offset, bytes present and declared) and reads through them;
+bytes outside every segment are unknown. ELF ``p_memsz`` beyond ``p_filesz`` reads as zeros
+(System V gABI "Program Header")."""
 
 from __future__ import annotations
 
 import bisect
-import contextlib
-import mmap
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, overload
+
+from efihandoff.errors import ParseError
 
 U64_MAX = (1 << 64) - 1
+FIND_BLOCK = 1 << 20  # bytes read at once by DumpFile.find
+
+
+class FileBytes(Protocol):
+    """A file's bytes as the dump readers use them: :class:`DumpFile`, or ``bytes``/``mmap``
+    in tests."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: slice, /) -> bytes: ...
+    def find(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+
+
+class DumpFile:
+    """A dump's bytes, read with ``pread`` through a descriptor of its own, never mapped: a
+    file that shrinks while it is read (truncated by another program) raises ParseError at the
+    first byte missing, where a mapping of it would kill the process with SIGBUS (POSIX mmap:
+    "references within the address range starting at pa and continuing for len bytes to whole
+    pages following the end of an object shall result in delivery of a SIGBUS signal").
+
+    Sliced like ``bytes`` (``file[a:b]``) within the size it had when opened, and searched with
+    ``find``; ``fd`` is for block reads and data extents (``pread`` and ``lseek`` only, so its
+    file position is never relied on)."""
+
+    def __init__(self, fd: int, size: int, name: str) -> None:
+        self.fd: int | None = os.dup(fd)
+        self.size = size
+        self.name = name
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, key: int) -> int: ...
+    @overload
+    def __getitem__(self, key: slice) -> bytes: ...
+    def __getitem__(self, key: int | slice) -> int | bytes:
+        if isinstance(key, int):
+            if not -self.size <= key < self.size:
+                raise IndexError("dump offset out of range")
+            return self._read(key % self.size, 1)[0]
+        start, stop, step = key.indices(self.size)
+        data = self._read(start, max(0, stop - start))
+        return data if step == 1 else data[::step]
+
+    def _read(self, pos: int, want: int) -> bytes:
+        if self.fd is None:
+            raise ParseError("the dump was closed", offset=pos, what=self.name)
+        out = b""
+        while len(out) < want:
+            try:
+                got = os.pread(self.fd, want - len(out), pos + len(out))
+            except OSError as exc:
+                raise ParseError(
+                    f"cannot read: {exc.strerror or exc}", offset=pos + len(out), what=self.name
+                ) from None
+            if not got:
+                raise ParseError(
+                    f"the file shrank while being read (it had {self.size} bytes)",
+                    offset=pos + len(out),
+                    what=self.name,
+                )
+            out += got
+        return out
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """The lowest offset of ``sub`` wholly in ``[start, end)``, or -1 (as ``bytes.find``)."""
+        start, end, _ = slice(start, end).indices(self.size)
+        k = len(sub)
+        pos = start
+        while pos + k <= end:
+            block = self[pos : min(end, pos + FIND_BLOCK + k - 1)]
+            hit = block.find(sub)
+            if hit >= 0:
+                return pos + hit
+            pos += FIND_BLOCK
+        return -1
+
+    def close(self) -> None:
+        """Close the descriptor; later reads raise ParseError."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +124,10 @@ class DumpSegment:
 
 
 class DumpMemory:
-    """The Memory protocol over a memory-mapped dump; bytes outside every segment are unknown."""
+    """The Memory protocol over a dump file; bytes outside every segment are unknown."""
 
-    def __init__(self, mm: mmap.mmap | None, segments: Sequence[DumpSegment]) -> None:
-        self._mm = mm
+    def __init__(self, file: DumpFile | None, segments: Sequence[DumpSegment]) -> None:
+        self._file = file
         self.segments = tuple(sorted(segments, key=lambda s: (s.phys, -s.size)))
         self._starts = [s.phys for s in self.segments]
         # Running maximum of segment ends, so overlapping segments are found by bisect.
@@ -50,17 +138,15 @@ class DumpMemory:
             self._max_end.append(top)
 
     @property
-    def mmap(self) -> mmap.mmap | None:
-        """The mapping (None once closed)."""
-        return self._mm
+    def file(self) -> DumpFile | None:
+        """The dump's bytes (None once closed)."""
+        return self._file
 
     def close(self) -> None:
-        """Unmap the dump; later reads return None."""
-        if self._mm is not None:
-            # BufferError: a view is still exported somewhere; the GC unmaps it later.
-            with contextlib.suppress(BufferError):
-                self._mm.close()
-            self._mm = None
+        """Close the dump; later reads return None."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _segment(self, addr: int) -> DumpSegment | None:
         i = bisect.bisect_right(self._starts, addr) - 1
@@ -73,7 +159,7 @@ class DumpMemory:
 
     def contains(self, addr: int, length: int = 1) -> bool:
         """Whether every byte of ``[addr, addr+length)`` is known (without reading them)."""
-        if self._mm is None or addr < 0 or length < 0 or addr + length > U64_MAX + 1:
+        if self._file is None or addr < 0 or length < 0 or addr + length > U64_MAX + 1:
             return False
         pos, end = addr, addr + length
         while pos < end:
@@ -87,8 +173,9 @@ class DumpMemory:
         return True
 
     def read(self, addr: int, length: int) -> bytes | None:
-        """Bytes at ``[addr, addr+length)``, or None if any of them is not in the dump."""
-        mm = self._mm
+        """Bytes at ``[addr, addr+length)``, or None if any of them is not in the dump. Raises
+        ParseError when the file has shrunk since it was opened."""
+        mm = self._file
         if mm is None or addr < 0 or length < 0 or addr + length > U64_MAX + 1:
             return None
         out = bytearray()
@@ -110,4 +197,4 @@ class DumpMemory:
         return bytes(out)
 
 
-__all__ = ["U64_MAX", "DumpMemory", "DumpSegment"]
+__all__ = ["U64_MAX", "DumpFile", "DumpMemory", "DumpSegment", "FileBytes"]

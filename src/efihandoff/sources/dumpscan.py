@@ -1,14 +1,17 @@
 """Finding things in a dump without holding it: the file's data extents (holes of a sparse file
-skipped), a window or block at a time, so memory stays one window whatever the dump's size; the
-system-table scan over them, once per file byte however many ELF segments alias it.
+skipped), a block at a time, so memory stays one or two blocks whatever the dump's size; the
+system-table scan over them, once per file byte however many ELF segments alias it. The file is
+read, never mapped: a mapped file that shrinks kills the process with SIGBUS, while a read that
+comes back short raises ParseError.
 
 The system-table signature can only sit on an 8-byte grid (UEFI pool allocations), so its scan
-maps the file a window at a time and compares only the grid's words with the C library's
-``wmemchr`` (through ctypes): a vector search copying nothing, about as fast as ``cat`` reads
-the file. Byte-granular searches (GUIDs, the boot_params signature) read blocks into one
-cached buffer and search it four times with ``wmemchr``, once per byte offset modulo 4 (a
-needle of 7 bytes or more holds a whole grid word wherever it starts). Without ``wmemchr``:
-``memmem`` over the blocks, else ``mmap.find``."""
+reads the file a block at a time into one page-aligned buffer and compares only the grid's
+words with the C library's ``wmemchr`` (through ctypes): a vector search at memory speed, the
+copy costing about what ``cat``'s reads do. Byte-granular searches (GUIDs, the boot_params
+signature) read blocks the same way and search each four times with ``wmemchr``, once per byte
+offset modulo 4 (a needle of 7 bytes or more holds a whole grid word wherever it starts).
+Without ``wmemchr``: ``memmem`` over the blocks; without a file descriptor, the bytes' own
+``find``."""
 
 from __future__ import annotations
 
@@ -24,40 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from efihandoff.errors import ParseError
 from efihandoff.intervals import merge
-from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory
+from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory, FileBytes
 from efihandoff.uefi.systab import EFI_SYSTEM_TABLE_SIGNATURE, find_system_table
 
 MAX_CANDIDATES = 64  # system-table candidates examined
 SCAN_WORK = 1 << 20  # (hit, segment group) pairs examined before the scan gives up
 BLOCK = 1 << 20  # bytes read and searched at once
 BLOCK_MIN_SPLIT = 64 << 10  # a block searched by two threads holds at least twice this
-MAP_WINDOW = 16 << 20  # bytes mapped at once by the aligned scan
 MAX_WORD_MISSES = 256  # word matches without the needle before a block is searched bytewise
 WORD_NEEDLE_MIN = 7  # a needle this long holds a whole grid word wherever it starts
 _TAIL = 128  # bytes past a hit the system-table checks read (120-byte table)
 _SIGNATURE = struct.pack("<Q", EFI_SYSTEM_TABLE_SIGNATURE)
-
-
-class _Window:
-    """File bytes ``[start, start+length)`` seen as one buffer with ``find`` (for
-    find_system_table)."""
-
-    def __init__(self, mm: mmap.mmap, start: int, length: int) -> None:
-        self._mm = mm
-        self._start = start
-        self._len = length
-
-    def __len__(self) -> int:
-        return self._len
-
-    def find(self, sub: bytes, pos: int = 0) -> int:
-        hit = self._mm.find(sub, self._start + pos, self._start + self._len)
-        return -1 if hit < 0 else hit - self._start
-
-    def __getitem__(self, s: slice) -> bytes:
-        start, stop, _ = s.indices(self._len)
-        return self._mm[self._start + start : self._start + stop]
 
 
 def _memmem() -> Any:
@@ -87,10 +69,12 @@ def data_extents(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
         try:
             data = os.lseek(fd, pos, seek_data)
         except OSError as exc:
-            if exc.errno != errno.ENXIO:  # ENXIO: only a hole is left
+            if exc.errno != errno.ENXIO:
                 yield pos, end
-            return
+                return
+            data = end  # ENXIO: only a hole is left, or the file ends before it did
         if data >= end:
+            _unshrunk(fd, end)
             return
         try:
             hole = os.lseek(fd, data, seek_hole)
@@ -100,7 +84,14 @@ def data_extents(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
         pos = hole
 
 
-def find_all(mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int) -> Iterator[int]:
+def _unshrunk(fd: int, end: int) -> None:
+    """ParseError unless the file still reaches ``end`` (inside the file as it was opened)."""
+    size = os.fstat(fd).st_size
+    if size < end:
+        raise ParseError("the dump file shrank while being read", offset=size)
+
+
+def find_all(mm: FileBytes, fd: int | None, needle: bytes, start: int, end: int) -> Iterator[int]:
     """File offsets of every ``needle`` in ``[start, end)``, in order. With a file descriptor the
     data extents are read block by block (each block with ``len(needle) - 1`` bytes of the next,
     so a needle across two blocks is found once); without one, the mapping is searched."""
@@ -132,12 +123,11 @@ def find_all(mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int)
         pending = reader.submit(_pread, fd, views[0], *block) if block else None
         i = 0
         while block is not None and pending is not None:
-            pos, want = block
+            pos = block[0]
             got = pending.result()
-            block = next(blocks, None) if got == want else None
+            block = next(blocks, None)
             pending = reader.submit(_pread, fd, views[1 - i], *block) if block else None
-            if got > 0:
-                yield from (pos + h for h in _search(bufs[i], bases[i], got, needle, searcher))
+            yield from (pos + h for h in _search(bufs[i], bases[i], got, needle, searcher))
             i = 1 - i
     finally:
         reader.shutdown(wait=True)
@@ -148,13 +138,27 @@ def find_all(mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int)
 
 
 def _pread(fd: int, into: memoryview, pos: int, want: int) -> int:
-    """Read ``want`` bytes at ``pos`` into the start of ``into``; fewer at the end of the file."""
-    if hasattr(os, "preadv"):
-        with into[:want] as part:
-            return os.preadv(fd, [part], pos)
-    data = os.pread(fd, want, pos)
-    into[: len(data)] = data
-    return len(data)
+    """Read ``want`` bytes at ``pos`` into the start of ``into``. Every range asked for lies
+    inside the file as it was opened, so fewer bytes mean it has shrunk since: ParseError at
+    the first byte missing."""
+    got = 0
+    while got < want:
+        try:
+            if hasattr(os, "preadv"):
+                with into[got:want] as part:
+                    n = os.preadv(fd, [part], pos + got)
+            else:
+                data = os.pread(fd, want - got, pos + got)
+                into[got : got + len(data)] = data
+                n = len(data)
+        except OSError as exc:
+            raise ParseError(
+                f"cannot read the dump file: {exc.strerror or exc}", offset=pos + got
+            ) from None
+        if n == 0:
+            raise ParseError("the dump file shrank while being read", offset=pos + got)
+        got += n
+    return got
 
 
 def _search(
@@ -175,16 +179,16 @@ def _search(
 def _find_by_words(fd: int, needle: bytes, start: int, end: int) -> Iterator[int]:
     """find_all with wmemchr: the data extents read a block at a time into one aligned buffer
     (the block stays in the CPU's cache for the four searches of :func:`_rotated_hits`)."""
-    windows = _Windows(fd, len(needle))
+    blocks = _Blocks(fd, len(needle))
     try:
         for a, b in data_extents(fd, start, end):
-            for pos, base, n, stop in windows.over(a, b, 1, mapped=False):
+            for pos, base, n, stop in blocks.over(a, b, 1):
                 found = _rotated_hits(base, n, needle)
                 if found is None:
                     found = list(_byte_hits(base, 0, n, stop, needle))
                 yield from (pos + q for q in found if q < stop)
     finally:
-        windows.close()
+        blocks.close()
 
 
 def _rotated_hits(base: int, n: int, needle: bytes) -> list[int] | None:
@@ -250,15 +254,14 @@ _WMEMCHR = _wmemchr()
 
 
 def find_aligned(
-    mm: mmap.mmap, fd: int | None, needle: bytes, start: int, end: int, align: int
+    mm: FileBytes, fd: int | None, needle: bytes, start: int, end: int, align: int
 ) -> Iterator[int]:
     """File offsets ``p`` of every ``needle`` wholly in ``[start, end)`` with ``(p - start) %
     align == 0``, in order; ``align`` a multiple of 4, ``needle`` at least 4 bytes.
 
-    With a file descriptor and the C library's ``wmemchr``, the data extents are mapped a window
-    at a time (read into a buffer when they cannot be mapped or ``start`` is not 4-aligned) and
-    only the 4-byte words of the alignment grid are compared with the needle's first word, a
-    vector search at memory speed; a window where that word keeps matching without the needle
+    With a file descriptor and the C library's ``wmemchr``, the data extents are read a block at
+    a time and only the 4-byte words of the alignment grid are compared with the needle's first
+    word, a vector search at memory speed; a block where that word keeps matching without the needle
     (text of repeated words) is searched byte by byte from there. Otherwise :func:`find_all`,
     filtered."""
     if align <= 0 or align % 4 or len(needle) < 4:
@@ -267,74 +270,40 @@ def find_aligned(
         yield from (h for h in find_all(mm, fd, needle, start, end) if (h - start) % align == 0)
         return
     k = len(needle)
-    windows = _Windows(fd, k)
+    blocks = _Blocks(fd, k)
     try:
         for a, b in data_extents(fd, start, end):
             first = a + (start - a) % align
-            for pos, base, n, stop in windows.over(first, b, align):
+            for pos, base, n, stop in blocks.over(first, b, align):
                 yield from (pos + q for q in _grid_hits(base, n, stop, needle, align))
     finally:
-        windows.close()
+        blocks.close()
 
 
-class _Windows:
-    """A file's bytes as windows at known addresses: mapped (no copy; a private mapping, so
-    the buffer is writable for ctypes, never written) or read into one reused buffer. Memory
-    stays one window whatever the file's size: each mapping is closed before the next."""
+class _Blocks:
+    """A file's bytes as blocks read into one reused, page-aligned buffer (so 4-aligned, and
+    writable for ctypes): memory stays one block whatever the file's size. Never mapped: a
+    mapped file that shrinks meanwhile kills the process with SIGBUS, a read just ends early."""
 
     def __init__(self, fd: int, k: int) -> None:
         self._fd = fd
         self._k = k
-        self._map_ok = True
         self._buf: mmap.mmap | None = None
         self._view: memoryview | None = None
         self._base = 0
 
-    def over(
-        self, first: int, end: int, align: int, *, mapped: bool = True
-    ) -> Iterator[tuple[int, int, int, int]]:
-        """(file offset, address, bytes there, hits start before this) for windows tiling
+    def over(self, first: int, end: int, align: int) -> Iterator[tuple[int, int, int, int]]:
+        """(file offset, address, bytes there, hits start before this) for blocks tiling
         ``[first, end)`` from ``first``, each holding ``len(needle) - 1`` bytes of the next so
-        a needle across two windows is seen once; mapped when ``mapped`` and possible, else
-        read. The address is 4-aligned and valid until the next step."""
+        a needle across two blocks is seen once. The address is valid until the next step."""
         k = self._k
-        mapped = mapped and self._map_ok and first % 4 == 0
-        size = MAP_WINDOW if mapped else BLOCK
-        size -= size % align  # windows start on the alignment grid
+        size = BLOCK - BLOCK % align  # blocks start on the alignment grid
         for pos in range(first, end, size):
             want = min(size + k - 1, end - pos)
             if want < k:
                 return
-            if mapped:
-                got = self._mapped(pos, want)
-                if got is None:  # this file cannot be mapped (e.g. /proc/vmcore): read it
-                    self._map_ok = False
-                    yield from self.over(pos, end, align)
-                    return
-                mm, address = got
-                try:
-                    yield pos, address, want, min(size, want)
-                finally:
-                    mm.close()
-            else:
-                n = self._read(pos, want)
-                if n >= k:
-                    yield pos, self._base, n, min(size, n)
-                if n < want:  # the file ended early
-                    return
-
-    def _mapped(self, pos: int, want: int) -> tuple[mmap.mmap, int] | None:
-        skew = pos % mmap.ALLOCATIONGRANULARITY
-        try:
-            mm = mmap.mmap(self._fd, want + skew, access=mmap.ACCESS_COPY, offset=pos - skew)
-        except (OSError, ValueError):
-            return None
-        if hasattr(mmap, "MADV_SEQUENTIAL"):  # a cold cache: read ahead as for read()
-            mm.madvise(mmap.MADV_SEQUENTIAL)
-        anchor = ctypes.c_char.from_buffer(mm)
-        address = ctypes.addressof(anchor) + skew
-        del anchor  # the address stays valid while the mapping is open
-        return mm, address
+            n = self._read(pos, want)
+            yield pos, self._base, n, min(size, n)
 
     def _read(self, pos: int, want: int) -> int:
         if self._buf is None:
@@ -422,7 +391,7 @@ def places_of(merged: dict[int, list[tuple[int, int]]], pos: int) -> list[int]:
 
 
 def scan(
-    mm: mmap.mmap, fd: int | None, memory: DumpMemory, problems: list[str]
+    mm: FileBytes, fd: int | None, memory: DumpMemory, problems: list[str]
 ) -> list[tuple[int, int]]:
     """(address, bits) of every plausible system table: one pass over the non-zero blocks, each
     signature checked for the 64-bit layout and the 32-bit one; the 32-bit tables are kept only
@@ -472,13 +441,13 @@ class _Placed:
     stopped: bool = False
 
 
-def _scan_range(mm: mmap.mmap, fd: int | None, start: int, end: int) -> Iterator[tuple[int, int]]:
+def _scan_range(mm: FileBytes, fd: int | None, start: int, end: int) -> Iterator[tuple[int, int]]:
     """(file offset, bits) of plausible system tables in ``[start, end)``: the signature at an
     offset 8-aligned from ``start`` (UEFI 2.10 section 7.2 AllocatePool: "All allocations are
     eight-byte aligned"; edk2 DxeMain.c DxeMain allocates the table with
     AllocateRuntimeCopyPool), kept when find_system_table's checks pass on it for a layout."""
     for hit in find_aligned(mm, fd, _SIGNATURE, start, end, 8):
-        window = _Window(mm, hit, min(_TAIL, end - hit))
+        window = mm[hit : hit + min(_TAIL, end - hit)]
         for bits in (64, 32):  # HeaderSize tells them apart: at most one passes
             if next(find_system_table(window, bits=bits), None) == 0:
                 yield hit, bits
@@ -517,7 +486,6 @@ def _place(
 
 __all__ = [
     "BLOCK",
-    "MAP_WINDOW",
     "MAX_CANDIDATES",
     "MAX_WORD_MISSES",
     "SCAN_WORK",

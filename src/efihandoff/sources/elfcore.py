@@ -6,12 +6,11 @@ section header 0's ``sh_info``); QEMU dump/dump.c ``write_elf64_load``."""
 
 from __future__ import annotations
 
-import mmap
 import struct
 from dataclasses import dataclass
 
 from efihandoff.errors import ParseError
-from efihandoff.sources.dumpmemory import U64_MAX, DumpSegment
+from efihandoff.sources.dumpmemory import U64_MAX, DumpSegment, FileBytes
 
 ELF_MAGIC = b"\x7fELF"
 ET_CORE = 4
@@ -43,7 +42,7 @@ _PHDR64 = "IIQQQQQQ"
 _PHDR32 = "IIIIIIII"
 
 
-def elf_segments(mm: mmap.mmap, size: int, problems: list[str]) -> tuple[str, list[DumpSegment]]:
+def elf_segments(mm: FileBytes, size: int, problems: list[str]) -> tuple[str, list[DumpSegment]]:
     ident = mm[:16]
     if len(ident) < 16:
         raise ParseError("truncated ELF identification", offset=len(ident), what="ELF header")
