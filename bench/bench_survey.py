@@ -2,30 +2,37 @@
 ``grep -c 'efi:'`` over the same files, measured in the same run.
 
     .venv/bin/python bench/bench_survey.py [--logs 10000] [--size-mb 1024] [--seed 1]
-        [--jobs 2] [--cache DIR] [--limit N] [--no-survey] [--compare N]
+        [--jobs 2] [--cache DIR] [--limit N] [--no-survey] [--compare N] [--floor-lines]
 
 The corpus (bench/make_corpus.py) is generated once into the cache directory (default
 ``~/.cache/efihandoff-bench``) and reused. Before timing, every file is read once so the page
 cache is warm for every contender. Baselines: one ``grep -c 'efi:'`` after another over all the
 files (``find | xargs -0 grep``: one core) and ``xargs -0 -P JOBS -n 500`` (every core asked
 for). Then, with ``JOBS`` worker processes: reading every file with the kernel-log reader alone
-(``read_source``, no judging), and the whole survey (``survey.run``). Last, on one core and the
-first 100 MiB of logs, the line-by-line reader against the fast path. With ``--compare N``, the
-first N files surveyed with the path-result cache (efihandoff.paths.memo) on and off: the
-output must be the same byte for byte. Each line prints the
-time, the throughput and the ratio to the grep baseline on every core. Times are wall-clock,
-best of ``--repeat`` for the short ones; the machine may be busy (nothing here asserts a time).
+(``read_source``, no judging); the pure-Python floor (``floor``: every memory-map line's
+numbers found and converted, nothing else a reader does; with ``--floor-lines`` also over those
+lines alone, cut out of the logs beforehand); and the whole survey
+(``survey.run``). Last, on one core and the first 100 MiB of logs, the line-by-line reader
+against the fast path. With ``--compare N``, the first N files surveyed with the path-result
+cache (efihandoff.paths.memo) on and off: the output must be the same byte for byte. Each line
+prints the time, the throughput and the ratio to the grep baseline on every core. Times are
+wall-clock, best of ``--repeat`` for the short ones; the machine may be busy (nothing here
+asserts a time).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
+import mmap
 import os
+import re
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -102,6 +109,70 @@ def read_only(files: list[str], jobs: int) -> tuple[float, int]:
     return time.perf_counter() - t, views
 
 
+# The pure-Python floor: the numbers of every memory-map line the reader must find (Linux
+# efi_print_memmap and E820 lines, Xen's EFI map lines), with nothing else of a reader: no
+# prefixes, timestamps, boots, repeats or records. Each pattern starts with a literal, so sre
+# scans for it in C; Xen's lines are looked for only in a file holding "(XEN)".
+_FLOOR_LINUX = re.compile(
+    rb"mem(?:[0-9]+: \[([^\]\n]*)\] range=\[| )0x([0-9a-f]+)-0x([0-9a-f]+)\]( [a-zA-Z ]+)?"
+)
+# Xen's line: "(XEN)  SSSSSSSSSSSSS-EEEEEEEEEEEEE type=T attr=AAAAAAAAAAAAAAAA", 13-digit start
+# and end before the literal
+_FLOOR_XEN = re.compile(rb" type=([0-9]+) attr=([0-9a-f]{16})")
+
+
+def _floor_data(path: str) -> bytes | mmap.mmap:
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            f.seek(0)
+            try:
+                return gzip.decompress(f.read())
+            except (OSError, EOFError, zlib.error):
+                return b""  # the corpus's broken gzip
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _floor_one(path: str) -> int:
+    data = _floor_data(path)
+    rows = [(k or w, int(a, 16), int(b, 16)) for k, a, b, w in _FLOOR_LINUX.findall(data)]
+    if data.find(b"(XEN)") >= 0:
+        for m in _FLOOR_XEN.finditer(data):
+            r = data[max(0, m.start() - 27) : m.start()]
+            try:
+                rows.append((int(m[1]), int(m[2], 16), int(r[:13], 16), int(r[14:], 16)))
+            except ValueError:
+                continue  # " type=" in another line
+    return len(rows)
+
+
+def floor(files: list[str], jobs: int) -> tuple[float, int]:
+    """Seconds and map lines for the pure-Python floor over ``files`` in ``jobs`` processes."""
+    t = time.perf_counter()
+    with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as ex:
+        n = sum(ex.map(_floor_one, files, chunksize=max(1, len(files) // (jobs * 16))))
+    return time.perf_counter() - t, n
+
+
+def map_lines_only(files: list[str], out: Path) -> list[str]:
+    """Each file's lines the floor finds, cut out once into ``out`` (not timed): the floor over
+    them is the cost of the map lines alone, with no other byte of the logs to scan."""
+    done = out.with_name(out.name + ".complete")
+    if not done.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        for i, path in enumerate(files):
+            data = _floor_data(path)
+            hits = [*_FLOOR_LINUX.finditer(data), *_FLOOR_XEN.finditer(data)]
+            starts = sorted({data.rfind(b"\n", 0, m.start()) + 1 for m in hits})
+            with open(out / f"{i:05d}", "wb") as f:
+                for a in starts:
+                    b = data.find(b"\n", a)
+                    f.write(data[a : len(data) if b < 0 else b + 1])
+        done.write_text("ok\n")
+    return files_of(out, None)
+
+
 def reader_speed(files: list[str], budget: int) -> tuple[int, float, float]:
     """Bytes, seconds line by line, seconds with the fast path (one core, one file at a time)."""
     from efihandoff.errors import EfiHandoffError
@@ -159,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="survey only the first N files")
     ap.add_argument("--no-survey", action="store_true", help="skip the (long) survey run")
     ap.add_argument(
+        "--floor-lines", action="store_true",
+        help="also time the pure-Python floor over the map lines alone (cut out once, cached)",
+    )
+    ap.add_argument(
         "--compare", type=int, default=0, metavar="N",
         help="also survey the first N files with the path-result cache on and off: same "
         "output? how much faster?",
@@ -190,6 +265,23 @@ def main(argv: list[str] | None = None) -> int:
         f"  {views} machines  ratio to grep -P{a.jobs}: {rt / gp:.1f}x"
     )
     summary.update(read_s=round(rt, 2), read_ratio=round(rt / gp, 1))
+
+    ft, rows = floor(files, a.jobs)
+    print(
+        f"pure-Python floor (map lines' numbers only, {a.jobs} procs): {ft:8.2f} s  "
+        f"{mb / ft:8.0f} MiB/s  {rows} map lines  ratio to grep -P{a.jobs}: {ft / gp:.1f}x"
+    )
+    summary.update(floor_s=round(ft, 2), floor_ratio=round(ft / gp, 1), floor_rows=rows)
+    if a.floor_lines:
+        lines = map_lines_only(files, root.with_name(root.name + ".maplines"))
+        lmb = warm(lines) / MiB
+        lt, lrows = min(floor(lines, a.jobs) for _ in range(a.repeat))
+        print(
+            f"  the floor over the map lines alone ({lmb:.0f} MiB, cut out beforehand): "
+            f"{lt:8.2f} s  {lrows} map lines  ratio to grep -P{a.jobs} over the corpus: "
+            f"{lt / gp:.1f}x"
+        )
+        summary.update(floor_lines_s=round(lt, 2), floor_lines_ratio=round(lt / gp, 1))
 
     if a.compare:
         same, on, off = compare_memo(files[: a.compare], a.jobs)
