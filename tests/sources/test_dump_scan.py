@@ -447,3 +447,29 @@ def test_dump_file_reads_and_finds_like_bytes(tmp_path, monkeypatch):
     file.close()
     with pytest.raises(ParseError, match="closed"):
         file[0:4]
+
+
+def test_a_refused_read_is_a_source_error(tmp_path, monkeypatch):
+    # EIO from the disk (or a descriptor the system will not duplicate): SourceError naming
+    # the file and offset, not an OSError escaping.
+    import errno
+
+    from efihandoff.errors import SourceError
+
+    path, _ = _planted(tmp_path)
+
+    def eio(*args):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EIO, "Input/output error")
+
+    with open(path, "rb") as f:
+        file = DumpFile(f.fileno(), os.fstat(f.fileno()).st_size, "d.raw")
+    monkeypatch.setattr(os, "pread", eio)
+    monkeypatch.setattr(os, "preadv", eio)
+    with pytest.raises(SourceError, match=r"d\.raw: cannot read at offset 0x40: Input/output"):
+        file[64:72]
+    with pytest.raises(SourceError, match="offset 0x0: Input/output"):
+        list(dumpscan.find_aligned(b"", file.fd, SIG, 0, 8 * WINDOW, 8))
+    file.close()
+    monkeypatch.setattr(os, "dup", eio)
+    with pytest.raises(SourceError, match="cannot read"), open(path, "rb") as f:
+        DumpFile(f.fileno(), 1, "d.raw")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, overload
 
-from efihandoff.errors import ParseError
+from efihandoff.errors import ParseError, SourceError
 
 U64_MAX = (1 << 64) - 1
 FIND_BLOCK = 1 << 20  # bytes read at once by DumpFile.find
@@ -35,12 +35,16 @@ class DumpFile:
 
     Sliced like ``bytes`` (``file[a:b]``) within the size it had when opened, and searched with
     ``find``; ``fd`` is for block reads and data extents (``pread`` and ``lseek`` only, so its
-    file position is never relied on)."""
+    file position is never relied on). A read the system refuses raises SourceError."""
 
     def __init__(self, fd: int, size: int, name: str) -> None:
-        self.fd: int | None = os.dup(fd)
+        self.fd: int | None = None
         self.size = size
         self.name = name
+        try:
+            self.fd = os.dup(fd)
+        except OSError as exc:
+            raise SourceError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
     def __len__(self) -> int:
         return self.size
@@ -66,9 +70,8 @@ class DumpFile:
             try:
                 got = os.pread(self.fd, want - len(out), pos + len(out))
             except OSError as exc:
-                raise ParseError(
-                    f"cannot read: {exc.strerror or exc}", offset=pos + len(out), what=self.name
-                ) from None
+                where = f"{self.name}: cannot read at offset {pos + len(out):#x}"
+                raise SourceError(f"{where}: {exc.strerror or exc}") from None
             if not got:
                 raise ParseError(
                     f"the file shrank while being read (it had {self.size} bytes)",

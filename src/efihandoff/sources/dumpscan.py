@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from efihandoff.errors import ParseError
+from efihandoff.errors import ParseError, SourceError
 from efihandoff.intervals import merge
 from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory, FileBytes
 from efihandoff.uefi.systab import EFI_SYSTEM_TABLE_SIGNATURE, find_system_table
@@ -140,7 +140,7 @@ def find_all(mm: FileBytes, fd: int | None, needle: bytes, start: int, end: int)
 def _pread(fd: int, into: memoryview, pos: int, want: int) -> int:
     """Read ``want`` bytes at ``pos`` into the start of ``into``. Every range asked for lies
     inside the file as it was opened, so fewer bytes mean it has shrunk since: ParseError at
-    the first byte missing."""
+    the first byte missing (SourceError when the system refuses the read)."""
     got = 0
     while got < want:
         try:
@@ -152,9 +152,8 @@ def _pread(fd: int, into: memoryview, pos: int, want: int) -> int:
                 into[got : got + len(data)] = data
                 n = len(data)
         except OSError as exc:
-            raise ParseError(
-                f"cannot read the dump file: {exc.strerror or exc}", offset=pos + got
-            ) from None
+            where = f"cannot read the dump file at offset {pos + got:#x}"
+            raise SourceError(f"{where}: {exc.strerror or exc}") from None
         if n == 0:
             raise ParseError("the dump file shrank while being read", offset=pos + got)
         got += n
