@@ -8,6 +8,7 @@ section 4.2/4.3: header of Signature, Revision, HeaderSize, CRC32, Reserved; 120
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from efihandoff.errors import ParseError
+from efihandoff.errors import ParseError, SourceError
 from efihandoff.sources import dumpmemory, dumpscan
 from efihandoff.sources.dump import read_dump
 from efihandoff.sources.dumpmemory import DumpFile
@@ -452,10 +453,6 @@ def test_dump_file_reads_and_finds_like_bytes(tmp_path, monkeypatch):
 def test_a_refused_read_is_a_source_error(tmp_path, monkeypatch):
     # EIO from the disk (or a descriptor the system will not duplicate): SourceError naming
     # the file and offset, not an OSError escaping.
-    import errno
-
-    from efihandoff.errors import SourceError
-
     path, _ = _planted(tmp_path)
 
     def eio(*args):  # type: ignore[no-untyped-def]
