@@ -380,7 +380,7 @@ def read_dump(
             raise ParseError("empty file", offset=0, what=str(p))
         file = DumpFile(f.fileno(), size, str(p))
         try:
-            return _read(file, size, runtime_map, content_search)
+            return _read(file, runtime_map, content_search)
         except BaseException:
             file.close()
             raise
@@ -388,11 +388,11 @@ def read_dump(
 
 def _read(
     file: DumpFile,
-    size: int,
     runtime_map: Sequence[MemoryDescriptor] | None,
     content_search: bool,
 ) -> DumpEvidence:
     problems: list[str] = []
+    size = file.size
     if file[:4] == ELF_MAGIC:
         fmt, segments = elf_segments(file, size, problems)
     else:

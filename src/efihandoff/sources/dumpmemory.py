@@ -15,6 +15,32 @@ from efihandoff.errors import ParseError, SourceError
 
 U64_MAX = (1 << 64) - 1
 FIND_BLOCK = 1 << 20  # bytes read at once by DumpFile.find
+SHRANK = "the file shrank while being read"
+
+
+def pread_exact(
+    fd: int, into: memoryview, pos: int, want: int, name: str = "the dump file"
+) -> int:
+    """Read ``want`` bytes at ``pos`` into the start of ``into``. Every range the dump readers
+    ask for lies inside the file as it was opened, so fewer bytes mean it has shrunk since:
+    ParseError at the first byte missing; SourceError when the system refuses the read."""
+    got = 0
+    while got < want:
+        try:
+            if hasattr(os, "preadv"):
+                with into[got:want] as part:
+                    n = os.preadv(fd, [part], pos + got)
+            else:
+                data = os.pread(fd, want - got, pos + got)
+                into[got : got + len(data)] = data
+                n = len(data)
+        except OSError as exc:
+            where = f"{name}: cannot read at offset {pos + got:#x}"
+            raise SourceError(f"{where}: {exc.strerror or exc}") from None
+        if n == 0:
+            raise ParseError(SHRANK, offset=pos + got, what=name)
+        got += n
+    return got
 
 
 class FileBytes(Protocol):
@@ -65,21 +91,10 @@ class DumpFile:
     def _read(self, pos: int, want: int) -> bytes:
         if self.fd is None:
             raise ParseError("the dump was closed", offset=pos, what=self.name)
-        out = b""
-        while len(out) < want:
-            try:
-                got = os.pread(self.fd, want - len(out), pos + len(out))
-            except OSError as exc:
-                where = f"{self.name}: cannot read at offset {pos + len(out):#x}"
-                raise SourceError(f"{where}: {exc.strerror or exc}") from None
-            if not got:
-                raise ParseError(
-                    f"the file shrank while being read (it had {self.size} bytes)",
-                    offset=pos + len(out),
-                    what=self.name,
-                )
-            out += got
-        return out
+        out = bytearray(want)
+        with memoryview(out) as view:
+            pread_exact(self.fd, view, pos, want, self.name)
+        return bytes(out)
 
     def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
         """The lowest offset of ``sub`` wholly in ``[start, end)``, or -1 (as ``bytes.find``)."""
@@ -200,4 +215,12 @@ class DumpMemory:
         return bytes(out)
 
 
-__all__ = ["U64_MAX", "DumpFile", "DumpMemory", "DumpSegment", "FileBytes"]
+__all__ = [
+    "SHRANK",
+    "U64_MAX",
+    "DumpFile",
+    "DumpMemory",
+    "DumpSegment",
+    "FileBytes",
+    "pread_exact",
+]

@@ -27,9 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from efihandoff.errors import ParseError, SourceError
+from efihandoff.errors import ParseError
 from efihandoff.intervals import merge
-from efihandoff.sources.dumpmemory import U64_MAX, DumpMemory, FileBytes
+from efihandoff.sources.dumpmemory import SHRANK, U64_MAX, DumpMemory, FileBytes
+from efihandoff.sources.dumpmemory import pread_exact as _pread
 from efihandoff.uefi.systab import EFI_SYSTEM_TABLE_SIGNATURE, find_system_table
 
 MAX_CANDIDATES = 64  # system-table candidates examined
@@ -88,13 +89,13 @@ def _unshrunk(fd: int, end: int) -> None:
     """ParseError unless the file still reaches ``end`` (inside the file as it was opened)."""
     size = os.fstat(fd).st_size
     if size < end:
-        raise ParseError("the dump file shrank while being read", offset=size)
+        raise ParseError(SHRANK, offset=size, what="the dump file")
 
 
 def find_all(mm: FileBytes, fd: int | None, needle: bytes, start: int, end: int) -> Iterator[int]:
     """File offsets of every ``needle`` in ``[start, end)``, in order. With a file descriptor the
     data extents are read block by block (each block with ``len(needle) - 1`` bytes of the next,
-    so a needle across two blocks is found once); without one, the mapping is searched."""
+    so a needle across two blocks is found once); without one, with the bytes' own ``find``."""
     if fd is None:
         pos = start
         while (hit := mm.find(needle, pos, end)) >= 0:
@@ -135,29 +136,6 @@ def find_all(mm: FileBytes, fd: int | None, needle: bytes, start: int, end: int)
         for v, b in zip(views, bufs, strict=True):
             v.release()
             b.close()
-
-
-def _pread(fd: int, into: memoryview, pos: int, want: int) -> int:
-    """Read ``want`` bytes at ``pos`` into the start of ``into``. Every range asked for lies
-    inside the file as it was opened, so fewer bytes mean it has shrunk since: ParseError at
-    the first byte missing (SourceError when the system refuses the read)."""
-    got = 0
-    while got < want:
-        try:
-            if hasattr(os, "preadv"):
-                with into[got:want] as part:
-                    n = os.preadv(fd, [part], pos + got)
-            else:
-                data = os.pread(fd, want - got, pos + got)
-                into[got : got + len(data)] = data
-                n = len(data)
-        except OSError as exc:
-            where = f"cannot read the dump file at offset {pos + got:#x}"
-            raise SourceError(f"{where}: {exc.strerror or exc}") from None
-        if n == 0:
-            raise ParseError("the dump file shrank while being read", offset=pos + got)
-        got += n
-    return got
 
 
 def _search(
@@ -282,7 +260,8 @@ def find_aligned(
 class _Blocks:
     """A file's bytes as blocks read into one reused, page-aligned buffer (so 4-aligned, and
     writable for ctypes): memory stays one block whatever the file's size. Never mapped: a
-    mapped file that shrinks meanwhile kills the process with SIGBUS, a read just ends early."""
+    mapped file that shrinks meanwhile kills the process with SIGBUS, a short read raises
+    ParseError."""
 
     def __init__(self, fd: int, k: int) -> None:
         self._fd = fd
